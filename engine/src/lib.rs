@@ -1,0 +1,9 @@
+//! The engine process: CLI, tokenization, chat templates, detokenization,
+//! stop handling, and (issue 4) the engine core loop and the executor that
+//! drives the workers.
+//!
+//! It must not parse HTTP: the `frontend` crate owns the API and reaches the
+//! local model through its `Provider` trait.
+
+pub mod chat_template;
+pub mod tokenizer;

