@@ -1,0 +1,332 @@
+//! The HF `config.json` of the Llama family, read from the file or rebuilt
+//! from GGUF metadata, so one struct describes the model whatever the
+//! container.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::gguf::{GgufError, GgufFile};
+
+/// Why a model config could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid model config: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("{path}: unsupported architecture `{arch}` (supported: llama)")]
+    UnknownArchitecture { path: PathBuf, arch: String },
+    #[error("{path}: invalid config: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// Llama-3 style frequency-dependent rope scaling (`rope_type: "llama3"`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RopeScaling {
+    /// `"llama3"`; other kinds are refused at validation.
+    #[serde(alias = "type")]
+    pub rope_type: String,
+    pub factor: f64,
+    #[serde(default = "one")]
+    pub low_freq_factor: f64,
+    #[serde(default = "four")]
+    pub high_freq_factor: f64,
+    #[serde(default = "default_orig_ctx")]
+    pub original_max_position_embeddings: usize,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn four() -> f64 {
+    4.0
+}
+fn default_orig_ctx() -> usize {
+    8192
+}
+fn default_rope_theta() -> f64 {
+    10000.0
+}
+fn default_rms_eps() -> f64 {
+    1e-6
+}
+fn default_max_pos() -> usize {
+    2048
+}
+
+/// The fields of HF's `LlamaConfig` that change the computation.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LlamaConfig {
+    /// HF class names, e.g. `["LlamaForCausalLM"]`; checked against what we
+    /// implement.
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    /// Defaults to `num_attention_heads` (no GQA), as in transformers.
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    /// Defaults to `hidden_size / num_attention_heads`.
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_rms_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    #[serde(default)]
+    pub rope_scaling: Option<RopeScaling>,
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub bos_token_id: Option<u32>,
+    /// A single id or a list in config.json.
+    #[serde(default)]
+    pub eos_token_id: Option<EosTokenIds>,
+    /// `attention_bias` / `mlp_bias`: Llama proper has none.
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub mlp_bias: bool,
+    #[serde(default)]
+    pub hidden_act: Option<String>,
+}
+
+/// `eos_token_id` as config.json writes it: one id or several.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum EosTokenIds {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl EosTokenIds {
+    /// All ids as a list.
+    pub fn to_vec(&self) -> Vec<u32> {
+        match self {
+            Self::One(id) => vec![*id],
+            Self::Many(ids) => ids.clone(),
+        }
+    }
+}
+
+impl LlamaConfig {
+    /// Reads and validates `<dir>/config.json`.
+    pub fn from_hf_dir(dir: &Path) -> Result<Self, ConfigError> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let config: Self = serde_json::from_str(&text).map_err(|source| ConfigError::Json {
+            path: path.clone(),
+            source,
+        })?;
+        if let Some(arch) = config.architectures.first() {
+            if arch != "LlamaForCausalLM" {
+                return Err(ConfigError::UnknownArchitecture {
+                    path,
+                    arch: arch.clone(),
+                });
+            }
+        }
+        config.validate(&path)?;
+        Ok(config)
+    }
+
+    /// Rebuilds the config from llama.cpp's `llama.*` metadata keys.
+    pub fn from_gguf(file: &GgufFile) -> Result<Self, ConfigError> {
+        let arch = file.architecture()?.to_string();
+        if arch != "llama" {
+            return Err(ConfigError::UnknownArchitecture {
+                path: file.path().to_path_buf(),
+                arch,
+            });
+        }
+        let key = |k: &str| format!("{arch}.{k}");
+        let usize_key = |k: &str| -> Result<usize, ConfigError> {
+            Ok(usize::try_from(file.get_u64(&key(k))?).unwrap_or(usize::MAX))
+        };
+        let opt_usize = |k: &str| file.get(&key(k)).and_then(|v| v.as_u64()).map(|v| v as usize);
+        let opt_f64 = |k: &str| file.get(&key(k)).and_then(|v| v.as_f64());
+        let hidden_size = usize_key("embedding_length")?;
+        let num_attention_heads = usize_key("attention.head_count")?;
+        let vocab_size = match opt_usize("vocab_size") {
+            Some(v) => v,
+            None => file
+                .get("tokenizer.ggml.tokens")
+                .and_then(|v| v.as_array())
+                .map(<[_]>::len)
+                .ok_or_else(|| ConfigError::Invalid {
+                    path: file.path().to_path_buf(),
+                    reason: "no llama.vocab_size and no tokenizer.ggml.tokens".into(),
+                })?,
+        };
+        let head_dim = opt_usize("attention.key_length").or_else(|| {
+            opt_usize("rope.dimension_count").filter(|&d| d * num_attention_heads == hidden_size)
+        });
+        let rope_scaling = match file.get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
+            Some("linear") | Some("yarn") => {
+                return Err(ConfigError::Invalid {
+                    path: file.path().to_path_buf(),
+                    reason: "only llama3 rope scaling is supported".into(),
+                })
+            }
+            _ => None,
+        };
+        let tied = file.tensor("output.weight").is_err();
+        let config = Self {
+            architectures: vec!["LlamaForCausalLM".into()],
+            vocab_size,
+            hidden_size,
+            intermediate_size: usize_key("feed_forward_length")?,
+            num_hidden_layers: usize_key("block_count")?,
+            num_attention_heads,
+            num_key_value_heads: opt_usize("attention.head_count_kv"),
+            head_dim,
+            rms_norm_eps: opt_f64("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+            rope_theta: opt_f64("rope.freq_base").unwrap_or(10000.0),
+            rope_scaling,
+            max_position_embeddings: opt_usize("context_length").unwrap_or(2048),
+            tie_word_embeddings: tied,
+            bos_token_id: file
+                .get("tokenizer.ggml.bos_token_id")
+                .and_then(|v| v.as_u64())
+                .map(|v| v as u32),
+            eos_token_id: file
+                .get("tokenizer.ggml.eos_token_id")
+                .and_then(|v| v.as_u64())
+                .map(|v| EosTokenIds::One(v as u32)),
+            attention_bias: false,
+            mlp_bias: false,
+            hidden_act: Some("silu".into()),
+        };
+        config.validate(file.path())?;
+        Ok(config)
+    }
+
+    /// Number of KV heads (GQA groups).
+    pub fn num_kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    /// Per-head dimension.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// Refuses configs the model code cannot run, with the reason, instead
+    /// of failing later on a shape mismatch.
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |reason: String| {
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                reason,
+            })
+        };
+        if self.num_attention_heads == 0 || self.num_hidden_layers == 0 || self.hidden_size == 0 {
+            return invalid("zero heads, layers or hidden size".into());
+        }
+        if self.num_attention_heads % self.num_kv_heads().max(1) != 0 || self.num_kv_heads() == 0 {
+            return invalid(format!(
+                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                self.num_attention_heads,
+                self.num_kv_heads()
+            ));
+        }
+        if self.head_dim() % 2 != 0 || self.head_dim() == 0 {
+            return invalid(format!("head_dim {} must be even", self.head_dim()));
+        }
+        if let Some(act) = &self.hidden_act {
+            if act != "silu" {
+                return invalid(format!("hidden_act `{act}` is not supported (silu only)"));
+            }
+        }
+        if let Some(s) = &self.rope_scaling {
+            if s.rope_type != "llama3" && s.rope_type != "default" {
+                return invalid(format!(
+                    "rope_scaling type `{}` is not supported (llama3 only)",
+                    s.rope_type
+                ));
+            }
+        }
+        if self.attention_bias || self.mlp_bias {
+            return invalid("attention_bias / mlp_bias are not supported".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, json: &str) {
+        std::fs::write(dir.join("config.json"), json).unwrap();
+    }
+
+    #[test]
+    fn reads_llama3_config() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            r#"{"architectures":["LlamaForCausalLM"],"vocab_size":100,"hidden_size":64,
+            "intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,
+            "num_key_value_heads":2,"rope_theta":500000.0,"eos_token_id":[1,2],
+            "rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,
+            "high_freq_factor":4.0,"original_max_position_embeddings":64}}"#,
+        );
+        let c = LlamaConfig::from_hf_dir(dir.path()).unwrap();
+        assert_eq!(c.num_kv_heads(), 2);
+        assert_eq!(c.head_dim(), 16);
+        assert_eq!(c.eos_token_id.unwrap().to_vec(), vec![1, 2]);
+        assert_eq!(c.rope_scaling.unwrap().factor, 8.0);
+    }
+
+    #[test]
+    fn unknown_architecture_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            r#"{"architectures":["GPTNeoXForCausalLM"],"vocab_size":1,"hidden_size":4,
+            "intermediate_size":4,"num_hidden_layers":1,"num_attention_heads":1}"#,
+        );
+        let err = LlamaConfig::from_hf_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("GPTNeoXForCausalLM"), "{err}");
+        assert!(err.contains("config.json"), "{err}");
+    }
+
+    #[test]
+    fn bad_gqa_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            r#"{"vocab_size":1,"hidden_size":12,"intermediate_size":4,
+            "num_hidden_layers":1,"num_attention_heads":3,"num_key_value_heads":2}"#,
+        );
+        let err = LlamaConfig::from_hf_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("multiple"), "{err}");
+    }
+
+    #[test]
+    fn malformed_json_names_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "{ not json");
+        let err = LlamaConfig::from_hf_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("config.json"), "{err}");
+    }
+}

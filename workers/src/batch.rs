@@ -1,0 +1,192 @@
+//! The flat varlen input of one forward pass, built from plain per-sequence
+//! descriptions and validated here, so the model never sees an id out of
+//! range or a slot outside the cache.
+
+use tch::{Device, Tensor};
+
+use crate::attention::AttentionMetadata;
+
+/// One sequence's part of a step: the tokens to run now (a prefill chunk
+/// or a single decode token) after `num_computed` already cached ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceChunk {
+    /// Token ids to feed this step.
+    pub token_ids: Vec<u32>,
+    /// Tokens of this sequence already in the KV cache (the position of the
+    /// first token in `token_ids`).
+    pub num_computed: usize,
+    /// KV block ids holding positions `0..num_computed + token_ids.len()`
+    /// in order; need not be contiguous.
+    pub block_table: Vec<u32>,
+    /// Whether to return logits for the last token of the chunk (false for
+    /// a prefill chunk that does not finish the prompt).
+    pub want_logits: bool,
+}
+
+/// Why a batch was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("sequence {seq}: empty chunk")]
+    EmptyChunk { seq: usize },
+    #[error("sequence {seq}: token id {id} is outside the vocabulary of {vocab_size}")]
+    TokenOutOfRange { seq: usize, id: u32, vocab_size: usize },
+    #[error("sequence {seq}: {needed} positions need {blocks_needed} blocks, block table has {have}")]
+    BlockTableTooShort {
+        seq: usize,
+        needed: usize,
+        blocks_needed: usize,
+        have: usize,
+    },
+    #[error("sequence {seq}: block id {block} is outside the cache of {num_blocks} blocks")]
+    BlockOutOfRange { seq: usize, block: u32, num_blocks: usize },
+    #[error("sequence {seq}: position {position} exceeds the model's {max} positions")]
+    TooLong { seq: usize, position: usize, max: usize },
+    #[error("empty batch")]
+    Empty,
+}
+
+/// Limits a batch is validated against.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub vocab_size: usize,
+    pub num_blocks: usize,
+    pub block_size: usize,
+    pub max_positions: usize,
+}
+
+/// Tensors for one forward pass.
+pub struct ForwardBatch {
+    /// `[T]` int64 token ids, sequences back to back.
+    pub input_ids: Tensor,
+    /// `[T]` int64 positions.
+    pub positions: Tensor,
+    /// `[N]` int64 rows of the flat batch whose logits are wanted.
+    pub logits_indices: Tensor,
+    /// For each sequence, `Some(row in the returned logits)` if it asked.
+    pub logits_rows: Vec<Option<usize>>,
+    pub attn: AttentionMetadata,
+}
+
+impl ForwardBatch {
+    /// Validates `chunks` against `limits` and builds the tensors on `device`.
+    pub fn build(
+        chunks: &[SequenceChunk],
+        limits: BatchLimits,
+        device: Device,
+    ) -> Result<Self, BatchError> {
+        if chunks.is_empty() {
+            return Err(BatchError::Empty);
+        }
+        let total: usize = chunks.iter().map(|c| c.token_ids.len()).sum();
+        let mut ids = Vec::with_capacity(total);
+        let mut positions = Vec::with_capacity(total);
+        let mut slots = Vec::with_capacity(total);
+        let mut query_start_loc = Vec::with_capacity(chunks.len() + 1);
+        let mut seq_lens = Vec::with_capacity(chunks.len());
+        let mut logits_indices = Vec::new();
+        let mut logits_rows = Vec::with_capacity(chunks.len());
+        let bs = limits.block_size;
+        query_start_loc.push(0i64);
+        for (seq, chunk) in chunks.iter().enumerate() {
+            if chunk.token_ids.is_empty() {
+                return Err(BatchError::EmptyChunk { seq });
+            }
+            let end = chunk.num_computed + chunk.token_ids.len();
+            if end > limits.max_positions {
+                return Err(BatchError::TooLong {
+                    seq,
+                    position: end,
+                    max: limits.max_positions,
+                });
+            }
+            let blocks_needed = end.div_ceil(bs);
+            if chunk.block_table.len() < blocks_needed {
+                return Err(BatchError::BlockTableTooShort {
+                    seq,
+                    needed: end,
+                    blocks_needed,
+                    have: chunk.block_table.len(),
+                });
+            }
+            if let Some(&block) = chunk.block_table[..blocks_needed]
+                .iter()
+                .find(|&&b| b as usize >= limits.num_blocks)
+            {
+                return Err(BatchError::BlockOutOfRange {
+                    seq,
+                    block,
+                    num_blocks: limits.num_blocks,
+                });
+            }
+            for (i, &id) in chunk.token_ids.iter().enumerate() {
+                if id as usize >= limits.vocab_size {
+                    return Err(BatchError::TokenOutOfRange {
+                        seq,
+                        id,
+                        vocab_size: limits.vocab_size,
+                    });
+                }
+                let pos = chunk.num_computed + i;
+                ids.push(i64::from(id));
+                positions.push(pos as i64);
+                slots.push(i64::from(chunk.block_table[pos / bs]) * bs as i64 + (pos % bs) as i64);
+            }
+            query_start_loc.push(ids.len() as i64);
+            seq_lens.push(end as i64);
+            if chunk.want_logits {
+                logits_rows.push(Some(logits_indices.len()));
+                logits_indices.push(ids.len() as i64 - 1);
+            } else {
+                logits_rows.push(None);
+            }
+        }
+        let tables: Vec<Vec<u32>> = chunks.iter().map(|c| c.block_table.clone()).collect();
+        let attn = AttentionMetadata::new(&slots, query_start_loc, seq_lens, &tables, bs, device);
+        Ok(Self {
+            input_ids: Tensor::from_slice(&ids).to_device(device),
+            positions: Tensor::from_slice(&positions).to_device(device),
+            logits_indices: Tensor::from_slice(&logits_indices).to_device(device),
+            logits_rows,
+            attn,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: BatchLimits = BatchLimits {
+        vocab_size: 100,
+        num_blocks: 8,
+        block_size: 4,
+        max_positions: 64,
+    };
+
+    fn chunk(ids: &[u32], computed: usize, table: &[u32]) -> SequenceChunk {
+        SequenceChunk {
+            token_ids: ids.to_vec(),
+            num_computed: computed,
+            block_table: table.to_vec(),
+            want_logits: true,
+        }
+    }
+
+    #[test]
+    fn slots_follow_block_table() {
+        let b = ForwardBatch::build(&[chunk(&[1, 2, 3], 3, &[5, 2])], LIMITS, Device::Cpu).unwrap();
+        // positions 3, 4, 5 -> block 5 offset 3, block 2 offsets 0 and 1
+        assert_eq!(Vec::<i64>::try_from(&b.attn.slot_mapping).unwrap(), vec![23, 8, 9]);
+        assert_eq!(Vec::<i64>::try_from(&b.positions).unwrap(), vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn refuses_bad_inputs() {
+        let err = |c: SequenceChunk| ForwardBatch::build(&[c], LIMITS, Device::Cpu).err();
+        assert!(matches!(err(chunk(&[100], 0, &[0])), Some(BatchError::TokenOutOfRange { .. })));
+        assert!(matches!(err(chunk(&[1; 5], 0, &[0])), Some(BatchError::BlockTableTooShort { .. })));
+        assert!(matches!(err(chunk(&[1], 0, &[8])), Some(BatchError::BlockOutOfRange { .. })));
+        assert!(matches!(err(chunk(&[], 0, &[0])), Some(BatchError::EmptyChunk { .. })));
+        assert!(matches!(err(chunk(&[1], 64, &[0; 17])), Some(BatchError::TooLong { .. })));
+    }
+}

@@ -1,0 +1,105 @@
+//! Vocab-parallel embedding and LM head: each rank holds a contiguous slice
+//! of the vocabulary.
+
+use tch::{Kind, Tensor};
+
+use crate::parallel::TpGroup;
+use crate::weights::{Shard, WeightError, Weights};
+
+/// Token embedding table `[vocab, hidden]`, split by vocabulary rows.
+pub struct VocabParallelEmbedding {
+    weight: Tensor,
+    vocab_start: i64,
+    vocab_per_rank: i64,
+    tp: TpGroup,
+}
+
+impl VocabParallelEmbedding {
+    /// Loads `name` of shape `[vocab_size, hidden]`.
+    pub fn load(
+        weights: &Weights,
+        name: &str,
+        vocab_size: i64,
+        hidden: i64,
+        tp: &TpGroup,
+    ) -> Result<Self, WeightError> {
+        let shard = Shard {
+            dim: 0,
+            rank: tp.rank,
+            world_size: tp.world_size,
+        };
+        let weight = weights.get(name, &[vocab_size, hidden], Some(shard))?;
+        let vocab_per_rank = vocab_size / tp.world_size as i64;
+        Ok(Self {
+            weight,
+            vocab_start: vocab_per_rank * tp.rank as i64,
+            vocab_per_rank,
+            tp: tp.clone(),
+        })
+    }
+
+    /// Rows for `ids` (`[T]` int64), `[T, hidden]`. Ids outside this rank's
+    /// slice contribute zeros; the all-reduce fills them in from their rank.
+    pub fn forward(&self, ids: &Tensor) -> Tensor {
+        if self.tp.world_size == 1 {
+            return self.weight.index_select(0, ids);
+        }
+        let local = ids - self.vocab_start;
+        let mask = local.ge(0).logical_and(&local.lt(self.vocab_per_rank));
+        let safe = local.where_self(&mask, &local.zeros_like());
+        let rows = self.weight.index_select(0, &safe) * mask.unsqueeze(-1).to_kind(self.weight.kind());
+        self.tp.comm.all_reduce_sum(&rows)
+    }
+
+    /// The table itself, for a tied LM head.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+/// Output projection to vocabulary logits, split by vocabulary rows; the
+/// full logits are gathered so rank 0 can sample.
+pub struct ParallelLmHead {
+    weight: Tensor,
+    tp: TpGroup,
+}
+
+impl ParallelLmHead {
+    /// Loads an untied head `name` of shape `[vocab_size, hidden]`.
+    pub fn load(
+        weights: &Weights,
+        name: &str,
+        vocab_size: i64,
+        hidden: i64,
+        tp: &TpGroup,
+    ) -> Result<Self, WeightError> {
+        let shard = Shard {
+            dim: 0,
+            rank: tp.rank,
+            world_size: tp.world_size,
+        };
+        let weight = weights.get(name, &[vocab_size, hidden], Some(shard))?;
+        Ok(Self {
+            weight,
+            tp: tp.clone(),
+        })
+    }
+
+    /// Shares the embedding table (tied embeddings).
+    pub fn tied(embedding: &VocabParallelEmbedding, tp: &TpGroup) -> Self {
+        Self {
+            weight: embedding.weight().shallow_clone(),
+            tp: tp.clone(),
+        }
+    }
+
+    /// Full-vocabulary logits in f32, `[N, vocab]`.
+    pub fn forward(&self, hidden: &Tensor) -> Tensor {
+        let local = hidden.linear::<&Tensor>(&self.weight, None).to_kind(Kind::Float);
+        if self.tp.world_size == 1 {
+            local
+        } else {
+            self.tp.comm.all_gather(&local, -1)
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Rotary position embeddings as HF's Llama applies them (rotate the two
+//! halves of each head), with llama3 frequency-dependent scaling.
+
+use model_files::{LlamaConfig, RopeScaling};
+use tch::{Device, Kind, Tensor};
+
+/// Inverse frequencies for one head dimension; applied per position.
+pub struct RotaryEmbedding {
+    /// `[head_dim / 2]`, f32.
+    inv_freq: Tensor,
+}
+
+impl RotaryEmbedding {
+    /// Builds the frequencies for `config` on `device`.
+    pub fn new(config: &LlamaConfig, device: Device) -> Self {
+        let dim = config.head_dim();
+        let base = config.rope_theta;
+        let mut inv: Vec<f32> = (0..dim / 2)
+            .map(|i| {
+                // As HF: arange(0, dim, 2).float() / dim, then base ** that, in f32.
+                let exponent = (2 * i) as f32 / dim as f32;
+                1.0 / (base as f32).powf(exponent)
+            })
+            .collect();
+        if let Some(scaling) = &config.rope_scaling {
+            if scaling.rope_type == "llama3" {
+                apply_llama3_scaling(&mut inv, scaling);
+            }
+        }
+        Self {
+            inv_freq: Tensor::from_slice(&inv).to_device(device),
+        }
+    }
+
+    /// `(cos, sin)` of shape `[T, head_dim]` in `kind` for `positions` `[T]`.
+    pub fn cos_sin(&self, positions: &Tensor, kind: Kind) -> (Tensor, Tensor) {
+        let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * self.inv_freq.unsqueeze(0);
+        let emb = Tensor::cat(&[&freqs, &freqs], -1);
+        (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
+    }
+
+    /// Rotates `x` of shape `[T, heads, head_dim]` with `cos`/`sin` from
+    /// [`Self::cos_sin`].
+    pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+        let cos = cos.unsqueeze(1);
+        let sin = sin.unsqueeze(1);
+        let half = x.size().last().copied().unwrap_or(0) / 2;
+        let x1 = x.narrow(-1, 0, half);
+        let x2 = x.narrow(-1, half, half);
+        let rotated = Tensor::cat(&[&x2.neg(), &x1], -1);
+        x * cos + rotated * sin
+    }
+}
+
+/// Llama 3.1's rope scaling: long wavelengths slowed by `factor`, short ones
+/// kept, the band between interpolated (HF's `_compute_llama3_parameters`).
+fn apply_llama3_scaling(inv_freq: &mut [f32], s: &RopeScaling) {
+    let factor = s.factor as f32;
+    let low = s.low_freq_factor as f32;
+    let high = s.high_freq_factor as f32;
+    let old_ctx = s.original_max_position_embeddings as f32;
+    let low_freq_wavelen = old_ctx / low;
+    let high_freq_wavelen = old_ctx / high;
+    for f in inv_freq.iter_mut() {
+        let wavelen = 2.0 * std::f32::consts::PI / *f;
+        let scaled = if wavelen > low_freq_wavelen { *f / factor } else { *f };
+        let smooth = (old_ctx / wavelen - low) / (high - low);
+        let smoothed = (1.0 - smooth) * scaled / factor + smooth * scaled;
+        let is_medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+        *f = if is_medium { smoothed } else { scaled };
+    }
+}

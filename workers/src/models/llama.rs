@@ -1,0 +1,206 @@
+//! Llama (and SmolLM2, which is Llama-shaped): embeddings, decoder layers of
+//! grouped-query attention over the paged KV cache and a SwiGLU MLP, final
+//! RMSNorm, tied or untied LM head.
+//!
+//! Follows HF's `modeling_llama.py` op for op so logits match transformers;
+//! weight names are HF's, whatever the container.
+
+use std::sync::Arc;
+
+use model_files::LlamaConfig;
+use tch::{Device, Tensor};
+
+use crate::attention::AttentionBackend;
+use crate::batch::ForwardBatch;
+use crate::layers::embedding::{ParallelLmHead, VocabParallelEmbedding};
+use crate::layers::linear::{ColumnParallelLinear, RowParallelLinear};
+use crate::layers::norm::RmsNorm;
+use crate::layers::rotary::RotaryEmbedding;
+use crate::paged_kv::{KvCacheSpec, PagedKvCache};
+use crate::parallel::TpGroup;
+use crate::weights::{WeightError, Weights};
+
+/// Why a model could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+    #[error("tensor parallel size {world_size} does not divide {what} ({count})")]
+    Indivisible {
+        what: &'static str,
+        count: usize,
+        world_size: usize,
+    },
+}
+
+struct Attention {
+    q_proj: ColumnParallelLinear,
+    k_proj: ColumnParallelLinear,
+    v_proj: ColumnParallelLinear,
+    o_proj: RowParallelLinear,
+    /// Heads on this rank.
+    num_heads: i64,
+    num_kv_heads: i64,
+    head_dim: i64,
+    scale: f64,
+}
+
+impl Attention {
+    fn load(weights: &Weights, prefix: &str, cfg: &LlamaConfig, tp: &TpGroup) -> Result<Self, ModelError> {
+        let hidden = cfg.hidden_size as i64;
+        let head_dim = cfg.head_dim() as i64;
+        let heads = cfg.num_attention_heads as i64;
+        let kv_heads = cfg.num_kv_heads() as i64;
+        let ws = tp.world_size as i64;
+        Ok(Self {
+            q_proj: ColumnParallelLinear::load(weights, &format!("{prefix}.q_proj.weight"), hidden, heads * head_dim, tp)?,
+            k_proj: ColumnParallelLinear::load(weights, &format!("{prefix}.k_proj.weight"), hidden, kv_heads * head_dim, tp)?,
+            v_proj: ColumnParallelLinear::load(weights, &format!("{prefix}.v_proj.weight"), hidden, kv_heads * head_dim, tp)?,
+            o_proj: RowParallelLinear::load(weights, &format!("{prefix}.o_proj.weight"), heads * head_dim, hidden, tp)?,
+            num_heads: heads / ws,
+            num_kv_heads: kv_heads / ws,
+            head_dim,
+            scale: 1.0 / (head_dim as f64).sqrt(),
+        })
+    }
+}
+
+struct Mlp {
+    gate_proj: ColumnParallelLinear,
+    up_proj: ColumnParallelLinear,
+    down_proj: RowParallelLinear,
+}
+
+struct DecoderLayer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+/// A loaded Llama model for one tensor-parallel rank.
+pub struct LlamaModel {
+    config: LlamaConfig,
+    embed_tokens: VocabParallelEmbedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: ParallelLmHead,
+    rotary: RotaryEmbedding,
+    backend: Arc<dyn AttentionBackend>,
+    tp: TpGroup,
+    device: Device,
+}
+
+impl LlamaModel {
+    /// Loads every weight (checking names and shapes) for rank `tp.rank`.
+    /// `on_layer` is called after each decoder layer, for a progress bar.
+    pub fn load(
+        config: &LlamaConfig,
+        weights: &Weights,
+        backend: Arc<dyn AttentionBackend>,
+        tp: &TpGroup,
+        mut on_layer: impl FnMut(usize, usize),
+    ) -> Result<Self, ModelError> {
+        for (what, count) in [
+            ("num_attention_heads", config.num_attention_heads),
+            ("num_key_value_heads", config.num_kv_heads()),
+            ("intermediate_size", config.intermediate_size),
+            ("vocab_size", config.vocab_size),
+        ] {
+            if count % tp.world_size != 0 {
+                return Err(ModelError::Indivisible {
+                    what,
+                    count,
+                    world_size: tp.world_size,
+                });
+            }
+        }
+        let hidden = config.hidden_size as i64;
+        let inter = config.intermediate_size as i64;
+        let vocab = config.vocab_size as i64;
+        let eps = config.rms_norm_eps;
+        let embed_tokens = VocabParallelEmbedding::load(weights, "model.embed_tokens.weight", vocab, hidden, tp)?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            layers.push(DecoderLayer {
+                input_layernorm: RmsNorm::load(weights, &format!("{p}.input_layernorm.weight"), hidden, eps)?,
+                self_attn: Attention::load(weights, &format!("{p}.self_attn"), config, tp)?,
+                post_attention_layernorm: RmsNorm::load(weights, &format!("{p}.post_attention_layernorm.weight"), hidden, eps)?,
+                mlp: Mlp {
+                    gate_proj: ColumnParallelLinear::load(weights, &format!("{p}.mlp.gate_proj.weight"), hidden, inter, tp)?,
+                    up_proj: ColumnParallelLinear::load(weights, &format!("{p}.mlp.up_proj.weight"), hidden, inter, tp)?,
+                    down_proj: RowParallelLinear::load(weights, &format!("{p}.mlp.down_proj.weight"), inter, hidden, tp)?,
+                },
+            });
+            on_layer(i + 1, config.num_hidden_layers);
+        }
+        let norm = RmsNorm::load(weights, "model.norm.weight", hidden, eps)?;
+        let lm_head = if config.tie_word_embeddings {
+            ParallelLmHead::tied(&embed_tokens, tp)
+        } else {
+            ParallelLmHead::load(weights, "lm_head.weight", vocab, hidden, tp)?
+        };
+        Ok(Self {
+            config: config.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary: RotaryEmbedding::new(config, weights.device()),
+            backend,
+            tp: tp.clone(),
+            device: weights.device(),
+        })
+    }
+
+    /// The config the model was built from.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// The device its weights live on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The KV cache layout this rank needs for `num_blocks` blocks.
+    pub fn kv_cache_spec(&self, num_blocks: usize, block_size: usize) -> KvCacheSpec {
+        KvCacheSpec {
+            num_layers: self.config.num_hidden_layers,
+            num_blocks,
+            block_size,
+            num_kv_heads: (self.config.num_kv_heads() / self.tp.world_size).max(1),
+            head_dim: self.config.head_dim(),
+        }
+    }
+
+    /// Runs one step over the flat batch, writing its K/V into `cache`;
+    /// returns f32 logits `[N, vocab]` for `batch.logits_indices`.
+    pub fn forward(&self, batch: &ForwardBatch, cache: &mut PagedKvCache) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        let mut hidden = self.embed_tokens.forward(&batch.input_ids);
+        let kind = hidden.kind();
+        let (cos, sin) = self.rotary.cos_sin(&batch.positions, kind);
+        let tokens = hidden.size()[0];
+        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let residual = hidden.shallow_clone();
+            let x = layer.input_layernorm.forward(&hidden);
+            let a = &layer.self_attn;
+            let q = a.q_proj.forward(&x).view([tokens, a.num_heads, a.head_dim]);
+            let k = a.k_proj.forward(&x).view([tokens, a.num_kv_heads, a.head_dim]);
+            let v = a.v_proj.forward(&x).view([tokens, a.num_kv_heads, a.head_dim]);
+            let q = RotaryEmbedding::apply(&q, &cos, &sin);
+            let k = RotaryEmbedding::apply(&k, &cos, &sin);
+            let attn = self.backend.forward(&q, &k, &v, layer_cache, &batch.attn, a.scale);
+            hidden = residual + a.o_proj.forward(&attn);
+            let residual = hidden.shallow_clone();
+            let x = layer.post_attention_layernorm.forward(&hidden);
+            let m = &layer.mlp;
+            let gated = m.gate_proj.forward(&x).silu() * m.up_proj.forward(&x);
+            hidden = residual + m.down_proj.forward(&gated);
+        }
+        let last = hidden.index_select(0, &batch.logits_indices);
+        self.lm_head.forward(&self.norm.forward(&last))
+    }
+}

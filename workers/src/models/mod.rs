@@ -1,0 +1,3 @@
+//! One file per model architecture, built from `crate::layers`.
+
+pub mod llama;

@@ -1,0 +1,84 @@
+//! The KV cache tensors: per layer, K and V of shape
+//! `[num_blocks, block_size, num_kv_heads, head_dim]`.
+//!
+//! The scheduler (through `kv_cache`) owns which block belongs to whom; this
+//! module only holds the memory. Writes go to flat slot ids
+//! (`block * block_size + offset`), reads gather a sequence's blocks through
+//! its block table.
+
+use tch::{Device, Kind, Tensor};
+
+/// Shape of the cache, fixed when it is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvCacheSpec {
+    pub num_layers: usize,
+    pub num_blocks: usize,
+    pub block_size: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl KvCacheSpec {
+    /// Bytes one block takes across all layers, K and V, for `kind`.
+    pub fn bytes_per_block(&self, kind: Kind) -> usize {
+        2 * self.num_layers * self.block_size * self.num_kv_heads * self.head_dim * kind.elt_size_in_bytes()
+    }
+}
+
+/// One layer's K and V blocks.
+pub struct LayerKvCache {
+    pub key: Tensor,
+    pub value: Tensor,
+}
+
+impl LayerKvCache {
+    /// Stores `k`, `v` (`[T, kv_heads, head_dim]`) at flat `slots` (`[T]`).
+    pub fn write(&mut self, slots: &Tensor, k: &Tensor, v: &Tensor) {
+        let (nb, bs, h, d) = dims4(&self.key);
+        let mut flat_k = self.key.view([nb * bs, h, d]);
+        let mut flat_v = self.value.view([nb * bs, h, d]);
+        let _ = flat_k.index_copy_(0, slots, k);
+        let _ = flat_v.index_copy_(0, slots, v);
+    }
+
+    /// K and V rows at flat `slots`, `[len(slots), kv_heads, head_dim]`.
+    pub fn gather(&self, slots: &Tensor) -> (Tensor, Tensor) {
+        let (nb, bs, h, d) = dims4(&self.key);
+        (
+            self.key.view([nb * bs, h, d]).index_select(0, slots),
+            self.value.view([nb * bs, h, d]).index_select(0, slots),
+        )
+    }
+}
+
+fn dims4(t: &Tensor) -> (i64, i64, i64, i64) {
+    let s = t.size();
+    (s[0], s[1], s[2], s[3])
+}
+
+/// The whole cache: one [`LayerKvCache`] per layer.
+pub struct PagedKvCache {
+    pub spec: KvCacheSpec,
+    pub layers: Vec<LayerKvCache>,
+}
+
+impl PagedKvCache {
+    /// Allocates zeroed blocks on `device`.
+    pub fn new(spec: KvCacheSpec, kind: Kind, device: Device) -> Result<Self, tch::TchError> {
+        let shape = [
+            spec.num_blocks as i64,
+            spec.block_size as i64,
+            spec.num_kv_heads as i64,
+            spec.head_dim as i64,
+        ];
+        let layers = (0..spec.num_layers)
+            .map(|_| {
+                Ok(LayerKvCache {
+                    key: Tensor::f_zeros(shape, (kind, device))?,
+                    value: Tensor::f_zeros(shape, (kind, device))?,
+                })
+            })
+            .collect::<Result<Vec<_>, tch::TchError>>()?;
+        Ok(Self { spec, layers })
+    }
+}

@@ -1,0 +1,155 @@
+//! GGUF files as llama.cpp writes them: tensors renamed to HF's names,
+//! dequantized to f32, and the q/k rows un-permuted.
+//!
+//! llama.cpp's converter reorders the rows of `q_proj`/`k_proj` so that its
+//! rotary kernel can rotate adjacent pairs; HF rotates the two halves of
+//! each head. We undo the reorder (as transformers' GGUF loader does), so
+//! one rotary implementation serves both formats.
+
+use std::path::{Path, PathBuf};
+
+use model_files::gguf::GgufFile;
+use model_files::LlamaConfig;
+use tch::Tensor;
+
+use super::{WeightError, WeightSource};
+
+/// A GGUF file holding a Llama-architecture model.
+pub struct GgufSource {
+    file: GgufFile,
+    num_heads: i64,
+    num_kv_heads: i64,
+}
+
+impl GgufSource {
+    /// Opens and validates `path` (header, metadata, tensor infos).
+    pub fn open(path: &Path, config: &LlamaConfig) -> Result<Self, WeightError> {
+        let file = GgufFile::open(path)?;
+        Ok(Self::from_file(file, config))
+    }
+
+    /// Wraps an already opened file.
+    pub fn from_file(file: GgufFile, config: &LlamaConfig) -> Self {
+        Self {
+            file,
+            num_heads: config.num_attention_heads as i64,
+            num_kv_heads: config.num_kv_heads() as i64,
+        }
+    }
+}
+
+/// HF's name for a llama.cpp tensor name, and back: the table both ways.
+fn gguf_name(hf: &str) -> Option<String> {
+    let fixed = match hf {
+        "model.embed_tokens.weight" => Some("token_embd.weight"),
+        "model.norm.weight" => Some("output_norm.weight"),
+        "lm_head.weight" => Some("output.weight"),
+        _ => None,
+    };
+    if let Some(name) = fixed {
+        return Some(name.to_string());
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, tail) = rest.split_once('.')?;
+    let part = match tail {
+        "input_layernorm.weight" => "attn_norm.weight",
+        "post_attention_layernorm.weight" => "ffn_norm.weight",
+        "self_attn.q_proj.weight" => "attn_q.weight",
+        "self_attn.k_proj.weight" => "attn_k.weight",
+        "self_attn.v_proj.weight" => "attn_v.weight",
+        "self_attn.o_proj.weight" => "attn_output.weight",
+        "mlp.gate_proj.weight" => "ffn_gate.weight",
+        "mlp.up_proj.weight" => "ffn_up.weight",
+        "mlp.down_proj.weight" => "ffn_down.weight",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{part}"))
+}
+
+/// Inverse of llama.cpp's `permute(w, n_head)`: rows grouped per head as
+/// (head, dim/2, 2) back to (head, 2, dim/2).
+fn unpermute(w: &Tensor, n_head: i64) -> Tensor {
+    let size = w.size();
+    let (rows, cols) = (size[0], size.get(1).copied().unwrap_or(1));
+    w.reshape([n_head, rows / n_head / 2, 2, cols])
+        .transpose(1, 2)
+        .reshape([rows, cols])
+}
+
+impl WeightSource for GgufSource {
+    fn file(&self) -> PathBuf {
+        self.file.path().to_path_buf()
+    }
+
+    fn load(&self, name: &str, _shape: &[i64]) -> Result<Tensor, WeightError> {
+        let missing = || WeightError::Missing {
+            file: self.file.path().to_path_buf(),
+            tensor: name.to_string(),
+        };
+        let gguf = gguf_name(name).ok_or_else(missing)?;
+        let info = match self.file.tensor(&gguf) {
+            Ok(info) => info,
+            Err(_) => return Err(missing()),
+        };
+        let values = self.file.dequantize(&gguf)?;
+        let shape = info.torch_shape();
+        let tensor = Tensor::f_from_slice(&values)
+            .and_then(|t| t.f_reshape(&shape))
+            .map_err(|source| WeightError::Torch {
+                file: self.file(),
+                tensor: name.to_string(),
+                source,
+            })?;
+        let heads = if gguf.ends_with("attn_q.weight") {
+            Some(self.num_heads)
+        } else if gguf.ends_with("attn_k.weight") {
+            Some(self.num_kv_heads)
+        } else {
+            None
+        };
+        match heads {
+            Some(n) if shape.len() == 2 && n > 0 && shape[0] % (2 * n) == 0 => {
+                Ok(unpermute(&tensor, n))
+            }
+            Some(_) => Err(WeightError::Shape {
+                file: self.file(),
+                tensor: name.to_string(),
+                expected: vec![],
+                got: shape,
+            }),
+            None => Ok(tensor),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_layer_names() {
+        assert_eq!(
+            gguf_name("model.layers.12.self_attn.k_proj.weight").as_deref(),
+            Some("blk.12.attn_k.weight")
+        );
+        assert_eq!(
+            gguf_name("model.embed_tokens.weight").as_deref(),
+            Some("token_embd.weight")
+        );
+        assert_eq!(gguf_name("model.layers.0.unknown.weight"), None);
+    }
+
+    #[test]
+    fn unpermute_inverts_llama_cpp_permute() {
+        // llama.cpp: w.reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2)
+        let (n_head, rows, cols) = (3i64, 12i64, 2i64);
+        let w = Tensor::arange(rows * cols, (tch::Kind::Float, tch::Device::Cpu))
+            .reshape([rows, cols]);
+        let permuted = w
+            .reshape([n_head, 2, rows / n_head / 2, cols])
+            .transpose(1, 2)
+            .reshape([rows, cols]);
+        let back = unpermute(&permuted, n_head);
+        assert!(back.equal(&w));
+    }
+}
