@@ -1,0 +1,555 @@
+//! The KV cache manager: per-request block tables on top of the block pool.
+//!
+//! Follows vLLM v1's `KVCacheManager` for a single full-attention cache
+//! group: [`KvCacheManager::get_computed_blocks`] finds the longest cached
+//! prefix of full blocks, [`KvCacheManager::allocate_slots`] reserves the
+//! blocks for a step's new tokens (all or nothing, so the scheduler can
+//! preempt and retry) and registers newly filled blocks in the prefix cache,
+//! and [`KvCacheManager::free`] releases a request's blocks, tail first, so
+//! the end of a shared prefix is evicted before its head.
+//!
+//! The manager owns every block table; callers only ever see [`KvBlocks`],
+//! an immutable list of ids they cannot forge or edit, and plain `u32` ids
+//! to put in the scheduler output.
+
+use rustc_hash::FxHashMap;
+
+use crate::{BlockHashes, BlockId, BlockPool, KvError, RequestId};
+
+/// Shape of the cache: how many blocks, how many tokens per block, and
+/// whether full blocks are shared across requests by content hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvCacheConfig {
+    /// Number of blocks the GPU memory holds (after profiling).
+    pub num_blocks: usize,
+    /// Tokens per block (16 in vLLM's default).
+    pub block_size: usize,
+    /// Whether to reuse cached full blocks across requests.
+    pub enable_prefix_caching: bool,
+}
+
+/// An immutable list of block ids handed out by the manager.
+///
+/// Only the manager creates one, so a caller can read the ids (to send to
+/// workers) but never hand the manager a list it did not produce.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KvBlocks {
+    ids: Vec<BlockId>,
+}
+
+impl KvBlocks {
+    /// The block ids, in block-table order.
+    pub fn ids(&self) -> &[BlockId] {
+        &self.ids
+    }
+
+    /// Number of blocks.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when there are no blocks.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The ids as an owned vector, for the scheduler output.
+    pub fn into_ids(self) -> Vec<BlockId> {
+        self.ids
+    }
+}
+
+/// The longest cached prefix found for a request: the blocks and how many
+/// tokens they cover. Pass it back to `allocate_slots` unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComputedBlocks {
+    /// The cached blocks, first block first (not yet referenced).
+    pub blocks: KvBlocks,
+    /// Tokens covered: `blocks.len() * block_size`.
+    pub num_tokens: usize,
+}
+
+/// Cumulative prefix-cache counters since the manager was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrefixCacheStats {
+    /// Lookups made (one per request admission).
+    pub requests: u64,
+    /// Tokens looked up.
+    pub queried_tokens: u64,
+    /// Tokens found cached.
+    pub hit_tokens: u64,
+}
+
+impl PrefixCacheStats {
+    /// Fraction of queried tokens that were cache hits (0 before any query).
+    pub fn hit_rate(&self) -> f64 {
+        if self.queried_tokens == 0 {
+            0.0
+        } else {
+            self.hit_tokens as f64 / self.queried_tokens as f64
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct RequestBlocks {
+    blocks: Vec<BlockId>,
+    /// Leading blocks already registered in the prefix cache.
+    num_cached: usize,
+}
+
+/// Per-request block tables over one [`BlockPool`].
+#[derive(Debug)]
+pub struct KvCacheManager {
+    pool: BlockPool,
+    block_size: usize,
+    enable_caching: bool,
+    requests: FxHashMap<RequestId, RequestBlocks>,
+    stats: PrefixCacheStats,
+}
+
+impl KvCacheManager {
+    /// A manager over a fresh pool of `config.num_blocks` blocks.
+    pub fn new(config: KvCacheConfig) -> Result<Self, KvError> {
+        if config.block_size == 0 {
+            return Err(KvError::InvalidConfig("block_size must be positive".into()));
+        }
+        Ok(Self {
+            pool: BlockPool::new(config.num_blocks, config.enable_prefix_caching)?,
+            block_size: config.block_size,
+            enable_caching: config.enable_prefix_caching,
+            requests: FxHashMap::default(),
+            stats: PrefixCacheStats::default(),
+        })
+    }
+
+    /// Tokens per block.
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// Total blocks in the pool.
+    pub fn num_blocks(&self) -> usize {
+        self.pool.num_blocks()
+    }
+
+    /// Blocks free or evictable now.
+    pub fn num_free_blocks(&self) -> usize {
+        self.pool.num_free_blocks()
+    }
+
+    /// Fraction of blocks held by requests, in `[0, 1]`.
+    pub fn usage(&self) -> f64 {
+        self.pool.usage()
+    }
+
+    /// Cumulative prefix-cache counters.
+    pub fn prefix_cache_stats(&self) -> PrefixCacheStats {
+        self.stats
+    }
+
+    /// Read-only view of the pool, for metrics and invariant checks.
+    pub fn pool(&self) -> &BlockPool {
+        &self.pool
+    }
+
+    /// The request's block table (empty when it holds none).
+    pub fn block_ids(&self, request: &RequestId) -> &[BlockId] {
+        self.requests
+            .get(request)
+            .map_or(&[], |r| r.blocks.as_slice())
+    }
+
+    /// Blocks needed to hold `num_tokens` tokens.
+    pub fn blocks_for_tokens(&self, num_tokens: usize) -> usize {
+        num_tokens.div_ceil(self.block_size)
+    }
+
+    fn check_block_size(&self, hashes: &BlockHashes) -> Result<(), KvError> {
+        if hashes.block_size() != self.block_size {
+            return Err(KvError::BlockSizeMismatch {
+                expected: self.block_size,
+                got: hashes.block_size(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Finds the longest prefix of the request's full blocks that is cached.
+    ///
+    /// `num_tokens` is the request's current token count; at least its last
+    /// token is always left to compute, since the model must run on it to
+    /// produce logits. Nothing is referenced yet: pass the result to
+    /// [`Self::allocate_slots`] right away.
+    pub fn get_computed_blocks(
+        &mut self,
+        hashes: &BlockHashes,
+        num_tokens: usize,
+    ) -> Result<ComputedBlocks, KvError> {
+        self.check_block_size(hashes)?;
+        if !self.enable_caching || num_tokens == 0 {
+            return Ok(ComputedBlocks::default());
+        }
+        let max_blocks = ((num_tokens - 1) / self.block_size).min(hashes.len());
+        let mut ids = Vec::new();
+        for hash in &hashes.as_slice()[..max_blocks] {
+            match self.pool.cached_block(hash) {
+                Some(id) => ids.push(id),
+                None => break,
+            }
+        }
+        let hit = ids.len() * self.block_size;
+        self.stats.requests += 1;
+        self.stats.queried_tokens += num_tokens as u64;
+        self.stats.hit_tokens += hit as u64;
+        Ok(ComputedBlocks {
+            blocks: KvBlocks { ids },
+            num_tokens: hit,
+        })
+    }
+
+    /// Reserves blocks so the request can hold `num_computed_tokens` +
+    /// `computed.num_tokens` + `num_new_tokens` tokens, and returns the
+    /// blocks newly allocated for it (not counting `computed`).
+    ///
+    /// `num_computed_tokens` counts the tokens the request had computed
+    /// before this call (0 for a new or resumed request); `computed` is the
+    /// cached prefix from [`Self::get_computed_blocks`], only for a request
+    /// that holds no blocks yet. Full blocks covered after this step are
+    /// registered in the prefix cache. On [`KvError::NoFreeBlocks`] nothing
+    /// changed and the caller may preempt another request and retry.
+    pub fn allocate_slots(
+        &mut self,
+        request: &RequestId,
+        num_computed_tokens: usize,
+        num_new_tokens: usize,
+        computed: Option<&ComputedBlocks>,
+        hashes: &BlockHashes,
+    ) -> Result<KvBlocks, KvError> {
+        self.check_block_size(hashes)?;
+        let computed_ids: &[BlockId] = computed.map_or(&[], |c| c.blocks.ids());
+        let held = self.requests.get(request).map_or(0, |r| r.blocks.len());
+        if !computed_ids.is_empty() {
+            if held != 0 {
+                return Err(KvError::ComputedBlocksAfterStart(request.clone()));
+            }
+            let stale = computed_ids
+                .iter()
+                .zip(hashes.as_slice())
+                .any(|(&id, h)| self.pool.block_hash(id) != Some(*h))
+                || computed_ids.len() > hashes.len();
+            if stale {
+                return Err(KvError::StaleComputedBlocks(request.clone()));
+            }
+        }
+        let total_computed = num_computed_tokens + computed_ids.len() * self.block_size;
+        let total_tokens = total_computed + num_new_tokens;
+        let needed = self.blocks_for_tokens(total_tokens);
+        let to_allocate = needed.saturating_sub(held + computed_ids.len());
+        let revived = computed_ids
+            .iter()
+            .filter(|&&id| self.pool.ref_count(id) == 0)
+            .count();
+        if to_allocate + revived > self.pool.num_free_blocks() {
+            return Err(KvError::NoFreeBlocks {
+                needed: to_allocate + revived,
+                free: self.pool.num_free_blocks(),
+            });
+        }
+        if to_allocate == 0 && computed_ids.is_empty() && held > 0 {
+            // Decode fast path: no new block; maybe one became full.
+            self.cache_full_blocks(request, total_tokens, hashes);
+            return Ok(KvBlocks::default());
+        }
+        self.pool.touch(computed_ids);
+        let mut new_ids = Vec::new();
+        self.pool.allocate(to_allocate, &mut new_ids)?;
+        let entry = self.requests.entry(request.clone()).or_default();
+        entry.blocks.extend_from_slice(computed_ids);
+        entry.num_cached = entry.num_cached.max(computed_ids.len());
+        entry.blocks.extend_from_slice(&new_ids);
+        self.cache_full_blocks(request, total_tokens, hashes);
+        Ok(KvBlocks { ids: new_ids })
+    }
+
+    fn cache_full_blocks(&mut self, request: &RequestId, num_tokens: usize, hashes: &BlockHashes) {
+        if !self.enable_caching {
+            return;
+        }
+        let Some(entry) = self.requests.get_mut(request) else {
+            return;
+        };
+        let full = (num_tokens / self.block_size)
+            .min(hashes.len())
+            .min(entry.blocks.len());
+        for i in entry.num_cached..full {
+            self.pool.cache_block(entry.blocks[i], hashes.as_slice()[i]);
+        }
+        entry.num_cached = entry.num_cached.max(full);
+    }
+
+    /// Releases all of the request's blocks at once and forgets its table.
+    ///
+    /// Blocks are released tail first, so a cached prefix is evicted from
+    /// its end and a later request sharing only its head still hits.
+    /// Returns how many blocks the request held; 0 for an unknown request.
+    pub fn free(&mut self, request: &RequestId) -> usize {
+        let Some(entry) = self.requests.remove(request) else {
+            return 0;
+        };
+        let n = entry.blocks.len();
+        self.pool.free(entry.blocks.iter().rev().copied());
+        n
+    }
+
+    /// Forgets every cached prefix (e.g. after swapping weights). Returns
+    /// false and does nothing while any request still holds blocks.
+    pub fn reset_prefix_cache(&mut self) -> bool {
+        self.pool.reset_prefix_cache()
+    }
+
+    /// Number of requests holding a block table.
+    pub fn num_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Checks the pool's invariants and that every block's reference count
+    /// equals the number of block tables listing it, and that no table lists
+    /// a block twice. Cost is linear in blocks; for tests and debugging.
+    pub fn check_invariants(&self) -> Result<(), KvError> {
+        self.pool.check_invariants()?;
+        let mut holders = vec![0u32; self.pool.num_blocks()];
+        for (id, entry) in &self.requests {
+            let mut mine = entry.blocks.clone();
+            mine.sort_unstable();
+            if mine.windows(2).any(|w| w[0] == w[1]) {
+                return Err(KvError::InvariantViolated(format!(
+                    "request {id} lists a block twice"
+                )));
+            }
+            for &b in &entry.blocks {
+                match holders.get_mut(b as usize) {
+                    Some(h) => *h += 1,
+                    None => {
+                        return Err(KvError::InvariantViolated(format!(
+                            "request {id} holds unknown block {b}"
+                        )))
+                    }
+                }
+            }
+        }
+        for (b, &h) in holders.iter().enumerate() {
+            let rc = self.pool.ref_count(b as BlockId);
+            if rc != h {
+                return Err(KvError::InvariantViolated(format!(
+                    "block {b} has ref count {rc} but {h} holders"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BlockHashExtras, BlockHashes};
+
+    const BS: usize = 4;
+
+    fn manager(num_blocks: usize) -> KvCacheManager {
+        KvCacheManager::new(KvCacheConfig {
+            num_blocks,
+            block_size: BS,
+            enable_prefix_caching: true,
+        })
+        .unwrap()
+    }
+
+    fn hashes_of(tokens: &[u32], extras: BlockHashExtras) -> BlockHashes {
+        let mut h = BlockHashes::new(BS, extras).unwrap();
+        h.update(tokens);
+        h
+    }
+
+    /// Admits a request the way the scheduler does: prefix lookup, then one
+    /// allocation for the whole rest of the prompt. Returns the hit tokens.
+    fn admit(m: &mut KvCacheManager, id: &str, tokens: &[u32], extras: BlockHashExtras) -> usize {
+        let h = hashes_of(tokens, extras);
+        let computed = m.get_computed_blocks(&h, tokens.len()).unwrap();
+        let hit = computed.num_tokens;
+        m.allocate_slots(
+            &RequestId::from(id),
+            0,
+            tokens.len() - hit,
+            Some(&computed),
+            &h,
+        )
+        .unwrap();
+        hit
+    }
+
+    #[test]
+    fn shared_system_prompt_hits_across_requests() {
+        let mut m = manager(32);
+        let system: Vec<u32> = (100..112).collect(); // 3 full blocks
+        let a: Vec<u32> = system.iter().copied().chain([1, 2, 3]).collect();
+        let b: Vec<u32> = system.iter().copied().chain([7, 8, 9, 10, 11]).collect();
+        assert_eq!(admit(&mut m, "a", &a, BlockHashExtras::default()), 0);
+        assert_eq!(admit(&mut m, "b", &b, BlockHashExtras::default()), 12);
+        let (ra, rb) = (RequestId::from("a"), RequestId::from("b"));
+        assert_eq!(m.block_ids(&ra)[..3], m.block_ids(&rb)[..3]);
+        assert_ne!(m.block_ids(&ra)[3], m.block_ids(&rb)[3]);
+        for &shared in &m.block_ids(&ra)[..3] {
+            assert_eq!(m.pool().ref_count(shared), 2);
+        }
+        let stats = m.prefix_cache_stats();
+        assert_eq!(stats.requests, 2);
+        assert_eq!(stats.hit_tokens, 12);
+        assert!((stats.hit_rate() - 12.0 / 32.0).abs() < 1e-9);
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn different_extra_keys_never_share_blocks() {
+        let mut m = manager(32);
+        let prompt: Vec<u32> = (0..13).collect();
+        let lora = |name: &str| BlockHashExtras {
+            adapter: Some(name.into()),
+            ..Default::default()
+        };
+        assert_eq!(admit(&mut m, "a", &prompt, lora("x")), 0);
+        assert_eq!(admit(&mut m, "b", &prompt, lora("y")), 0);
+        assert_eq!(admit(&mut m, "c", &prompt, BlockHashExtras::default()), 0);
+        let salted = BlockHashExtras {
+            cache_salt: Some("tenant".into()),
+            ..Default::default()
+        };
+        assert_eq!(admit(&mut m, "d", &prompt, salted.clone()), 0);
+        // The same keys do hit.
+        assert_eq!(admit(&mut m, "e", &prompt, lora("x")), 12);
+        assert_eq!(admit(&mut m, "f", &prompt, salted), 12);
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn full_prompt_hit_still_leaves_the_last_token() {
+        let mut m = manager(8);
+        let prompt: Vec<u32> = (0..8).collect(); // exactly 2 blocks
+        admit(&mut m, "a", &prompt, BlockHashExtras::default());
+        assert_eq!(admit(&mut m, "b", &prompt, BlockHashExtras::default()), 4);
+    }
+
+    #[test]
+    fn allocation_failure_changes_nothing() {
+        let mut m = manager(4);
+        let h = hashes_of(&[0; 12], BlockHashExtras::default());
+        let a = RequestId::from("a");
+        m.allocate_slots(&a, 0, 12, None, &h).unwrap();
+        let h2 = hashes_of(&[1; 8], BlockHashExtras::default());
+        let err = m
+            .allocate_slots(&RequestId::from("b"), 0, 8, None, &h2)
+            .unwrap_err();
+        assert_eq!(err, KvError::NoFreeBlocks { needed: 2, free: 1 });
+        assert_eq!(m.num_free_blocks(), 1);
+        assert_eq!(m.block_ids(&RequestId::from("b")), &[] as &[u32]);
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn decode_allocates_a_block_only_when_one_fills() {
+        let mut m = manager(8);
+        let a = RequestId::from("a");
+        let mut tokens: Vec<u32> = (0..5).collect();
+        let mut h = hashes_of(&tokens, BlockHashExtras::default());
+        assert_eq!(m.allocate_slots(&a, 0, 5, None, &h).unwrap().len(), 2);
+        for t in 5..9u32 {
+            // Tokens 0..t are computed; token t is this step's input.
+            tokens.push(t);
+            h.update(&tokens);
+            let new = m.allocate_slots(&a, t as usize, 1, None, &h).unwrap();
+            // Slot for token index t lives in block t / BS.
+            assert_eq!(new.len(), usize::from(t as usize % BS == 0));
+        }
+        assert_eq!(m.block_ids(&a).len(), 3);
+        assert_eq!(m.pool().num_cached_blocks(), 2);
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn free_evicts_the_tail_of_a_prefix_before_its_head() {
+        let mut m = manager(4);
+        let prompt: Vec<u32> = (0..13).collect(); // 3 full blocks + 1 token
+        admit(&mut m, "a", &prompt, BlockHashExtras::default());
+        assert_eq!(m.free(&RequestId::from("a")), 4);
+        assert_eq!(m.num_free_blocks(), 4);
+        // Take two blocks: the uncached partial one, then the tail of the prefix.
+        let other = hashes_of(&[9; 8], BlockHashExtras::default());
+        m.allocate_slots(&RequestId::from("x"), 0, 8, None, &other)
+            .unwrap();
+        // The first two blocks of the prefix survive and still hit.
+        let h = hashes_of(&prompt, BlockHashExtras::default());
+        assert_eq!(
+            m.get_computed_blocks(&h, prompt.len()).unwrap().num_tokens,
+            8
+        );
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn stale_computed_blocks_are_refused() {
+        let mut m = manager(3);
+        let prompt: Vec<u32> = (0..9).collect();
+        admit(&mut m, "a", &prompt, BlockHashExtras::default());
+        m.free(&RequestId::from("a"));
+        let h = hashes_of(&prompt, BlockHashExtras::default());
+        let computed = m.get_computed_blocks(&h, prompt.len()).unwrap();
+        assert_eq!(computed.blocks.len(), 2);
+        // Someone else takes every block, evicting the prefix.
+        let other = hashes_of(&[5; 12], BlockHashExtras::default());
+        m.allocate_slots(&RequestId::from("x"), 0, 12, None, &other)
+            .unwrap();
+        m.free(&RequestId::from("x"));
+        let err = m
+            .allocate_slots(&RequestId::from("b"), 0, 1, Some(&computed), &h)
+            .unwrap_err();
+        assert_eq!(err, KvError::StaleComputedBlocks(RequestId::from("b")));
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn reset_prefix_cache_only_when_idle() {
+        let mut m = manager(8);
+        let prompt: Vec<u32> = (0..9).collect();
+        admit(&mut m, "a", &prompt, BlockHashExtras::default());
+        assert!(!m.reset_prefix_cache());
+        m.free(&RequestId::from("a"));
+        assert!(m.reset_prefix_cache());
+        assert_eq!(admit(&mut m, "b", &prompt, BlockHashExtras::default()), 0);
+    }
+
+    #[test]
+    fn usage_counts_held_blocks() {
+        let mut m = manager(10);
+        assert_eq!(m.usage(), 0.0);
+        admit(
+            &mut m,
+            "a",
+            &(0..10).collect::<Vec<_>>(),
+            BlockHashExtras::default(),
+        );
+        assert!((m.usage() - 0.3).abs() < 1e-9);
+        m.free(&RequestId::from("a"));
+        assert_eq!(m.usage(), 0.0);
+    }
+
+    #[test]
+    fn block_size_mismatch_is_an_error() {
+        let mut m = manager(4);
+        let h = BlockHashes::new(8, BlockHashExtras::default()).unwrap();
+        assert!(matches!(
+            m.get_computed_blocks(&h, 4),
+            Err(KvError::BlockSizeMismatch { .. })
+        ));
+    }
+}
