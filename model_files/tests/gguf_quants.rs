@@ -2,6 +2,9 @@
 //! metadata value type, on the fixture `scripts/fixtures/gguf_quants.py`
 //! writes.
 
+// Helpers outside #[test] fns unwrap too: a failed fixture setup is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use model_files::gguf::{dequantize, DequantError, GgmlType, GgufError, GgufFile, GgufValue};

@@ -2,6 +2,9 @@
 //! it is not installed): structure, and two tensors against gguf-py's
 //! dequantization as summarized by `scripts/fixtures/gguf_quants.py`.
 
+// Helpers outside #[test] fns unwrap too: a failed fixture setup is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::time::Instant;
 

@@ -237,7 +237,9 @@ impl<'a> Parser<'a> {
         }
         let n_tensors = self.u64(|| "tensor count".to_owned())?;
         let n_kv = self.u64(|| "metadata count".to_owned())?;
-        self.check_count(n_kv, MIN_KV_BYTES, || format!("{n_kv} metadata entries"))?;
+        self.check_count(n_kv, MIN_KV_BYTES, || {
+            format!("{n_kv} metadata entries declared")
+        })?;
 
         let mut metadata = BTreeMap::new();
         for i in 0..n_kv {
@@ -260,7 +262,7 @@ impl<'a> Parser<'a> {
         let alignment = self.alignment(&metadata)?;
 
         self.check_count(n_tensors, MIN_TENSOR_INFO_BYTES, || {
-            format!("{n_tensors} tensor infos")
+            format!("{n_tensors} tensor infos declared")
         })?;
         let mut tensors = Vec::new();
         let mut index = HashMap::new();
