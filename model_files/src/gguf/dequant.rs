@@ -205,24 +205,23 @@ fn scale_min_k4(j: usize, s: &[u8; 12]) -> (f32, f32) {
     (f32::from(sc), f32::from(m))
 }
 
-/// Splits a K-quant header `d: f16, dmin: f16, scales: [u8; 12]` off the
-/// front of a block.
-fn k_header(b: &[u8]) -> Option<(f32, f32, [u8; 12])> {
-    let (head, scales) = b.split_first_chunk::<4>()?;
-    let scales = scales.first_chunk::<12>()?;
-    Some((
-        f16_le([head[0], head[1]]),
-        f16_le([head[2], head[3]]),
-        *scales,
-    ))
+/// The K-quant header `d: f16, dmin: f16, scales: [u8; 12]` at the front
+/// of a Q4_K or Q5_K block (both callers' `N` exceed 16, so `get` always
+/// hits; it only spares us an index that could panic for other `N`).
+fn k_header<const N: usize>(b: &[u8; N]) -> (f32, f32, [u8; 12]) {
+    let byte = |i: usize| b.get(i).copied().unwrap_or(0);
+    let scales = std::array::from_fn(|i| byte(4 + i));
+    (
+        f16_le([byte(0), byte(1)]),
+        f16_le([byte(2), byte(3)]),
+        scales,
+    )
 }
 
 /// `block_q4_K`: `d, dmin: f16, scales: [u8; 12], qs: [u8; 128]`; 8
 /// sub-blocks of 32, `y = d*sc * q - dmin*m`.
 fn q4_k(b: &[u8; 144], y: &mut [f32; 256]) {
-    let Some((d, dmin, scales)) = k_header(b) else {
-        return;
-    };
+    let (d, dmin, scales) = k_header(b);
     for chunk in 0..4 {
         let (sc1, m1) = scale_min_k4(2 * chunk, &scales);
         let (sc2, m2) = scale_min_k4(2 * chunk + 1, &scales);
@@ -239,9 +238,7 @@ fn q4_k(b: &[u8; 144], y: &mut [f32; 256]) {
 /// `block_q5_K`: `d, dmin: f16, scales: [u8; 12], qh: [u8; 32], qs: [u8;
 /// 128]`; like Q4_K with a fifth bit per element from `qh`.
 fn q5_k(b: &[u8; 176], y: &mut [f32; 256]) {
-    let Some((d, dmin, scales)) = k_header(b) else {
-        return;
-    };
+    let (d, dmin, scales) = k_header(b);
     for chunk in 0..4 {
         let (sc1, m1) = scale_min_k4(2 * chunk, &scales);
         let (sc2, m2) = scale_min_k4(2 * chunk + 1, &scales);

@@ -14,7 +14,7 @@ use super::error::GgufError;
 use super::types::GgmlType;
 use super::value::GgufValue;
 
-/// `GGUF` read as a little-endian u32 is not needed: we compare bytes.
+/// The four bytes every GGUF file starts with.
 const MAGIC: &[u8; 4] = b"GGUF";
 /// Alignment of the data section when `general.alignment` is absent.
 const DEFAULT_ALIGNMENT: u64 = 32;
@@ -413,7 +413,7 @@ impl<'a> Parser<'a> {
         min_size: u64,
         what: impl FnOnce() -> String,
     ) -> Result<(), GgufError> {
-        let remaining = (self.bytes.len() - self.pos.min(self.bytes.len())) as u64;
+        let remaining = self.bytes.len().saturating_sub(self.pos) as u64;
         if count > remaining / min_size {
             return Err(self.truncated(what()));
         }
