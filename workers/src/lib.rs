@@ -18,4 +18,5 @@ pub mod loader;
 pub mod models;
 pub mod paged_kv;
 pub mod parallel;
+pub mod sampler;
 pub mod weights;
