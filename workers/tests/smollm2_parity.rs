@@ -1,8 +1,8 @@
 //! The real SmolLM2-135M-Instruct GGUF against transformers loading the same
 //! file: for 5 chat prompts (token ids from transformers' own template and
-//! tokenizer), the last-position logits agree within 2e-3 absolute (f32, both
-//! dequantize Q4_1/Q8_0 to f32; measured differences are ~1e-4) and the first
-//! 32 greedy tokens are identical.
+//! tokenizer), the last-position logits agree within 1e-3 absolute (f32, both
+//! dequantize Q4_1/Q8_0 to f32; the largest difference measured is 4.4e-5 on
+//! logits of magnitude ~20) and the first 32 greedy tokens are identical.
 
 mod common;
 
@@ -14,7 +14,7 @@ use workers::loader::{load_model, LoadFormat, LoadOptions};
 use workers::paged_kv::PagedKvCache;
 use workers::parallel::TpGroup;
 
-const TOL: f32 = 2e-3;
+const TOL: f32 = 1e-3;
 const BLOCK: usize = 16;
 
 #[test]

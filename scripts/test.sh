@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test: setup, fixtures from transformers, lint, Rust tests,
+# Python tests. CI calls this through .ci/run.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+bash scripts/setup.sh
+
+echo "== fixtures (transformers / gguf-py reference outputs)"
+for script in scripts/fixtures/*.py; do
+  python "$script"
+done
+
+echo "== cargo fmt / clippy"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace
+
+echo "== pytest"
+if compgen -G "tests/python/test_*.py" >/dev/null; then
+  python -m pytest -q tests/python
+else
+  echo "no Python tests yet"
+fi
