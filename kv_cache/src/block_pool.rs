@@ -164,6 +164,12 @@ impl BlockPool {
         }
     }
 
+    /// Removes a held block's hash from the index (its content will not be
+    /// computed after all); a no-op for uncached blocks.
+    pub(crate) fn uncache(&mut self, id: BlockId) {
+        self.evict(id);
+    }
+
     /// Drops one reference from each block, in the order given; blocks that
     /// become free join the queue (cached ones at the back in this order, so
     /// the first given is evicted first; uncached ones at the front).

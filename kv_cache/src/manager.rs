@@ -302,6 +302,27 @@ impl KvCacheManager {
         n
     }
 
+    /// Withdraws from the prefix cache the request's blocks past its first
+    /// `num_computed_tokens` tokens that it alone holds.
+    ///
+    /// `allocate_slots` registers full blocks when it reserves them, trusting
+    /// the step to compute them; when the scheduler takes a step back (a
+    /// request scheduled earlier in the same `schedule()` call is preempted
+    /// before it ever runs) those blocks would otherwise be found by later
+    /// prefix lookups without valid KV. Call this before [`Self::free`].
+    pub fn uncache_beyond(&mut self, request: &RequestId, num_computed_tokens: usize) {
+        let Some(entry) = self.requests.get_mut(request) else {
+            return;
+        };
+        let keep = (num_computed_tokens / self.block_size).min(entry.num_cached);
+        for &id in &entry.blocks[keep..entry.num_cached] {
+            if self.pool.ref_count(id) == 1 {
+                self.pool.uncache(id);
+            }
+        }
+        entry.num_cached = keep;
+    }
+
     /// Forgets every cached prefix (e.g. after swapping weights). Returns
     /// false and does nothing while any request still holds blocks.
     pub fn reset_prefix_cache(&mut self) -> bool {
@@ -514,6 +535,22 @@ mod tests {
             .allocate_slots(&RequestId::from("b"), 0, 1, Some(&computed), &h)
             .unwrap_err();
         assert_eq!(err, KvError::StaleComputedBlocks(RequestId::from("b")));
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn uncache_beyond_withdraws_uncomputed_blocks() {
+        let mut m = manager(8);
+        let prompt: Vec<u32> = (0..13).collect();
+        let h = hashes_of(&prompt, BlockHashExtras::default());
+        let a = RequestId::from("a");
+        // Scheduled all 13 tokens (3 full blocks cached), but only 4 computed.
+        m.allocate_slots(&a, 0, 13, None, &h).unwrap();
+        assert_eq!(m.pool().num_cached_blocks(), 3);
+        m.uncache_beyond(&a, 4);
+        assert_eq!(m.pool().num_cached_blocks(), 1);
+        m.free(&a);
+        assert_eq!(m.get_computed_blocks(&h, 13).unwrap().num_tokens, 4);
         m.check_invariants().unwrap();
     }
 
