@@ -699,3 +699,50 @@ fn many_requests_all_finish_under_pressure() {
     }
     assert_eq!(s.kv_cache().num_free_blocks(), 20);
 }
+
+#[test]
+fn undone_schedule_does_not_leave_uncomputed_blocks_in_the_prefix_cache() {
+    // Priority policy; "low" is mid chunked prefill and scheduled before
+    // "high" in a step where high then runs out of blocks: low is preempted
+    // after its chunk had reserved (and registered) two full blocks that will
+    // never be computed. Its resumption must not hit them.
+    let cfg = SchedulerConfig {
+        policy: SchedulingPolicy::Priority,
+        max_num_batched_tokens: 64,
+        long_prefill_token_threshold: Some(32),
+        ..config()
+    };
+    let mut s = create_scheduler_with_blocks(cfg, 8);
+    s.add_request(request("low", 112).priority(5).max_tokens(1).build())
+        .unwrap();
+    s.add_request(
+        Request::builder("filler", prompt(4, 30_000))
+            .max_tokens(100)
+            .arrival_time(1.0)
+            .build(),
+    )
+    .unwrap();
+    step(&mut s); // filler 4 tokens, low 0..32
+    s.add_request(
+        Request::builder("high", prompt(16, 40_000))
+            .max_tokens(2)
+            .arrival_time(2.0)
+            .build(),
+    )
+    .unwrap();
+    step(&mut s); // low 32..64, high 0..16
+    let (out, _) = step(&mut s); // low 64..96 reserved, then undone for high
+    assert_eq!(out.preempted_req_ids, vec![id("low")]);
+    assert_eq!(out.num_scheduled_tokens_for(&id("low")), 0);
+    let (out, _) = step(&mut s);
+    let low = out
+        .scheduled_cached_reqs
+        .iter()
+        .find(|r| r.req_id == id("low"))
+        .unwrap();
+    assert!(low.resumed_from_preemption);
+    assert_eq!(
+        low.num_computed_tokens, 64,
+        "only the blocks actually computed are hits"
+    );
+}
