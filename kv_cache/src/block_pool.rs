@@ -56,7 +56,13 @@ impl BlockPool {
         Ok(Self {
             blocks: vec![BlockMeta::default(); num_blocks],
             free: FreeBlockQueue::new_full(n),
-            cached: FxHashMap::default(),
+            // At most one entry per block: reserve it all now so the index
+            // never rehashes in the middle of a scheduling step.
+            cached: if enable_caching {
+                FxHashMap::with_capacity_and_hasher(num_blocks, Default::default())
+            } else {
+                FxHashMap::default()
+            },
             enable_caching,
         })
     }

@@ -15,6 +15,8 @@
 //! It differs from vLLM in having a single KV cache group (no hybrid
 //! sliding-window/full-attention managers yet) and one block per hash.
 
+#![warn(missing_docs)]
+
 pub mod block_hash;
 pub mod block_pool;
 mod error;

@@ -256,9 +256,17 @@ impl KvCacheManager {
                 free: self.pool.num_free_blocks(),
             });
         }
-        if to_allocate == 0 && computed_ids.is_empty() && held > 0 {
+        if to_allocate == 0 && computed_ids.is_empty() {
             // Decode fast path: no new block; maybe one became full.
-            self.cache_full_blocks(request, total_tokens, hashes);
+            if let Some(entry) = self.requests.get_mut(request) {
+                Self::cache_full_blocks_of(
+                    &mut self.pool,
+                    self.block_size,
+                    entry,
+                    total_tokens,
+                    hashes,
+                );
+            }
             return Ok(KvBlocks::default());
         }
         self.pool.touch(computed_ids);
@@ -273,19 +281,30 @@ impl KvCacheManager {
     }
 
     fn cache_full_blocks(&mut self, request: &RequestId, num_tokens: usize, hashes: &BlockHashes) {
-        if !self.enable_caching {
-            return;
+        if let Some(entry) = self.requests.get_mut(request) {
+            Self::cache_full_blocks_of(&mut self.pool, self.block_size, entry, num_tokens, hashes);
         }
-        let Some(entry) = self.requests.get_mut(request) else {
-            return;
-        };
-        let full = (num_tokens / self.block_size)
+    }
+
+    /// Registers the request's blocks that are full once `num_tokens` tokens
+    /// are computed (a no-op when caching is off: the pool refuses).
+    fn cache_full_blocks_of(
+        pool: &mut BlockPool,
+        block_size: usize,
+        entry: &mut RequestBlocks,
+        num_tokens: usize,
+        hashes: &BlockHashes,
+    ) {
+        let full = (num_tokens / block_size)
             .min(hashes.len())
             .min(entry.blocks.len());
-        for i in entry.num_cached..full {
-            self.pool.cache_block(entry.blocks[i], hashes.as_slice()[i]);
+        if full <= entry.num_cached {
+            return;
         }
-        entry.num_cached = entry.num_cached.max(full);
+        for i in entry.num_cached..full {
+            pool.cache_block(entry.blocks[i], hashes.as_slice()[i]);
+        }
+        entry.num_cached = full;
     }
 
     /// Releases all of the request's blocks at once and forgets its table.

@@ -14,6 +14,8 @@
 //! [`scheduler`] (the algorithm), `queue` (the waiting queue) and `stop`
 //! (token-level stop checks).
 
+#![warn(missing_docs)]
+
 pub mod config;
 mod error;
 pub mod output;
