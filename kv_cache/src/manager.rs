@@ -60,13 +60,17 @@ impl KvBlocks {
 }
 
 /// The longest cached prefix found for a request: the blocks and how many
-/// tokens they cover. Pass it back to `allocate_slots` unchanged.
+/// tokens they cover. Pass it back to `allocate_slots` unchanged; the
+/// lookup counts in the hit-rate statistics only once that allocation
+/// succeeds, so a request retried every step while it waits is counted once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ComputedBlocks {
     /// The cached blocks, first block first (not yet referenced).
     pub blocks: KvBlocks,
     /// Tokens covered: `blocks.len() * block_size`.
     pub num_tokens: usize,
+    /// Tokens the lookup covered (the request's length at the time).
+    queried_tokens: usize,
 }
 
 /// Cumulative prefix-cache counters since the manager was created.
@@ -182,7 +186,7 @@ impl KvCacheManager {
     /// produce logits. Nothing is referenced yet: pass the result to
     /// [`Self::allocate_slots`] right away.
     pub fn get_computed_blocks(
-        &mut self,
+        &self,
         hashes: &BlockHashes,
         num_tokens: usize,
     ) -> Result<ComputedBlocks, KvError> {
@@ -199,12 +203,10 @@ impl KvCacheManager {
             }
         }
         let hit = ids.len() * self.block_size;
-        self.stats.requests += 1;
-        self.stats.queried_tokens += num_tokens as u64;
-        self.stats.hit_tokens += hit as u64;
         Ok(ComputedBlocks {
             blocks: KvBlocks { ids },
             num_tokens: hit,
+            queried_tokens: num_tokens,
         })
     }
 
@@ -268,6 +270,11 @@ impl KvCacheManager {
                 );
             }
             return Ok(KvBlocks::default());
+        }
+        if let Some(c) = computed.filter(|c| c.queried_tokens > 0) {
+            self.stats.requests += 1;
+            self.stats.queried_tokens += c.queried_tokens as u64;
+            self.stats.hit_tokens += c.num_tokens as u64;
         }
         self.pool.touch(computed_ids);
         let mut new_ids = Vec::new();
@@ -600,8 +607,25 @@ mod tests {
     }
 
     #[test]
+    fn lookups_count_in_stats_only_when_admitted() {
+        let mut m = manager(8);
+        let prompt: Vec<u32> = (0..9).collect();
+        let h = hashes_of(&prompt, BlockHashExtras::default());
+        for _ in 0..3 {
+            m.get_computed_blocks(&h, prompt.len()).unwrap();
+        }
+        assert_eq!(m.prefix_cache_stats(), PrefixCacheStats::default());
+        admit(&mut m, "a", &prompt, BlockHashExtras::default());
+        let stats = m.prefix_cache_stats();
+        assert_eq!(
+            (stats.requests, stats.queried_tokens, stats.hit_tokens),
+            (1, 9, 0)
+        );
+    }
+
+    #[test]
     fn block_size_mismatch_is_an_error() {
-        let mut m = manager(4);
+        let m = manager(4);
         let h = BlockHashes::new(8, BlockHashExtras::default()).unwrap();
         assert!(matches!(
             m.get_computed_blocks(&h, 4),

@@ -216,10 +216,8 @@ impl Scheduler {
                 total: self.kv.num_blocks(),
             });
         }
-        let mut hashes =
-            BlockHashes::new(self.kv.block_size(), std::mem::take(&mut req.hash_extras))?;
+        let mut hashes = BlockHashes::new(self.kv.block_size(), req.hash_extras.clone())?;
         hashes.update(&req.all_token_ids);
-        req.hash_extras = hashes.extras().clone();
         req.status = RequestStatus::Waiting;
         req.num_computed_tokens = 0;
         req.seq = self.next_seq;
