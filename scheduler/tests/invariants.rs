@@ -189,9 +189,12 @@ impl Harness {
         }
         for id in &out.preempted_req_ids {
             prop_assert!(
-                out.num_scheduled_tokens.iter().all(|(r, _)| r != id)
-                    || self.s.get_request(id).is_some()
+                out.num_scheduled_tokens.iter().all(|(r, _)| r != id),
+                "preempted and scheduled"
             );
+            let r = self.s.get_request(id).unwrap();
+            prop_assert_eq!(r.status(), scheduler::RequestStatus::Preempted);
+            prop_assert!(self.s.block_ids(id).is_empty());
         }
         Ok(())
     }

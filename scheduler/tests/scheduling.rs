@@ -248,7 +248,7 @@ fn running_requests_are_sent_as_deltas() {
         *out.scheduled_new_reqs[0].prompt_token_ids,
         prompt(15, 10_000)[..]
     );
-    // Token 15 (the first output) goes into block 0's last slot... no: slot 15 is block 0.
+    // The first decode computes position 15, the last slot of block 0.
     let (out, _) = step(&mut s);
     let d = &out.scheduled_cached_reqs[0];
     assert_eq!(
