@@ -122,15 +122,17 @@ fn bench_step(c: &mut Criterion) {
     group.finish();
 }
 
+/// Where criterion keeps its data: the workspace's (git-ignored) `target/`,
+/// whatever the working directory or `CARGO_TARGET_DIR` (cargo runs benches
+/// from the crate folder, where a relative path would land in the sources).
+fn criterion_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion")
+}
+
 /// Criterion's mean for one size, read from its `estimates.json` (a plain
 /// string scan: the bench needs one number, not a JSON dependency).
 fn criterion_mean_us(n: usize) -> Option<f64> {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join(format!(
-        "criterion/scheduler_step/running/{n}/new/estimates.json"
-    ));
+    let path = criterion_dir().join(format!("scheduler_step/running/{n}/new/estimates.json"));
     let text = std::fs::read_to_string(path).ok()?;
     let mean = &text[text.find("\"mean\"")?..];
     let key = "\"point_estimate\":";
@@ -202,7 +204,9 @@ fn report() {
 }
 
 fn main() {
-    let mut c = Criterion::default().configure_from_args();
+    let mut c = Criterion::default()
+        .output_directory(&criterion_dir())
+        .configure_from_args();
     bench_step(&mut c);
     c.final_summary();
     if !std::env::args().any(|a| a == "--test" || a == "--list") {
