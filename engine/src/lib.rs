@@ -6,4 +6,5 @@
 //! local model through its `Provider` trait.
 
 pub mod chat_template;
+pub mod generate;
 pub mod tokenizer;

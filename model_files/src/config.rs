@@ -160,7 +160,11 @@ impl LlamaConfig {
         let usize_key = |k: &str| -> Result<usize, ConfigError> {
             Ok(usize::try_from(file.get_u64(&key(k))?).unwrap_or(usize::MAX))
         };
-        let opt_usize = |k: &str| file.get(&key(k)).and_then(|v| v.as_u64()).map(|v| v as usize);
+        let opt_usize = |k: &str| {
+            file.get(&key(k))
+                .and_then(|v| v.as_u64())
+                .map(|v| v as usize)
+        };
         let opt_f64 = |k: &str| file.get(&key(k)).and_then(|v| v.as_f64());
         let hidden_size = usize_key("embedding_length")?;
         let num_attention_heads = usize_key("attention.head_count")?;
@@ -305,7 +309,9 @@ mod tests {
             r#"{"architectures":["GPTNeoXForCausalLM"],"vocab_size":1,"hidden_size":4,
             "intermediate_size":4,"num_hidden_layers":1,"num_attention_heads":1}"#,
         );
-        let err = LlamaConfig::from_hf_dir(dir.path()).unwrap_err().to_string();
+        let err = LlamaConfig::from_hf_dir(dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("GPTNeoXForCausalLM"), "{err}");
         assert!(err.contains("config.json"), "{err}");
     }
@@ -318,7 +324,9 @@ mod tests {
             r#"{"vocab_size":1,"hidden_size":12,"intermediate_size":4,
             "num_hidden_layers":1,"num_attention_heads":3,"num_key_value_heads":2}"#,
         );
-        let err = LlamaConfig::from_hf_dir(dir.path()).unwrap_err().to_string();
+        let err = LlamaConfig::from_hf_dir(dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("multiple"), "{err}");
     }
 
@@ -326,7 +334,9 @@ mod tests {
     fn malformed_json_names_file() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "{ not json");
-        let err = LlamaConfig::from_hf_dir(dir.path()).unwrap_err().to_string();
+        let err = LlamaConfig::from_hf_dir(dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("config.json"), "{err}");
     }
 }

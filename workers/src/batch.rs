@@ -29,8 +29,14 @@ pub enum BatchError {
     #[error("sequence {seq}: empty chunk")]
     EmptyChunk { seq: usize },
     #[error("sequence {seq}: token id {id} is outside the vocabulary of {vocab_size}")]
-    TokenOutOfRange { seq: usize, id: u32, vocab_size: usize },
-    #[error("sequence {seq}: {needed} positions need {blocks_needed} blocks, block table has {have}")]
+    TokenOutOfRange {
+        seq: usize,
+        id: u32,
+        vocab_size: usize,
+    },
+    #[error(
+        "sequence {seq}: {needed} positions need {blocks_needed} blocks, block table has {have}"
+    )]
     BlockTableTooShort {
         seq: usize,
         needed: usize,
@@ -38,9 +44,17 @@ pub enum BatchError {
         have: usize,
     },
     #[error("sequence {seq}: block id {block} is outside the cache of {num_blocks} blocks")]
-    BlockOutOfRange { seq: usize, block: u32, num_blocks: usize },
+    BlockOutOfRange {
+        seq: usize,
+        block: u32,
+        num_blocks: usize,
+    },
     #[error("sequence {seq}: position {position} exceeds the model's {max} positions")]
-    TooLong { seq: usize, position: usize, max: usize },
+    TooLong {
+        seq: usize,
+        position: usize,
+        max: usize,
+    },
     #[error("empty batch")]
     Empty,
 }
@@ -176,17 +190,35 @@ mod tests {
     fn slots_follow_block_table() {
         let b = ForwardBatch::build(&[chunk(&[1, 2, 3], 3, &[5, 2])], LIMITS, Device::Cpu).unwrap();
         // positions 3, 4, 5 -> block 5 offset 3, block 2 offsets 0 and 1
-        assert_eq!(Vec::<i64>::try_from(&b.attn.slot_mapping).unwrap(), vec![23, 8, 9]);
+        assert_eq!(
+            Vec::<i64>::try_from(&b.attn.slot_mapping).unwrap(),
+            vec![23, 8, 9]
+        );
         assert_eq!(Vec::<i64>::try_from(&b.positions).unwrap(), vec![3, 4, 5]);
     }
 
     #[test]
     fn refuses_bad_inputs() {
         let err = |c: SequenceChunk| ForwardBatch::build(&[c], LIMITS, Device::Cpu).err();
-        assert!(matches!(err(chunk(&[100], 0, &[0])), Some(BatchError::TokenOutOfRange { .. })));
-        assert!(matches!(err(chunk(&[1; 5], 0, &[0])), Some(BatchError::BlockTableTooShort { .. })));
-        assert!(matches!(err(chunk(&[1], 0, &[8])), Some(BatchError::BlockOutOfRange { .. })));
-        assert!(matches!(err(chunk(&[], 0, &[0])), Some(BatchError::EmptyChunk { .. })));
-        assert!(matches!(err(chunk(&[1], 64, &[0; 17])), Some(BatchError::TooLong { .. })));
+        assert!(matches!(
+            err(chunk(&[100], 0, &[0])),
+            Some(BatchError::TokenOutOfRange { .. })
+        ));
+        assert!(matches!(
+            err(chunk(&[1; 5], 0, &[0])),
+            Some(BatchError::BlockTableTooShort { .. })
+        ));
+        assert!(matches!(
+            err(chunk(&[1], 0, &[8])),
+            Some(BatchError::BlockOutOfRange { .. })
+        ));
+        assert!(matches!(
+            err(chunk(&[], 0, &[0])),
+            Some(BatchError::EmptyChunk { .. })
+        ));
+        assert!(matches!(
+            err(chunk(&[1], 64, &[0; 17])),
+            Some(BatchError::TooLong { .. })
+        ));
     }
 }

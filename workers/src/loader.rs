@@ -11,7 +11,9 @@ use tch::{Device, Kind};
 use crate::attention::TorchRefBackend;
 use crate::models::llama::{LlamaModel, ModelError};
 use crate::parallel::TpGroup;
-use crate::weights::{DummySource, GgufSource, SafetensorsSource, WeightError, WeightSource, Weights};
+use crate::weights::{
+    DummySource, GgufSource, SafetensorsSource, WeightError, WeightSource, Weights,
+};
 
 /// `--load-format`, as vLLM names its values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +34,9 @@ impl std::str::FromStr for LoadFormat {
             "safetensors" => Ok(Self::Safetensors),
             "gguf" => Ok(Self::Gguf),
             "dummy" => Ok(Self::Dummy),
-            other => Err(format!("unknown load format `{other}` (auto, safetensors, gguf, dummy)")),
+            other => Err(format!(
+                "unknown load format `{other}` (auto, safetensors, gguf, dummy)"
+            )),
         }
     }
 }
@@ -41,11 +45,17 @@ impl std::str::FromStr for LoadFormat {
 /// on CUDA.
 pub fn parse_dtype(s: &str, device: Device) -> Result<Kind, String> {
     match s {
-        "auto" => Ok(if device.is_cuda() { Kind::BFloat16 } else { Kind::Float }),
+        "auto" => Ok(if device.is_cuda() {
+            Kind::BFloat16
+        } else {
+            Kind::Float
+        }),
         "float32" | "float" | "f32" => Ok(Kind::Float),
         "bfloat16" | "bf16" => Ok(Kind::BFloat16),
         "float16" | "half" | "f16" => Ok(Kind::Half),
-        other => Err(format!("unknown dtype `{other}` (auto, float32, bfloat16, float16)")),
+        other => Err(format!(
+            "unknown dtype `{other}` (auto, float32, bfloat16, float16)"
+        )),
     }
 }
 
@@ -145,5 +155,11 @@ pub fn load_model(
 ) -> Result<LlamaModel, LoadError> {
     let config = load_config(source)?;
     let weights = open_weights(source, &config, options)?;
-    Ok(LlamaModel::load(&config, &weights, Arc::new(TorchRefBackend), tp, on_layer)?)
+    Ok(LlamaModel::load(
+        &config,
+        &weights,
+        Arc::new(TorchRefBackend),
+        tp,
+        on_layer,
+    )?)
 }

@@ -21,7 +21,11 @@ pub struct KvCacheSpec {
 impl KvCacheSpec {
     /// Bytes one block takes across all layers, K and V, for `kind`.
     pub fn bytes_per_block(&self, kind: Kind) -> usize {
-        2 * self.num_layers * self.block_size * self.num_kv_heads * self.head_dim * kind.elt_size_in_bytes()
+        2 * self.num_layers
+            * self.block_size
+            * self.num_kv_heads
+            * self.head_dim
+            * kind.elt_size_in_bytes()
     }
 }
 

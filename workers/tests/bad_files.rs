@@ -2,6 +2,8 @@
 //! never a panic: truncated or corrupt safetensors and GGUF, a missing
 //! tensor, a wrong shape, an unknown architecture.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -35,7 +37,9 @@ fn load(path: &Path) -> Result<(), LoadError> {
 }
 
 fn error_text(path: &Path) -> String {
-    load(path).err().expect("loading a broken model must fail").to_string()
+    load(path)
+        .expect_err("loading a broken model must fail")
+        .to_string()
 }
 
 fn weights_file(dir: &Path) -> PathBuf {
@@ -63,7 +67,10 @@ fn corrupt_safetensors_header_names_the_file() {
     bytes[9] = b'#';
     std::fs::write(&file, &bytes).unwrap();
     let err = error_text(dir.path());
-    assert!(err.contains("model.safetensors") && err.contains("not a valid safetensors"), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("not a valid safetensors"),
+        "{err}"
+    );
 }
 
 /// Rewrites the weights keeping only tensors `keep` accepts, reshaping
@@ -80,7 +87,10 @@ fn rewrite(file: &Path, keep: impl Fn(&str) -> bool, reshape: Option<(&str, Vec<
             Some((n, s)) if *n == name => s.clone(),
             _ => view.shape().to_vec(),
         };
-        views.push((name, TensorView::new(view.dtype(), shape, view.data()).unwrap()));
+        views.push((
+            name,
+            TensorView::new(view.dtype(), shape, view.data()).unwrap(),
+        ));
     }
     let out = safetensors::serialize(views, None).unwrap();
     std::fs::write(file, out).unwrap();
@@ -89,9 +99,16 @@ fn rewrite(file: &Path, keep: impl Fn(&str) -> bool, reshape: Option<(&str, Vec<
 #[test]
 fn missing_tensor_is_named() {
     let dir = copy_tiny_llama();
-    rewrite(&weights_file(dir.path()), |n| n != "model.layers.1.mlp.up_proj.weight", None);
+    rewrite(
+        &weights_file(dir.path()),
+        |n| n != "model.layers.1.mlp.up_proj.weight",
+        None,
+    );
     let err = error_text(dir.path());
-    assert!(err.contains("model.layers.1.mlp.up_proj.weight") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("model.layers.1.mlp.up_proj.weight") && err.contains("missing"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -104,7 +121,10 @@ fn wrong_shape_is_named() {
         Some(("model.layers.0.mlp.gate_proj.weight", vec![128, 256])),
     );
     let err = error_text(dir.path());
-    assert!(err.contains("model.layers.0.mlp.gate_proj.weight") && err.contains("shape"), "{err}");
+    assert!(
+        err.contains("model.layers.0.mlp.gate_proj.weight") && err.contains("shape"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -112,9 +132,16 @@ fn unknown_architecture_is_named() {
     let dir = copy_tiny_llama();
     let config = dir.path().join("config.json");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("LlamaForCausalLM", "MambaForCausalLM")).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("LlamaForCausalLM", "MambaForCausalLM"),
+    )
+    .unwrap();
     let err = error_text(dir.path());
-    assert!(err.contains("MambaForCausalLM") && err.contains("config.json"), "{err}");
+    assert!(
+        err.contains("MambaForCausalLM") && err.contains("config.json"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -141,7 +168,10 @@ fn gguf_of_unknown_architecture_is_refused() {
     let file = common::fixtures().join("gguf/quants.gguf");
     assert!(file.is_file(), "run scripts/fixtures/gguf_quants.py first");
     let err = error_text(&file);
-    assert!(err.contains("quants.gguf") && err.contains("architecture"), "{err}");
+    assert!(
+        err.contains("quants.gguf") && err.contains("architecture"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! dequantize Q4_1/Q8_0 to f32; the largest difference measured is 4.4e-5 on
 //! logits of magnitude ~20) and the first 32 greedy tokens are identical.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 mod common;
 
 use common::{floats, ids, max_abs_diff, read_json};
@@ -39,8 +41,12 @@ fn smollm2_gguf_matches_transformers() {
     for (n, case) in expected["cases"].as_array().unwrap().iter().enumerate() {
         let prompt = ids(&case["prompt_ids"]);
         let want_greedy = ids(&case["greedy"]);
-        let mut kv = PagedKvCache::new(model.kv_cache_spec(num_blocks, BLOCK), Kind::Float, Device::Cpu)
-            .unwrap();
+        let mut kv = PagedKvCache::new(
+            model.kv_cache_spec(num_blocks, BLOCK),
+            Kind::Float,
+            Device::Cpu,
+        )
+        .unwrap();
         // Reverse the block order so the table is not the identity.
         let table: Vec<u32> = (0..num_blocks as u32).rev().collect();
         let mut input = prompt.clone();
@@ -59,7 +65,10 @@ fn smollm2_gguf_matches_transformers() {
             if greedy.is_empty() {
                 let diff = max_abs_diff(&logits, &floats(&case["last_logits"]));
                 worst = worst.max(diff);
-                assert!(diff <= TOL, "prompt {n}: last-position logits max |Δ| {diff} > {TOL}");
+                assert!(
+                    diff <= TOL,
+                    "prompt {n}: last-position logits max |Δ| {diff} > {TOL}"
+                );
             }
             let token = logits.argmax(-1, false).int64_value(&[]) as u32;
             greedy.push(token);

@@ -4,6 +4,8 @@
 //! lengths, a prompt prefilled in several chunks, and decode steps over a
 //! non-contiguous block table. Tolerance: max |Δlogit| ≤ 1e-4 (f32).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 mod common;
 
 use std::path::Path;
@@ -53,7 +55,12 @@ fn load(folder: &str) -> LlamaModel {
 }
 
 fn cache(model: &LlamaModel) -> PagedKvCache {
-    PagedKvCache::new(model.kv_cache_spec(NUM_BLOCKS, BLOCK), Kind::Float, Device::Cpu).unwrap()
+    PagedKvCache::new(
+        model.kv_cache_spec(NUM_BLOCKS, BLOCK),
+        Kind::Float,
+        Device::Cpu,
+    )
+    .unwrap()
 }
 
 fn limits(model: &LlamaModel) -> BatchLimits {
@@ -138,7 +145,10 @@ fn decode_over_non_contiguous_blocks_matches_transformers() {
     let model = load("tiny_llama");
     let mut kv = cache(&model);
     // Two sequences decoding side by side, blocks scattered and interleaved.
-    let seqs = [(&cases[3], vec![17u32, 3, 40, 9, 22, 5]), (&cases[4], vec![8u32, 30, 1, 63])];
+    let seqs = [
+        (&cases[3], vec![17u32, 3, 40, 9, 22, 5]),
+        (&cases[4], vec![8u32, 30, 1, 63]),
+    ];
     let prompt = 6usize;
     let first = seqs
         .iter()
@@ -166,7 +176,10 @@ fn decode_over_non_contiguous_blocks_matches_transformers() {
         let logits = model.forward(&batch, &mut kv);
         for (i, (c, _)) in seqs.iter().enumerate() {
             let diff = max_abs_diff(&logits.get(i as i64), &c.logits[pos]);
-            assert!(diff <= TOL, "seq {i} decode at {pos}: max |Δ| {diff} > {TOL}");
+            assert!(
+                diff <= TOL,
+                "seq {i} decode at {pos}: max |Δ| {diff} > {TOL}"
+            );
         }
     }
 }
@@ -185,7 +198,8 @@ fn sharded_and_single_files_load_the_same_model() {
     };
     let run = |m: &LlamaModel| {
         let mut kv = cache(m);
-        let batch = ForwardBatch::build(std::slice::from_ref(&chunk), limits(m), Device::Cpu).unwrap();
+        let batch =
+            ForwardBatch::build(std::slice::from_ref(&chunk), limits(m), Device::Cpu).unwrap();
         m.forward(&batch, &mut kv)
     };
     assert!(run(&a).equal(&run(&b)));

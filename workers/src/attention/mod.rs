@@ -43,7 +43,10 @@ impl AttentionMetadata {
             .zip(&seq_lens)
             .map(|(table, &len)| {
                 let slots: Vec<i64> = (0..len as usize)
-                    .map(|p| i64::from(table[p / block_size]) * block_size as i64 + (p % block_size) as i64)
+                    .map(|p| {
+                        i64::from(table[p / block_size]) * block_size as i64
+                            + (p % block_size) as i64
+                    })
                     .collect();
                 Tensor::from_slice(&slots).to_device(device)
             })

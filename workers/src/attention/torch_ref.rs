@@ -36,18 +36,37 @@ impl AttentionBackend for TorchRefBackend {
             let vi = vi.transpose(0, 1).unsqueeze(0);
             let out = if q_len == 1 || q_len == ctx {
                 Tensor::scaled_dot_product_attention::<Tensor>(
-                    &qi, &ki, &vi, None, 0.0, q_len > 1, scale, true,
+                    &qi,
+                    &ki,
+                    &vi,
+                    None,
+                    0.0,
+                    q_len > 1,
+                    scale,
+                    true,
                 )
             } else {
                 // Query j sits at position ctx - q_len + j and sees keys 0..=that.
-                let rows = Tensor::arange(q_len, (Kind::Int64, q.device())).unsqueeze(1) + (ctx - q_len);
+                let rows =
+                    Tensor::arange(q_len, (Kind::Int64, q.device())).unsqueeze(1) + (ctx - q_len);
                 let cols = Tensor::arange(ctx, (Kind::Int64, q.device())).unsqueeze(0);
                 let mask = cols.le_tensor(&rows);
                 Tensor::scaled_dot_product_attention(
-                    &qi, &ki, &vi, Some(&mask), 0.0, false, scale, true,
+                    &qi,
+                    &ki,
+                    &vi,
+                    Some(&mask),
+                    0.0,
+                    false,
+                    scale,
+                    true,
                 )
             };
-            outputs.push(out.squeeze_dim(0).transpose(0, 1).reshape([q_len, heads * head_dim]));
+            outputs.push(
+                out.squeeze_dim(0)
+                    .transpose(0, 1)
+                    .reshape([q_len, heads * head_dim]),
+            );
         }
         Tensor::cat(&outputs, 0)
     }

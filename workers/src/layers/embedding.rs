@@ -47,7 +47,8 @@ impl VocabParallelEmbedding {
         let local = ids - self.vocab_start;
         let mask = local.ge(0).logical_and(&local.lt(self.vocab_per_rank));
         let safe = local.where_self(&mask, &local.zeros_like());
-        let rows = self.weight.index_select(0, &safe) * mask.unsqueeze(-1).to_kind(self.weight.kind());
+        let rows =
+            self.weight.index_select(0, &safe) * mask.unsqueeze(-1).to_kind(self.weight.kind());
         self.tp.comm.all_reduce_sum(&rows)
     }
 
@@ -95,7 +96,9 @@ impl ParallelLmHead {
 
     /// Full-vocabulary logits in f32, `[N, vocab]`.
     pub fn forward(&self, hidden: &Tensor) -> Tensor {
-        let local = hidden.linear::<&Tensor>(&self.weight, None).to_kind(Kind::Float);
+        let local = hidden
+            .linear::<&Tensor>(&self.weight, None)
+            .to_kind(Kind::Float);
         if self.tp.world_size == 1 {
             local
         } else {

@@ -63,10 +63,15 @@ fn apply_llama3_scaling(inv_freq: &mut [f32], s: &RopeScaling) {
     let high_freq_wavelen = old_ctx / high;
     for f in inv_freq.iter_mut() {
         let wavelen = 2.0 * std::f32::consts::PI / *f;
-        let scaled = if wavelen > low_freq_wavelen { *f / factor } else { *f };
+        let scaled = if wavelen > low_freq_wavelen {
+            *f / factor
+        } else {
+            *f
+        };
         let smooth = (old_ctx / wavelen - low) / (high - low);
         let smoothed = (1.0 - smooth) * scaled / factor + smooth * scaled;
-        let is_medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+        // wavelen is finite and positive here, so >= and <= are the negations HF writes.
+        let is_medium = wavelen >= high_freq_wavelen && wavelen <= low_freq_wavelen;
         *f = if is_medium { smoothed } else { scaled };
     }
 }

@@ -46,17 +46,46 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(weights: &Weights, prefix: &str, cfg: &LlamaConfig, tp: &TpGroup) -> Result<Self, ModelError> {
+    fn load(
+        weights: &Weights,
+        prefix: &str,
+        cfg: &LlamaConfig,
+        tp: &TpGroup,
+    ) -> Result<Self, ModelError> {
         let hidden = cfg.hidden_size as i64;
         let head_dim = cfg.head_dim() as i64;
         let heads = cfg.num_attention_heads as i64;
         let kv_heads = cfg.num_kv_heads() as i64;
         let ws = tp.world_size as i64;
         Ok(Self {
-            q_proj: ColumnParallelLinear::load(weights, &format!("{prefix}.q_proj.weight"), hidden, heads * head_dim, tp)?,
-            k_proj: ColumnParallelLinear::load(weights, &format!("{prefix}.k_proj.weight"), hidden, kv_heads * head_dim, tp)?,
-            v_proj: ColumnParallelLinear::load(weights, &format!("{prefix}.v_proj.weight"), hidden, kv_heads * head_dim, tp)?,
-            o_proj: RowParallelLinear::load(weights, &format!("{prefix}.o_proj.weight"), heads * head_dim, hidden, tp)?,
+            q_proj: ColumnParallelLinear::load(
+                weights,
+                &format!("{prefix}.q_proj.weight"),
+                hidden,
+                heads * head_dim,
+                tp,
+            )?,
+            k_proj: ColumnParallelLinear::load(
+                weights,
+                &format!("{prefix}.k_proj.weight"),
+                hidden,
+                kv_heads * head_dim,
+                tp,
+            )?,
+            v_proj: ColumnParallelLinear::load(
+                weights,
+                &format!("{prefix}.v_proj.weight"),
+                hidden,
+                kv_heads * head_dim,
+                tp,
+            )?,
+            o_proj: RowParallelLinear::load(
+                weights,
+                &format!("{prefix}.o_proj.weight"),
+                heads * head_dim,
+                hidden,
+                tp,
+            )?,
             num_heads: heads / ws,
             num_kv_heads: kv_heads / ws,
             head_dim,
@@ -119,18 +148,47 @@ impl LlamaModel {
         let inter = config.intermediate_size as i64;
         let vocab = config.vocab_size as i64;
         let eps = config.rms_norm_eps;
-        let embed_tokens = VocabParallelEmbedding::load(weights, "model.embed_tokens.weight", vocab, hidden, tp)?;
+        let embed_tokens =
+            VocabParallelEmbedding::load(weights, "model.embed_tokens.weight", vocab, hidden, tp)?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = format!("model.layers.{i}");
             layers.push(DecoderLayer {
-                input_layernorm: RmsNorm::load(weights, &format!("{p}.input_layernorm.weight"), hidden, eps)?,
+                input_layernorm: RmsNorm::load(
+                    weights,
+                    &format!("{p}.input_layernorm.weight"),
+                    hidden,
+                    eps,
+                )?,
                 self_attn: Attention::load(weights, &format!("{p}.self_attn"), config, tp)?,
-                post_attention_layernorm: RmsNorm::load(weights, &format!("{p}.post_attention_layernorm.weight"), hidden, eps)?,
+                post_attention_layernorm: RmsNorm::load(
+                    weights,
+                    &format!("{p}.post_attention_layernorm.weight"),
+                    hidden,
+                    eps,
+                )?,
                 mlp: Mlp {
-                    gate_proj: ColumnParallelLinear::load(weights, &format!("{p}.mlp.gate_proj.weight"), hidden, inter, tp)?,
-                    up_proj: ColumnParallelLinear::load(weights, &format!("{p}.mlp.up_proj.weight"), hidden, inter, tp)?,
-                    down_proj: RowParallelLinear::load(weights, &format!("{p}.mlp.down_proj.weight"), inter, hidden, tp)?,
+                    gate_proj: ColumnParallelLinear::load(
+                        weights,
+                        &format!("{p}.mlp.gate_proj.weight"),
+                        hidden,
+                        inter,
+                        tp,
+                    )?,
+                    up_proj: ColumnParallelLinear::load(
+                        weights,
+                        &format!("{p}.mlp.up_proj.weight"),
+                        hidden,
+                        inter,
+                        tp,
+                    )?,
+                    down_proj: RowParallelLinear::load(
+                        weights,
+                        &format!("{p}.mlp.down_proj.weight"),
+                        inter,
+                        hidden,
+                        tp,
+                    )?,
                 },
             });
             on_layer(i + 1, config.num_hidden_layers);
@@ -188,11 +246,19 @@ impl LlamaModel {
             let x = layer.input_layernorm.forward(&hidden);
             let a = &layer.self_attn;
             let q = a.q_proj.forward(&x).view([tokens, a.num_heads, a.head_dim]);
-            let k = a.k_proj.forward(&x).view([tokens, a.num_kv_heads, a.head_dim]);
-            let v = a.v_proj.forward(&x).view([tokens, a.num_kv_heads, a.head_dim]);
+            let k = a
+                .k_proj
+                .forward(&x)
+                .view([tokens, a.num_kv_heads, a.head_dim]);
+            let v = a
+                .v_proj
+                .forward(&x)
+                .view([tokens, a.num_kv_heads, a.head_dim]);
             let q = RotaryEmbedding::apply(&q, &cos, &sin);
             let k = RotaryEmbedding::apply(&k, &cos, &sin);
-            let attn = self.backend.forward(&q, &k, &v, layer_cache, &batch.attn, a.scale);
+            let attn = self
+                .backend
+                .forward(&q, &k, &v, layer_cache, &batch.attn, a.scale);
             hidden = residual + a.o_proj.forward(&attn);
             let residual = hidden.shallow_clone();
             let x = layer.post_attention_layernorm.forward(&hidden);

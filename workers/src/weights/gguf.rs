@@ -143,8 +143,8 @@ mod tests {
     fn unpermute_inverts_llama_cpp_permute() {
         // llama.cpp: w.reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2)
         let (n_head, rows, cols) = (3i64, 12i64, 2i64);
-        let w = Tensor::arange(rows * cols, (tch::Kind::Float, tch::Device::Cpu))
-            .reshape([rows, cols]);
+        let w =
+            Tensor::arange(rows * cols, (tch::Kind::Float, tch::Device::Cpu)).reshape([rows, cols]);
         let permuted = w
             .reshape([n_head, 2, rows / n_head / 2, cols])
             .transpose(1, 2)

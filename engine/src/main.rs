@@ -1,0 +1,49 @@
+//! The `engine` command line.
+//!
+//! `engine generate` runs one prompt through a model in this process, for a
+//! quick check of a model and its speed. `engine serve` (issue 4) will
+//! serve the OpenAI API.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use engine::generate::{self, GenerateArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "engine",
+    version,
+    about = "LLM inference server and multi-provider gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a completion for one prompt and print tokens/s.
+    Generate(GenerateArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(args) => generate::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
