@@ -1,6 +1,10 @@
-//! The single contract between the engine and its GPU workers (issue 4).
-//!
-//! Will hold the `.proto` files and the tonic/prost code generated from them:
-//! the worker service (init, load model, profile memory, init KV cache,
-//! execute one step, health, shutdown) and the wire form of
-//! `SchedulerOutput` / `ModelRunnerOutput`. It must not contain logic.
+//! The single contract between the engine and its workers:
+//! `proto/worker.proto`, compiled by tonic/prost. Reading that file tells
+//! the system; this crate holds no logic.
+
+#![allow(clippy::all, missing_docs)] // generated code
+
+/// Messages and the `Worker` service of `engine.worker.v1`.
+pub mod worker {
+    tonic::include_proto!("engine.worker.v1");
+}
