@@ -3,4 +3,24 @@
 //! limits, cache, guardrails and metrics.
 //!
 //! It must not depend on `engine`: the local engine plugs in through the
-//! `Provider` trait that this crate will define.
+//! [`Provider`] trait defined here.
+//!
+//! Today it serves vLLM's OpenAI-compatible surface:
+//! `POST /v1/chat/completions` and `/v1/completions` (streaming or not),
+//! `GET /v1/models`, `/health`, `/metrics`, `POST /tokenize` and
+//! `/detokenize`. The pieces:
+//! - [`openai`]: serde wire types with `validate()`;
+//! - [`Provider`]: what a backend implements (dropping = cancelling);
+//! - [`ProviderError`] / [`GatewayError`]: every failure, mapped once to a
+//!   status and an OpenAI error body;
+//! - [`routes`]: one file per API family; [`metrics`]: HTTP metrics in the
+//!   Prometheus registry the caller shares with the engine;
+//! - [`AppState`], [`router`], [`serve`]: wiring, with `TCP_NODELAY` on
+//!   every accepted socket (DESIGN.md's 44 ms Nagle stall).
+
+pub mod error;
+pub mod openai;
+pub mod provider;
+
+pub use error::{ErrorBody, ErrorDetail, GatewayError, ProviderError};
+pub use provider::{ChunkStream, Provider};
