@@ -137,6 +137,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         temperature: args.temperature,
         top_k: args.top_k,
         top_p: args.top_p,
+        ..SamplingParams::greedy()
     };
     let mut sampler = SequenceSampler::new(params, args.seed);
     let eos = tokenizer.eos_token_ids().to_vec();
@@ -158,7 +159,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         computed += chunk.token_ids.len();
         let batch = ForwardBatch::build(&[chunk], limits, device)?;
         let logits = model.forward(&batch, &mut cache);
-        let token = sampler.sample(&logits.get(0));
+        let token = sampler.sample(&logits.get(0))?;
         if output.is_empty() {
             first_token_secs = start.elapsed().as_secs_f64();
         }

@@ -6,5 +6,6 @@
 //! local model through its `Provider` trait.
 
 pub mod chat_template;
+pub mod executor;
 pub mod generate;
 pub mod tokenizer;

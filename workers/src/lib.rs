@@ -18,5 +18,6 @@ pub mod loader;
 pub mod models;
 pub mod paged_kv;
 pub mod parallel;
+pub mod runner;
 pub mod sampler;
 pub mod weights;

@@ -1,0 +1,68 @@
+//! The in-process executor (vLLM's `UniProcExecutor`): one
+//! [`ModelRunner`] on the caller's thread, no gRPC. For `engine generate`,
+//! tests, and `--distributed-executor-backend uni`.
+
+use proto::worker::{InitKvCacheRequest, InitRequest, LoadModelResponse, StepRequest, StepResult};
+use workers::runner::ModelRunner;
+
+use super::{clamp_blocks, load_request, profile_request, Executor, ExecutorConfig, ExecutorError};
+
+/// A model runner in this process.
+pub struct UniprocExecutor {
+    runner: Option<ModelRunner>,
+    info: LoadModelResponse,
+    num_blocks: usize,
+}
+
+impl UniprocExecutor {
+    /// Loads the model and allocates the KV cache in this process.
+    pub fn start(config: &ExecutorConfig) -> Result<Self, ExecutorError> {
+        if config.tensor_parallel_size != 1 {
+            return Err(ExecutorError::Config(format!(
+                "the uniproc executor runs tensor parallel size 1, not {}",
+                config.tensor_parallel_size
+            )));
+        }
+        let mut runner = ModelRunner::new(&InitRequest {
+            device: config.device.clone(),
+            rank: 0,
+            world_size: 1,
+            communicator_id: String::new(),
+        })?;
+        let info = runner.load_model(&load_request(config))?;
+        let profile = runner.profile_memory(&profile_request(config))?;
+        let num_blocks = clamp_blocks(profile.num_blocks)?;
+        runner.init_kv_cache(&InitKvCacheRequest {
+            num_blocks,
+            block_size: config.block_size as u32,
+        })?;
+        Ok(Self {
+            runner: Some(runner),
+            info,
+            num_blocks: num_blocks as usize,
+        })
+    }
+}
+
+impl Executor for UniprocExecutor {
+    fn execute(&mut self, step: StepRequest) -> Result<StepResult, ExecutorError> {
+        let runner = self.runner.as_mut().ok_or(ExecutorError::ShutDown)?;
+        Ok(runner.execute_step(&step)?)
+    }
+
+    fn num_kv_blocks(&self) -> usize {
+        self.num_blocks
+    }
+
+    fn model_info(&self) -> &LoadModelResponse {
+        &self.info
+    }
+
+    fn check_health(&mut self) -> Result<(), ExecutorError> {
+        self.runner.as_ref().map(|_| ()).ok_or(ExecutorError::ShutDown)
+    }
+
+    fn shutdown(&mut self) {
+        self.runner = None;
+    }
+}

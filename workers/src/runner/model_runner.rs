@@ -1,0 +1,314 @@
+//! One worker's model execution, call by call as the `Worker` service
+//! names them: init, load, profile memory, allocate the KV cache, execute
+//! steps.
+//!
+//! A step applies its deltas to the [`InputBatch`], then, for each
+//! scheduled `(req_id, num_tokens)`, feeds tokens
+//! `num_computed .. num_computed + num_tokens` of the request and asks for
+//! logits only when that reaches the end of its known tokens (a finished
+//! prefill or a decode). `ForwardBatch` turns the chunks into flat varlen
+//! ids, positions, slot mapping and block tables; the model runs; the
+//! batched sampler draws one token per row. Only rank 0 reports tokens.
+
+use model_files::ModelSource;
+use proto::worker::{
+    InitKvCacheRequest, InitKvCacheResponse, InitRequest, LoadModelRequest, LoadModelResponse,
+    ProfileMemoryRequest, ProfileMemoryResponse, RequestOutput, StepRequest, StepResult,
+};
+use tch::{Device, Kind};
+
+use super::device_memory::cuda_mem_info;
+use super::{InputBatch, WorkerError};
+use crate::batch::{BatchLimits, ForwardBatch, SequenceChunk};
+use crate::loader::{self, LoadOptions};
+use crate::models::llama::LlamaModel;
+use crate::paged_kv::PagedKvCache;
+use crate::parallel::TpGroup;
+use crate::sampler::{Sampler, SamplerRow};
+
+struct Loaded {
+    model: LlamaModel,
+    kind: Kind,
+    info: LoadModelResponse,
+}
+
+struct KvCache {
+    cache: PagedKvCache,
+    limits: BatchLimits,
+}
+
+/// A worker's model, KV cache and persistent batch.
+pub struct ModelRunner {
+    device: Device,
+    tp: TpGroup,
+    loaded: Option<Loaded>,
+    kv: Option<KvCache>,
+    batch: InputBatch,
+    sampler: Sampler,
+}
+
+impl ModelRunner {
+    /// Checks the device and the rank. World size 1 only until the
+    /// tensor-parallel communicators land.
+    pub fn new(req: &InitRequest) -> Result<Self, WorkerError> {
+        let device = loader::parse_device(&req.device).map_err(WorkerError::InvalidArgument)?;
+        if req.world_size != 1 || req.rank != 0 {
+            return Err(WorkerError::UnsupportedWorldSize(req.world_size));
+        }
+        if let Device::Cuda(i) = device {
+            if !tch::Cuda::is_available() || i >= tch::Cuda::device_count() as usize {
+                return Err(WorkerError::InvalidArgument(format!(
+                    "device {} is not available (no GPU visible, or built without CUDA)",
+                    req.device
+                )));
+            }
+        }
+        Ok(Self {
+            device,
+            tp: TpGroup::single(),
+            loaded: None,
+            kv: None,
+            batch: InputBatch::new(),
+            sampler: Sampler::new(),
+        })
+    }
+
+    /// This worker's rank.
+    pub fn rank(&self) -> usize {
+        self.tp.rank
+    }
+
+    /// What `load_model` reported, once a model is loaded.
+    pub fn model_info(&self) -> Option<&LoadModelResponse> {
+        self.loaded.as_ref().map(|l| &l.info)
+    }
+
+    /// The persistent batch (for tests and diagnostics).
+    pub fn input_batch(&self) -> &InputBatch {
+        &self.batch
+    }
+
+    /// Loads the weights for this rank.
+    pub fn load_model(&mut self, req: &LoadModelRequest) -> Result<LoadModelResponse, WorkerError> {
+        let source = ModelSource::resolve(&req.model)?;
+        let options = LoadOptions {
+            format: req
+                .load_format
+                .parse()
+                .map_err(WorkerError::InvalidArgument)?,
+            device: self.device,
+            kind: loader::parse_dtype(&req.dtype, self.device)
+                .map_err(WorkerError::InvalidArgument)?,
+            seed: req.seed,
+        };
+        self.kv = None;
+        self.loaded = None;
+        let model = loader::load_model(&source, &options, &self.tp, |_, _| {})?;
+        let config = model.config();
+        let info = LoadModelResponse {
+            vocab_size: config.vocab_size as u32,
+            max_position_embeddings: config.max_position_embeddings as u32,
+        };
+        // Dummy weights reseed torch's generator: reseed it from the OS.
+        self.sampler = Sampler::new();
+        self.loaded = Some(Loaded {
+            model,
+            kind: options.kind,
+            info: info.clone(),
+        });
+        Ok(info)
+    }
+
+    fn loaded(&self) -> Result<&Loaded, WorkerError> {
+        self.loaded
+            .as_ref()
+            .ok_or(WorkerError::NotReady("no model loaded (call LoadModel first)"))
+    }
+
+    /// How many KV blocks fit: on CPU `cpu_kv_cache_bytes / bytes_per_block`;
+    /// on CUDA, after a forward pass of `max_num_batched_tokens` tokens,
+    /// `total * gpu_memory_utilization - used`, where `used` is everything
+    /// the device holds now (weights, torch's cached activations, other
+    /// processes: conservative).
+    pub fn profile_memory(
+        &mut self,
+        req: &ProfileMemoryRequest,
+    ) -> Result<ProfileMemoryResponse, WorkerError> {
+        let block_size = req.block_size as usize;
+        if block_size == 0 {
+            return Err(WorkerError::InvalidArgument("block_size must be positive".into()));
+        }
+        let loaded = self.loaded()?;
+        let bytes_per_block = loaded
+            .model
+            .kv_cache_spec(1, block_size)
+            .bytes_per_block(loaded.kind) as u64;
+        let budget = match self.device {
+            Device::Cuda(index) => {
+                let util = f64::from(req.gpu_memory_utilization);
+                if !(util > 0.0 && util <= 1.0) {
+                    return Err(WorkerError::InvalidArgument(format!(
+                        "gpu_memory_utilization must be in (0, 1], got {util}"
+                    )));
+                }
+                self.profile_run(req.max_num_batched_tokens as usize, block_size)?;
+                tch::Cuda::synchronize(index as i64);
+                let (free, total) = cuda_mem_info(index).map_err(WorkerError::Memory)?;
+                let used = total.saturating_sub(free);
+                ((total as f64 * util) as u64).saturating_sub(used)
+            }
+            _ => req.cpu_kv_cache_bytes,
+        };
+        Ok(ProfileMemoryResponse {
+            num_blocks: budget / bytes_per_block.max(1),
+            bytes_per_block,
+        })
+    }
+
+    /// A forward pass over `tokens` dummy tokens (one sequence, a scratch
+    /// KV cache just big enough), so torch's allocator holds the peak
+    /// activations when memory is measured.
+    fn profile_run(&mut self, tokens: usize, block_size: usize) -> Result<(), WorkerError> {
+        let loaded = self.loaded()?;
+        let config = loaded.model.config();
+        let tokens = tokens.clamp(1, config.max_position_embeddings.max(1));
+        let num_blocks = tokens.div_ceil(block_size);
+        let spec = loaded.model.kv_cache_spec(num_blocks, block_size);
+        let mut cache = PagedKvCache::new(spec, loaded.kind, self.device)?;
+        let limits = BatchLimits {
+            vocab_size: config.vocab_size,
+            num_blocks,
+            block_size,
+            max_positions: config.max_position_embeddings,
+        };
+        let chunk = SequenceChunk {
+            token_ids: vec![0; tokens],
+            num_computed: 0,
+            block_table: (0..num_blocks as u32).collect(),
+            want_logits: true,
+        };
+        let batch = ForwardBatch::build(&[chunk], limits, self.device)?;
+        let _ = loaded.model.forward(&batch, &mut cache);
+        Ok(())
+    }
+
+    /// Allocates the KV cache.
+    pub fn init_kv_cache(
+        &mut self,
+        req: &InitKvCacheRequest,
+    ) -> Result<InitKvCacheResponse, WorkerError> {
+        if req.num_blocks == 0 || req.block_size == 0 {
+            return Err(WorkerError::InvalidArgument(format!(
+                "KV cache needs positive num_blocks and block_size, got {} and {}",
+                req.num_blocks, req.block_size
+            )));
+        }
+        self.kv = None;
+        let loaded = self
+            .loaded
+            .as_ref()
+            .ok_or(WorkerError::NotReady("no model loaded (call LoadModel first)"))?;
+        let (num_blocks, block_size) = (req.num_blocks as usize, req.block_size as usize);
+        let spec = loaded.model.kv_cache_spec(num_blocks, block_size);
+        let cache = PagedKvCache::new(spec, loaded.kind, self.device)?;
+        let config = loaded.model.config();
+        self.kv = Some(KvCache {
+            cache,
+            limits: BatchLimits {
+                vocab_size: config.vocab_size,
+                num_blocks,
+                block_size,
+                max_positions: config.max_position_embeddings,
+            },
+        });
+        Ok(InitKvCacheResponse {})
+    }
+
+    /// Applies the step's deltas, runs the scheduled tokens and samples.
+    pub fn execute_step(&mut self, step: &StepRequest) -> Result<StepResult, WorkerError> {
+        let (Some(loaded), Some(kv)) = (self.loaded.as_ref(), self.kv.as_mut()) else {
+            return Err(WorkerError::NotReady(
+                "KV cache not initialized (call LoadModel and InitKvCache first)",
+            ));
+        };
+        self.batch.apply(step)?;
+        let mut result = StepResult {
+            step_id: step.step_id,
+            outputs: Vec::new(),
+        };
+        if step.scheduled.is_empty() {
+            return Ok(result);
+        }
+
+        let mut chunks = Vec::with_capacity(step.scheduled.len());
+        for s in &step.scheduled {
+            let state = self
+                .batch
+                .get(&s.req_id)
+                .ok_or_else(|| WorkerError::UnknownRequest {
+                    req_id: s.req_id.clone(),
+                    context: "scheduled but not held",
+                })?;
+            let start = state.num_computed_tokens;
+            let end = start + s.num_tokens as usize;
+            let token_ids = state.token_ids.get(start..end).ok_or_else(|| {
+                WorkerError::ScheduledPastKnownTokens {
+                    req_id: s.req_id.clone(),
+                    start,
+                    num_tokens: s.num_tokens as usize,
+                    known: state.token_ids.len(),
+                }
+            })?;
+            chunks.push(SequenceChunk {
+                token_ids: token_ids.to_vec(),
+                num_computed: start,
+                block_table: state.block_table.clone(),
+                want_logits: end == state.token_ids.len(),
+            });
+        }
+        let batch = ForwardBatch::build(&chunks, kv.limits, self.device)?;
+        let logits = loaded.model.forward(&batch, &mut kv.cache);
+
+        if self.tp.rank == 0 {
+            let mut rows = Vec::new();
+            for (s, row) in step.scheduled.iter().zip(&batch.logits_rows) {
+                if row.is_some() {
+                    if let Some(state) = self.batch.get(&s.req_id) {
+                        rows.push(SamplerRow {
+                            params: &state.sampling,
+                            token_ids: &state.token_ids,
+                            num_prompt_tokens: state.num_prompt_tokens,
+                        });
+                    }
+                }
+            }
+            let mut sampled = self.sampler.sample(&logits, &rows)?.into_iter();
+            for (s, row) in step.scheduled.iter().zip(&batch.logits_rows) {
+                let mut out = RequestOutput {
+                    req_id: s.req_id.clone(),
+                    ..Default::default()
+                };
+                if row.is_some() {
+                    if let Some(token) = sampled.next() {
+                        out.sampled_token_ids.push(token.token);
+                        if let Some(lp) = token.logprobs {
+                            out.logprobs.push(proto::worker::TokenLogprobs {
+                                logprob: lp.logprob,
+                                rank: lp.rank,
+                                top_token_ids: lp.top_token_ids,
+                                top_logprobs: lp.top_logprobs,
+                            });
+                        }
+                    }
+                }
+                result.outputs.push(out);
+            }
+        }
+        for s in &step.scheduled {
+            if let Some(state) = self.batch.get_mut(&s.req_id) {
+                state.num_computed_tokens += s.num_tokens as usize;
+            }
+        }
+        Ok(result)
+    }
+}
