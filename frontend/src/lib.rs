@@ -18,9 +18,17 @@
 //! - [`AppState`], [`router`], [`serve`]: wiring, with `TCP_NODELAY` on
 //!   every accepted socket (DESIGN.md's 44 ms Nagle stall).
 
+pub mod app;
 pub mod error;
+pub mod extract;
+pub mod metrics;
 pub mod openai;
 pub mod provider;
+pub mod routes;
+mod sse;
 
+pub use app::{router, serve, AppState, DEFAULT_BODY_LIMIT};
 pub use error::{ErrorBody, ErrorDetail, GatewayError, ProviderError};
+pub use extract::OpenAiJson;
+pub use metrics::HttpMetrics;
 pub use provider::{ChunkStream, Provider};

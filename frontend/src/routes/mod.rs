@@ -1,0 +1,65 @@
+//! The routes, one file per API family, and the two fallbacks (unknown
+//! path, wrong method) that keep every error OpenAI-shaped. Handlers are
+//! short: extract, validate, pick a provider, call it, serialize;
+//! cross-cutting work (tracing, limits, metrics) is in tower layers
+//! ([`crate::app::router`]).
+
+pub mod health;
+pub mod metrics;
+pub mod openai;
+pub mod tokenize;
+
+use crate::app::AppState;
+use crate::error::GatewayError;
+use axum::http::{Method, Uri};
+use axum::routing::{get, post};
+use axum::Router;
+
+/// Every path served, also the bounded set of `handler` metric labels.
+const PATHS: [&str; 7] = [
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/models",
+    "/health",
+    "/metrics",
+    "/tokenize",
+    "/detokenize",
+];
+
+/// All API routes (state not yet applied).
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(PATHS[0], post(openai::chat_completions))
+        .route(PATHS[1], post(openai::completions))
+        .route(PATHS[2], get(openai::models))
+        .route(PATHS[3], get(health::health))
+        .route(PATHS[4], get(metrics::metrics))
+        .route(PATHS[5], post(tokenize::tokenize))
+        .route(PATHS[6], post(tokenize::detokenize))
+}
+
+/// The metric label for `path`: the path itself if it is a route, else
+/// `"other"`.
+pub(crate) fn handler_label(path: &str) -> &'static str {
+    PATHS
+        .iter()
+        .find(|p| **p == path)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Unknown path: 404 in OpenAI's shape ("Invalid URL (GET /x)").
+pub(crate) async fn not_found(method: Method, uri: Uri) -> GatewayError {
+    GatewayError::NotFound {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+/// Known path, wrong method: 405 in OpenAI's shape.
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> GatewayError {
+    GatewayError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
