@@ -16,7 +16,7 @@ use axum::Router;
 use prometheus::Registry;
 use std::future::Future;
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tower_http::cors::CorsLayer;
 use tower_http::trace::TraceLayer;
 
@@ -118,12 +118,33 @@ pub async fn serve<F>(listener: TcpListener, router: Router, shutdown: F) -> std
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
+    let listener = listener.tap_io(tune_socket);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Options for every accepted socket: `TCP_NODELAY` (see the module docs).
+fn tune_socket(tcp: &mut TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::warn!(error = %e, "could not set TCP_NODELAY");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_get_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (mut accepted, _) = listener.accept().await.unwrap();
+        assert!(!accepted.nodelay().unwrap());
+        tune_socket(&mut accepted);
+        assert!(accepted.nodelay().unwrap());
+    }
 }

@@ -2,7 +2,7 @@
 //! `POST /v1/completions`, `GET /v1/models`.
 //!
 //! Each validates the body, routes by `model` to a provider, and answers
-//! one JSON body or an SSE stream ([`crate::sse`]); the provider emits the
+//! one JSON body or an SSE stream (the `sse` module); the provider emits the
 //! `include_usage` chunk and this layer adds `data: [DONE]`.
 
 use crate::app::AppState;
