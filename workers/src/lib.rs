@@ -13,6 +13,7 @@
 
 pub mod attention;
 pub mod batch;
+pub mod grpc;
 pub mod layers;
 pub mod loader;
 pub mod models;

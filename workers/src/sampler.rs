@@ -291,7 +291,10 @@ impl Sampler {
                 logprobs[i] = Some(TokenLogprobs {
                     logprob: lp[i],
                     rank: rank[i] as u32,
-                    top_token_ids: top_ids[start..start + k].iter().map(|&t| t as u32).collect(),
+                    top_token_ids: top_ids[start..start + k]
+                        .iter()
+                        .map(|&t| t as u32)
+                        .collect(),
                     top_logprobs: top_vals[start..start + k].to_vec(),
                 });
             }
@@ -421,10 +424,8 @@ fn apply_penalties(
         if !seen.is_empty() {
             let idx = Tensor::from_slice(&seen).to_device(device);
             let vals = row_logits.index_select(0, &idx);
-            let penalized = vals.gt(0.0).where_self(
-                &(&vals / p.repetition_penalty),
-                &(&vals * p.repetition_penalty),
-            );
+            let penalized = (&vals / p.repetition_penalty)
+                .where_self(&vals.gt(0.0), &(&vals * p.repetition_penalty));
             let _ = row_logits.f_index_copy_(0, &idx, &penalized)?;
         }
     }
@@ -532,7 +533,9 @@ mod tests {
     fn same_seed_same_draws() {
         let draw = |seed| {
             let mut s = SequenceSampler::new(params(|_| {}), Some(seed));
-            (0..20).map(|_| s.sample(&logits()).unwrap()).collect::<Vec<_>>()
+            (0..20)
+                .map(|_| s.sample(&logits()).unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));

@@ -59,7 +59,10 @@ impl Executor for UniprocExecutor {
     }
 
     fn check_health(&mut self) -> Result<(), ExecutorError> {
-        self.runner.as_ref().map(|_| ()).ok_or(ExecutorError::ShutDown)
+        self.runner
+            .as_ref()
+            .map(|_| ())
+            .ok_or(ExecutorError::ShutDown)
     }
 
     fn shutdown(&mut self) {

@@ -32,8 +32,12 @@ pub(crate) fn cuda_mem_info(index: usize) -> Result<(u64, u64), String> {
     let set = symbol(handle, c"cudaSetDevice").ok_or("cudaSetDevice not found")?;
     let info = symbol(handle, c"cudaMemGetInfo").ok_or("cudaMemGetInfo not found")?;
     // SAFETY: the symbols have these C signatures in every CUDA runtime.
-    let (set, info): (SetDevice, MemGetInfo) =
-        unsafe { (std::mem::transmute(set), std::mem::transmute(info)) };
+    let (set, info): (SetDevice, MemGetInfo) = unsafe {
+        (
+            std::mem::transmute::<*mut c_void, SetDevice>(set),
+            std::mem::transmute::<*mut c_void, MemGetInfo>(info),
+        )
+    };
     let device = c_int::try_from(index).map_err(|_| format!("bad device index {index}"))?;
     // SAFETY: plain CUDA runtime calls with valid out-pointers.
     let rc = unsafe { set(device) };

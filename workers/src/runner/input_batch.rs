@@ -95,19 +95,20 @@ impl InputBatch {
             new_params.push(params);
         }
         let finished: HashSet<&str> = step.finished_req_ids.iter().map(String::as_str).collect();
-        let preempting: HashSet<&str> =
-            step.preempted_req_ids.iter().map(String::as_str).collect();
-        let new_ids: HashSet<&str> = step.new_requests.iter().map(|r| r.req_id.as_str()).collect();
+        let preempting: HashSet<&str> = step.preempted_req_ids.iter().map(String::as_str).collect();
+        let new_ids: HashSet<&str> = step
+            .new_requests
+            .iter()
+            .map(|r| r.req_id.as_str())
+            .collect();
         for cached in &step.cached_requests {
             let id = cached.req_id.as_str();
-            let running = self.running.contains_key(id)
-                && !finished.contains(id)
-                && !preempting.contains(id);
+            let running =
+                self.running.contains_key(id) && !finished.contains(id) && !preempting.contains(id);
             let waiting = (self.preempted.contains_key(id) || preempting.contains(id))
                 && !finished.contains(id);
-            let known = new_ids.contains(id)
-                || running
-                || (cached.resumed_from_preemption && (waiting || running));
+            let known =
+                new_ids.contains(id) || running || (cached.resumed_from_preemption && waiting);
             if !known {
                 return Err(WorkerError::UnknownRequest {
                     req_id: cached.req_id.clone(),

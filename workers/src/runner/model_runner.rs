@@ -114,15 +114,15 @@ impl ModelRunner {
         self.loaded = Some(Loaded {
             model,
             kind: options.kind,
-            info: info.clone(),
+            info,
         });
         Ok(info)
     }
 
     fn loaded(&self) -> Result<&Loaded, WorkerError> {
-        self.loaded
-            .as_ref()
-            .ok_or(WorkerError::NotReady("no model loaded (call LoadModel first)"))
+        self.loaded.as_ref().ok_or(WorkerError::NotReady(
+            "no model loaded (call LoadModel first)",
+        ))
     }
 
     /// How many KV blocks fit: on CPU `cpu_kv_cache_bytes / bytes_per_block`;
@@ -136,7 +136,9 @@ impl ModelRunner {
     ) -> Result<ProfileMemoryResponse, WorkerError> {
         let block_size = req.block_size as usize;
         if block_size == 0 {
-            return Err(WorkerError::InvalidArgument("block_size must be positive".into()));
+            return Err(WorkerError::InvalidArgument(
+                "block_size must be positive".into(),
+            ));
         }
         let loaded = self.loaded()?;
         let bytes_per_block = loaded
@@ -204,10 +206,9 @@ impl ModelRunner {
             )));
         }
         self.kv = None;
-        let loaded = self
-            .loaded
-            .as_ref()
-            .ok_or(WorkerError::NotReady("no model loaded (call LoadModel first)"))?;
+        let loaded = self.loaded.as_ref().ok_or(WorkerError::NotReady(
+            "no model loaded (call LoadModel first)",
+        ))?;
         let (num_blocks, block_size) = (req.num_blocks as usize, req.block_size as usize);
         let spec = loaded.model.kv_cache_spec(num_blocks, block_size);
         let cache = PagedKvCache::new(spec, loaded.kind, self.device)?;

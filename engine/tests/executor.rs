@@ -1,0 +1,199 @@
+//! The executors on the tiny Llama fixture: a `worker` process driven over
+//! gRPC gives the same tokens as the in-process runner, and a worker that
+//! dies fails the executor quickly and for good.
+//!
+//! Needs the worker binary in the same target folder:
+//! `cargo build -p workers --bin worker` first (scripts/test.sh does).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use engine::executor::{
+    Executor, ExecutorBackend, ExecutorConfig, ExecutorError, MultiprocExecutor,
+};
+use proto::worker::{CachedRequest, NewRequest, SamplingParams, ScheduledTokens, StepRequest};
+
+fn tiny_llama() -> String {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/generated/tiny_llama"
+    ));
+    assert!(
+        dir.join("config.json").is_file(),
+        "fixture {} is missing: run `.venv/bin/python scripts/fixtures/llama_parity.py`",
+        dir.display()
+    );
+    dir.display().to_string()
+}
+
+/// `target/<profile>/worker`, next to this test's `deps/` folder.
+fn worker_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("worker");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build -p workers --bin worker` (same profile and target dir) first",
+        bin.display()
+    );
+    bin
+}
+
+fn config(backend: ExecutorBackend) -> ExecutorConfig {
+    ExecutorConfig {
+        model: tiny_llama(),
+        dtype: "float32".into(),
+        block_size: 4,
+        cpu_kv_cache_bytes: 1 << 20,
+        max_num_batched_tokens: 64,
+        worker_binary: Some(worker_binary()),
+        distributed_executor_backend: backend,
+        ..Default::default()
+    }
+}
+
+const PROMPTS: [&[u32]; 2] = [&[1, 17, 42, 99, 3, 250, 7], &[1, 5, 6, 7, 8]];
+
+/// Two greedy requests: prefill together, then `steps` decode steps of
+/// deltas; returns each request's output tokens.
+fn generate(exec: &mut dyn Executor, steps: usize) -> Vec<Vec<u32>> {
+    let greedy = SamplingParams {
+        temperature: 0.0,
+        top_p: 1.0,
+        repetition_penalty: 1.0,
+        ..Default::default()
+    };
+    let blocks_per_req = 8u32;
+    let mut step = StepRequest::default();
+    for (i, p) in PROMPTS.iter().enumerate() {
+        let id = format!("r{i}");
+        step.new_requests.push(NewRequest {
+            req_id: id.clone(),
+            prompt_token_ids: p.to_vec(),
+            sampling: Some(greedy),
+            block_ids: (0..blocks_per_req)
+                .map(|b| i as u32 * blocks_per_req + b)
+                .collect(),
+            num_computed_tokens: 0,
+        });
+        step.scheduled.push(ScheduledTokens {
+            req_id: id,
+            num_tokens: p.len() as u32,
+        });
+    }
+    let mut outputs = vec![Vec::new(); PROMPTS.len()];
+    let mut computed: Vec<usize> = PROMPTS.iter().map(|p| p.len()).collect();
+    for s in 0..=steps {
+        step.step_id = s as u64;
+        let result = exec.execute(step).unwrap();
+        assert_eq!(result.step_id, s as u64);
+        step = StepRequest::default();
+        for (i, out) in result.outputs.iter().enumerate() {
+            assert_eq!(out.req_id, format!("r{i}"));
+            assert_eq!(out.sampled_token_ids.len(), 1);
+            outputs[i].extend(&out.sampled_token_ids);
+            step.cached_requests.push(CachedRequest {
+                req_id: out.req_id.clone(),
+                new_token_ids: out.sampled_token_ids.clone(),
+                num_computed_tokens: computed[i] as u32,
+                ..Default::default()
+            });
+            step.scheduled.push(ScheduledTokens {
+                req_id: out.req_id.clone(),
+                num_tokens: 1,
+            });
+            computed[i] += 1;
+        }
+    }
+    outputs
+}
+
+#[test]
+fn multiproc_matches_uniproc_and_shuts_down() {
+    let mut uni =
+        engine::executor::UniprocExecutor::start(&config(ExecutorBackend::Uniproc)).unwrap();
+    let expected = generate(&mut uni, 6);
+    // 1 MiB over 2 layers * 4 kv heads * 16 dims * 4 tokens * 2 * 4 bytes.
+    assert_eq!(uni.num_kv_blocks(), (1 << 20) / 4096);
+
+    let mut mp = MultiprocExecutor::start(&config(ExecutorBackend::Multiproc)).unwrap();
+    assert_eq!(mp.model_info().vocab_size, 256);
+    assert_eq!(mp.num_kv_blocks(), uni.num_kv_blocks());
+    mp.check_health().unwrap();
+    assert_eq!(generate(&mut mp, 6), expected);
+
+    let pid = mp.worker_pids()[0];
+    mp.shutdown();
+    assert!(
+        !PathBuf::from(format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true),
+        "the worker outlived shutdown"
+    );
+    assert!(matches!(
+        mp.execute(StepRequest::default()),
+        Err(ExecutorError::ShutDown)
+    ));
+}
+
+#[test]
+fn a_dead_worker_fails_fast_and_for_good() {
+    let mut mp = MultiprocExecutor::start(&config(ExecutorBackend::Multiproc)).unwrap();
+    generate(&mut mp, 1);
+    let pid = mp.worker_pids()[0];
+    // SIGKILL, as an OOM killer would.
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let start = Instant::now();
+    let err = mp.execute(StepRequest::default()).unwrap_err();
+    assert!(
+        matches!(err, ExecutorError::WorkerDied { rank: 0, .. }),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // Every later call errors at once.
+    let start = Instant::now();
+    assert!(matches!(
+        mp.execute(StepRequest::default()),
+        Err(ExecutorError::WorkerDied { .. })
+    ));
+    assert!(matches!(
+        mp.check_health(),
+        Err(ExecutorError::WorkerDied { .. })
+    ));
+    assert!(start.elapsed() < Duration::from_millis(500));
+    mp.shutdown();
+}
+
+#[test]
+fn start_executor_reports_a_bad_model() {
+    let mut cfg = config(ExecutorBackend::Multiproc);
+    cfg.model = "/nonexistent/model".into();
+    let err = engine::executor::start_executor(&cfg).err().unwrap();
+    assert!(
+        matches!(
+            err,
+            ExecutorError::Setup {
+                rank: 0,
+                call: "LoadModel",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    cfg.worker_binary = Some("/nonexistent/worker".into());
+    assert!(matches!(
+        engine::executor::start_executor(&cfg).err().unwrap(),
+        ExecutorError::WorkerBinaryNotFound { .. }
+    ));
+}
