@@ -19,6 +19,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
 
+echo "== binaries for the end-to-end tests (engine, worker)"
+cargo build --workspace --bins
+
 echo "== pytest"
 if compgen -G "tests/python/test_*.py" >/dev/null; then
   python -m pytest -q tests/python

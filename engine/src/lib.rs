@@ -6,6 +6,10 @@
 //! local model through its `Provider` trait.
 
 pub mod chat_template;
+pub mod core;
+pub mod detokenizer;
 pub mod executor;
 pub mod generate;
+pub mod local;
+pub mod serve;
 pub mod tokenizer;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use engine::generate::{self, GenerateArgs};
+use engine::serve::{self, ServeArgs};
 
 #[derive(Parser)]
 #[command(
@@ -25,19 +26,22 @@ struct Cli {
 enum Command {
     /// Generate a completion for one prompt and print tokens/s.
     Generate(GenerateArgs),
+    /// Serve the OpenAI-compatible API over a local model.
+    Serve(ServeArgs),
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => generate::run(&args),
+        Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,462 @@
+//! The engine core: one thread that owns the scheduler and the executor and
+//! runs the step loop (schedule, execute on the workers, update), as vLLM's
+//! `EngineCore` does.
+//!
+//! Async callers talk to it through [`EngineCoreHandle`]: `add` returns a
+//! stream of [`CoreEvent`]s for the request; dropping that stream aborts the
+//! request, so a client that disconnects frees its KV blocks at the next
+//! step. When the executor fails (a worker died) the core fails every
+//! request in flight with `Unavailable`, refuses new ones, and reports
+//! unhealthy: the API answers 503 and nothing hangs.
+
+mod metrics;
+mod step;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use proto::worker::TokenLogprobs;
+use scheduler::{FinishReason, Request, RequestId, SamplingParams, Scheduler, StopParams};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+pub use self::metrics::EngineMetrics;
+use self::step::{runner_output, WorkerView};
+use crate::executor::Executor;
+
+/// Why the core refused or failed a request.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum CoreError {
+    #[error("the engine is not available: {0}")]
+    Unavailable(String),
+    #[error("request rejected by the scheduler: {0}")]
+    Rejected(String),
+}
+
+/// One request for the core: token ids and how to sample and stop.
+#[derive(Debug, Clone)]
+pub struct CoreRequest {
+    pub id: String,
+    pub prompt_token_ids: Vec<u32>,
+    pub sampling: SamplingParams,
+    pub stop: StopParams,
+    pub priority: i32,
+}
+
+/// What the core reports about a request, step by step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CoreEvent {
+    /// Tokens appended this step; `finish_reason` set on the last event.
+    Tokens {
+        new_token_ids: Vec<u32>,
+        logprobs: Vec<TokenLogprobs>,
+        finish_reason: Option<FinishReason>,
+        /// Prompt tokens served from the prefix cache (on the first event).
+        num_cached_tokens: Option<usize>,
+    },
+    /// The request failed; no more events follow.
+    Error(CoreError),
+}
+
+enum Command {
+    Add(Box<CoreRequest>, UnboundedSender<CoreEvent>),
+    Abort(String),
+    Shutdown,
+}
+
+/// Shared, cheap-to-read state of the core.
+struct Shared {
+    healthy: AtomicBool,
+    failure: Mutex<Option<String>>,
+}
+
+/// The async side's handle to the core thread. Cloneable.
+#[derive(Clone)]
+pub struct EngineCoreHandle {
+    commands: Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl EngineCoreHandle {
+    /// Submits a request; its events arrive on the returned stream.
+    pub fn add(&self, request: CoreRequest) -> Result<RequestStream, CoreError> {
+        self.health()?;
+        let id = request.id.clone();
+        let (tx, rx) = unbounded_channel();
+        self.commands
+            .send(Command::Add(Box::new(request), tx))
+            .map_err(|_| CoreError::Unavailable("engine core stopped".into()))?;
+        Ok(RequestStream {
+            events: rx,
+            abort: Some((id, self.commands.clone())),
+        })
+    }
+
+    /// Ok while the core and its workers can serve.
+    pub fn health(&self) -> Result<(), CoreError> {
+        if self.shared.healthy.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            let why = self
+                .shared
+                .failure
+                .lock()
+                .ok()
+                .and_then(|f| f.clone())
+                .unwrap_or_else(|| "engine core stopped".into());
+            Err(CoreError::Unavailable(why))
+        }
+    }
+
+    /// Stops the core thread after the current step.
+    pub fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown);
+    }
+}
+
+/// Events of one request. Dropping it before the request finished aborts
+/// the request in the scheduler.
+pub struct RequestStream {
+    events: UnboundedReceiver<CoreEvent>,
+    abort: Option<(String, Sender<Command>)>,
+}
+
+impl RequestStream {
+    /// The next event, or `None` when the request is over.
+    pub async fn next(&mut self) -> Option<CoreEvent> {
+        let event = self.events.recv().await;
+        if matches!(
+            event,
+            None | Some(CoreEvent::Error(_))
+                | Some(CoreEvent::Tokens {
+                    finish_reason: Some(_),
+                    ..
+                })
+        ) {
+            self.abort = None; // finished: nothing to abort
+        }
+        event
+    }
+}
+
+impl futures::Stream for RequestStream {
+    type Item = CoreEvent;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<CoreEvent>> {
+        let poll = self.events.poll_recv(cx);
+        if let Poll::Ready(
+            None
+            | Some(CoreEvent::Error(_))
+            | Some(CoreEvent::Tokens {
+                finish_reason: Some(_),
+                ..
+            }),
+        ) = &poll
+        {
+            self.abort = None;
+        }
+        poll
+    }
+}
+
+impl Drop for RequestStream {
+    fn drop(&mut self) {
+        if let Some((id, commands)) = self.abort.take() {
+            let _ = commands.send(Command::Abort(id));
+        }
+    }
+}
+
+/// Timing of one request, for the latency metrics.
+struct Timing {
+    arrival: Instant,
+    first_token: Option<Instant>,
+    num_prompt: usize,
+    num_output: usize,
+}
+
+/// Starts the core thread over `scheduler` and `executor`.
+pub fn spawn_engine_core(
+    scheduler: Scheduler,
+    executor: Box<dyn Executor>,
+    metrics: EngineMetrics,
+) -> std::io::Result<EngineCoreHandle> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let shared = Arc::new(Shared {
+        healthy: AtomicBool::new(true),
+        failure: Mutex::new(None),
+    });
+    let core = EngineCore {
+        scheduler,
+        executor,
+        metrics,
+        shared: shared.clone(),
+        streams: HashMap::new(),
+        timings: HashMap::new(),
+        view: WorkerView::default(),
+        step_id: 0,
+        start: Instant::now(),
+        last_prefix: Default::default(),
+        last_preemptions: 0,
+    };
+    std::thread::Builder::new()
+        .name("engine-core".into())
+        .spawn(move || core.run(rx))?;
+    Ok(EngineCoreHandle {
+        commands: tx,
+        shared,
+    })
+}
+
+struct EngineCore {
+    scheduler: Scheduler,
+    executor: Box<dyn Executor>,
+    metrics: EngineMetrics,
+    shared: Arc<Shared>,
+    streams: HashMap<RequestId, UnboundedSender<CoreEvent>>,
+    timings: HashMap<RequestId, Timing>,
+    view: WorkerView,
+    step_id: u64,
+    start: Instant,
+    last_prefix: kv_cache::PrefixCacheStats,
+    last_preemptions: u64,
+}
+
+/// How often an idle core checks its workers' health.
+const IDLE_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+
+impl EngineCore {
+    fn run(mut self, commands: Receiver<Command>) {
+        loop {
+            let busy =
+                self.scheduler.has_unfinished_requests() || self.scheduler.has_finished_pending();
+            // Idle: block for the next command; busy: take what is queued.
+            if !busy {
+                match commands.recv_timeout(IDLE_HEALTH_INTERVAL) {
+                    Ok(cmd) => {
+                        if !self.apply(cmd) {
+                            break;
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Err(e) = self.executor.check_health() {
+                            self.fail(e.to_string());
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            let mut stop = false;
+            while let Ok(cmd) = commands.try_recv() {
+                if !self.apply(cmd) {
+                    stop = true;
+                    break;
+                }
+            }
+            if stop {
+                break;
+            }
+            if self.shared.healthy.load(Ordering::Acquire) {
+                self.step();
+            }
+        }
+        self.executor.shutdown();
+    }
+
+    /// Applies a command; false means shut down.
+    fn apply(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::Shutdown => return false,
+            Command::Abort(id) => {
+                let id = RequestId::from(id);
+                self.scheduler.abort([&id]);
+                self.streams.remove(&id);
+                self.timings.remove(&id);
+            }
+            Command::Add(req, events) => {
+                if let Err(e) = self.shared_health() {
+                    let _ = events.send(CoreEvent::Error(e));
+                    return true;
+                }
+                let id = RequestId::from(req.id.as_str());
+                let num_prompt = req.prompt_token_ids.len();
+                let request = Request::builder(id.clone(), req.prompt_token_ids)
+                    .sampling_params(req.sampling)
+                    .stop_params(req.stop)
+                    .priority(req.priority)
+                    .arrival_time(self.start.elapsed().as_secs_f64())
+                    .build();
+                match self.scheduler.add_request(request) {
+                    Ok(()) => {
+                        self.streams.insert(id.clone(), events);
+                        self.timings.insert(
+                            id,
+                            Timing {
+                                arrival: Instant::now(),
+                                first_token: None,
+                                num_prompt,
+                                num_output: 0,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        let _ = events.send(CoreEvent::Error(CoreError::Rejected(e.to_string())));
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn shared_health(&self) -> Result<(), CoreError> {
+        if self.shared.healthy.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(CoreError::Unavailable(
+                self.shared
+                    .failure
+                    .lock()
+                    .ok()
+                    .and_then(|f| f.clone())
+                    .unwrap_or_default(),
+            ))
+        }
+    }
+
+    /// Marks the engine failed and ends every request in flight.
+    fn fail(&mut self, why: String) {
+        tracing::error!("engine core failed: {why}");
+        if let Ok(mut f) = self.shared.failure.lock() {
+            *f = Some(why.clone());
+        }
+        self.shared.healthy.store(false, Ordering::Release);
+        let ids: Vec<RequestId> = self.streams.keys().cloned().collect();
+        self.scheduler.abort(ids.iter());
+        for (_, events) in self.streams.drain() {
+            let _ = events.send(CoreEvent::Error(CoreError::Unavailable(why.clone())));
+        }
+        self.timings.clear();
+    }
+
+    fn step(&mut self) {
+        // Requests whose client went away: abort before scheduling them.
+        let gone: Vec<RequestId> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.is_closed())
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !gone.is_empty() {
+            self.scheduler.abort(gone.iter());
+            for id in &gone {
+                self.streams.remove(id);
+                self.timings.remove(id);
+            }
+        }
+        let out = match self.scheduler.schedule() {
+            Ok(out) => out,
+            Err(e) => return self.fail(format!("scheduler: {e}")),
+        };
+        if out.is_empty() && out.finished_req_ids.is_empty() && out.preempted_req_ids.is_empty() {
+            if self.scheduler.has_unfinished_requests() && self.scheduler.num_running() == 0 {
+                // Nothing can ever run (a prompt larger than the whole cache).
+                let ids: Vec<RequestId> = self.streams.keys().cloned().collect();
+                self.scheduler.abort(ids.iter());
+                for (_, events) in self.streams.drain() {
+                    let _ = events.send(CoreEvent::Error(CoreError::Rejected(
+                        "the request does not fit in the KV cache".into(),
+                    )));
+                }
+            }
+            self.update_gauges();
+            return;
+        }
+        self.step_id += 1;
+        let wire = self.view.step_request(self.step_id, &out, &self.scheduler);
+        let result = match self.executor.execute(wire) {
+            Ok(r) => r,
+            Err(e) => return self.fail(e.to_string()),
+        };
+        let (runner_out, mut logprobs) = runner_output(result);
+        let outputs = self.scheduler.update_from_output(&out, &runner_out);
+        let now = Instant::now();
+        for o in outputs {
+            self.metrics
+                .generation_tokens
+                .inc_by(o.new_token_ids.len() as u64);
+            let num_cached_tokens = self.timings.get_mut(&o.req_id).and_then(|t| {
+                t.num_output += o.new_token_ids.len();
+                if t.first_token.is_none() {
+                    t.first_token = Some(now);
+                    self.metrics.prompt_tokens.inc_by(t.num_prompt as u64);
+                    self.metrics
+                        .time_to_first_token
+                        .observe(now.duration_since(t.arrival).as_secs_f64());
+                    Some(0)
+                } else {
+                    None
+                }
+            });
+            let num_cached_tokens = num_cached_tokens.map(|_| {
+                self.scheduler
+                    .get_request(&o.req_id)
+                    .and_then(|r| r.num_cached_tokens())
+                    .unwrap_or(0)
+            });
+            let event = CoreEvent::Tokens {
+                new_token_ids: o.new_token_ids,
+                logprobs: logprobs.remove(&o.req_id).unwrap_or_default(),
+                finish_reason: o.finish_reason,
+                num_cached_tokens,
+            };
+            if let Some(events) = self.streams.get(&o.req_id) {
+                if events.send(event).is_err() {
+                    self.scheduler.abort([&o.req_id]);
+                    self.streams.remove(&o.req_id);
+                }
+            }
+            if o.finish_reason.is_some() {
+                self.streams.remove(&o.req_id);
+                if let Some(t) = self.timings.remove(&o.req_id) {
+                    let e2e = now.duration_since(t.arrival).as_secs_f64();
+                    self.metrics.e2e_request_latency.observe(e2e);
+                    self.metrics.request_success.inc();
+                    if let (Some(first), true) = (t.first_token, t.num_output > 1) {
+                        let tpot =
+                            now.duration_since(first).as_secs_f64() / (t.num_output - 1) as f64;
+                        self.metrics.time_per_output_token.observe(tpot);
+                    }
+                }
+            }
+        }
+        self.update_gauges();
+    }
+
+    fn update_gauges(&mut self) {
+        let stats = self.scheduler.stats();
+        self.metrics
+            .num_requests_running
+            .set(stats.num_running as i64);
+        self.metrics
+            .num_requests_waiting
+            .set(stats.num_waiting as i64);
+        self.metrics.kv_cache_usage_perc.set(stats.kv_cache_usage);
+        let p = stats.prefix_cache;
+        self.metrics.prefix_cache_queries.inc_by(
+            p.queried_tokens
+                .saturating_sub(self.last_prefix.queried_tokens),
+        );
+        self.metrics
+            .prefix_cache_hits
+            .inc_by(p.hit_tokens.saturating_sub(self.last_prefix.hit_tokens));
+        self.last_prefix = p;
+        self.metrics
+            .num_preemptions
+            .inc_by(stats.num_preemptions.saturating_sub(self.last_preemptions));
+        self.last_preemptions = stats.num_preemptions;
+    }
+}

@@ -1,0 +1,48 @@
+//! The local model as a `frontend::Provider`: chat templates and
+//! tokenization in, the engine core in the middle, detokenized text with
+//! stop strings out.
+//!
+//! `generation` is API-agnostic (token ids to text deltas for `n`
+//! choices); `requests` maps OpenAI parameters onto it; `provider` is the
+//! trait implementation that shapes responses and chunks.
+
+mod generation;
+mod provider;
+mod requests;
+
+use std::sync::Arc;
+
+use crate::chat_template::ChatTemplate;
+use crate::core::EngineCoreHandle;
+use crate::tokenizer::Tokenizer;
+
+pub use generation::{generate, ChoiceDelta, GenerationParams, TokenLogprob};
+
+/// A model served by this process.
+pub struct LocalEngine {
+    /// Names clients may use (`--served-model-name`), first is canonical.
+    names: Vec<String>,
+    tokenizer: Arc<Tokenizer>,
+    template: Option<ChatTemplate>,
+    core: EngineCoreHandle,
+    max_model_len: usize,
+}
+
+impl LocalEngine {
+    /// Wraps a running engine core.
+    pub fn new(
+        names: Vec<String>,
+        tokenizer: Arc<Tokenizer>,
+        template: Option<ChatTemplate>,
+        core: EngineCoreHandle,
+        max_model_len: usize,
+    ) -> Self {
+        Self {
+            names,
+            tokenizer,
+            template,
+            core,
+            max_model_len,
+        }
+    }
+}

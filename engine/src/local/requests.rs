@@ -1,0 +1,191 @@
+//! OpenAI request parameters to [`GenerationParams`]: defaults as OpenAI and
+//! vLLM define them, prompts through the chat template, and the context
+//! length check.
+
+use frontend::openai::{ChatCompletionRequest, ChatMessage, CompletionRequest, StopSequences};
+use frontend::ProviderError;
+use scheduler::{SamplingParams, StopParams};
+
+use super::{GenerationParams, LocalEngine};
+
+/// The sampling fields chat and completions share.
+pub(super) struct Knobs<'a> {
+    pub max_tokens: Option<i64>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<i64>,
+    pub min_p: Option<f32>,
+    pub n: Option<i64>,
+    pub seed: Option<i64>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    pub min_tokens: Option<i64>,
+    pub ignore_eos: Option<bool>,
+    pub skip_special_tokens: Option<bool>,
+    pub stop: Option<&'a StopSequences>,
+    pub stop_token_ids: Option<&'a Vec<u32>>,
+    /// Top logprobs to return per token; `None` for no logprobs.
+    pub logprobs: Option<u32>,
+}
+
+impl<'a> Knobs<'a> {
+    pub fn of_chat(r: &'a ChatCompletionRequest) -> Self {
+        Self {
+            max_tokens: r.max_completion_tokens.or(r.max_tokens),
+            temperature: r.temperature,
+            top_p: r.top_p,
+            top_k: r.top_k,
+            min_p: r.min_p,
+            n: r.n,
+            seed: r.seed,
+            presence_penalty: r.presence_penalty,
+            frequency_penalty: r.frequency_penalty,
+            repetition_penalty: r.repetition_penalty,
+            min_tokens: r.min_tokens,
+            ignore_eos: r.ignore_eos,
+            skip_special_tokens: r.skip_special_tokens,
+            stop: r.stop.as_ref(),
+            stop_token_ids: r.stop_token_ids.as_ref(),
+            logprobs: (r.logprobs == Some(true)).then(|| r.top_logprobs.unwrap_or(0).max(0) as u32),
+        }
+    }
+
+    pub fn of_completion(r: &'a CompletionRequest) -> Self {
+        Self {
+            max_tokens: r.max_tokens,
+            temperature: r.temperature,
+            top_p: r.top_p,
+            top_k: r.top_k,
+            min_p: r.min_p,
+            n: r.n,
+            seed: r.seed,
+            presence_penalty: r.presence_penalty,
+            frequency_penalty: r.frequency_penalty,
+            repetition_penalty: r.repetition_penalty,
+            min_tokens: r.min_tokens,
+            ignore_eos: r.ignore_eos,
+            skip_special_tokens: r.skip_special_tokens,
+            stop: r.stop.as_ref(),
+            stop_token_ids: r.stop_token_ids.as_ref(),
+            logprobs: r.logprobs.map(|k| k.max(0) as u32),
+        }
+    }
+}
+
+impl LocalEngine {
+    /// Renders `messages` with the model's chat template and tokenizes the
+    /// result (special tokens come from the template itself).
+    pub(super) fn chat_prompt(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>, ProviderError> {
+        let template = self.template.as_ref().ok_or_else(|| {
+            ProviderError::invalid(
+                "messages",
+                "this model has no chat template; use /v1/completions",
+            )
+        })?;
+        let messages: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|m| {
+                let mut v = serde_json::json!({
+                    "role": m.role,
+                    "content": m.content.as_ref().map(|c| c.text()).unwrap_or_default(),
+                });
+                if let Some(name) = &m.name {
+                    v["name"] = serde_json::Value::String(name.clone());
+                }
+                v
+            })
+            .collect();
+        let text = template
+            .render(
+                &serde_json::Value::Array(messages),
+                add_generation_prompt,
+                None,
+            )
+            .map_err(|e| ProviderError::invalid("messages", format!("chat template: {e}")))?;
+        self.tokenizer
+            .encode(&text, false)
+            .map_err(|e| ProviderError::Internal {
+                message: e.to_string(),
+            })
+    }
+
+    /// Builds the engine's parameters, refusing prompts that do not fit.
+    pub(super) fn params(
+        &self,
+        request_id: String,
+        prompt_token_ids: Vec<u32>,
+        k: &Knobs<'_>,
+    ) -> Result<GenerationParams, ProviderError> {
+        let prompt_len = prompt_token_ids.len();
+        if prompt_len == 0 {
+            return Err(ProviderError::invalid("prompt", "the prompt is empty"));
+        }
+        let vocab = self.tokenizer.vocab_size();
+        if let Some(bad) = prompt_token_ids.iter().find(|&&t| t as usize >= vocab) {
+            return Err(ProviderError::invalid(
+                "prompt",
+                format!("token id {bad} is out of vocabulary ({vocab})"),
+            ));
+        }
+        if prompt_len >= self.max_model_len {
+            return Err(ProviderError::ContextLengthExceeded {
+                message: format!(
+                    "This model's maximum context length is {} tokens. However, your prompt has {prompt_len} tokens.",
+                    self.max_model_len
+                ),
+            });
+        }
+        let room = self.max_model_len - prompt_len;
+        let max_tokens = match k.max_tokens {
+            None => room,
+            Some(m) => {
+                let m = m.max(1) as usize;
+                if m > room {
+                    return Err(ProviderError::ContextLengthExceeded {
+                        message: format!(
+                            "This model's maximum context length is {} tokens. However, you requested {} tokens ({prompt_len} in the prompt, {m} for the completion).",
+                            self.max_model_len,
+                            prompt_len + m
+                        ),
+                    });
+                }
+                m
+            }
+        };
+        let sampling = SamplingParams {
+            temperature: k.temperature.unwrap_or(1.0),
+            top_p: k.top_p.unwrap_or(1.0),
+            top_k: k.top_k.filter(|&t| t > 0).map_or(0, |t| t as u32),
+            min_p: k.min_p.unwrap_or(0.0),
+            seed: k.seed.map(|s| s as u64),
+            presence_penalty: k.presence_penalty.unwrap_or(0.0),
+            frequency_penalty: k.frequency_penalty.unwrap_or(0.0),
+            repetition_penalty: k.repetition_penalty.unwrap_or(1.0),
+            logprobs: k.logprobs,
+            n: k.n.unwrap_or(1).max(1) as u32,
+        };
+        let stop = StopParams {
+            max_tokens,
+            min_tokens: k.min_tokens.unwrap_or(0).max(0) as usize,
+            ignore_eos: k.ignore_eos.unwrap_or(false),
+            eos_token_ids: self.tokenizer.eos_token_ids().to_vec(),
+            stop_token_ids: k.stop_token_ids.cloned().unwrap_or_default(),
+        };
+        Ok(GenerationParams {
+            request_id,
+            prompt_token_ids,
+            n: sampling.n as usize,
+            sampling,
+            stop,
+            stop_strings: k.stop.map(StopSequences::to_vec).unwrap_or_default(),
+            include_stop_str_in_output: false,
+            skip_special_tokens: k.skip_special_tokens.unwrap_or(true),
+            priority: 0,
+        })
+    }
+}

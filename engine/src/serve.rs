@@ -1,0 +1,193 @@
+//! `engine serve`: the OpenAI-compatible server over a local model.
+//!
+//! Wires the pieces: the executor (worker processes), the scheduler, the
+//! engine core thread, the local provider (tokenizer, chat template,
+//! detokenizer) and the frontend's axum app. Flags are named as vLLM names
+//! them where they mean the same.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use model_files::ModelSource;
+use scheduler::{KvCacheConfig, Scheduler, SchedulerConfig, SchedulingPolicy};
+
+use crate::chat_template::ChatTemplate;
+use crate::core::{spawn_engine_core, EngineMetrics};
+use crate::executor::{start_executor, ExecutorConfig};
+use crate::local::LocalEngine;
+use crate::tokenizer::Tokenizer;
+
+/// Flags of `engine serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// `smollm2`, an HF model folder, or a `.gguf` file.
+    #[arg(long, default_value = "smollm2")]
+    pub model: String,
+    /// Names clients use for the model (default: `--model`).
+    #[arg(long, num_args = 1..)]
+    pub served_model_name: Vec<String>,
+    #[arg(long, default_value = "0.0.0.0")]
+    pub host: String,
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Worker processes in the tensor-parallel group.
+    #[arg(
+        long = "tensor-parallel-size",
+        short = 't',
+        visible_alias = "tp",
+        default_value_t = 1
+    )]
+    pub tensor_parallel_size: usize,
+    /// Context length (default: the model's).
+    #[arg(long)]
+    pub max_model_len: Option<usize>,
+    #[arg(long, default_value_t = 256)]
+    pub max_num_seqs: usize,
+    /// Token budget of one step (default: 2048, or max_model_len if larger
+    /// without chunked prefill).
+    #[arg(long)]
+    pub max_num_batched_tokens: Option<usize>,
+    #[arg(long, default_value_t = 16)]
+    pub block_size: usize,
+    /// Fraction of GPU memory for weights, activations and KV cache.
+    #[arg(long, default_value_t = 0.9)]
+    pub gpu_memory_utilization: f32,
+    /// KV cache size on CPU, in GiB (vLLM's VLLM_CPU_KVCACHE_SPACE).
+    #[arg(long, default_value_t = 1.0)]
+    pub kv_cache_memory_gb: f64,
+    /// Reuse KV blocks of shared prompt prefixes (on by default).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_prefix_caching: bool,
+    /// Turn prefix caching off.
+    #[arg(long)]
+    pub no_enable_prefix_caching: bool,
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_chunked_prefill: bool,
+    /// auto, safetensors, gguf or dummy.
+    #[arg(long, default_value = "auto")]
+    pub load_format: String,
+    /// auto (f32 on CPU, bf16 on CUDA), float32, bfloat16, float16.
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// fcfs or priority.
+    #[arg(long, default_value = "fcfs")]
+    pub scheduling_policy: String,
+    /// mp (worker processes, the default) or uni (in this process).
+    #[arg(long, default_value = "mp")]
+    pub distributed_executor_backend: String,
+}
+
+/// Runs `engine serve` until Ctrl-C.
+pub fn run(args: &ServeArgs) -> Result<()> {
+    let source = ModelSource::resolve(&args.model)?;
+    let tokenizer = Arc::new(Tokenizer::from_model_source(&source)?);
+    let template = ChatTemplate::from_model_source(&source, &tokenizer)?;
+    let policy = match args.scheduling_policy.as_str() {
+        "fcfs" => SchedulingPolicy::Fcfs,
+        "priority" => SchedulingPolicy::Priority,
+        other => bail!("unknown --scheduling-policy `{other}` (fcfs, priority)"),
+    };
+    if args.block_size == 0 || args.block_size > 1024 {
+        bail!("--block-size must be in 1..=1024");
+    }
+
+    eprintln!(
+        "engine: starting {} worker(s) for {}",
+        args.tensor_parallel_size, source.name
+    );
+    let executor = start_executor(&ExecutorConfig {
+        model: args.model.clone(),
+        load_format: args.load_format.clone(),
+        dtype: args.dtype.clone(),
+        seed: args.seed,
+        device: args.device.clone(),
+        tensor_parallel_size: args.tensor_parallel_size,
+        block_size: args.block_size,
+        gpu_memory_utilization: args.gpu_memory_utilization,
+        cpu_kv_cache_bytes: (args.kv_cache_memory_gb * (1u64 << 30) as f64) as u64,
+        max_num_batched_tokens: args.max_num_batched_tokens.unwrap_or(2048),
+        worker_binary: None,
+        distributed_executor_backend: args
+            .distributed_executor_backend
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+    })
+    .context("starting the workers")?;
+    let model_len = executor.model_info().max_position_embeddings as usize;
+    let max_model_len = match args.max_model_len {
+        Some(n) if n > model_len => {
+            bail!("--max-model-len {n} exceeds the model's {model_len} positions")
+        }
+        Some(n) => n,
+        None => model_len,
+    };
+    let max_num_batched_tokens =
+        args.max_num_batched_tokens
+            .unwrap_or(if args.enable_chunked_prefill {
+                2048
+            } else {
+                max_model_len.max(2048)
+            });
+    let num_blocks = executor.num_kv_blocks();
+    eprintln!(
+        "engine: {num_blocks} KV blocks of {} tokens ({} tokens), max_model_len {max_model_len}",
+        args.block_size,
+        num_blocks * args.block_size
+    );
+    let scheduler = Scheduler::new(
+        SchedulerConfig {
+            max_num_seqs: args.max_num_seqs,
+            max_num_batched_tokens,
+            max_model_len,
+            enable_chunked_prefill: args.enable_chunked_prefill,
+            long_prefill_token_threshold: None,
+            policy,
+        },
+        KvCacheConfig {
+            num_blocks,
+            block_size: args.block_size,
+            enable_prefix_caching: args.enable_prefix_caching && !args.no_enable_prefix_caching,
+        },
+    )?;
+    let served_names = if args.served_model_name.is_empty() {
+        vec![args.model.clone()]
+    } else {
+        args.served_model_name.clone()
+    };
+    let registry = prometheus::Registry::new();
+    let metrics = EngineMetrics::register(&registry, &served_names[0])?;
+    let core = spawn_engine_core(scheduler, executor, metrics)?;
+    let local = LocalEngine::new(
+        served_names,
+        tokenizer,
+        template,
+        core.clone(),
+        max_model_len,
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(async move {
+        let addr = format!("{}:{}", args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        eprintln!("engine: serving on http://{}", listener.local_addr()?);
+        let state = frontend::AppState::new(vec![Arc::new(local)], registry)?;
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        frontend::serve(listener, frontend::router(state), shutdown).await?;
+        anyhow::Ok(())
+    });
+    core.shutdown();
+    result
+}
