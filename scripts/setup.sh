@@ -13,7 +13,7 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 VENV=.venv
 STAMP=$VENV/.setup-stamp
 # Bump when the package list below changes, so existing venvs update.
-WANT="v1 torch==2.11.0 transformers==4.57.6"
+WANT="v2 torch==2.11.0 transformers==4.57.6 httpx"
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
   echo "setup: .venv is up to date"
@@ -32,6 +32,7 @@ $PIP install \
   "pytest" \
   "openai" \
   "anthropic" \
+  "httpx" \
   "tokenizers" \
   "sentencepiece" \
   "protobuf"
