@@ -15,6 +15,7 @@ use workers::batch::{BatchLimits, ForwardBatch, SequenceChunk};
 use workers::loader::{self, LoadOptions};
 use workers::paged_kv::PagedKvCache;
 use workers::parallel::TpGroup;
+use workers::progress::LoadProgress;
 use workers::sampler::{SamplingParams, SequenceSampler};
 
 use crate::chat_template::ChatTemplate;
@@ -93,24 +94,11 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     }
 
     let load_start = Instant::now();
-    let bar = (!args.json).then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} layers")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar.set_message(source.name.clone());
-        bar
-    });
+    let progress = LoadProgress::new(&source.name, !args.json);
     let model = loader::load_model(&source, &options, &TpGroup::single(), |done, total| {
-        if let Some(bar) = &bar {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        }
+        progress.update(done, total)
     })?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    progress.finish();
     let load_secs = load_start.elapsed().as_secs_f64();
 
     let config = model.config();

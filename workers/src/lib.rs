@@ -19,6 +19,7 @@ pub mod loader;
 pub mod models;
 pub mod paged_kv;
 pub mod parallel;
+pub mod progress;
 pub mod runner;
 pub mod sampler;
 pub mod weights;

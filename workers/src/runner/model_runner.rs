@@ -24,6 +24,7 @@ use crate::loader::{self, LoadOptions};
 use crate::models::llama::LlamaModel;
 use crate::paged_kv::PagedKvCache;
 use crate::parallel::TpGroup;
+use crate::progress::LoadProgress;
 use crate::sampler::{Sampler, SamplerRow};
 
 struct Loaded {
@@ -103,7 +104,12 @@ impl ModelRunner {
         };
         self.kv = None;
         self.loaded = None;
-        let model = loader::load_model(&source, &options, &self.tp, |_, _| {})?;
+        // Rank 0 shows loading progress on the shared stderr.
+        let progress = LoadProgress::new(&source.name, self.tp.rank == 0);
+        let model = loader::load_model(&source, &options, &self.tp, |done, total| {
+            progress.update(done, total)
+        })?;
+        progress.finish();
         let config = model.config();
         let info = LoadModelResponse {
             vocab_size: config.vocab_size as u32,
