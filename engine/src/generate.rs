@@ -130,12 +130,27 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let mut sampler = SequenceSampler::new(params, args.seed);
     let eos = tokenizer.eos_token_ids().to_vec();
 
+    // Warm up as a server does at startup (CUDA context, cuBLAS handles,
+    // first-use kernel loads stay out of the timings): one token through
+    // the model, its KV slot overwritten by the prefill below.
+    let warm_up = SequenceChunk {
+        token_ids: prompt_ids[..1].to_vec(),
+        num_computed: 0,
+        block_table: block_table.clone(),
+        want_logits: true,
+    };
+    let _ = model.forward(
+        &ForwardBatch::build(&[warm_up], limits, device)?,
+        &mut cache,
+    );
+
     let mut output: Vec<u32> = Vec::with_capacity(args.max_tokens);
     let mut printed = 0usize;
     let mut next_input = prompt_ids.clone();
     let mut computed = 0usize;
     let start = Instant::now();
     let mut first_token_secs = 0.0;
+    let (mut forward_secs, mut sample_secs) = (0.0, 0.0);
     let mut stdout = std::io::stdout();
     while output.len() < args.max_tokens {
         let chunk = SequenceChunk {
@@ -145,9 +160,18 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             want_logits: true,
         };
         computed += chunk.token_ids.len();
+        let step_start = Instant::now();
         let batch = ForwardBatch::build(&[chunk], limits, device)?;
         let logits = model.forward(&batch, &mut cache);
+        let issued = Instant::now();
         let token = sampler.sample(&logits.get(0))?;
+        if !output.is_empty() {
+            // On a GPU, `forward` returns once its kernels are queued and the
+            // sampler waits for them: the split says whether decode is bound
+            // by launching kernels or by running them.
+            forward_secs += (issued - step_start).as_secs_f64();
+            sample_secs += issued.elapsed().as_secs_f64();
+        }
         if output.is_empty() {
             first_token_secs = start.elapsed().as_secs_f64();
         }
@@ -187,6 +211,8 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             "decode_tokens": decode_tokens,
             "decode_secs": decode_secs,
             "decode_tokens_per_sec": decode_tps,
+            "decode_forward_secs": forward_secs,
+            "decode_sample_secs": sample_secs,
         });
         println!("{record}");
     } else {

@@ -83,6 +83,17 @@ pub struct ServeArgs {
     pub distributed_executor_backend: String,
 }
 
+/// Tokens one step may schedule: `--max-num-batched-tokens`, else 2048,
+/// or a whole prompt of `max_model_len` when chunked prefill is off.
+fn step_token_budget(args: &ServeArgs, max_model_len: usize) -> usize {
+    args.max_num_batched_tokens
+        .unwrap_or(if args.enable_chunked_prefill {
+            2048
+        } else {
+            max_model_len.max(2048)
+        })
+}
+
 /// Runs `engine serve` until Ctrl-C.
 pub fn run(args: &ServeArgs) -> Result<()> {
     let source = ModelSource::resolve(&args.model)?;
@@ -111,7 +122,13 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         block_size: args.block_size,
         gpu_memory_utilization: args.gpu_memory_utilization,
         cpu_kv_cache_bytes: (args.kv_cache_memory_gb * (1u64 << 30) as f64) as u64,
-        max_num_batched_tokens: args.max_num_batched_tokens.unwrap_or(2048),
+        // The largest step the scheduler may run, for activation profiling;
+        // before the model is loaded its length is unknown, and the worker
+        // caps this at the model's positions.
+        max_num_batched_tokens: step_token_budget(
+            args,
+            args.max_model_len.unwrap_or(u32::MAX as usize),
+        ),
         worker_binary: None,
         distributed_executor_backend: args
             .distributed_executor_backend
@@ -127,13 +144,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         Some(n) => n,
         None => model_len,
     };
-    let max_num_batched_tokens =
-        args.max_num_batched_tokens
-            .unwrap_or(if args.enable_chunked_prefill {
-                2048
-            } else {
-                max_model_len.max(2048)
-            });
+    let max_num_batched_tokens = step_token_budget(args, max_model_len);
     let num_blocks = executor.num_kv_blocks();
     eprintln!(
         "engine: {num_blocks} KV blocks of {} tokens ({} tokens), max_model_len {max_model_len}",

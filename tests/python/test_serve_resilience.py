@@ -32,7 +32,10 @@ def test_client_disconnect_aborts_and_frees_blocks(server):
         with client.stream("POST", f"{server.base}/v1/completions", json=long_stream_body()) as r:
             assert r.status_code == 200
             chunks = 0
-            for line in r.iter_lines():
+            # A named iterator stays open after `break`: a temporary one is
+            # closed at once, and closing it closes the connection.
+            lines = r.iter_lines()
+            for line in lines:
                 if line.startswith("data: {"):
                     chunks += 1
                     if chunks == 3:

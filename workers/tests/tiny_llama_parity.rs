@@ -2,7 +2,8 @@
 //! (GQA 8/4 heads, llama3 rope scaling, untied embeddings), through the
 //! paths a serving engine uses: a batch mixing sequences of different
 //! lengths, a prompt prefilled in several chunks, and decode steps over a
-//! non-contiguous block table. Tolerance: max |Δlogit| ≤ 1e-4 (f32).
+//! non-contiguous block table. Tolerance: max |Δlogit| ≤ 1e-4 (f32); in
+//! half precision on a GPU, a fraction of the logits' scale (`common::Target`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -10,9 +11,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{floats, ids, max_abs_diff, read_json};
+use common::{floats, ids, max_abs_diff, read_json, scale, Target};
 use model_files::ModelSource;
-use tch::{Device, Kind};
 use workers::batch::{BatchLimits, ForwardBatch, SequenceChunk};
 use workers::loader::{load_model, LoadFormat, LoadOptions};
 use workers::models::llama::LlamaModel;
@@ -42,23 +42,32 @@ fn cases() -> Vec<Case> {
         .collect()
 }
 
+/// Asserts `ours` is within tolerance of the expected logits row.
+fn check(ours: &tch::Tensor, expected: &[f32], what: &str) {
+    let tol = Target::from_env().tol(TOL, scale(expected));
+    let diff = max_abs_diff(ours, expected);
+    assert!(diff <= tol, "{what}: max |Δ| {diff} > {tol}");
+}
+
 fn load(folder: &str) -> LlamaModel {
     let path = common::fixtures().join(folder);
     let source = ModelSource::resolve(path.to_str().unwrap()).unwrap();
+    let target = Target::from_env();
     let options = LoadOptions {
         format: LoadFormat::Auto,
-        device: Device::Cpu,
-        kind: Kind::Float,
+        device: target.device,
+        kind: target.kind,
         seed: 0,
     };
     load_model(&source, &options, &TpGroup::single(), |_, _| {}).unwrap()
 }
 
 fn cache(model: &LlamaModel) -> PagedKvCache {
+    let target = Target::from_env();
     PagedKvCache::new(
         model.kv_cache_spec(NUM_BLOCKS, BLOCK),
-        Kind::Float,
-        Device::Cpu,
+        target.kind,
+        target.device,
     )
     .unwrap()
 }
@@ -94,12 +103,16 @@ fn mixed_length_batch_matches_transformers() {
                 want_logits: true,
             })
             .collect();
-        let batch = ForwardBatch::build(&chunks, limits(&model), Device::Cpu).unwrap();
+        let batch =
+            ForwardBatch::build(&chunks, limits(&model), Target::from_env().device).unwrap();
         let logits = model.forward(&batch, &mut kv);
         for (i, c) in cases[..4].iter().enumerate() {
             let row = batch.logits_rows[i].unwrap() as i64;
-            let diff = max_abs_diff(&logits.get(row), c.logits.last().unwrap());
-            assert!(diff <= TOL, "{folder} seq {i}: max |Δ| {diff} > {TOL}");
+            check(
+                &logits.get(row),
+                c.logits.last().unwrap(),
+                &format!("{folder} seq {i}"),
+            );
         }
     }
 }
@@ -128,13 +141,20 @@ fn chunked_prefill_matches_transformers() {
                 want_logits: true,
             });
         }
-        let batch = ForwardBatch::build(&chunks, limits(&model), Device::Cpu).unwrap();
+        let batch =
+            ForwardBatch::build(&chunks, limits(&model), Target::from_env().device).unwrap();
         let logits = model.forward(&batch, &mut kv);
-        let diff = max_abs_diff(&logits.get(0), &long.logits[end - 1]);
-        assert!(diff <= TOL, "chunk ending at {end}: max |Δ| {diff} > {TOL}");
+        check(
+            &logits.get(0),
+            &long.logits[end - 1],
+            &format!("chunk ending at {end}"),
+        );
         if start == 0 {
-            let diff = max_abs_diff(&logits.get(1), other.logits.last().unwrap());
-            assert!(diff <= TOL, "co-scheduled prefill: max |Δ| {diff} > {TOL}");
+            check(
+                &logits.get(1),
+                other.logits.last().unwrap(),
+                "co-scheduled prefill",
+            );
         }
     }
 }
@@ -159,7 +179,7 @@ fn decode_over_non_contiguous_blocks_matches_transformers() {
             want_logits: true,
         })
         .collect::<Vec<_>>();
-    let batch = ForwardBatch::build(&first, limits(&model), Device::Cpu).unwrap();
+    let batch = ForwardBatch::build(&first, limits(&model), Target::from_env().device).unwrap();
     let _ = model.forward(&batch, &mut kv);
     // Teacher-forced decode: one token per sequence per step.
     for pos in prompt..12 {
@@ -172,13 +192,14 @@ fn decode_over_non_contiguous_blocks_matches_transformers() {
                 want_logits: true,
             })
             .collect::<Vec<_>>();
-        let batch = ForwardBatch::build(&chunks, limits(&model), Device::Cpu).unwrap();
+        let batch =
+            ForwardBatch::build(&chunks, limits(&model), Target::from_env().device).unwrap();
         let logits = model.forward(&batch, &mut kv);
         for (i, (c, _)) in seqs.iter().enumerate() {
-            let diff = max_abs_diff(&logits.get(i as i64), &c.logits[pos]);
-            assert!(
-                diff <= TOL,
-                "seq {i} decode at {pos}: max |Δ| {diff} > {TOL}"
+            check(
+                &logits.get(i as i64),
+                &c.logits[pos],
+                &format!("seq {i} decode at {pos}"),
             );
         }
     }
@@ -198,8 +219,12 @@ fn sharded_and_single_files_load_the_same_model() {
     };
     let run = |m: &LlamaModel| {
         let mut kv = cache(m);
-        let batch =
-            ForwardBatch::build(std::slice::from_ref(&chunk), limits(m), Device::Cpu).unwrap();
+        let batch = ForwardBatch::build(
+            std::slice::from_ref(&chunk),
+            limits(m),
+            Target::from_env().device,
+        )
+        .unwrap();
         m.forward(&batch, &mut kv)
     };
     assert!(run(&a).equal(&run(&b)));

@@ -68,6 +68,9 @@ impl AttentionBackend for TorchRefBackend {
                     .reshape([q_len, heads * head_dim]),
             );
         }
-        Tensor::cat(&outputs, 0)
+        match outputs.len() {
+            1 => outputs.swap_remove(0),
+            _ => Tensor::cat(&outputs, 0),
+        }
     }
 }

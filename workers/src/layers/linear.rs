@@ -4,25 +4,33 @@
 //! gate/up): each rank computes its slice, no communication. Row-parallel
 //! splits the input features (o_proj, down_proj): each rank computes a
 //! partial sum over its slice, then an all-reduce adds them.
+//!
+//! Projections that read the same input are merged into one matrix (q/k/v,
+//! gate/up), as vLLM's `QKVParallelLinear` and `MergedColumnParallelLinear`
+//! do, and a row-parallel output adds its residual inside the matrix
+//! product: on a GPU each kernel launch costs more than a small model's
+//! arithmetic, so fewer, larger launches are what makes decode fast.
 
 use tch::Tensor;
 
 use crate::parallel::TpGroup;
 use crate::weights::{Shard, WeightError, Weights};
 
-/// `y = x W^T` with W's output rows split across ranks.
-pub struct ColumnParallelLinear {
+/// Column-parallel projections of the same input as one matrix (one part
+/// is plain column-parallel): W's output rows split across ranks, this
+/// rank's rows of each part stacked in order, so one product yields every
+/// part's output side by side; callers take them apart with `narrow`.
+pub struct MergedColumnParallelLinear {
     weight: Tensor,
 }
 
-impl ColumnParallelLinear {
-    /// Loads `name` of full shape `[out_features, in_features]`, keeping this
-    /// rank's rows.
+impl MergedColumnParallelLinear {
+    /// Loads `parts` as `(name, out_features)`, each `[out_features,
+    /// in_features]` in full, keeping this rank's rows of each.
     pub fn load(
         weights: &Weights,
-        name: &str,
+        parts: &[(&str, i64)],
         in_features: i64,
-        out_features: i64,
         tp: &TpGroup,
     ) -> Result<Self, WeightError> {
         let shard = Shard {
@@ -30,11 +38,16 @@ impl ColumnParallelLinear {
             rank: tp.rank,
             world_size: tp.world_size,
         };
-        let weight = weights.get(name, &[out_features, in_features], Some(shard))?;
-        Ok(Self { weight })
+        let mut stacked = Vec::with_capacity(parts.len());
+        for &(name, out_features) in parts {
+            stacked.push(weights.get(name, &[out_features, in_features], Some(shard))?);
+        }
+        Ok(Self {
+            weight: Tensor::cat(&stacked, 0),
+        })
     }
 
-    /// This rank's slice of the output features.
+    /// `x W^T` for every part at once: `[tokens, sum of parts' features]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         x.linear::<&Tensor>(&self.weight, None)
     }
@@ -76,6 +89,16 @@ impl RowParallelLinear {
             partial
         } else {
             self.tp.comm.all_reduce_sum(&partial)
+        }
+    }
+
+    /// `residual + x W^T` for a 2-D `x`; with one rank a single GEMM that
+    /// accumulates onto the residual.
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Tensor {
+        if self.tp.world_size == 1 {
+            residual.addmm(x, &self.weight.tr())
+        } else {
+            residual + self.forward(x)
         }
     }
 }

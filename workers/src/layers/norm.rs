@@ -1,7 +1,9 @@
-//! RMSNorm computed as HF's `LlamaRMSNorm`: in f32, then cast back, then
-//! scaled, so low-precision runs round the way transformers does.
+//! RMSNorm as HF's `LlamaRMSNorm` computes it (in f32 whatever the input
+//! dtype), through torch's `rms_norm`: one fused kernel on CUDA instead of
+//! eight launches. In half precision it scales before the cast back, where
+//! HF casts first; both agree within rounding.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::weights::{WeightError, Weights};
 
@@ -22,10 +24,7 @@ impl RmsNorm {
 
     /// Normalizes over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let kind = x.kind();
-        let x32 = x.to_kind(Kind::Float);
-        let variance = x32.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
-        let normed = x32 * (variance + self.eps).rsqrt();
-        &self.weight * normed.to_kind(kind)
+        let hidden = self.weight.size()[0];
+        x.rms_norm([hidden], Some(&self.weight), self.eps)
     }
 }

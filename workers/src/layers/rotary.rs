@@ -32,23 +32,31 @@ impl RotaryEmbedding {
         }
     }
 
-    /// `(cos, sin)` of shape `[T, head_dim]` in `kind` for `positions` `[T]`.
+    /// The tables [`Self::apply`] takes for `positions` `[T]`, once per
+    /// step for every layer: `cos` and a signed `sin` (`[-sin, sin]` over
+    /// the two halves), each `[T, 1, head_dim]` in `kind`.
     pub fn cos_sin(&self, positions: &Tensor, kind: Kind) -> (Tensor, Tensor) {
         let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * self.inv_freq.unsqueeze(0);
         let emb = Tensor::cat(&[&freqs, &freqs], -1);
-        (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
+        let sin = freqs.sin();
+        let signed_sin = Tensor::cat(&[&sin.neg(), &sin], -1);
+        (
+            emb.cos().to_kind(kind).unsqueeze(1),
+            signed_sin.to_kind(kind).unsqueeze(1),
+        )
     }
 
-    /// Rotates `x` of shape `[T, heads, head_dim]` with `cos`/`sin` from
-    /// [`Self::cos_sin`].
-    pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-        let cos = cos.unsqueeze(1);
-        let sin = sin.unsqueeze(1);
-        let half = x.size().last().copied().unwrap_or(0) / 2;
-        let x1 = x.narrow(-1, 0, half);
-        let x2 = x.narrow(-1, half, half);
-        let rotated = Tensor::cat(&[&x2.neg(), &x1], -1);
-        x * cos + rotated * sin
+    /// Rotates `x` `[T, heads, head_dim]` as HF's `x * cos + rotate_half(x)
+    /// * sin`, in three kernels: swapping the halves is a flip of
+    /// `[.., 2, half]`, and the signed sine supplies rotate_half's minus.
+    pub fn apply(x: &Tensor, cos: &Tensor, signed_sin: &Tensor) -> Tensor {
+        let size = x.size();
+        let half = size.last().copied().unwrap_or(0) / 2;
+        let swapped =
+            x.reshape([size[0], size[1], 2, half])
+                .flip([2])
+                .view([size[0], size[1], 2 * half]);
+        (x * cos).addcmul(&swapped, signed_sin)
     }
 }
 

@@ -13,7 +13,7 @@ use tch::{Device, Tensor};
 use crate::attention::AttentionBackend;
 use crate::batch::ForwardBatch;
 use crate::layers::embedding::{ParallelLmHead, VocabParallelEmbedding};
-use crate::layers::linear::{ColumnParallelLinear, RowParallelLinear};
+use crate::layers::linear::{MergedColumnParallelLinear, RowParallelLinear};
 use crate::layers::norm::RmsNorm;
 use crate::layers::rotary::RotaryEmbedding;
 use crate::paged_kv::{KvCacheSpec, PagedKvCache};
@@ -34,9 +34,8 @@ pub enum ModelError {
 }
 
 struct Attention {
-    q_proj: ColumnParallelLinear,
-    k_proj: ColumnParallelLinear,
-    v_proj: ColumnParallelLinear,
+    /// q, k and v projections as one matrix.
+    qkv_proj: MergedColumnParallelLinear,
     o_proj: RowParallelLinear,
     /// Heads on this rank.
     num_heads: i64,
@@ -58,25 +57,14 @@ impl Attention {
         let kv_heads = cfg.num_kv_heads() as i64;
         let ws = tp.world_size as i64;
         Ok(Self {
-            q_proj: ColumnParallelLinear::load(
+            qkv_proj: MergedColumnParallelLinear::load(
                 weights,
-                &format!("{prefix}.q_proj.weight"),
+                &[
+                    (&format!("{prefix}.q_proj.weight"), heads * head_dim),
+                    (&format!("{prefix}.k_proj.weight"), kv_heads * head_dim),
+                    (&format!("{prefix}.v_proj.weight"), kv_heads * head_dim),
+                ],
                 hidden,
-                heads * head_dim,
-                tp,
-            )?,
-            k_proj: ColumnParallelLinear::load(
-                weights,
-                &format!("{prefix}.k_proj.weight"),
-                hidden,
-                kv_heads * head_dim,
-                tp,
-            )?,
-            v_proj: ColumnParallelLinear::load(
-                weights,
-                &format!("{prefix}.v_proj.weight"),
-                hidden,
-                kv_heads * head_dim,
                 tp,
             )?,
             o_proj: RowParallelLinear::load(
@@ -95,8 +83,8 @@ impl Attention {
 }
 
 struct Mlp {
-    gate_proj: ColumnParallelLinear,
-    up_proj: ColumnParallelLinear,
+    /// gate and up projections as one matrix.
+    gate_up_proj: MergedColumnParallelLinear,
     down_proj: RowParallelLinear,
 }
 
@@ -168,18 +156,13 @@ impl LlamaModel {
                     eps,
                 )?,
                 mlp: Mlp {
-                    gate_proj: ColumnParallelLinear::load(
+                    gate_up_proj: MergedColumnParallelLinear::load(
                         weights,
-                        &format!("{p}.mlp.gate_proj.weight"),
+                        &[
+                            (&format!("{p}.mlp.gate_proj.weight"), inter),
+                            (&format!("{p}.mlp.up_proj.weight"), inter),
+                        ],
                         hidden,
-                        inter,
-                        tp,
-                    )?,
-                    up_proj: ColumnParallelLinear::load(
-                        weights,
-                        &format!("{p}.mlp.up_proj.weight"),
-                        hidden,
-                        inter,
                         tp,
                     )?,
                     down_proj: RowParallelLinear::load(
@@ -242,29 +225,28 @@ impl LlamaModel {
         let (cos, sin) = self.rotary.cos_sin(&batch.positions, kind);
         let tokens = hidden.size()[0];
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let residual = hidden.shallow_clone();
             let x = layer.input_layernorm.forward(&hidden);
             let a = &layer.self_attn;
-            let q = a.q_proj.forward(&x).view([tokens, a.num_heads, a.head_dim]);
-            let k = a
-                .k_proj
-                .forward(&x)
-                .view([tokens, a.num_kv_heads, a.head_dim]);
-            let v = a
-                .v_proj
-                .forward(&x)
-                .view([tokens, a.num_kv_heads, a.head_dim]);
-            let q = RotaryEmbedding::apply(&q, &cos, &sin);
-            let k = RotaryEmbedding::apply(&k, &cos, &sin);
+            // [T, q heads + 2 kv heads, d]: rotate q and k together, v as is.
+            let qkv =
+                a.qkv_proj
+                    .forward(&x)
+                    .view([tokens, a.num_heads + 2 * a.num_kv_heads, a.head_dim]);
+            let rotated =
+                RotaryEmbedding::apply(&qkv.narrow(1, 0, a.num_heads + a.num_kv_heads), &cos, &sin);
+            let q = rotated.narrow(1, 0, a.num_heads);
+            let k = rotated.narrow(1, a.num_heads, a.num_kv_heads);
+            let v = qkv.narrow(1, a.num_heads + a.num_kv_heads, a.num_kv_heads);
             let attn = self
                 .backend
                 .forward(&q, &k, &v, layer_cache, &batch.attn, a.scale);
-            hidden = residual + a.o_proj.forward(&attn);
-            let residual = hidden.shallow_clone();
+            hidden = a.o_proj.forward_add(&attn, &hidden);
             let x = layer.post_attention_layernorm.forward(&hidden);
             let m = &layer.mlp;
-            let gated = m.gate_proj.forward(&x).silu() * m.up_proj.forward(&x);
-            hidden = residual + m.down_proj.forward(&gated);
+            let gate_up = m.gate_up_proj.forward(&x);
+            let inter = gate_up.size()[1] / 2;
+            let gated = gate_up.narrow(1, 0, inter).silu() * gate_up.narrow(1, inter, inter);
+            hidden = m.down_proj.forward_add(&gated, &hidden);
         }
         let last = hidden.index_select(0, &batch.logits_indices);
         self.lm_head.forward(&self.norm.forward(&last))

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Serving SmolLM2, ours against HF transformers in the same run.
+
+Starts `engine serve --model smollm2` (release build), drives it with
+scripts/bench_serve.py at concurrency 1 and 32 (same prompts, greedy, fixed
+output length), then runs transformers on the same GGUF, device and dtype:
+one request at a time (single stream: how a plain transformers server
+serves) and all 32 as one padded `generate` batch (its best case for
+throughput: static batching, no arrivals). Prints a table of output
+tokens/s and TTFT with ratios and writes bench/results/serve_<device>.json.
+
+Usage: python scripts/bench_serve_hf.py [--num-prompts 32] [--output-len 64]
+       [--device cpu|cuda] [--dtype f32|bf16|f16]
+"""
+import argparse
+import asyncio
+import json
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import bench_serve  # noqa: E402
+from bench_decode import TORCH_DTYPES, machine, smollm2_gguf  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(binary: Path, port: int, device: str, dtype: str) -> subprocess.Popen:
+    log = open(f"/tmp/bench-serve-{port}.log", "w")
+    cmd = [str(binary), "serve", "--model", "smollm2", "--host", "127.0.0.1",
+           "--port", str(port), "--max-model-len", "2048", "--device", device, "--dtype", dtype]
+    if device == "cuda":
+        cmd += ["--gpu-memory-utilization", "0.5"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"engine exited: see /tmp/bench-serve-{port}.log")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    sys.exit("engine did not become healthy")
+
+
+def ours(args, port, concurrency):
+    ns = argparse.Namespace(base_url=f"http://127.0.0.1:{port}", model="smollm2",
+                            num_prompts=args.num_prompts, concurrency=concurrency,
+                            request_rate=float("inf"), input_len=args.input_len,
+                            output_len=args.output_len, range_ratio=0.0, seed=args.seed,
+                            result=None)
+    return asyncio.run(bench_serve.run(ns))
+
+
+def prompts(args):
+    rng = random.Random(args.seed)
+    return [bench_serve.make_prompt(rng, args.input_len) for _ in range(args.num_prompts)]
+
+
+def synchronize(device: str):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def hf_runs(args):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    gguf = smollm2_gguf()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if tok.pad_token is None:  # some transformers versions read none from the GGUF
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=TORCH_DTYPES[args.dtype]).to(args.device).eval()
+    texts = prompts(args)
+    n = args.output_len
+    gen_kw = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id or 0)
+    # Single stream: each prompt alone, sequentially.
+    singles = texts[: max(1, args.num_prompts // 4)]
+    with torch.no_grad():  # warm up (CUDA context, kernels)
+        model.generate(**tok(singles[0], return_tensors="pt").to(args.device),
+                       max_new_tokens=4, do_sample=False, pad_token_id=gen_kw["pad_token_id"])
+    synchronize(args.device)
+    ttfts, start = [], time.perf_counter()
+    with torch.no_grad():
+        for t in singles:
+            ids = tok(t, return_tensors="pt", add_special_tokens=False).to(args.device)
+            t0 = time.perf_counter()
+            model.generate(**ids, max_new_tokens=1, do_sample=False, pad_token_id=gen_kw["pad_token_id"])
+            synchronize(args.device)
+            ttfts.append(time.perf_counter() - t0)
+            model.generate(**ids, **gen_kw)
+            synchronize(args.device)
+    # generate() ran twice per prompt (TTFT probe + full); count the full runs only.
+    single_secs = time.perf_counter() - start - sum(ttfts)
+    single = {"output_throughput": len(singles) * n / single_secs,
+              "ttft_median_s": sorted(ttfts)[len(ttfts) // 2], "requests": len(singles)}
+    # Static batch: all prompts padded left in one generate call.
+    tok.padding_side = "left"
+    batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(args.device)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        model.generate(**batch, **gen_kw)
+        synchronize(args.device)
+        secs = time.perf_counter() - t0
+    batched = {"output_throughput": len(texts) * n / secs, "duration_s": secs, "requests": len(texts)}
+    return single, batched
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--num-prompts", type=int, default=32)
+    ap.add_argument("--input-len", type=int, default=64)
+    ap.add_argument("--output-len", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--binary", default=str(ROOT / "target/release/engine"))
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--dtype", default="f32", choices=sorted(TORCH_DTYPES))
+    ap.add_argument("--out", help="result JSON (default bench/results/serve_<device>.json)")
+    args = ap.parse_args()
+    port = free_port()
+    server = start_server(Path(args.binary), port, args.device, args.dtype)
+    try:
+        ours(argparse.Namespace(**{**vars(args), "num_prompts": 2}), port, 1)  # warm up
+        ours1 = ours(argparse.Namespace(**{**vars(args), "num_prompts": max(1, args.num_prompts // 4)}),
+                     port, 1)
+        ours32 = ours(args, port, 32)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    hf1, hf32 = hf_runs(args)
+    result = {
+        "benchmark": f"SmolLM2-135M-Instruct (Q4_1 GGUF as {args.dtype}) on {args.device}, "
+                     "greedy, fixed output length",
+        "machine": machine(args.device),
+        "params": vars(args),
+        "ours_single_stream": {"output_throughput": ours1["output_throughput"],
+                               "ttft_median_s": ours1["ttft_s"]["median"],
+                               "tpot_median_s": ours1["tpot_s"]["median"]},
+        "ours_32_concurrent": {"output_throughput": ours32["output_throughput"],
+                               "ttft_median_s": ours32["ttft_s"]["median"],
+                               "ttft_p99_s": ours32["ttft_s"]["p99"],
+                               "tpot_median_s": ours32["tpot_s"]["median"],
+                               "itl_p99_s": ours32["itl_s"]["p99"],
+                               "failed": ours32["failed"]},
+        "transformers_single_stream": hf1,
+        "transformers_static_batch_32": hf32,
+    }
+    result["ratio_single_stream_throughput"] = ours1["output_throughput"] / hf1["output_throughput"]
+    result["ratio_single_stream_ttft"] = ours1["ttft_s"]["median"] / hf1["ttft_median_s"]
+    result["ratio_32_vs_single_stream_throughput"] = ours32["output_throughput"] / hf1["output_throughput"]
+    result["ratio_32_vs_static_batch_throughput"] = ours32["output_throughput"] / hf32["output_throughput"]
+    print(f"{'':34} {'out tok/s':>10} {'TTFT ms':>9}")
+    print(f"{'ours, 1 at a time (HTTP)':34} {ours1['output_throughput']:10.1f} {ours1['ttft_s']['median']*1e3:9.1f}")
+    print(f"{'transformers, 1 at a time':34} {hf1['output_throughput']:10.1f} {hf1['ttft_median_s']*1e3:9.1f}")
+    print(f"{'ours, 32 concurrent (HTTP)':34} {ours32['output_throughput']:10.1f} {ours32['ttft_s']['median']*1e3:9.1f}")
+    print(f"{'transformers, static batch of 32':34} {hf32['output_throughput']:10.1f} {'-':>9}")
+    print(f"ratios ours/transformers: single-stream {result['ratio_single_stream_throughput']:.2f}x "
+          f"(TTFT {result['ratio_single_stream_ttft']:.2f}x); ours 32 concurrent vs transformers "
+          f"one at a time {result['ratio_32_vs_single_stream_throughput']:.2f}x, "
+          f"vs its static batch {result['ratio_32_vs_static_batch_throughput']:.2f}x")
+    out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"serve_{args.device}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The GPU checks, run on a lent GPU machine from the repository root, over
+# what scripts/gpu_stage.sh put under .gpu/ here: the model parity tests on
+# CUDA in f32 and bf16 (tiny random Llama against its transformers logits;
+# SmolLM2 against transformers' logits and greedy tokens), then the decode
+# and serving benchmarks in bf16 against transformers on the same GPU.
+# Prints a table and writes gpu_check.json (with decode_cuda.json,
+# serve_cuda.json and the full log) to $OUT, else bench/results/gpu/.
+#
+# GPU_CHECK_STEPS (default "parity decode serve") picks what runs.
+#
+# Carry .gpu/payload.tar.xz and one SmolLM2 half per call; a second call
+# on the warm machine finds the first half still there.
+#
+# Uses the machine's own python3 with torch 2.11 (the binaries were linked
+# against the same torch release here; LD_LIBRARY_PATH points them at its
+# libraries). Steps that need SmolLM2 are skipped when .gpu/model-a or
+# .gpu/model-b is missing (see gpu_stage.sh for why it travels in halves).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-bench/results/gpu}
+mkdir -p "$out"
+log="$out/gpu_check.log"
+: >"$log"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$log"
+py=${PYTHON:-python3}
+
+tar -C .gpu -xJf .gpu/payload.tar.xz || { echo "no .gpu/payload.tar.xz: run scripts/gpu_stage.sh"; exit 2; }
+ls -la .gpu | tee -a "$log"
+torch_lib=$($py -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export ENGINE_FIXTURES=$PWD/.gpu/fixtures
+export ENGINE_WORKER_BIN=$PWD/.gpu/bin/worker
+export PYTHONUNBUFFERED=1
+$py -m pip install -q --no-index --no-deps --no-compile --target /tmp/gpu-site .gpu/whl/*.whl \
+    && export PYTHONPATH=/tmp/gpu-site${PYTHONPATH:+:$PYTHONPATH}
+
+have_model=0
+if [[ -f .gpu/model-a && -f .gpu/model-b ]]; then
+    cat .gpu/model-a .gpu/model-b >/tmp/smollm2.gguf
+    if [[ $(sha256sum /tmp/smollm2.gguf | cut -d' ' -f1) == $(cat .gpu/bin/model.sha256) ]]; then
+        export ENGINE_SMOLLM2_GGUF=/tmp/smollm2.gguf
+        have_model=1
+    else
+        echo "SmolLM2 halves do not join to the staged file (checksum differs)" | tee -a "$log"
+    fi
+fi
+
+steps=()
+wanted=" ${GPU_CHECK_STEPS:-parity decode serve} "
+# step NAME SECONDS CMD...: runs CMD under a time limit, appends its output
+# to the log, and records NAME, exit status and seconds for the summary.
+step() {
+    local name=$1 limit=$2
+    shift 2
+    echo "=== $name: $*" >>"$log"
+    local start=$SECONDS
+    timeout "$limit" "$@" >>"$log" 2>&1
+    local rc=$?
+    steps+=("$name $rc $((SECONDS - start))")
+    echo "=== $name: exit $rc after $((SECONDS - start)) s" | tee -a "$log"
+}
+skip() { steps+=("$1 skipped 0"); echo "=== $1: skipped (no SmolLM2 GGUF)" | tee -a "$log"; }
+
+for dtype in f32 bf16; do
+    [[ $wanted == *" parity "* ]] || break
+    step "tiny_llama_parity_$dtype" 300 env ENGINE_TEST_DEVICE=cuda ENGINE_TEST_DTYPE=$dtype \
+        .gpu/bin/tiny_llama_parity --nocapture --test-threads=1
+    if ((have_model)); then
+        step "smollm2_parity_$dtype" 300 env ENGINE_TEST_DEVICE=cuda ENGINE_TEST_DTYPE=$dtype \
+            .gpu/bin/smollm2_parity --nocapture
+    else
+        skip "smollm2_parity_$dtype"
+    fi
+done
+if ((have_model)) && [[ $wanted == *" decode "* ]]; then
+    step decode_bf16 300 $py scripts/bench_decode.py --device cuda --dtype bf16 \
+        --binary .gpu/bin/engine --out "$out/decode_cuda.json"
+fi
+if ((have_model)) && [[ $wanted == *" serve "* ]]; then
+    step serve_bf16 420 $py scripts/bench_serve_hf.py --device cuda --dtype bf16 \
+        --binary .gpu/bin/engine --out "$out/serve_cuda.json"
+    cp /tmp/bench-serve-*.log "$out/serve_server.log" 2>/dev/null
+fi
+((have_model)) || { skip decode_bf16; skip serve_bf16; }
+
+$py - "$out" "$log" "${steps[@]}" <<'PY'
+import json, re, sys
+from pathlib import Path
+out, log, rows = Path(sys.argv[1]), Path(sys.argv[2]).read_text(), sys.argv[3:]
+gpu = log.splitlines()[0] if log else "?"
+result = {"device": gpu, "steps": {}}
+for row in rows:
+    name, rc, secs = row.split()
+    result["steps"][name] = {"status": "skipped" if rc == "skipped" else ("pass" if rc == "0" else f"fail (exit {rc})"),
+                             "seconds": int(secs)}
+result["smollm2_parity_lines"] = re.findall(r"smollm2 parity: .*", log)
+for name in ("decode_cuda", "serve_cuda"):
+    p = out / f"{name}.json"
+    if p.exists():
+        result[name] = json.loads(p.read_text())
+(out / "gpu_check.json").write_text(json.dumps(result, indent=2) + "\n")
+print(f"\nGPU: {gpu}")
+print(f"{'step':26} {'status':16} {'s':>5}")
+for name, s in result["steps"].items():
+    print(f"{name:26} {s['status']:16} {s['seconds']:5}")
+for line in result["smollm2_parity_lines"]:
+    print(line)
+if "decode_cuda" in result:
+    d = result["decode_cuda"]
+    print(f"decode bf16: ours {d['ours']['decode_tokens_per_sec']:.1f} tok/s, transformers "
+          f"{d['transformers']['decode_tokens_per_sec']:.1f} tok/s ({d['ratio_decode_tps']:.2f}x); "
+          f"TTFT {d['ours']['ttft_secs']*1e3:.1f} vs {d['transformers']['ttft_secs']*1e3:.1f} ms")
+if "serve_cuda" in result:
+    s = result["serve_cuda"]
+    print(f"serve bf16 out tok/s: ours 1 at a time {s['ours_single_stream']['output_throughput']:.1f}, "
+          f"32 concurrent {s['ours_32_concurrent']['output_throughput']:.1f}; transformers 1 at a time "
+          f"{s['transformers_single_stream']['output_throughput']:.1f}, static batch 32 "
+          f"{s['transformers_static_batch_32']['output_throughput']:.1f}")
+PY
