@@ -180,6 +180,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         template,
         core.clone(),
         max_model_len,
+        policy == SchedulingPolicy::Priority,
     );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -26,6 +26,9 @@ pub struct LocalEngine {
     template: Option<ChatTemplate>,
     core: EngineCoreHandle,
     max_model_len: usize,
+    /// Whether the scheduler orders by request `priority` (else a nonzero
+    /// one is refused, as vLLM does).
+    priority_scheduling: bool,
 }
 
 impl LocalEngine {
@@ -36,6 +39,7 @@ impl LocalEngine {
         template: Option<ChatTemplate>,
         core: EngineCoreHandle,
         max_model_len: usize,
+        priority_scheduling: bool,
     ) -> Self {
         Self {
             names,
@@ -43,6 +47,7 @@ impl LocalEngine {
             template,
             core,
             max_model_len,
+            priority_scheduling,
         }
     }
 }

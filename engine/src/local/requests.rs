@@ -22,6 +22,7 @@ pub(super) struct Knobs<'a> {
     pub repetition_penalty: Option<f32>,
     pub min_tokens: Option<i64>,
     pub ignore_eos: Option<bool>,
+    pub priority: Option<i32>,
     pub skip_special_tokens: Option<bool>,
     pub stop: Option<&'a StopSequences>,
     pub stop_token_ids: Option<&'a Vec<u32>>,
@@ -44,6 +45,7 @@ impl<'a> Knobs<'a> {
             repetition_penalty: r.repetition_penalty,
             min_tokens: r.min_tokens,
             ignore_eos: r.ignore_eos,
+            priority: r.priority,
             skip_special_tokens: r.skip_special_tokens,
             stop: r.stop.as_ref(),
             stop_token_ids: r.stop_token_ids.as_ref(),
@@ -65,6 +67,7 @@ impl<'a> Knobs<'a> {
             repetition_penalty: r.repetition_penalty,
             min_tokens: r.min_tokens,
             ignore_eos: r.ignore_eos,
+            priority: r.priority,
             skip_special_tokens: r.skip_special_tokens,
             stop: r.stop.as_ref(),
             stop_token_ids: r.stop_token_ids.as_ref(),
@@ -140,6 +143,13 @@ impl LocalEngine {
                 ),
             });
         }
+        let priority = k.priority.unwrap_or(0);
+        if priority != 0 && !self.priority_scheduling {
+            return Err(ProviderError::invalid(
+                "priority",
+                format!("priority {priority} needs the server started with --scheduling-policy priority"),
+            ));
+        }
         let room = self.max_model_len - prompt_len;
         let max_tokens = match k.max_tokens {
             None => room,
@@ -185,7 +195,7 @@ impl LocalEngine {
             stop_strings: k.stop.map(StopSequences::to_vec).unwrap_or_default(),
             include_stop_str_in_output: false,
             skip_special_tokens: k.skip_special_tokens.unwrap_or(true),
-            priority: 0,
+            priority,
         })
     }
 }

@@ -91,6 +91,10 @@ pub struct ChatCompletionRequest {
     /// vLLM: keep generating past EOS (benchmarks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_eos: Option<bool>,
+    /// vLLM: scheduling priority under `--scheduling-policy priority`,
+    /// lower first (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
     /// vLLM: drop special tokens when detokenizing (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_special_tokens: Option<bool>,
