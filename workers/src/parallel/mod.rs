@@ -53,6 +53,9 @@ pub enum CommError {
     /// The tensor's dtype has no wire encoding.
     #[error("tensors of kind {0:?} cannot be sent")]
     UnsupportedKind(tch::Kind),
+    /// The tensor has more dimensions than the wire header allows.
+    #[error("tensors of {dims} dimensions cannot be sent (at most {max})")]
+    TooManyDims { dims: usize, max: usize },
     #[error("torch failed in a collective: {0}")]
     Torch(#[from] tch::TchError),
 }

@@ -96,11 +96,9 @@ pub fn write_tensor(w: &mut impl Write, op: Op, t: &Tensor) -> Result<(), WriteE
     let code = kind_code(kind).map_err(WriteError::Comm)?;
     let dims = cpu.size();
     if dims.len() > MAX_DIMS {
-        return Err(WriteError::Comm(CommError::Mismatch {
-            rank: 0,
-            peer: 0,
-            op: op.name(),
-            reason: format!("{} dimensions (at most {MAX_DIMS})", dims.len()),
+        return Err(WriteError::Comm(CommError::TooManyDims {
+            dims: dims.len(),
+            max: MAX_DIMS,
         }));
     }
     let numel = cpu.numel();
@@ -188,6 +186,20 @@ mod tests {
             assert_eq!(got.tensor.kind(), kind);
             assert!(got.tensor.equal(&t));
         }
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_encode() {
+        let deep = Tensor::zeros([1; 9], tch::kind::FLOAT_CPU);
+        assert!(matches!(
+            write_tensor(&mut Vec::new(), Op::AllReduce, &deep),
+            Err(WriteError::Comm(CommError::TooManyDims { dims: 9, .. }))
+        ));
+        let flags = Tensor::zeros([2], (Kind::Bool, Device::Cpu));
+        assert!(matches!(
+            write_tensor(&mut Vec::new(), Op::AllReduce, &flags),
+            Err(WriteError::Comm(CommError::UnsupportedKind(_)))
+        ));
     }
 
     #[test]
