@@ -142,7 +142,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let _ = model.forward(
         &ForwardBatch::build(&[warm_up], limits, device)?,
         &mut cache,
-    );
+    )?;
 
     let mut output: Vec<u32> = Vec::with_capacity(args.max_tokens);
     let mut printed = 0usize;
@@ -162,7 +162,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         computed += chunk.token_ids.len();
         let step_start = Instant::now();
         let batch = ForwardBatch::build(&[chunk], limits, device)?;
-        let logits = model.forward(&batch, &mut cache);
+        let logits = model.forward(&batch, &mut cache)?;
         let issued = Instant::now();
         let token = sampler.sample(&logits.get(0))?;
         if !output.is_empty() {

@@ -32,6 +32,20 @@ pub fn to_status(e: &WorkerError) -> Status {
     }
 }
 
+/// On CPU, ranks of one group share the host's cores: each rank's torch
+/// gets `cores / world_size` threads (at least one), since every rank
+/// spinning on all cores makes them fight over them, and a collective
+/// waits for the slowest rank. Process-wide, so it is done here, in the
+/// worker process, not in the runner (tests run several ranks in one
+/// process).
+fn share_cpu_threads(req: &InitRequest) {
+    if req.world_size > 1 && req.device == "cpu" {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let per_rank = (cores / req.world_size as usize).max(1);
+        tch::set_num_threads(per_rank as i32);
+    }
+}
+
 /// The service: a runner once `Init` made one.
 pub struct WorkerService {
     runner: Arc<Mutex<Option<ModelRunner>>>,
@@ -78,6 +92,7 @@ impl Worker for WorkerService {
         let req = request.into_inner();
         let runner = Arc::clone(&self.runner);
         tokio::task::spawn_blocking(move || {
+            share_cpu_threads(&req);
             let new = ModelRunner::new(&req).map_err(|e| to_status(&e))?;
             let mut guard = runner
                 .lock()

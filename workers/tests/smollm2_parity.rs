@@ -71,7 +71,7 @@ fn smollm2_gguf_matches_transformers() {
             };
             computed += chunk.token_ids.len();
             let batch = ForwardBatch::build(&[chunk], limits, target.device).unwrap();
-            let logits = model.forward(&batch, &mut kv).get(0);
+            let logits = model.forward(&batch, &mut kv).unwrap().get(0);
             if greedy.is_empty() {
                 let diff = max_abs_diff(&logits, &last_logits);
                 worst = worst.max(diff);

@@ -105,7 +105,7 @@ fn mixed_length_batch_matches_transformers() {
             .collect();
         let batch =
             ForwardBatch::build(&chunks, limits(&model), Target::from_env().device).unwrap();
-        let logits = model.forward(&batch, &mut kv);
+        let logits = model.forward(&batch, &mut kv).unwrap();
         for (i, c) in cases[..4].iter().enumerate() {
             let row = batch.logits_rows[i].unwrap() as i64;
             check(
@@ -143,7 +143,7 @@ fn chunked_prefill_matches_transformers() {
         }
         let batch =
             ForwardBatch::build(&chunks, limits(&model), Target::from_env().device).unwrap();
-        let logits = model.forward(&batch, &mut kv);
+        let logits = model.forward(&batch, &mut kv).unwrap();
         check(
             &logits.get(0),
             &long.logits[end - 1],
@@ -180,7 +180,7 @@ fn decode_over_non_contiguous_blocks_matches_transformers() {
         })
         .collect::<Vec<_>>();
     let batch = ForwardBatch::build(&first, limits(&model), Target::from_env().device).unwrap();
-    let _ = model.forward(&batch, &mut kv);
+    let _ = model.forward(&batch, &mut kv).unwrap();
     // Teacher-forced decode: one token per sequence per step.
     for pos in prompt..12 {
         let chunks = seqs
@@ -194,7 +194,7 @@ fn decode_over_non_contiguous_blocks_matches_transformers() {
             .collect::<Vec<_>>();
         let batch =
             ForwardBatch::build(&chunks, limits(&model), Target::from_env().device).unwrap();
-        let logits = model.forward(&batch, &mut kv);
+        let logits = model.forward(&batch, &mut kv).unwrap();
         for (i, (c, _)) in seqs.iter().enumerate() {
             check(
                 &logits.get(i as i64),
@@ -225,7 +225,7 @@ fn sharded_and_single_files_load_the_same_model() {
             Target::from_env().device,
         )
         .unwrap();
-        m.forward(&batch, &mut kv)
+        m.forward(&batch, &mut kv).unwrap()
     };
     assert!(run(&a).equal(&run(&b)));
 }

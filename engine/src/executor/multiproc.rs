@@ -1,7 +1,11 @@
 //! Worker processes driven over gRPC (vLLM's `MultiprocExecutor`): one
 //! `worker` process per tensor-parallel rank, each told its rank, loaded,
 //! profiled (the KV cache gets the minimum block count over ranks) and
-//! sent every step; rank 0's result is the step's result.
+//! sent every step concurrently; rank 0's result is the step's result.
+//! With more than one rank the workers get a `tcp://127.0.0.1:PORT`
+//! communicator id and join the CPU communicator there during `Init`
+//! (`workers::parallel`); a rank that dies fails its peers' collectives
+//! and, through the exit poll below, the whole group.
 //!
 //! The executor owns its own small tokio runtime and blocks on it, so the
 //! engine core's thread needs no async. While any call is in flight it
@@ -141,6 +145,18 @@ fn wait_for_address(rank: usize, child: &mut Child) -> Result<String, ExecutorEr
     }
 }
 
+/// A rendezvous address for the ranks' CPU communicator: a loopback port
+/// free right now, where rank 0 will listen (as vLLM's `get_open_port`;
+/// another process taking it in between fails the startup, it never
+/// hangs).
+fn communicator_id() -> Result<String, ExecutorError> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| ExecutorError::Config(format!("no free port for the communicator: {e}")))?
+        .port();
+    Ok(format!("tcp://127.0.0.1:{port}"))
+}
+
 impl MultiprocExecutor {
     /// Spawns `tensor_parallel_size` workers and brings them up: init,
     /// load, profile memory, KV cache of the minimum block count.
@@ -207,6 +223,11 @@ impl MultiprocExecutor {
 
         let world_size = config.tensor_parallel_size as u32;
         let device = config.device.clone();
+        let communicator_id = if world_size > 1 {
+            communicator_id()?
+        } else {
+            String::new()
+        };
         let setup = |call: &'static str| {
             move |(rank, message)| ExecutorError::Setup {
                 rank,
@@ -220,12 +241,13 @@ impl MultiprocExecutor {
             } else {
                 device.clone()
             };
+            let communicator_id = communicator_id.clone();
             async move {
                 c.init(InitRequest {
                     device,
                     rank: rank as u32,
                     world_size,
-                    communicator_id: String::new(),
+                    communicator_id,
                 })
                 .await
             }
@@ -349,6 +371,10 @@ impl MultiprocExecutor {
     fn fail(&mut self, (rank, reason): (usize, String)) -> ExecutorError {
         tracing::error!(rank, %reason, "worker failed; the executor is now unusable");
         self.failed = Some((rank, reason.clone()));
+        // A group missing a rank can never run another step: stop the
+        // others now rather than leave them holding memory (and, on a
+        // GPU, their device) until shutdown.
+        self.kill_all();
         ExecutorError::WorkerDied { rank, reason }
     }
 

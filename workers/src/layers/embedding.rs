@@ -3,7 +3,7 @@
 
 use tch::{Kind, Tensor};
 
-use crate::parallel::TpGroup;
+use crate::parallel::{CommError, TpGroup};
 use crate::weights::{Shard, WeightError, Weights};
 
 /// Token embedding table `[vocab, hidden]`, split by vocabulary rows.
@@ -40,9 +40,9 @@ impl VocabParallelEmbedding {
 
     /// Rows for `ids` (`[T]` int64), `[T, hidden]`. Ids outside this rank's
     /// slice contribute zeros; the all-reduce fills them in from their rank.
-    pub fn forward(&self, ids: &Tensor) -> Tensor {
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor, CommError> {
         if self.tp.world_size == 1 {
-            return self.weight.index_select(0, ids);
+            return Ok(self.weight.index_select(0, ids));
         }
         let local = ids - self.vocab_start;
         let mask = local.ge(0).logical_and(&local.lt(self.vocab_per_rank));
@@ -94,13 +94,13 @@ impl ParallelLmHead {
         }
     }
 
-    /// Full-vocabulary logits in f32, `[N, vocab]`.
-    pub fn forward(&self, hidden: &Tensor) -> Tensor {
+    /// Full-vocabulary logits in f32, `[N, vocab]`, on every rank.
+    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor, CommError> {
         let local = hidden
             .linear::<&Tensor>(&self.weight, None)
             .to_kind(Kind::Float);
         if self.tp.world_size == 1 {
-            local
+            Ok(local)
         } else {
             self.tp.comm.all_gather(&local, -1)
         }

@@ -13,7 +13,7 @@
 
 use tch::Tensor;
 
-use crate::parallel::TpGroup;
+use crate::parallel::{CommError, TpGroup};
 use crate::weights::{Shard, WeightError, Weights};
 
 /// Column-parallel projections of the same input as one matrix (one part
@@ -38,8 +38,19 @@ impl MergedColumnParallelLinear {
             rank: tp.rank,
             world_size: tp.world_size,
         };
+        let parts: Vec<_> = parts.iter().map(|&(n, out)| (n, out, shard)).collect();
+        Self::load_parts(weights, &parts, in_features)
+    }
+
+    /// Like [`Self::load`], each part with its own split: q/k/v, where the
+    /// K/V heads may be fewer than the ranks ([`kv_head_shard`]).
+    pub fn load_parts(
+        weights: &Weights,
+        parts: &[(&str, i64, Shard)],
+        in_features: i64,
+    ) -> Result<Self, WeightError> {
         let mut stacked = Vec::with_capacity(parts.len());
-        for &(name, out_features) in parts {
+        for &(name, out_features, shard) in parts {
             stacked.push(weights.get(name, &[out_features, in_features], Some(shard))?);
         }
         Ok(Self {
@@ -82,11 +93,11 @@ impl RowParallelLinear {
     }
 
     /// `x` holds this rank's slice of the input features; returns the full
-    /// output, reduced over ranks.
-    pub fn forward(&self, x: &Tensor) -> Tensor {
+    /// output, reduced over ranks (an error if a peer fails).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, CommError> {
         let partial = x.linear::<&Tensor>(&self.weight, None);
         if self.tp.world_size == 1 {
-            partial
+            Ok(partial)
         } else {
             self.tp.comm.all_reduce_sum(&partial)
         }
@@ -94,11 +105,35 @@ impl RowParallelLinear {
 
     /// `residual + x W^T` for a 2-D `x`; with one rank a single GEMM that
     /// accumulates onto the residual.
-    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Tensor {
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor, CommError> {
         if self.tp.world_size == 1 {
-            residual.addmm(x, &self.weight.tr())
+            Ok(residual.addmm(x, &self.weight.tr()))
         } else {
-            residual + self.forward(x)
+            Ok(residual + self.forward(x)?)
+        }
+    }
+}
+
+/// Which K/V heads rank `tp.rank` holds, as vLLM's `QKVParallelLinear`
+/// splits them: with at least as many K/V heads as ranks, an even share
+/// (`kv_heads / world_size` each); with fewer, one head each, replicated
+/// over `world_size / kv_heads` consecutive ranks (rank r holds head
+/// `r * kv_heads / world_size`), which keeps every query head on the same
+/// rank as its K/V head. As a [`Shard`] of the `[kv_heads * head_dim, _]`
+/// k and v weights. The caller has checked that one count divides the
+/// other.
+pub fn kv_head_shard(kv_heads: usize, tp: &TpGroup) -> Shard {
+    if kv_heads >= tp.world_size {
+        Shard {
+            dim: 0,
+            rank: tp.rank,
+            world_size: tp.world_size,
+        }
+    } else {
+        Shard {
+            dim: 0,
+            rank: tp.rank * kv_heads / tp.world_size,
+            world_size: kv_heads,
         }
     }
 }

@@ -13,24 +13,71 @@ use tch::{Device, Tensor};
 use crate::attention::AttentionBackend;
 use crate::batch::ForwardBatch;
 use crate::layers::embedding::{ParallelLmHead, VocabParallelEmbedding};
-use crate::layers::linear::{MergedColumnParallelLinear, RowParallelLinear};
+use crate::layers::linear::{kv_head_shard, MergedColumnParallelLinear, RowParallelLinear};
 use crate::layers::norm::RmsNorm;
 use crate::layers::rotary::RotaryEmbedding;
 use crate::paged_kv::{KvCacheSpec, PagedKvCache};
-use crate::parallel::TpGroup;
-use crate::weights::{WeightError, Weights};
+use crate::parallel::{CommError, TpGroup};
+use crate::weights::{Shard, WeightError, Weights};
 
 /// Why a model could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error(transparent)]
     Weights(#[from] WeightError),
-    #[error("tensor parallel size {world_size} does not divide {what} ({count})")]
+    /// The tensor-parallel size cannot split this model; `valid` lists
+    /// the sizes that can, so the message says what to use instead.
+    #[error(
+        "tensor parallel size {world_size} cannot split this model: it does not divide \
+         {what} ({count}){}; sizes that work: {}",
+        kv_note(.what),
+        join(.valid)
+    )]
     Indivisible {
         what: &'static str,
         count: usize,
         world_size: usize,
+        valid: Vec<usize>,
     },
+}
+
+fn kv_note(what: &str) -> &'static str {
+    if what == "num_key_value_heads" {
+        " and is not a multiple of it"
+    } else {
+        ""
+    }
+}
+
+fn join(sizes: &[usize]) -> String {
+    let s: Vec<String> = sizes.iter().map(usize::to_string).collect();
+    s.join(", ")
+}
+
+/// The first count that tensor-parallel size `world_size` cannot split,
+/// as `(name, count)`: query heads, intermediate size and vocabulary must
+/// divide evenly; K/V heads must divide evenly or divide the size (then
+/// they are replicated, see [`kv_head_shard`]).
+fn indivisible(config: &LlamaConfig, world_size: usize) -> Option<(&'static str, usize)> {
+    let kv = config.num_kv_heads();
+    if kv % world_size != 0 && world_size % kv.max(1) != 0 {
+        return Some(("num_key_value_heads", kv));
+    }
+    [
+        ("num_attention_heads", config.num_attention_heads),
+        ("intermediate_size", config.intermediate_size),
+        ("vocab_size", config.vocab_size),
+    ]
+    .into_iter()
+    .find(|&(_, count)| count % world_size != 0)
+}
+
+/// Every tensor-parallel size up to the number of query heads that can
+/// split `config`.
+pub fn valid_tp_sizes(config: &LlamaConfig) -> Vec<usize> {
+    (1..=config.num_attention_heads.max(1))
+        .filter(|&n| indivisible(config, n).is_none())
+        .collect()
 }
 
 struct Attention {
@@ -56,16 +103,33 @@ impl Attention {
         let heads = cfg.num_attention_heads as i64;
         let kv_heads = cfg.num_kv_heads() as i64;
         let ws = tp.world_size as i64;
+        let q_shard = Shard {
+            dim: 0,
+            rank: tp.rank,
+            world_size: tp.world_size,
+        };
+        let kv_shard = kv_head_shard(cfg.num_kv_heads(), tp);
         Ok(Self {
-            qkv_proj: MergedColumnParallelLinear::load(
+            qkv_proj: MergedColumnParallelLinear::load_parts(
                 weights,
                 &[
-                    (&format!("{prefix}.q_proj.weight"), heads * head_dim),
-                    (&format!("{prefix}.k_proj.weight"), kv_heads * head_dim),
-                    (&format!("{prefix}.v_proj.weight"), kv_heads * head_dim),
+                    (
+                        &format!("{prefix}.q_proj.weight"),
+                        heads * head_dim,
+                        q_shard,
+                    ),
+                    (
+                        &format!("{prefix}.k_proj.weight"),
+                        kv_heads * head_dim,
+                        kv_shard,
+                    ),
+                    (
+                        &format!("{prefix}.v_proj.weight"),
+                        kv_heads * head_dim,
+                        kv_shard,
+                    ),
                 ],
                 hidden,
-                tp,
             )?,
             o_proj: RowParallelLinear::load(
                 weights,
@@ -75,7 +139,8 @@ impl Attention {
                 tp,
             )?,
             num_heads: heads / ws,
-            num_kv_heads: kv_heads / ws,
+            // One replicated head when the ranks outnumber the K/V heads.
+            num_kv_heads: (kv_heads / ws).max(1),
             head_dim,
             scale: 1.0 / (head_dim as f64).sqrt(),
         })
@@ -118,19 +183,13 @@ impl LlamaModel {
         tp: &TpGroup,
         mut on_layer: impl FnMut(usize, usize),
     ) -> Result<Self, ModelError> {
-        for (what, count) in [
-            ("num_attention_heads", config.num_attention_heads),
-            ("num_key_value_heads", config.num_kv_heads()),
-            ("intermediate_size", config.intermediate_size),
-            ("vocab_size", config.vocab_size),
-        ] {
-            if count % tp.world_size != 0 {
-                return Err(ModelError::Indivisible {
-                    what,
-                    count,
-                    world_size: tp.world_size,
-                });
-            }
+        if let Some((what, count)) = indivisible(config, tp.world_size) {
+            return Err(ModelError::Indivisible {
+                what,
+                count,
+                world_size: tp.world_size,
+                valid: valid_tp_sizes(config),
+            });
         }
         let hidden = config.hidden_size as i64;
         let inter = config.intermediate_size as i64;
@@ -217,10 +276,16 @@ impl LlamaModel {
     }
 
     /// Runs one step over the flat batch, writing its K/V into `cache`;
-    /// returns f32 logits `[N, vocab]` for `batch.logits_indices`.
-    pub fn forward(&self, batch: &ForwardBatch, cache: &mut PagedKvCache) -> Tensor {
+    /// returns f32 logits `[N, vocab]` for `batch.logits_indices` (on
+    /// every rank). Errors only when a collective with the other ranks
+    /// fails.
+    pub fn forward(
+        &self,
+        batch: &ForwardBatch,
+        cache: &mut PagedKvCache,
+    ) -> Result<Tensor, CommError> {
         let _guard = tch::no_grad_guard();
-        let mut hidden = self.embed_tokens.forward(&batch.input_ids);
+        let mut hidden = self.embed_tokens.forward(&batch.input_ids)?;
         let kind = hidden.kind();
         let (cos, sin) = self.rotary.cos_sin(&batch.positions, kind);
         let tokens = hidden.size()[0];
@@ -240,13 +305,13 @@ impl LlamaModel {
             let attn = self
                 .backend
                 .forward(&q, &k, &v, layer_cache, &batch.attn, a.scale);
-            hidden = a.o_proj.forward_add(&attn, &hidden);
+            hidden = a.o_proj.forward_add(&attn, &hidden)?;
             let x = layer.post_attention_layernorm.forward(&hidden);
             let m = &layer.mlp;
             let gate_up = m.gate_up_proj.forward(&x);
             let inter = gate_up.size()[1] / 2;
             let gated = gate_up.narrow(1, 0, inter).silu() * gate_up.narrow(1, inter, inter);
-            hidden = m.down_proj.forward_add(&gated, &hidden);
+            hidden = m.down_proj.forward_add(&gated, &hidden)?;
         }
         let last = hidden.index_select(0, &batch.logits_indices);
         self.lm_head.forward(&self.norm.forward(&last))

@@ -18,6 +18,7 @@ pub use model_runner::ModelRunner;
 
 use crate::batch::BatchError;
 use crate::loader::LoadError;
+use crate::parallel::CommError;
 use crate::sampler::SamplerError;
 
 /// Why a worker refused or failed a call. Bad input is an error, never a
@@ -30,8 +31,10 @@ pub enum WorkerError {
     NotReady(&'static str),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    #[error("tensor parallel size {0} needs a communicator this build lacks (world size 1 only)")]
-    UnsupportedWorldSize(u32),
+    /// Joining the tensor-parallel group or a collective failed (a peer
+    /// rank died or hung).
+    #[error(transparent)]
+    Comm(#[from] CommError),
     #[error("request `{req_id}`: {context}")]
     UnknownRequest {
         req_id: String,
@@ -74,7 +77,7 @@ impl WorkerError {
                 | Self::ScheduledPastKnownTokens { .. }
                 | Self::Batch(_)
                 | Self::Source(_)
-                | Self::UnsupportedWorldSize(_)
+                | Self::Comm(CommError::BadId { .. })
         )
     }
 }

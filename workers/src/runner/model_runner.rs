@@ -23,7 +23,7 @@ use crate::batch::{BatchLimits, ForwardBatch, SequenceChunk};
 use crate::loader::{self, LoadOptions};
 use crate::models::llama::LlamaModel;
 use crate::paged_kv::PagedKvCache;
-use crate::parallel::TpGroup;
+use crate::parallel::{TcpOptions, TpGroup};
 use crate::progress::LoadProgress;
 use crate::sampler::{Sampler, SamplerRow};
 
@@ -49,12 +49,21 @@ pub struct ModelRunner {
 }
 
 impl ModelRunner {
-    /// Checks the device and the rank. World size 1 only until the
-    /// tensor-parallel communicators land.
+    /// Checks the device and the rank, and joins the tensor-parallel group
+    /// named by `communicator_id` (blocks until every rank has joined).
     pub fn new(req: &InitRequest) -> Result<Self, WorkerError> {
+        Self::with_options(req, TcpOptions::default())
+    }
+
+    /// [`Self::new`] with the communicator's timeouts given (tests use
+    /// short ones).
+    pub fn with_options(req: &InitRequest, options: TcpOptions) -> Result<Self, WorkerError> {
         let device = loader::parse_device(&req.device).map_err(WorkerError::InvalidArgument)?;
-        if req.world_size != 1 || req.rank != 0 {
-            return Err(WorkerError::UnsupportedWorldSize(req.world_size));
+        if req.world_size == 0 || req.rank >= req.world_size {
+            return Err(WorkerError::InvalidArgument(format!(
+                "rank {} is outside a group of {}",
+                req.rank, req.world_size
+            )));
         }
         if let Device::Cuda(i) = device {
             if !tch::Cuda::is_available() || i >= tch::Cuda::device_count() as usize {
@@ -64,9 +73,15 @@ impl ModelRunner {
                 )));
             }
         }
+        let tp = TpGroup::connect(
+            req.rank as usize,
+            req.world_size as usize,
+            &req.communicator_id,
+            options,
+        )?;
         Ok(Self {
             device,
-            tp: TpGroup::single(),
+            tp,
             loaded: None,
             kv: None,
             batch: InputBatch::new(),
@@ -196,7 +211,7 @@ impl ModelRunner {
             want_logits: true,
         };
         let batch = ForwardBatch::build(&[chunk], limits, self.device)?;
-        let _ = loaded.model.forward(&batch, &mut cache);
+        let _ = loaded.model.forward(&batch, &mut cache)?;
         Ok(())
     }
 
@@ -274,7 +289,7 @@ impl ModelRunner {
             });
         }
         let batch = ForwardBatch::build(&chunks, kv.limits, self.device)?;
-        let logits = loaded.model.forward(&batch, &mut kv.cache);
+        let logits = loaded.model.forward(&batch, &mut kv.cache)?;
 
         if self.tp.rank == 0 {
             let mut rows = Vec::new();

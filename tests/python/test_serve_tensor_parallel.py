@@ -1,0 +1,102 @@
+"""End to end, tensor parallel on CPU: `engine serve --model smollm2 --tp 3`
+(three worker processes joined by the TCP communicator) answers greedy chat
+requests exactly as `--tp 1` does; `--tp 2` cannot split SmolLM2's 3 K/V
+heads and the server exits non-zero saying which sizes work; killing one
+rank mid-stream ends the stream with an error, the server reports
+unhealthy, and nothing hangs."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import httpx
+
+from conftest import ENGINE, ROOT, Server, free_port
+from test_serve_resilience import long_stream_body, worker_pids
+
+MODEL = "smollm2"
+PROMPTS = [
+    "What is the capital of France?",
+    "Write a haiku about the sea.",
+    "List three prime numbers.",
+    "Explain gravity in one sentence.",
+]
+
+
+def greedy_chat(base: str, prompt: str) -> str:
+    r = httpx.post(f"{base}/v1/chat/completions", timeout=300, json={
+        "model": MODEL, "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": 32, "temperature": 0})
+    assert r.status_code == 200, r.text
+    return r.json()["choices"][0]["message"]["content"]
+
+
+def test_tp3_greedy_equals_tp1(server, tmp_path):
+    want = [greedy_chat(server.base, p) for p in PROMPTS]
+    tp3 = Server(["--tp", "3"], tmp=tmp_path)
+    try:
+        assert len(worker_pids(tp3.proc)) == 3
+        got = [greedy_chat(tp3.base, p) for p in PROMPTS]
+    finally:
+        tp3.stop()
+    assert got == want
+
+
+def test_tp2_is_refused_with_a_clear_error(tmp_path):
+    log = tmp_path / "tp2.log"
+    proc = subprocess.run(
+        [str(ENGINE), "serve", "--model", MODEL, "--host", "127.0.0.1",
+         "--port", str(free_port()), "--tp", "2"],
+        cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT, timeout=180)
+    out = log.read_text()
+    assert proc.returncode != 0, out[-2000:]
+    assert "tensor parallel size 2 cannot split this model" in out, out[-2000:]
+    assert "num_key_value_heads (3)" in out, out[-2000:]
+    assert "sizes that work: 1, 3" in out, out[-2000:]
+
+
+def test_killed_rank_fails_the_group(tmp_path):
+    server = Server(["--tp", "3"], tmp=tmp_path)
+    try:
+        pids = sorted(worker_pids(server.proc))
+        assert len(pids) == 3, pids
+        with httpx.Client(timeout=30) as client:
+            with client.stream("POST", f"{server.base}/v1/completions",
+                               json=long_stream_body()) as r:
+                assert r.status_code == 200
+                lines = r.iter_lines()
+                for line in lines:
+                    if line.startswith("data: {"):
+                        break
+                # Not rank 0: the one whose tokens the engine reads.
+                os.kill(pids[1], signal.SIGKILL)
+                start = time.time()
+                tail = list(lines)  # must end, not hang (client timeout is 30 s)
+                assert time.time() - start < 20
+            errors = [json.loads(l[6:]) for l in tail
+                      if l.startswith("data: {") and '"error"' in l]
+            assert errors, tail[-3:]
+            assert "data: [DONE]" not in tail
+            start = time.time()
+            r = client.post(f"{server.base}/v1/chat/completions", json={
+                "model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 503, r.text
+            assert time.time() - start < 5
+            assert client.get(f"{server.base}/health").status_code == 503
+        # The other ranks do not linger: the executor kills the group.
+        deadline = time.time() + 20
+        while time.time() < deadline and any(alive(p) for p in pids):
+            time.sleep(0.2)
+        assert not any(alive(p) for p in pids), [p for p in pids if alive(p)]
+    finally:
+        server.stop()
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
