@@ -83,6 +83,11 @@ pub struct ServeArgs {
     pub distributed_executor_backend: String,
 }
 
+/// How long a server whose engine failed keeps answering (503, `/health`
+/// unhealthy) before it exits non-zero: long enough for in-flight clients
+/// to get their error and for a load balancer's health check to see it.
+const FAILED_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Tokens one step may schedule: `--max-num-batched-tokens`, else 2048,
 /// or a whole prompt of `max_model_len` when chunked prefill is off.
 fn step_token_budget(args: &ServeArgs, max_model_len: usize) -> usize {
@@ -187,6 +192,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let engine_failed = core.clone();
     let result = runtime.block_on(async move {
         let addr = format!("{}:{}", args.host, args.port);
         let listener = tokio::net::TcpListener::bind(&addr)
@@ -194,12 +200,25 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             .with_context(|| format!("binding {addr}"))?;
         eprintln!("engine: serving on http://{}", listener.local_addr()?);
         let state = frontend::AppState::new(vec![Arc::new(local)], registry)?;
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+        let shutdown = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = engine_failed.failed() => {
+                    eprintln!(
+                        "engine: the engine failed; answering 503 for {} s, then exiting",
+                        FAILED_DRAIN.as_secs()
+                    );
+                    tokio::time::sleep(FAILED_DRAIN).await;
+                }
+            }
         };
         frontend::serve(listener, frontend::router(state), shutdown).await?;
         anyhow::Ok(())
     });
     core.shutdown();
-    result
+    result?;
+    // A dead worker ends the process with an error, for a supervisor
+    // (systemd, Kubernetes) to restart it.
+    core.health()
+        .map_err(|e| anyhow::anyhow!("the engine failed: {e}"))
 }

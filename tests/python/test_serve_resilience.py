@@ -1,6 +1,7 @@
 """End to end: a client that disconnects frees its KV blocks; a worker that
 dies makes the server answer 503 at once, in-flight streams end with an
-error, and nothing hangs."""
+error, nothing hangs, and the server then exits non-zero (as vLLM does when
+its engine dies; a supervisor restarts it)."""
 import json
 import os
 import signal
@@ -86,5 +87,7 @@ def test_dead_worker_gives_503_and_nothing_hangs(tmp_path):
             assert client.get(f"{server.base}/health").status_code == 503
             # The HTTP server itself keeps answering.
             assert client.get(f"{server.base}/v1/models").status_code == 200
+        # Then it exits non-zero, for a supervisor to restart it.
+        assert server.proc.wait(timeout=60) != 0
     finally:
         server.stop()

@@ -89,6 +89,8 @@ def test_killed_rank_fails_the_group(tmp_path):
         while time.time() < deadline and any(alive(p) for p in pids):
             time.sleep(0.2)
         assert not any(alive(p) for p in pids), [p for p in pids if alive(p)]
+        # Then the server exits non-zero, for a supervisor to restart it.
+        assert server.proc.wait(timeout=60) != 0
     finally:
         server.stop()
 

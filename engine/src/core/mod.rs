@@ -7,7 +7,9 @@
 //! request, so a client that disconnects frees its KV blocks at the next
 //! step. When the executor fails (a worker died) the core fails every
 //! request in flight with `Unavailable`, refuses new ones, and reports
-//! unhealthy: the API answers 503 and nothing hangs.
+//! unhealthy: the API answers 503 and nothing hangs. `engine serve` then
+//! exits non-zero after a short drain ([`EngineCoreHandle::failed`]), as
+//! vLLM does, for a supervisor to restart it.
 
 mod metrics;
 mod step;
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 use proto::worker::TokenLogprobs;
 use scheduler::{FinishReason, Request, RequestId, SamplingParams, Scheduler, StopParams};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::Notify;
 
 pub use self::metrics::EngineMetrics;
 use self::step::{runner_output, WorkerView};
@@ -72,6 +75,8 @@ enum Command {
 struct Shared {
     healthy: AtomicBool,
     failure: Mutex<Option<String>>,
+    /// Woken when `healthy` turns false.
+    failed: Notify,
 }
 
 /// The async side's handle to the core thread. Cloneable.
@@ -109,6 +114,20 @@ impl EngineCoreHandle {
                 .and_then(|f| f.clone())
                 .unwrap_or_else(|| "engine core stopped".into());
             Err(CoreError::Unavailable(why))
+        }
+    }
+
+    /// Resolves once the engine has failed (a worker died), so the server
+    /// can exit: as vLLM does when its engine dies, leaving the restart to
+    /// a supervisor.
+    pub async fn failed(&self) {
+        loop {
+            // Created before the check, so a failure in between still wakes it.
+            let notified = self.shared.failed.notified();
+            if !self.shared.healthy.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -188,6 +207,7 @@ pub fn spawn_engine_core(
     let shared = Arc::new(Shared {
         healthy: AtomicBool::new(true),
         failure: Mutex::new(None),
+        failed: Notify::new(),
     });
     let core = EngineCore {
         scheduler,
@@ -340,6 +360,7 @@ impl EngineCore {
             let _ = events.send(CoreEvent::Error(CoreError::Unavailable(why.clone())));
         }
         self.timings.clear();
+        self.shared.failed.notify_waiters();
     }
 
     fn step(&mut self) {
