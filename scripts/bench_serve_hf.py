@@ -37,17 +37,17 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_server(binary: Path, port: int, device: str, dtype: str) -> subprocess.Popen:
-    log = open(f"/tmp/bench-serve-{port}.log", "w")
+def start_server(binary: Path, port: int, extra_args: list) -> subprocess.Popen:
+    """`engine serve --model smollm2` on `port` with `extra_args`, once
+    healthy; ends the script if it exits or never turns healthy."""
+    log_path = f"/tmp/bench-serve-{port}.log"
     cmd = [str(binary), "serve", "--model", "smollm2", "--host", "127.0.0.1",
-           "--port", str(port), "--max-model-len", "2048", "--device", device, "--dtype", dtype]
-    if device == "cuda":
-        cmd += ["--gpu-memory-utilization", "0.5"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+           "--port", str(port), "--max-model-len", "2048", *extra_args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"engine exited: see /tmp/bench-serve-{port}.log")
+            sys.exit(f"engine exited: see {log_path}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 return proc
@@ -55,7 +55,7 @@ def start_server(binary: Path, port: int, device: str, dtype: str) -> subprocess
             pass
         time.sleep(0.5)
     proc.kill()
-    sys.exit("engine did not become healthy")
+    sys.exit(f"engine did not become healthy: see {log_path}")
 
 
 def ours(args, port, concurrency):
@@ -132,7 +132,10 @@ def main():
     ap.add_argument("--out", help="result JSON (default bench/results/serve_<device>.json)")
     args = ap.parse_args()
     port = free_port()
-    server = start_server(Path(args.binary), port, args.device, args.dtype)
+    device_args = ["--device", args.device, "--dtype", args.dtype]
+    if args.device == "cuda":
+        device_args += ["--gpu-memory-utilization", "0.5"]
+    server = start_server(Path(args.binary), port, device_args)
     try:
         ours(argparse.Namespace(**{**vars(args), "num_prompts": 2}), port, 1)  # warm up
         ours1 = ours(argparse.Namespace(**{**vars(args), "num_prompts": max(1, args.num_prompts // 4)}),

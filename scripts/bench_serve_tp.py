@@ -15,45 +15,23 @@ Usage: python scripts/bench_serve_tp.py [--sizes 1 3] [--num-prompts 32]
 """
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from bench_decode import machine  # noqa: E402
-from bench_serve_hf import free_port, ours  # noqa: E402
+from bench_serve_hf import free_port, ours, start_server  # noqa: E402
 
 # 30 layers x (o_proj + down_proj all-reduce) + embedding all-reduce +
 # LM head all-gather.
 COLLECTIVES_PER_STEP = 62
 
 
-def start(binary: Path, port: int, tp: int) -> subprocess.Popen:
-    log_path = f"/tmp/bench-serve-tp{tp}-{port}.log"
-    cmd = [str(binary), "serve", "--model", "smollm2", "--host", "127.0.0.1",
-           "--port", str(port), "--max-model-len", "2048", "--tp", str(tp)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"engine --tp {tp} exited: see {log_path}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    sys.exit(f"engine --tp {tp} did not become healthy: see {log_path}")
-
-
 def measure(args, tp: int) -> dict:
     port = free_port()
-    server = start(Path(args.binary), port, tp)
+    server = start_server(Path(args.binary), port, ["--tp", str(tp)])
     try:
         ours(argparse.Namespace(**{**vars(args), "num_prompts": 2}), port, 1)  # warm up
         single = ours(argparse.Namespace(**{**vars(args), "num_prompts": max(1, args.num_prompts // 4)}),
