@@ -54,6 +54,15 @@ pub enum ProviderError {
         /// Why, and when to retry if known.
         message: String,
     },
+    /// The model refused the input or output on content-policy grounds
+    /// (Azure's `content_filter`, Anthropic's refusals): `400` with code
+    /// `content_policy_violation`, which LiteLLM's
+    /// `content_policy_fallbacks` key on.
+    #[error("{message}")]
+    ContentPolicy {
+        /// The upstream's explanation.
+        message: String,
+    },
     /// The backend cannot serve at all (its workers died, it is shutting
     /// down): `503`; `/health` answers 503 with it too.
     #[error("{message}")]
@@ -73,12 +82,15 @@ pub enum ProviderError {
     /// A remote provider answered with an error status that none of the
     /// variants above captures; the status is passed through (clamped to
     /// 400..=599) so the client sees what the upstream said.
-    #[error("upstream error ({status}): {message}")]
+    #[error("{message}")]
     Upstream {
         /// The upstream HTTP status.
         status: u16,
         /// The upstream error message.
         message: String,
+        /// The upstream's `Retry-After`, in seconds, when it sent one (429
+        /// and 503); the router waits at least this long before retrying.
+        retry_after: Option<u64>,
     },
 }
 
@@ -100,6 +112,7 @@ impl ProviderError {
             }
             Self::ModelNotFound { .. } => StatusCode::NOT_FOUND,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::ContentPolicy { .. } => StatusCode::BAD_REQUEST,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -128,6 +141,17 @@ impl ProviderError {
             Self::Unavailable { .. } => (SERVER_ERROR, None, Some("service_unavailable")),
             Self::Internal { .. } => (SERVER_ERROR, None, Some("internal_error")),
             Self::Timeout => (SERVER_ERROR, None, Some("timeout")),
+            Self::ContentPolicy { .. } => (INVALID_REQUEST, None, Some("content_policy_violation")),
+            Self::Upstream { status: 401, .. } => {
+                ("authentication_error", None, Some("invalid_api_key"))
+            }
+            Self::Upstream { status: 403, .. } => {
+                ("permission_error", None, Some("permission_denied"))
+            }
+            Self::Upstream { status: 404, .. } => ("not_found_error", None, Some("not_found")),
+            Self::Upstream { status: 429, .. } => {
+                ("rate_limit_error", None, Some("rate_limit_exceeded"))
+            }
             Self::Upstream { status, .. } if *status < 500 => {
                 (INVALID_REQUEST, None, Some("upstream_error"))
             }
@@ -366,6 +390,7 @@ mod tests {
                 ProviderError::Upstream {
                     status: 418,
                     message: "teapot".into(),
+                    retry_after: None,
                 },
                 418,
                 "upstream_error",
@@ -374,6 +399,7 @@ mod tests {
                 ProviderError::Upstream {
                     status: 200,
                     message: "odd".into(),
+                    retry_after: None,
                 },
                 400,
                 "upstream_error",

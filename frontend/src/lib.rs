@@ -24,6 +24,7 @@ pub mod extract;
 pub mod metrics;
 pub mod openai;
 pub mod provider;
+pub mod providers;
 pub mod routes;
 mod sse;
 

@@ -20,8 +20,8 @@
 use crate::error::ProviderError;
 use crate::openai::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk,
-    CompletionRequest, CompletionResponse, DetokenizeRequest, DetokenizeResponse, ModelCard,
-    TokenizeRequest, TokenizeResponse,
+    CompletionRequest, CompletionResponse, DetokenizeRequest, DetokenizeResponse, EmbeddingRequest,
+    EmbeddingResponse, ModelCard, TokenizeRequest, TokenizeResponse,
 };
 
 /// A stream of response chunks. `'static` and owned so the HTTP response
@@ -67,9 +67,32 @@ pub trait Provider: Send + Sync + 'static {
         &self,
         req: CompletionRequest,
     ) -> Result<ChunkStream<CompletionChunk>, ProviderError>;
-    /// Tokenize text or a templated conversation (vLLM's `/tokenize`).
-    async fn tokenize(&self, req: TokenizeRequest) -> Result<TokenizeResponse, ProviderError>;
+    /// Embeddings of the request's inputs. Most chat backends have none,
+    /// hence the default: a 400 saying so.
+    async fn embeddings(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
+        Err(unsupported(&req.model, "embeddings"))
+    }
+    /// Tokenize text or a templated conversation (vLLM's `/tokenize`); only
+    /// backends that own a tokenizer (the local engine) can.
+    async fn tokenize(&self, req: TokenizeRequest) -> Result<TokenizeResponse, ProviderError> {
+        Err(unsupported(req.model.as_deref().unwrap_or(""), "tokenize"))
+    }
     /// Turn token ids back into text (vLLM's `/detokenize`).
-    async fn detokenize(&self, req: DetokenizeRequest)
-        -> Result<DetokenizeResponse, ProviderError>;
+    async fn detokenize(
+        &self,
+        req: DetokenizeRequest,
+    ) -> Result<DetokenizeResponse, ProviderError> {
+        Err(unsupported(
+            req.model.as_deref().unwrap_or(""),
+            "detokenize",
+        ))
+    }
+}
+
+/// The 400 a provider answers for an endpoint its backend does not have.
+pub fn unsupported(model: &str, what: &str) -> ProviderError {
+    ProviderError::InvalidRequest {
+        message: format!("model `{model}` does not support {what}"),
+        param: Some("model".to_owned()),
+    }
 }

@@ -20,6 +20,7 @@
 mod chat;
 mod common;
 mod completion;
+mod embeddings;
 mod models;
 mod tokenize;
 mod validate;
@@ -35,6 +36,9 @@ pub use common::{
 pub use completion::{
     CompletionChoice, CompletionChunk, CompletionLogprobs, CompletionRequest, CompletionResponse,
     Prompt, COMPLETION_DEFAULT_MAX_TOKENS,
+};
+pub use embeddings::{
+    Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage,
 };
 pub use models::{ModelCard, ModelList};
 pub use tokenize::{

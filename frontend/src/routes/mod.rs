@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 /// Every path served, also the bounded set of `handler` metric labels.
-const PATHS: [&str; 7] = [
+const PATHS: [&str; 8] = [
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/models",
@@ -24,6 +24,7 @@ const PATHS: [&str; 7] = [
     "/metrics",
     "/tokenize",
     "/detokenize",
+    "/v1/embeddings",
 ];
 
 /// All API routes (state not yet applied).
@@ -36,6 +37,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(PATHS[4], get(metrics::metrics))
         .route(PATHS[5], post(tokenize::tokenize))
         .route(PATHS[6], post(tokenize::detokenize))
+        .route(PATHS[7], post(openai::embeddings))
 }
 
 /// The metric label for `path`: the path itself if it is a route, else

@@ -1,5 +1,5 @@
 //! OpenAI-compatible inference routes: `POST /v1/chat/completions`,
-//! `POST /v1/completions`, `GET /v1/models`.
+//! `POST /v1/completions`, `POST /v1/embeddings`, `GET /v1/models`.
 //!
 //! Each validates the body, routes by `model` to a provider, and answers
 //! one JSON body or an SSE stream (the `sse` module); the provider emits the
@@ -8,7 +8,7 @@
 use crate::app::AppState;
 use crate::error::GatewayError;
 use crate::extract::OpenAiJson;
-use crate::openai::{ChatCompletionRequest, CompletionRequest, ModelList};
+use crate::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ModelList};
 use crate::sse;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -40,6 +40,16 @@ pub async fn completions(
     } else {
         Ok(Json(provider.completion(req).await?).into_response())
     }
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings(
+    State(state): State<AppState>,
+    OpenAiJson(mut req): OpenAiJson<EmbeddingRequest>,
+) -> Result<Response, GatewayError> {
+    req.validate()?;
+    let provider = state.route_model(&mut req.model)?;
+    Ok(Json(provider.embeddings(req).await?).into_response())
 }
 
 /// `GET /v1/models`: every provider's cards, in provider order.

@@ -1,0 +1,134 @@
+//! Remote provider adapters, one file per wire format (TensorZero's
+//! layout, STYLE.md): each implements [`Provider`] for one deployment
+//! (a `model_list` entry's `litellm_params`), translating the OpenAI shape
+//! to its provider's and back, streaming included. The router
+//! ([`crate::router`]) owns retries, fallbacks and cooldowns; an adapter
+//! makes exactly one upstream call per method call.
+//!
+//! Shared pieces: [`params`] (what a deployment says), [`resolve`] (which
+//! wire format a model string means), [`http`] (client, error mapping,
+//! stream framing) and [`check_chat_params`] (`drop_params`).
+
+pub mod http;
+pub mod params;
+pub mod resolve;
+
+use crate::error::ProviderError;
+use crate::openai::ChatCompletionRequest;
+use crate::provider::Provider;
+use params::DeploymentParams;
+use std::sync::Arc;
+
+/// The adapter for one deployment. `model_name` is the name clients use
+/// (the `model_list` entry's `model_name`); `params.model` says which
+/// provider and upstream model serve it.
+pub fn build(
+    model_name: &str,
+    params: &DeploymentParams,
+    client: &reqwest::Client,
+) -> Result<Arc<dyn Provider>, ProviderError> {
+    let resolved = resolve::resolve(&params.model)?;
+    let _ = (model_name, client);
+    match resolved.kind {
+        kind => Err(ProviderError::invalid(
+            "model",
+            format!("no adapter for {kind:?} in this build"),
+        )),
+    }
+}
+
+/// Every OpenAI chat parameter an adapter may or may not translate, with
+/// whether `req` sets it. vLLM's sampling extras are listed too: remote
+/// providers do not take them.
+fn set_chat_params(req: &ChatCompletionRequest) -> Vec<&'static str> {
+    let set = [
+        ("max_tokens", req.max_tokens.is_some()),
+        ("max_completion_tokens", req.max_completion_tokens.is_some()),
+        ("temperature", req.temperature.is_some()),
+        ("top_p", req.top_p.is_some()),
+        ("n", req.n.is_some_and(|n| n != 1)),
+        ("stop", req.stop.is_some()),
+        ("seed", req.seed.is_some()),
+        ("presence_penalty", req.presence_penalty.is_some()),
+        ("frequency_penalty", req.frequency_penalty.is_some()),
+        ("logprobs", req.logprobs == Some(true)),
+        ("top_logprobs", req.top_logprobs.is_some()),
+        ("user", req.user.is_some()),
+        ("logit_bias", req.logit_bias.is_some()),
+        ("tools", req.tools.is_some()),
+        ("tool_choice", req.tool_choice.is_some()),
+        ("response_format", req.response_format.is_some()),
+        ("top_k", req.top_k.is_some()),
+        ("min_p", req.min_p.is_some()),
+        ("repetition_penalty", req.repetition_penalty.is_some()),
+        ("min_tokens", req.min_tokens.is_some()),
+        ("ignore_eos", req.ignore_eos.is_some()),
+        ("skip_special_tokens", req.skip_special_tokens.is_some()),
+        ("stop_token_ids", req.stop_token_ids.is_some()),
+        ("chat_template_kwargs", req.chat_template_kwargs.is_some()),
+    ];
+    set.into_iter()
+        .filter_map(|(name, is_set)| is_set.then_some(name))
+        .collect()
+}
+
+/// LiteLLM's `drop_params`: the parameters `req` sets that are not in
+/// `supported`. With `drop` they are left out of the translation (the
+/// adapter simply does not read them) and this returns `Ok`; without it
+/// the request is a 400 naming them, before anything is sent upstream.
+pub fn check_chat_params(
+    req: &ChatCompletionRequest,
+    provider: &str,
+    supported: &[&str],
+    drop: bool,
+) -> Result<(), ProviderError> {
+    let unsupported: Vec<&str> = set_chat_params(req)
+        .into_iter()
+        .filter(|p| !supported.contains(p))
+        .collect();
+    if unsupported.is_empty() || drop {
+        if !unsupported.is_empty() {
+            tracing::debug!(provider, params = ?unsupported, "dropping unsupported parameters");
+        }
+        return Ok(());
+    }
+    Err(ProviderError::InvalidRequest {
+        message: format!(
+            "{provider} does not support parameters: {}. To drop them, set \
+             `litellm_settings: {{drop_params: true}}` (or `drop_params: true` on the deployment)",
+            unsupported.join(", ")
+        ),
+        param: unsupported.first().map(|p| (*p).to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unsupported_params_are_named_unless_dropped() {
+        let req: ChatCompletionRequest = serde_json::from_value(json!({
+            "model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "temperature": 0.5, "logit_bias": {"1": 2.0}, "seed": 3
+        }))
+        .unwrap();
+        let err = check_chat_params(&req, "anthropic", &["temperature"], false).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(
+            err.to_string().contains("seed, logit_bias") || err.to_string().contains("logit_bias")
+        );
+        assert!(err.to_string().contains("seed"));
+        check_chat_params(&req, "anthropic", &["temperature"], true).unwrap();
+        check_chat_params(
+            &req,
+            "openai",
+            &["temperature", "seed", "logit_bias"],
+            false,
+        )
+        .unwrap();
+    }
+}
