@@ -15,6 +15,18 @@ STAMP=$VENV/.setup-stamp
 # Bump when the package list below changes, so existing venvs update.
 WANT="v2 torch==2.11.0 transformers==4.57.6 httpx"
 
+# Node packages the tests use (aimock), exactly as tests/package-lock.json
+# pins them; skipped when node_modules already matches the lockfile.
+if command -v npm >/dev/null 2>&1; then
+  if ! cmp -s tests/package-lock.json tests/node_modules/.package-lock.json 2>/dev/null \
+     && ! [ tests/node_modules/.package-lock.json -nt tests/package-lock.json ]; then
+    npm ci --prefix tests --no-audit --no-fund --loglevel=error
+  fi
+  echo "setup: tests/node_modules ready"
+else
+  echo "setup: npm not found; the provider tests (aimock) will fail"
+fi
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
   echo "setup: .venv is up to date"
   exit 0
