@@ -13,7 +13,7 @@ use model_files::ModelSource;
 use scheduler::{KvCacheConfig, Scheduler, SchedulerConfig, SchedulingPolicy};
 
 use crate::chat_template::ChatTemplate;
-use crate::core::{spawn_engine_core, EngineMetrics};
+use crate::core::{spawn_engine_core, EngineCoreHandle, EngineMetrics};
 use crate::executor::{start_executor, ExecutorConfig};
 use crate::local::LocalEngine;
 use crate::tokenizer::Tokenizer;
@@ -101,7 +101,42 @@ fn step_token_budget(args: &ServeArgs, max_model_len: usize) -> usize {
 
 /// Runs `engine serve` until Ctrl-C.
 pub fn run(args: &ServeArgs) -> Result<()> {
-    let source = ModelSource::resolve(&args.model)?;
+    let served_names = if args.served_model_name.is_empty() {
+        vec![args.model.clone()]
+    } else {
+        args.served_model_name.clone()
+    };
+    let registry = prometheus::Registry::new();
+    let local = start_local_engine(args, &args.model, served_names, &registry)?;
+    let provider: Arc<dyn frontend::Provider> = Arc::new(local.provider);
+    let result = serve_http(args, vec![provider], registry, Some(&local.core));
+    local.core.shutdown();
+    result?;
+    // A dead worker ends the process with an error, for a supervisor
+    // (systemd, Kubernetes) to restart it.
+    local
+        .core
+        .health()
+        .map_err(|e| anyhow::anyhow!("the engine failed: {e}"))
+}
+
+/// A running local engine: the provider the HTTP layer calls and the
+/// core's handle (health, shutdown).
+struct LocalServing {
+    provider: LocalEngine,
+    core: EngineCoreHandle,
+}
+
+/// Starts the workers, the scheduler and the engine core for `model`
+/// (the serve flags give everything else), served under `served_names`,
+/// its metrics in `registry`.
+fn start_local_engine(
+    args: &ServeArgs,
+    model: &str,
+    served_names: Vec<String>,
+    registry: &prometheus::Registry,
+) -> Result<LocalServing> {
+    let source = ModelSource::resolve(model)?;
     let tokenizer = Arc::new(Tokenizer::from_model_source(&source)?);
     let template = ChatTemplate::from_model_source(&source, &tokenizer)?;
     let policy = match args.scheduling_policy.as_str() {
@@ -118,7 +153,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         args.tensor_parallel_size, source.name
     );
     let executor = start_executor(&ExecutorConfig {
-        model: args.model.clone(),
+        model: model.to_owned(),
         load_format: args.load_format.clone(),
         dtype: args.dtype.clone(),
         seed: args.seed,
@@ -171,15 +206,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             enable_prefix_caching: args.enable_prefix_caching && !args.no_enable_prefix_caching,
         },
     )?;
-    let served_names = if args.served_model_name.is_empty() {
-        vec![args.model.clone()]
-    } else {
-        args.served_model_name.clone()
-    };
-    let registry = prometheus::Registry::new();
-    let metrics = EngineMetrics::register(&registry, &served_names[0])?;
+    let metrics = EngineMetrics::register(registry, &served_names[0])?;
     let core = spawn_engine_core(scheduler, executor, metrics)?;
-    let local = LocalEngine::new(
+    let provider = LocalEngine::new(
         served_names,
         tokenizer,
         template,
@@ -187,23 +216,40 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         max_model_len,
         policy == SchedulingPolicy::Priority,
     );
+    Ok(LocalServing { provider, core })
+}
 
+/// Serves `providers` over HTTP on `--host`/`--port` until Ctrl-C, or,
+/// when a local engine runs (`core`), until it fails (then after
+/// [`FAILED_DRAIN`] of answering 503).
+fn serve_http(
+    args: &ServeArgs,
+    providers: Vec<Arc<dyn frontend::Provider>>,
+    registry: prometheus::Registry,
+    core: Option<&EngineCoreHandle>,
+) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let engine_failed = core.clone();
-    let result = runtime.block_on(async move {
+    let engine_failed = core.cloned();
+    runtime.block_on(async move {
         let addr = format!("{}:{}", args.host, args.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
         eprintln!("engine: serving on http://{}", listener.local_addr()?);
-        let state = frontend::AppState::new(vec![Arc::new(local)], registry)?;
+        let state = frontend::AppState::new(providers, registry)?;
         let shutdown = async move {
+            let failed = async {
+                match &engine_failed {
+                    Some(core) => core.failed().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
-                () = engine_failed.failed() => {
+                () = failed => {
                     eprintln!(
                         "engine: the engine failed; answering 503 for {} s, then exiting",
                         FAILED_DRAIN.as_secs()
@@ -214,11 +260,5 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         };
         frontend::serve(listener, frontend::router(state), shutdown).await?;
         anyhow::Ok(())
-    });
-    core.shutdown();
-    result?;
-    // A dead worker ends the process with an error, for a supervisor
-    // (systemd, Kubernetes) to restart it.
-    core.health()
-        .map_err(|e| anyhow::anyhow!("the engine failed: {e}"))
+    })
 }
