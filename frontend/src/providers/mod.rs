@@ -9,6 +9,7 @@
 //! wire format a model string means), [`http`] (client, error mapping,
 //! stream framing) and [`check_chat_params`] (`drop_params`).
 
+pub mod anthropic;
 pub mod http;
 pub mod params;
 pub mod resolve;
@@ -28,8 +29,13 @@ pub fn build(
     client: &reqwest::Client,
 ) -> Result<Arc<dyn Provider>, ProviderError> {
     let resolved = resolve::resolve(&params.model)?;
-    let _ = (model_name, client);
     match resolved.kind {
+        resolve::ProviderKind::Anthropic => Ok(Arc::new(anthropic::AnthropicProvider::new(
+            model_name,
+            resolved,
+            params,
+            client.clone(),
+        )?)),
         kind => Err(ProviderError::invalid(
             "model",
             format!("no adapter for {kind:?} in this build"),

@@ -4,6 +4,7 @@
 //! cross-cutting work (tracing, limits, metrics) is in tower layers
 //! ([`crate::app::router`]).
 
+pub mod anthropic;
 pub mod health;
 pub mod metrics;
 pub mod openai;
@@ -16,7 +17,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 /// Every path served, also the bounded set of `handler` metric labels.
-const PATHS: [&str; 8] = [
+const PATHS: [&str; 9] = [
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/models",
@@ -25,6 +26,7 @@ const PATHS: [&str; 8] = [
     "/tokenize",
     "/detokenize",
     "/v1/embeddings",
+    "/v1/messages",
 ];
 
 /// All API routes (state not yet applied).
@@ -38,6 +40,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(PATHS[5], post(tokenize::tokenize))
         .route(PATHS[6], post(tokenize::detokenize))
         .route(PATHS[7], post(openai::embeddings))
+        .route(PATHS[8], post(anthropic::messages))
 }
 
 /// The metric label for `path`: the path itself if it is a route, else

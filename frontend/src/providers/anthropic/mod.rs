@@ -1,0 +1,294 @@
+//! The Anthropic Messages adapter: `POST {api_base}/v1/messages` with
+//! `x-api-key` and `anthropic-version: 2023-06-01`, streaming as SSE.
+//!
+//! [`request`] translates the OpenAI chat request (system prompt, content
+//! blocks, images, tools), [`response`] the answer back (stop reasons,
+//! usage), [`stream`] the SSE events into chunks. Text completions are sent
+//! as one user message (Anthropic has no completions endpoint); there are
+//! no embeddings (Anthropic has none), so the trait default answers 400.
+//! The wire types are shared with the `/v1/messages` ingress
+//! ([`crate::anthropic::types`]).
+
+pub mod request;
+pub mod response;
+pub mod stream;
+
+use crate::anthropic::types::{MessagesResponse, ANTHROPIC_VERSION};
+use crate::error::ProviderError;
+use crate::openai::{
+    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage,
+    CompletionChoice, CompletionChunk, CompletionRequest, CompletionResponse, ModelCard, Prompt,
+};
+use crate::provider::{ChunkStream, Provider};
+use crate::providers::http;
+use crate::providers::params::DeploymentParams;
+use crate::providers::resolve::Resolved;
+use futures::StreamExt;
+use std::time::Duration;
+
+/// Anthropic's API when a deployment gives no `api_base`.
+pub const DEFAULT_API_BASE: &str = "https://api.anthropic.com";
+
+/// One Anthropic deployment.
+#[derive(Debug, Clone)]
+pub struct AnthropicProvider {
+    model_name: String,
+    upstream_model: String,
+    url: String,
+    api_key: Option<String>,
+    timeout: Duration,
+    drop_params: bool,
+    client: reqwest::Client,
+}
+
+impl AnthropicProvider {
+    /// The adapter serving `model_name` from `resolved.upstream_model` at
+    /// `params.api_base` (default [`DEFAULT_API_BASE`]; a base that already
+    /// ends in `/v1` is accepted too, as LiteLLM accepts it).
+    pub fn new(
+        model_name: &str,
+        resolved: Resolved,
+        params: &DeploymentParams,
+        client: reqwest::Client,
+    ) -> Result<Self, ProviderError> {
+        let base = params
+            .api_base
+            .as_deref()
+            .unwrap_or(DEFAULT_API_BASE)
+            .trim_end_matches('/');
+        let url = if base.ends_with("/v1/messages") {
+            base.to_owned()
+        } else if base.ends_with("/v1") {
+            format!("{base}/messages")
+        } else {
+            format!("{base}/v1/messages")
+        };
+        Ok(Self {
+            model_name: model_name.to_owned(),
+            upstream_model: resolved.upstream_model,
+            url,
+            api_key: params.api_key.clone(),
+            timeout: params.timeout(),
+            drop_params: params.drops_params(),
+            client,
+        })
+    }
+
+    async fn post(
+        &self,
+        req: &ChatCompletionRequest,
+        stream: bool,
+    ) -> Result<reqwest::Response, ProviderError> {
+        crate::providers::check_chat_params(
+            req,
+            "anthropic",
+            request::SUPPORTED,
+            self.drop_params,
+        )?;
+        let body = request::to_anthropic(req, &self.upstream_model, stream)?;
+        let mut builder = self
+            .client
+            .post(&self.url)
+            .header("anthropic-version", ANTHROPIC_VERSION)
+            .json(&body);
+        if let Some(key) = &self.api_key {
+            builder = builder.header("x-api-key", key);
+        }
+        http::send(builder, self.timeout).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for AnthropicProvider {
+    fn models(&self) -> Vec<ModelCard> {
+        vec![ModelCard::new(&self.model_name, "anthropic", None)]
+    }
+
+    fn health(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    async fn chat(
+        &self,
+        req: ChatCompletionRequest,
+    ) -> Result<ChatCompletionResponse, ProviderError> {
+        let resp = self.post(&req, false).await?;
+        let body: MessagesResponse = http::json_body(resp).await?;
+        Ok(response::to_openai(body, &self.model_name))
+    }
+
+    async fn chat_stream(
+        &self,
+        req: ChatCompletionRequest,
+    ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
+        let resp = self.post(&req, true).await?;
+        let translator = stream::ChunkTranslator::new(&self.model_name, req.include_usage());
+        Ok(stream::chunks(http::sse_events(resp), translator))
+    }
+
+    async fn completion(
+        &self,
+        req: CompletionRequest,
+    ) -> Result<CompletionResponse, ProviderError> {
+        let chat = self.chat(as_chat(&req)?).await?;
+        let choices = chat
+            .choices
+            .into_iter()
+            .map(|c| CompletionChoice {
+                index: c.index,
+                text: c.message.content.unwrap_or_default(),
+                logprobs: None,
+                finish_reason: c.finish_reason,
+            })
+            .collect();
+        Ok(CompletionResponse::new(
+            chat.id,
+            self.model_name.clone(),
+            choices,
+            chat.usage,
+        ))
+    }
+
+    async fn completion_stream(
+        &self,
+        req: CompletionRequest,
+    ) -> Result<ChunkStream<CompletionChunk>, ProviderError> {
+        let chunks = self.chat_stream(as_chat(&req)?).await?;
+        Ok(chunks
+            .filter_map(|item| async move {
+                let chunk = match item {
+                    Ok(chunk) => chunk,
+                    Err(e) => return Some(Err(e)),
+                };
+                if let Some(usage) = chunk.usage {
+                    return Some(Ok(CompletionChunk::usage_only(
+                        chunk.id,
+                        chunk.created,
+                        chunk.model,
+                        usage,
+                    )));
+                }
+                let choices: Vec<CompletionChoice> = chunk
+                    .choices
+                    .into_iter()
+                    .filter(|c| {
+                        c.finish_reason.is_some()
+                            || c.delta.content.as_ref().is_some_and(|t| !t.is_empty())
+                    })
+                    .map(|c| CompletionChoice {
+                        index: c.index,
+                        text: c.delta.content.unwrap_or_default(),
+                        logprobs: None,
+                        finish_reason: c.finish_reason,
+                    })
+                    .collect();
+                (!choices.is_empty()).then(|| {
+                    Ok(CompletionChunk::new(
+                        chunk.id,
+                        chunk.created,
+                        chunk.model,
+                        choices,
+                    ))
+                })
+            })
+            .boxed())
+    }
+}
+
+/// A text completion as a chat request with one user message. Parameters
+/// without a chat equivalent here (`echo`, `best_of`, integer `logprobs`)
+/// are carried over as their chat counterparts when they have one, so that
+/// `check_chat_params` names (or drops) them; `echo` is a 400.
+fn as_chat(req: &CompletionRequest) -> Result<ChatCompletionRequest, ProviderError> {
+    let prompt = match &req.prompt {
+        Prompt::Text(t) => t.clone(),
+        Prompt::Texts(v) if v.len() == 1 => v[0].clone(),
+        _ => {
+            return Err(ProviderError::invalid(
+                "prompt",
+                "anthropic takes one text prompt per completion request",
+            ))
+        }
+    };
+    if req.echo == Some(true) {
+        return Err(ProviderError::invalid(
+            "echo",
+            "anthropic does not support echo",
+        ));
+    }
+    Ok(ChatCompletionRequest {
+        model: req.model.clone(),
+        messages: vec![ChatMessage::text("user", prompt)],
+        max_tokens: Some(i64::from(req.max_new_tokens())),
+        temperature: req.temperature,
+        top_p: req.top_p,
+        n: req.n,
+        stream: req.stream,
+        stream_options: req.stream_options.clone(),
+        stop: req.stop.clone(),
+        seed: req.seed,
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+        logprobs: req.logprobs.map(|_| true),
+        user: req.user.clone(),
+        logit_bias: req.logit_bias.clone(),
+        top_k: req.top_k,
+        min_p: req.min_p,
+        repetition_penalty: req.repetition_penalty,
+        min_tokens: req.min_tokens,
+        ignore_eos: req.ignore_eos,
+        stop_token_ids: req.stop_token_ids.clone(),
+        ..ChatCompletionRequest::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::providers::resolve::resolve;
+
+    fn provider(base: Option<&str>) -> AnthropicProvider {
+        let params = DeploymentParams {
+            model: "anthropic/claude-x".into(),
+            api_base: base.map(str::to_owned),
+            ..DeploymentParams::default()
+        };
+        AnthropicProvider::new(
+            "mine",
+            resolve(&params.model).unwrap(),
+            &params,
+            reqwest::Client::new(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn urls_and_model_card() {
+        assert_eq!(provider(None).url, "https://api.anthropic.com/v1/messages");
+        assert_eq!(provider(Some("http://h:1/")).url, "http://h:1/v1/messages");
+        assert_eq!(
+            provider(Some("http://h:1/v1")).url,
+            "http://h:1/v1/messages"
+        );
+        let p = provider(None);
+        assert_eq!(p.upstream_model, "claude-x");
+        assert_eq!(p.models()[0].id, "mine");
+    }
+
+    #[test]
+    fn completion_becomes_one_user_message() {
+        let req: CompletionRequest = serde_json::from_value(serde_json::json!({
+            "model": "mine", "prompt": "Say hi", "max_tokens": 7, "temperature": 0.1
+        }))
+        .unwrap();
+        let chat = as_chat(&req).unwrap();
+        assert_eq!(chat.messages, vec![ChatMessage::text("user", "Say hi")]);
+        assert_eq!(chat.max_tokens, Some(7));
+        let req: CompletionRequest =
+            serde_json::from_value(serde_json::json!({"model": "mine", "prompt": [1, 2, 3]}))
+                .unwrap();
+        assert!(as_chat(&req).is_err());
+    }
+}

@@ -1,0 +1,57 @@
+//! `POST /v1/messages`: Anthropic's Messages API in front of every
+//! provider, so Anthropic SDK clients can use any model. The request is
+//! translated to the OpenAI shape, routed by `model` like the OpenAI
+//! routes, and the answer (or the chunk stream, as Anthropic SSE events)
+//! translated back ([`crate::anthropic`]). Errors answer in Anthropic's
+//! shape with the status the OpenAI routes would use.
+
+use crate::anthropic::error::AnthropicError;
+use crate::anthropic::events::events;
+use crate::anthropic::response::from_openai;
+use crate::anthropic::types::{ErrorObject, MessagesRequest};
+use crate::app::AppState;
+use crate::error::GatewayError;
+use crate::extract::OpenAiJson;
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use std::convert::Infallible;
+
+/// `POST /v1/messages`.
+pub async fn messages(
+    State(state): State<AppState>,
+    body: Result<OpenAiJson<MessagesRequest>, GatewayError>,
+) -> Result<Response, AnthropicError> {
+    let OpenAiJson(req) = body?;
+    req.validate()?;
+    let mut chat = req.to_openai()?;
+    chat.validate()?;
+    let provider = state.route_model(&mut chat.model)?;
+    if req.is_stream() {
+        let model = chat.model.clone();
+        let chunks = provider.chat_stream(chat).await?;
+        let body = events(chunks, &model).map(|ev| {
+            let event = Event::default()
+                .event(ev.name())
+                .json_data(&ev)
+                .unwrap_or_else(|e| {
+                    let error = ErrorObject {
+                        kind: "api_error".to_owned(),
+                        message: format!("could not serialize an event: {e}"),
+                    };
+                    Event::default()
+                        .event("error")
+                        .data(serde_json::json!({"type": "error", "error": error}).to_string())
+                });
+            Ok::<_, Infallible>(event)
+        });
+        Ok(Sse::new(body)
+            .keep_alive(KeepAlive::default())
+            .into_response())
+    } else {
+        let resp = provider.chat(chat).await?;
+        Ok(Json(from_openai(resp)?).into_response())
+    }
+}
