@@ -151,3 +151,10 @@ fn api_version_is_required() {
     assert_eq!(err.status().as_u16(), 400);
     assert!(err.to_string().contains("api_version"));
 }
+
+#[tokio::test]
+async fn a_stream_cut_midway_ends_with_an_error() {
+    let mock = mock();
+    let p = build(params(&mock));
+    assert_cut_stream_is_an_error(&p).await;
+}

@@ -171,3 +171,10 @@ async fn error_statuses() {
         "server had an error",
     );
 }
+
+#[tokio::test]
+async fn a_stream_cut_midway_ends_with_an_error() {
+    let mock = mock();
+    let p = build(params(&mock));
+    assert_cut_stream_is_an_error(&p).await;
+}

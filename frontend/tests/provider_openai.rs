@@ -181,3 +181,24 @@ async fn a_refused_connection_is_unavailable() {
         .unwrap_err();
     assert_eq!(e.status().as_u16(), 503, "{e:?}");
 }
+
+#[tokio::test]
+async fn a_stream_cut_midway_ends_with_an_error() {
+    let mock = mock();
+    let p = build(params(&mock, "openai/gpt-4o"));
+    assert_cut_stream_is_an_error(&p).await;
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_502() {
+    let mock = Aimock::start(&fixture("openai.json"), &["--chaos-malformed", "1"]);
+    let p = build(params(&mock, "openai/gpt-4o"));
+    let e = p
+        .chat(chat(
+            json!({"messages": [{"role": "user", "content": "hello"}]}),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status().as_u16(), 502, "{e:?}");
+    assert!(e.to_string().contains("malformed"), "{e}");
+}

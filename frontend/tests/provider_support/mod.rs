@@ -113,3 +113,14 @@ pub fn assert_upstream(err: &ProviderError, status: u16, message_part: &str) {
     );
     assert!(err.body().error.message.contains(message_part));
 }
+
+/// Asserts a stream the mock cuts after three chunks ends with a `502`
+/// item instead of a normal end.
+pub async fn assert_cut_stream_is_an_error(p: &Arc<dyn Provider>) {
+    let req = chat(json!({"messages": [{"role": "user", "content": "cut me"}], "stream": true}));
+    let s = reassemble(p.chat_stream(req).await.unwrap()).await;
+    let err = s.error.expect("a cut stream must end with an error item");
+    assert_eq!(err.status().as_u16(), 502, "{err:?}");
+    assert!(s.finish_reason.is_none());
+    assert!(!s.content.ends_with("by the mock."), "{}", s.content);
+}
