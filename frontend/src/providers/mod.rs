@@ -10,7 +10,13 @@
 //! stream framing) and [`check_chat_params`] (`drop_params`).
 
 pub mod anthropic;
+pub mod azure;
+pub mod chat_as_completion;
+pub mod chunk_builder;
+pub mod cohere;
 pub mod http;
+pub mod ollama;
+pub mod openai;
 pub mod params;
 pub mod resolve;
 
@@ -18,6 +24,7 @@ use crate::error::ProviderError;
 use crate::openai::ChatCompletionRequest;
 use crate::provider::Provider;
 use params::DeploymentParams;
+use resolve::ProviderKind;
 use std::sync::Arc;
 
 /// The adapter for one deployment. `model_name` is the name clients use
@@ -29,12 +36,22 @@ pub fn build(
     client: &reqwest::Client,
 ) -> Result<Arc<dyn Provider>, ProviderError> {
     let resolved = resolve::resolve(&params.model)?;
+    let client = client.clone();
     match resolved.kind {
-        resolve::ProviderKind::Anthropic => Ok(Arc::new(anthropic::AnthropicProvider::new(
-            model_name,
-            resolved,
-            params,
-            client.clone(),
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible(_) => Ok(Arc::new(
+            openai::OpenAiProvider::new(model_name, resolved, params, client)?,
+        )),
+        ProviderKind::Azure => Ok(Arc::new(azure::AzureProvider::new(
+            model_name, resolved, params, client,
+        )?)),
+        ProviderKind::Ollama => Ok(Arc::new(ollama::OllamaProvider::new(
+            model_name, resolved, params, client,
+        )?)),
+        ProviderKind::Anthropic => Ok(Arc::new(anthropic::AnthropicProvider::new(
+            model_name, resolved, params, client,
+        )?)),
+        ProviderKind::Cohere => Ok(Arc::new(cohere::CohereProvider::new(
+            model_name, resolved, params, client,
         )?)),
         kind => Err(ProviderError::invalid(
             "model",
