@@ -57,6 +57,13 @@ impl EmbeddingInput {
 }
 
 impl EmbeddingRequest {
+    /// Whether the client wants vectors as base64 (OpenAI's Python SDK
+    /// asks for it by default). Providers always fetch floats; the route
+    /// encodes them with [`EmbeddingResponse::into_base64`].
+    pub fn wants_base64(&self) -> bool {
+        self.encoding_format.as_deref() == Some("base64")
+    }
+
     /// Checks what every provider needs: a non-empty input.
     pub fn validate(&self) -> Result<(), ProviderError> {
         let empty = match &self.input {
@@ -67,6 +74,14 @@ impl EmbeddingRequest {
         };
         if empty {
             return Err(ProviderError::invalid("input", "input must not be empty"));
+        }
+        if let Some(f) = self.encoding_format.as_deref() {
+            if f != "float" && f != "base64" {
+                return Err(ProviderError::invalid(
+                    "encoding_format",
+                    format!("encoding_format must be \"float\" or \"base64\", got {f:?}"),
+                ));
+            }
         }
         if let Some(d) = self.dimensions {
             if d < 1 {
@@ -116,6 +131,32 @@ impl EmbeddingResponse {
     }
 }
 
+impl EmbeddingResponse {
+    /// The response with each vector as OpenAI's base64 form: the
+    /// little-endian `f32` bytes, base64-encoded.
+    pub fn into_base64(self) -> Value {
+        use base64::Engine as _;
+        let data: Vec<Value> = self
+            .data
+            .into_iter()
+            .map(|e| {
+                let bytes: Vec<u8> = e.embedding.iter().flat_map(|x| x.to_le_bytes()).collect();
+                serde_json::json!({
+                    "object": e.object,
+                    "index": e.index,
+                    "embedding": base64::engine::general_purpose::STANDARD.encode(bytes),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "object": self.object,
+            "data": data,
+            "model": self.model,
+            "usage": self.usage,
+        })
+    }
+}
+
 /// One vector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Embedding {
@@ -159,6 +200,26 @@ mod tests {
                 None => assert!(req.input.texts().is_err()),
             }
         }
+    }
+
+    #[test]
+    fn base64_is_little_endian_f32() {
+        let resp = EmbeddingResponse::new("m".into(), vec![vec![1.0, -2.0]], 3);
+        let v = resp.into_base64();
+        // 1.0f32 = 00 00 80 3f, -2.0f32 = 00 00 00 c0
+        assert_eq!(v["data"][0]["embedding"], "AACAPwAAAMA=");
+        assert_eq!(v["usage"]["prompt_tokens"], 3);
+    }
+
+    #[test]
+    fn unknown_encoding_format_is_a_400() {
+        let req: EmbeddingRequest =
+            serde_json::from_value(json!({"model": "m", "input": "a", "encoding_format": "int8"}))
+                .unwrap();
+        assert_eq!(
+            req.validate().unwrap_err().body().error.param.as_deref(),
+            Some("encoding_format")
+        );
     }
 
     #[test]

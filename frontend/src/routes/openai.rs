@@ -49,7 +49,13 @@ pub async fn embeddings(
 ) -> Result<Response, GatewayError> {
     req.validate()?;
     let provider = state.route_model(&mut req.model)?;
-    Ok(Json(provider.embeddings(req).await?).into_response())
+    let base64 = req.wants_base64();
+    let resp = provider.embeddings(req).await?;
+    if base64 {
+        Ok(Json(resp.into_base64()).into_response())
+    } else {
+        Ok(Json(resp).into_response())
+    }
 }
 
 /// `GET /v1/models`: every provider's cards, in provider order.
