@@ -7,11 +7,17 @@
 //!
 //! Shared pieces: [`params`] (what a deployment says), [`resolve`] (which
 //! wire format a model string means), [`http`] (client, error mapping,
-//! stream framing) and [`check_chat_params`] (`drop_params`).
+//! stream framing), [`check_chat_params`] (`drop_params`),
+//! [`request_shapes`] (OpenAI's tool/image/response-format shapes, typed),
+//! [`stream_pump`] (upstream events → chunk stream, cut-stream detection)
+//! and [`chat_as_completion`] (`/v1/completions` over a chat-only API).
 
+pub mod chat_as_completion;
 pub mod http;
 pub mod params;
+pub mod request_shapes;
 pub mod resolve;
+pub mod stream_pump;
 
 use crate::error::ProviderError;
 use crate::openai::ChatCompletionRequest;
