@@ -13,6 +13,7 @@
 //! and [`chat_as_completion`] (`/v1/completions` over a chat-only API).
 
 pub mod chat_as_completion;
+pub mod gemini;
 pub mod http;
 pub mod params;
 pub mod request_shapes;
@@ -23,6 +24,7 @@ use crate::error::ProviderError;
 use crate::openai::ChatCompletionRequest;
 use crate::provider::Provider;
 use params::DeploymentParams;
+use resolve::ProviderKind;
 use std::sync::Arc;
 
 /// The adapter for one deployment. `model_name` is the name clients use
@@ -34,8 +36,13 @@ pub fn build(
     client: &reqwest::Client,
 ) -> Result<Arc<dyn Provider>, ProviderError> {
     let resolved = resolve::resolve(&params.model)?;
-    let _ = (model_name, client);
     match resolved.kind {
+        ProviderKind::Gemini | ProviderKind::VertexAi => Ok(Arc::new(gemini::GeminiProvider::new(
+            model_name,
+            resolved,
+            params,
+            client.clone(),
+        )?)),
         kind => Err(ProviderError::invalid(
             "model",
             format!("no adapter for {kind:?} in this build"),
