@@ -12,6 +12,7 @@
 //! [`stream_pump`] (upstream events → chunk stream, cut-stream detection)
 //! and [`chat_as_completion`] (`/v1/completions` over a chat-only API).
 
+pub mod bedrock;
 pub mod chat_as_completion;
 pub mod gemini;
 pub mod http;
@@ -38,6 +39,12 @@ pub fn build(
     let resolved = resolve::resolve(&params.model)?;
     match resolved.kind {
         ProviderKind::Gemini | ProviderKind::VertexAi => Ok(Arc::new(gemini::GeminiProvider::new(
+            model_name,
+            resolved,
+            params,
+            client.clone(),
+        )?)),
+        ProviderKind::Bedrock => Ok(Arc::new(bedrock::BedrockProvider::new(
             model_name,
             resolved,
             params,
