@@ -199,6 +199,37 @@ async fn error_statuses(p: Arc<dyn Provider>) {
             "The server encountered an internal error.",
             None,
         ),
+        (
+            "trigger-400",
+            400,
+            "Malformed input request, please reformat your input and try again.",
+            None,
+        ),
+        (
+            "trigger-403",
+            403,
+            "You don't have access to the model with the specified model ID.",
+            None,
+        ),
+        (
+            "trigger-404",
+            404,
+            "The provided model identifier is invalid.",
+            None,
+        ),
+        (
+            "trigger-408",
+            408,
+            "Model has timed out in processing the request.",
+            None,
+        ),
+        ("trigger-422", 422, "Unprocessable request.", None),
+        (
+            "trigger-503",
+            503,
+            "Bedrock is unable to process your request.",
+            None,
+        ),
     ] {
         let err = p.chat(user(trigger)).await.unwrap_err();
         assert_eq!(
@@ -289,4 +320,29 @@ fn bedrock_without_credentials_is_a_400_at_build_time() {
     let err = build("b", &params, &http::client().unwrap()).err().unwrap();
     assert_eq!(err.status().as_u16(), 400);
     assert!(err.to_string().contains("aws_access_key_id"));
+}
+
+#[tokio::test]
+async fn bedrock_unsupported_params_and_images() {
+    let m = mock();
+    let mut req = user("hello");
+    req.logit_bias = Some([("50256".to_owned(), -100.0)].into_iter().collect());
+    let err = bedrock(&m).chat(req.clone()).await.unwrap_err();
+    assert_eq!(err.status().as_u16(), 400);
+    assert!(err.to_string().contains("logit_bias"), "{err}");
+    // With drop_params the parameter is left out and the call goes through.
+    let dropping = provider(
+        json!({"model": "bedrock/amazon.nova-micro-v1:0", "api_base": m.url, "aws_access_key_id": "AK", "aws_secret_access_key": "SK", "drop_params": true}),
+    );
+    let r = dropping.chat(req).await.unwrap();
+    assert_eq!(r.choices[0].finish_reason, Some(FinishReason::Stop));
+
+    let with_image = chat(json!({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "hello"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]}));
+    let r = bedrock(&m).chat(with_image).await.unwrap();
+    assert_eq!(
+        r.choices[0].message.content.as_deref(),
+        Some("Hello! How can I help you today?")
+    );
 }

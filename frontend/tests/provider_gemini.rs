@@ -198,6 +198,27 @@ async fn error_statuses(p: Arc<dyn Provider>) {
             Some(7),
         ),
         ("trigger-500", 500, "An internal error has occurred.", None),
+        ("trigger-400", 400, "Invalid JSON payload received.", None),
+        (
+            "trigger-403",
+            403,
+            "Permission denied on resource project.",
+            None,
+        ),
+        (
+            "trigger-404",
+            404,
+            "models/nope is not found for API version v1beta.",
+            None,
+        ),
+        ("trigger-408", 408, "Request timed out.", None),
+        ("trigger-422", 422, "Unprocessable request.", None),
+        (
+            "trigger-503",
+            503,
+            "The model is overloaded. Please try again later.",
+            None,
+        ),
     ] {
         let err = p.chat(user(trigger)).await.unwrap_err();
         assert_eq!(
@@ -308,4 +329,29 @@ fn vertex_without_project_is_a_400_at_build_time() {
     let err = build("v", &params, &http::client().unwrap()).err().unwrap();
     assert_eq!(err.status().as_u16(), 400);
     assert!(err.to_string().contains("vertex_project"));
+}
+
+#[tokio::test]
+async fn gemini_unsupported_params_and_images() {
+    let m = mock();
+    let mut req = user("hello");
+    req.logit_bias = Some([("50256".to_owned(), -100.0)].into_iter().collect());
+    let err = gemini(&m).chat(req.clone()).await.unwrap_err();
+    assert_eq!(err.status().as_u16(), 400);
+    assert!(err.to_string().contains("logit_bias"), "{err}");
+    // With drop_params the parameter is left out and the call goes through.
+    let dropping = provider(
+        json!({"model": "gemini/gemini-2.0-flash", "api_base": m.url, "api_key": "k", "drop_params": true}),
+    );
+    let r = dropping.chat(req).await.unwrap();
+    assert_eq!(r.choices[0].finish_reason, Some(FinishReason::Stop));
+
+    let with_image = chat(json!({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "hello"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]}));
+    let r = gemini(&m).chat(with_image).await.unwrap();
+    assert_eq!(
+        r.choices[0].message.content.as_deref(),
+        Some("Hello! How can I help you today?")
+    );
 }

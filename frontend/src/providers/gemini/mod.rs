@@ -41,8 +41,9 @@ pub enum Endpoint {
     Gemini {
         /// `api_base` or [`GEMINI_BASE`], without a trailing slash.
         base: String,
-        /// The API key (a request without one is sent unauthenticated and
-        /// gets Google's 401/403).
+        /// `api_key`, else `GEMINI_API_KEY` from the environment (as
+        /// LiteLLM reads it); a request without one is sent
+        /// unauthenticated and gets Google's 401/403.
         api_key: Option<String>,
     },
     /// `{base}/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:{method}`,
@@ -96,7 +97,11 @@ impl Endpoint {
             }
             _ => Ok(Self::Gemini {
                 base: base.unwrap_or_else(|| GEMINI_BASE.to_owned()),
-                api_key: params.api_key.clone(),
+                api_key: params.api_key.clone().or_else(|| {
+                    std::env::var("GEMINI_API_KEY")
+                        .ok()
+                        .filter(|k| !k.is_empty())
+                }),
             }),
         }
     }
