@@ -355,3 +355,17 @@ async fn gemini_unsupported_params_and_images() {
         Some("Hello! How can I help you today?")
     );
 }
+
+#[tokio::test]
+async fn gemini_system_prompt_and_tool_declarations_reach_the_upstream() {
+    // The fixture answers only when aimock reads the system prompt and the
+    // declared tool back out of our translated request.
+    let m = mock();
+    let req = chat(json!({
+        "messages": [{"role": "system", "content": "You are a pirate."},
+                     {"role": "user", "content": "greet me"}],
+        "tools": weather_tools(), "temperature": 0.2, "max_tokens": 30, "stop": ["\n\n"]
+    }));
+    let r = gemini(&m).chat(req).await.unwrap();
+    assert_eq!(r.choices[0].message.content.as_deref(), Some("Arr, ahoy!"));
+}
