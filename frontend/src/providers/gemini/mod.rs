@@ -187,6 +187,30 @@ impl GeminiProvider {
         self.endpoint.authorize(self.client.post(url)).json(body)
     }
 
+    /// [`http::send`], plus Google's way of saying when to retry: a 429
+    /// carries `RetryInfo.retryDelay` in its body rather than a
+    /// `Retry-After` header, and the router needs it to back off.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ProviderError> {
+        let resp = req
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| http::transport_error(&e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let header = http::retry_after(resp.headers());
+        let body = resp.bytes().await.unwrap_or_default();
+        let mut err = http::error_from_parts(status, header, &body);
+        if let ProviderError::Upstream { retry_after, .. } = &mut err {
+            if retry_after.is_none() {
+                *retry_after = response::retry_delay(&body);
+            }
+        }
+        Err(err)
+    }
+
     fn body(&self, req: &ChatCompletionRequest) -> Result<Value, ProviderError> {
         check_chat_params(
             req,
@@ -214,7 +238,7 @@ impl Provider for GeminiProvider {
     ) -> Result<ChatCompletionResponse, ProviderError> {
         let body = self.body(&req)?;
         let url = self.endpoint.url(&self.upstream_model, "generateContent");
-        let resp = http::send(self.post(&url, &body), self.timeout).await?;
+        let resp = self.send(self.post(&url, &body)).await?;
         let parsed: response::GenerateContentResponse = http::json_body(resp).await?;
         response::chat_response(parsed, &self.model_name)
     }
@@ -229,7 +253,7 @@ impl Provider for GeminiProvider {
             self.endpoint
                 .url(&self.upstream_model, "streamGenerateContent")
         );
-        let resp = http::send(self.post(&url, &body), self.timeout).await?;
+        let resp = self.send(self.post(&url, &body)).await?;
         let translator = stream::GeminiStream::new(
             new_id("chatcmpl"),
             unix_now(),
@@ -275,7 +299,7 @@ impl Provider for GeminiProvider {
         };
         let vectors = if let [one] = texts.as_slice() {
             let url = self.endpoint.url(&self.upstream_model, "embedContent");
-            let resp = http::send(self.post(&url, &content(one)), self.timeout).await?;
+            let resp = self.send(self.post(&url, &content(one))).await?;
             let parsed: EmbedContentResponse = http::json_body(resp).await?;
             vec![parsed.embedding.values]
         } else {
@@ -284,7 +308,7 @@ impl Provider for GeminiProvider {
                 .url(&self.upstream_model, "batchEmbedContents");
             let requests: Vec<Value> = texts.iter().map(|t| content(t)).collect();
             let body = json!({ "requests": requests });
-            let resp = http::send(self.post(&url, &body), self.timeout).await?;
+            let resp = self.send(self.post(&url, &body)).await?;
             let parsed: BatchEmbedContentsResponse = http::json_body(resp).await?;
             parsed.embeddings.into_iter().map(|e| e.values).collect()
         };

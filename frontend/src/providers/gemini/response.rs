@@ -159,6 +159,25 @@ impl GenerateContentResponse {
     }
 }
 
+/// The seconds of `RetryInfo.retryDelay` (`"7s"`, `"0.5s"`, rounded up)
+/// in a Google error body's `error.details`, if any.
+pub fn retry_delay(body: &[u8]) -> Option<u64> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let v = match v {
+        Value::Array(mut items) if !items.is_empty() => items.swap_remove(0),
+        other => other,
+    };
+    v.pointer("/error/details")?
+        .as_array()?
+        .iter()
+        .find_map(|d| d.get("retryDelay").and_then(Value::as_str))?
+        .strip_suffix('s')?
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite())
+        .map(|s| s.max(0.0).ceil() as u64)
+}
+
 /// Gemini's `finishReason` as OpenAI's; `None` for unknown values.
 pub fn finish_reason(reason: &str) -> Option<FinishReason> {
     match reason {
@@ -343,6 +362,16 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, ProviderError::ContentPolicy { .. }));
         assert_eq!(err.status(), 400);
+    }
+
+    #[test]
+    fn retry_delay_from_retry_info() {
+        let body = json!({"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED",
+            "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure"},
+                        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "6.2s"}]}});
+        assert_eq!(retry_delay(body.to_string().as_bytes()), Some(7));
+        assert_eq!(retry_delay(b"{\"error\": {\"code\": 429}}"), None);
+        assert_eq!(retry_delay(b"not json"), None);
     }
 
     #[test]
