@@ -360,3 +360,113 @@ async fn bedrock_system_prompt_and_tool_declarations_reach_the_upstream() {
     let r = bedrock(&m).chat(req).await.unwrap();
     assert_eq!(r.choices[0].message.content.as_deref(), Some("Arr, ahoy!"));
 }
+
+/// AWS event-stream frames, encoded by the AWS SDK's own encoder.
+fn frames(events: &[(&str, &str, Value)]) -> Vec<u8> {
+    use aws_smithy_eventstream::frame::write_message_to;
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+    let mut wire = Vec::new();
+    for (message_type, kind, payload) in events {
+        let type_header = if *message_type == "exception" {
+            ":exception-type"
+        } else {
+            ":event-type"
+        };
+        let m = Message::new(payload.to_string().into_bytes())
+            .add_header(Header::new(
+                ":message-type",
+                HeaderValue::String(message_type.to_string().into()),
+            ))
+            .add_header(Header::new(
+                type_header,
+                HeaderValue::String(kind.to_string().into()),
+            ));
+        write_message_to(&m, &mut wire).unwrap();
+    }
+    wire
+}
+
+/// A one-route server answering ConverseStream with `body` (aimock has no
+/// fixture for an exception frame mid-stream or a body cut mid-frame).
+async fn converse_stream_server(body: Vec<u8>) -> String {
+    let app = axum::Router::new().route(
+        "/model/{id}/converse-stream",
+        axum::routing::post(move || {
+            let body = body.clone();
+            async move {
+                (
+                    [("content-type", "application/vnd.amazon.eventstream")],
+                    body,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn bedrock_exception_mid_stream_and_cut_frame_are_errors() {
+    let start = [
+        ("event", "messageStart", json!({"role": "assistant"})),
+        (
+            "event",
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": "Hel"}}),
+        ),
+    ];
+    let mut with_exception = start.to_vec();
+    with_exception.push((
+        "exception",
+        "throttlingException",
+        json!({"message": "Too many tokens, please wait before trying again."}),
+    ));
+    let url = converse_stream_server(frames(&with_exception)).await;
+    let p = provider(
+        json!({"model": "bedrock/amazon.nova-micro-v1:0", "api_base": url,
+                            "aws_access_key_id": "AK", "aws_secret_access_key": "SK"}),
+    );
+    let mut req = user("hello");
+    req.stream = Some(true);
+    let items = collect(&p, req.clone()).await;
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert_eq!(
+        items[1].as_ref().unwrap().choices[0]
+            .delta
+            .content
+            .as_deref(),
+        Some("Hel")
+    );
+    assert_eq!(
+        items[2].as_ref().unwrap_err(),
+        &ProviderError::Upstream {
+            status: 429,
+            message: "Too many tokens, please wait before trying again.".into(),
+            retry_after: None
+        }
+    );
+
+    // The body ends in the middle of a frame: a 502 item, never a normal end.
+    let mut cut = frames(&start);
+    let last = frames(&[("event", "messageStop", json!({"stopReason": "end_turn"}))]);
+    cut.extend_from_slice(&last[..last.len() / 2]);
+    let url = converse_stream_server(cut).await;
+    let p = provider(
+        json!({"model": "bedrock/amazon.nova-micro-v1:0", "api_base": url,
+                            "aws_access_key_id": "AK", "aws_secret_access_key": "SK"}),
+    );
+    let items = collect(&p, req).await;
+    assert_eq!(
+        items
+            .last()
+            .unwrap()
+            .as_ref()
+            .unwrap_err()
+            .status()
+            .as_u16(),
+        502
+    );
+    assert!(items[..items.len() - 1].iter().all(Result::is_ok));
+}
