@@ -3,8 +3,9 @@
 //! event-stream frames), `tests/fixtures/aimock/bedrock.json`: plain and
 //! streamed chat, tool calls and the follow-up turn with the tool result,
 //! usage, finish reasons, text completions, upstream error statuses and a
-//! stream cut mid-way. (aimock serves no Titan embeddings, so Bedrock
-//! embeddings are covered by unit tests only.)
+//! stream cut mid-way. What aimock cannot express (an exception frame
+//! mid-stream, a body cut mid-frame, Titan embeddings through InvokeModel)
+//! is served by a one-route axum server in the test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -469,4 +470,68 @@ async fn bedrock_exception_mid_stream_and_cut_frame_are_errors() {
         502
     );
     assert!(items[..items.len() - 1].iter().all(Result::is_ok));
+}
+
+#[tokio::test]
+async fn bedrock_titan_embeddings_signed() {
+    // A stand-in for InvokeModel on a Titan embedding model (aimock serves
+    // none): it refuses unsigned calls and embeds each text as
+    // [length, 1.0], counting one token per word.
+    let app = axum::Router::new().route(
+        "/model/{id}/invoke",
+        axum::routing::post(
+            |axum::extract::Path(id): axum::extract::Path<String>,
+             headers: axum::http::HeaderMap,
+             axum::Json(body): axum::Json<Value>| async move {
+                let signed = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 Credential=AK/"));
+                if !signed || id != "amazon.titan-embed-text-v2:0" {
+                    return (
+                        axum::http::StatusCode::FORBIDDEN,
+                        axum::Json(json!({"message": format!("bad request for {id}")})),
+                    );
+                }
+                let text = body["inputText"].as_str().unwrap_or_default();
+                (
+                    axum::http::StatusCode::OK,
+                    axum::Json(json!({
+                        "embedding": [text.len() as f32, 1.0],
+                        "inputTextTokenCount": text.split_whitespace().count()
+                    })),
+                )
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let p = provider(json!({"model": "bedrock/amazon.titan-embed-text-v2:0",
+                            "api_base": format!("http://{addr}"),
+                            "aws_access_key_id": "AK", "aws_secret_access_key": "SK"}));
+    let req: frontend::openai::EmbeddingRequest =
+        serde_json::from_value(json!({"model": "my-model", "input": ["hello world", "a b c"]}))
+            .unwrap();
+    let r = p.embeddings(req).await.unwrap();
+    assert_eq!(r.model, "my-model");
+    assert_eq!(r.data[0].embedding, vec![11.0, 1.0]);
+    assert_eq!(r.data[1].embedding, vec![5.0, 1.0]);
+    assert_eq!(r.data[1].index, 1);
+    assert_eq!(r.usage.prompt_tokens, 5);
+
+    // A chat model has no embeddings: a clear 400.
+    let chat_model = provider(json!({"model": "bedrock/amazon.nova-micro-v1:0",
+        "api_base": format!("http://{addr}"), "aws_access_key_id": "AK", "aws_secret_access_key": "SK"}));
+    let req: frontend::openai::EmbeddingRequest =
+        serde_json::from_value(json!({"model": "my-model", "input": "x"})).unwrap();
+    assert_eq!(
+        chat_model
+            .embeddings(req)
+            .await
+            .unwrap_err()
+            .status()
+            .as_u16(),
+        400
+    );
 }
