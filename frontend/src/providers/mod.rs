@@ -7,18 +7,25 @@
 //!
 //! Shared pieces: [`params`] (what a deployment says), [`resolve`] (which
 //! wire format a model string means), [`http`] (client, error mapping,
-//! stream framing) and [`check_chat_params`] (`drop_params`).
+//! stream framing), [`check_chat_params`] (`drop_params`),
+//! [`request_shapes`] (OpenAI's tool/image/response-format shapes, typed),
+//! [`stream_pump`] (upstream events → chunk stream, cut-stream detection)
+//! and [`chat_as_completion`] (`/v1/completions` over a chat-only API).
 
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 pub mod chat_as_completion;
 pub mod chunk_builder;
 pub mod cohere;
+pub mod gemini;
 pub mod http;
 pub mod ollama;
 pub mod openai;
 pub mod params;
+pub mod request_shapes;
 pub mod resolve;
+pub mod stream_pump;
 
 use crate::error::ProviderError;
 use crate::openai::ChatCompletionRequest;
@@ -37,27 +44,29 @@ pub fn build(
 ) -> Result<Arc<dyn Provider>, ProviderError> {
     let resolved = resolve::resolve(&params.model)?;
     let client = client.clone();
-    match resolved.kind {
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible(_) => Ok(Arc::new(
+    Ok(match resolved.kind {
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible(_) => Arc::new(
             openai::OpenAiProvider::new(model_name, resolved, params, client)?,
-        )),
-        ProviderKind::Azure => Ok(Arc::new(azure::AzureProvider::new(
+        ),
+        ProviderKind::Azure => Arc::new(azure::AzureProvider::new(
             model_name, resolved, params, client,
-        )?)),
-        ProviderKind::Ollama => Ok(Arc::new(ollama::OllamaProvider::new(
+        )?),
+        ProviderKind::Ollama => Arc::new(ollama::OllamaProvider::new(
             model_name, resolved, params, client,
-        )?)),
-        ProviderKind::Anthropic => Ok(Arc::new(anthropic::AnthropicProvider::new(
+        )?),
+        ProviderKind::Anthropic => Arc::new(anthropic::AnthropicProvider::new(
             model_name, resolved, params, client,
-        )?)),
-        ProviderKind::Cohere => Ok(Arc::new(cohere::CohereProvider::new(
+        )?),
+        ProviderKind::Cohere => Arc::new(cohere::CohereProvider::new(
             model_name, resolved, params, client,
-        )?)),
-        kind => Err(ProviderError::invalid(
-            "model",
-            format!("no adapter for {kind:?} in this build"),
-        )),
-    }
+        )?),
+        ProviderKind::Gemini | ProviderKind::VertexAi => Arc::new(gemini::GeminiProvider::new(
+            model_name, resolved, params, client,
+        )?),
+        ProviderKind::Bedrock => Arc::new(bedrock::BedrockProvider::new(
+            model_name, resolved, params, client,
+        )?),
+    })
 }
 
 /// Every OpenAI chat parameter an adapter may or may not translate, with
