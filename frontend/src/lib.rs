@@ -19,12 +19,14 @@
 //!   every accepted socket (DESIGN.md's 44 ms Nagle stall).
 
 pub mod app;
+pub mod config;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openai;
 pub mod provider;
 pub mod providers;
+pub mod router;
 pub mod routes;
 mod sse;
 

@@ -189,7 +189,10 @@ impl GatewayConfig {
     /// Parses `text`; `env` answers variables not in the file's
     /// `environment_variables` (tests pass a map, [`Self::load`] the
     /// process environment). Warnings are logged with `tracing::warn`.
-    pub fn from_yaml(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_yaml(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let mut root: Value = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml {
             message: e.to_string(),
         })?;

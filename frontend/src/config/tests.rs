@@ -35,7 +35,10 @@ fn the_full_example_loads_with_every_key() {
     // litellm_settings.drop_params fills deployments that leave it unset.
     assert_eq!(openai.litellm_params.drop_params, Some(true));
     let azure = &c.model_list[1];
-    assert_eq!(azure.litellm_params.api_version.as_deref(), Some("2024-10-21"));
+    assert_eq!(
+        azure.litellm_params.api_version.as_deref(),
+        Some("2024-10-21")
+    );
     assert_eq!(azure.litellm_params.drop_params, Some(false));
     assert_eq!(
         azure.model_info.extra.get("base_model"),
@@ -108,8 +111,11 @@ fn every_strategy_name_parses() {
         ("usage-based-routing-v2", RoutingStrategy::UsageBased),
         ("cost-based-routing", RoutingStrategy::CostBased),
     ] {
-        let c = GatewayConfig::from_yaml(&format!("router_settings:\n  routing_strategy: {name}\n"), &env)
-            .unwrap();
+        let c = GatewayConfig::from_yaml(
+            &format!("router_settings:\n  routing_strategy: {name}\n"),
+            &env,
+        )
+        .unwrap();
         assert_eq!(c.policy.strategy, want, "{name}");
     }
     let err = GatewayConfig::from_yaml("router_settings:\n  routing_strategy: fastest\n", &env)
@@ -171,7 +177,9 @@ model_list:
         }
         other => panic!("{other:?}"),
     }
-    assert!(err.to_string().contains("model_list[2].litellm_params.model"));
+    assert!(err
+        .to_string()
+        .contains("model_list[2].litellm_params.model"));
 
     let missing_name = "model_list:\n  - litellm_params: {model: openai/a}\n";
     let err = GatewayConfig::from_yaml(missing_name, &env).unwrap_err();
@@ -180,7 +188,8 @@ model_list:
         "{err}"
     );
 
-    let bad_rpm = "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, rpm: lots}\n";
+    let bad_rpm =
+        "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, rpm: lots}\n";
     let err = GatewayConfig::from_yaml(bad_rpm, &env).unwrap_err();
     assert!(
         matches!(&err, ConfigError::Invalid { path, .. } if path == "model_list[0].litellm_params.rpm"),
@@ -218,7 +227,11 @@ fn load_reads_a_file_and_reports_io_errors() {
     let dir = std::env::temp_dir().join(format!("gw-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("config.yaml");
-    std::fs::write(&path, "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a}\n").unwrap();
+    std::fs::write(
+        &path,
+        "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a}\n",
+    )
+    .unwrap();
     let c = GatewayConfig::load(&path).unwrap();
     assert_eq!(c.model_names(), ["a"]);
     std::fs::remove_dir_all(&dir).unwrap();
