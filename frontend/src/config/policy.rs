@@ -9,8 +9,6 @@ use std::time::Duration;
 
 /// LiteLLM's default retries per model group (`openai.DEFAULT_MAX_RETRIES`).
 pub const DEFAULT_NUM_RETRIES: u32 = 2;
-/// LiteLLM's default failures per minute before a cooldown.
-pub const DEFAULT_ALLOWED_FAILS: u32 = 3;
 /// LiteLLM's default cooldown (`DEFAULT_COOLDOWN_TIME_SECONDS`).
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(5);
 
@@ -28,8 +26,11 @@ pub struct RouterPolicy {
     /// Whole-request deadline (retries and fallbacks included); `None`
     /// leaves only the deployments' own timeouts.
     pub timeout: Option<Duration>,
-    /// Failures per minute tolerated before a cooldown.
-    pub allowed_fails: u32,
+    /// Failures per minute tolerated before a cooldown; `None` (not set)
+    /// is LiteLLM's default rule instead: cool down when more than half of
+    /// this minute's requests (at least 5) failed, and a single-deployment
+    /// group only when all of 1,000 did.
+    pub allowed_fails: Option<u32>,
     /// How long a cooled-down deployment is skipped.
     pub cooldown_time: Duration,
     /// Generic fallbacks: model_name -> model_names in order.
@@ -69,7 +70,7 @@ impl RouterPolicy {
                 .unwrap_or(DEFAULT_NUM_RETRIES),
             retry_policy: router.retry_policy.clone().unwrap_or_default(),
             timeout: secs(router.timeout).or(secs(litellm.request_timeout)),
-            allowed_fails: router.allowed_fails.unwrap_or(DEFAULT_ALLOWED_FAILS),
+            allowed_fails: router.allowed_fails,
             cooldown_time: router
                 .cooldown_time
                 .filter(|t| t.is_finite() && *t >= 0.0)

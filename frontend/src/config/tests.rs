@@ -58,7 +58,7 @@ fn the_full_example_loads_with_every_key() {
     // router_settings wins over litellm_settings.
     assert_eq!(p.num_retries, 3);
     assert_eq!(p.timeout, Some(Duration::from_secs(45)));
-    assert_eq!(p.allowed_fails, 2);
+    assert_eq!(p.allowed_fails, Some(2));
     assert_eq!(p.cooldown_time, Duration::from_secs(10));
     assert_eq!(p.retry_policy.rate_limit, Some(4));
     assert_eq!(p.retry_policy.internal_server, Some(3));
@@ -98,7 +98,7 @@ fn litellm_settings_are_defaults_for_the_router() {
     assert_eq!(d.policy, RouterPolicy::default());
     assert_eq!(d.policy.strategy, RoutingStrategy::SimpleShuffle);
     assert_eq!(d.policy.cooldown_time, Duration::from_secs(5));
-    assert_eq!(d.policy.allowed_fails, 3);
+    assert_eq!(d.policy.allowed_fails, None);
 }
 
 #[test]

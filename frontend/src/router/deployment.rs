@@ -16,6 +16,16 @@ use tokio::time::Instant;
 
 /// Window of `allowed_fails` and of rpm/tpm usage.
 pub const MINUTE: Duration = Duration::from_secs(60);
+/// LiteLLM's `DEFAULT_FAILURE_THRESHOLD_PERCENT`: without `allowed_fails`,
+/// a deployment cools down once more than this share of its requests this
+/// minute failed.
+pub const FAILURE_RATE_THRESHOLD: f64 = 0.5;
+/// Requests this minute before the failure rate counts (one early failure
+/// is not a 100 % failure rate).
+pub const FAILURE_RATE_MIN_REQUESTS: u64 = 5;
+/// LiteLLM's `SINGLE_DEPLOYMENT_TRAFFIC_FAILURE_THRESHOLD`: the only
+/// deployment of a group cools down only when all of this many failed.
+pub const SINGLE_DEPLOYMENT_FAILURE_MIN_REQUESTS: u64 = 1000;
 /// Weight of a new sample in the latency moving average.
 const EWMA_ALPHA: f64 = 0.3;
 
@@ -42,6 +52,8 @@ struct State {
     window_start: Instant,
     rpm_used: u64,
     tpm_used: u64,
+    ok_in_window: u64,
+    failed_in_window: u64,
 }
 
 /// A deployment and its live statistics.
@@ -84,6 +96,8 @@ impl Deployment {
                 window_start: Instant::now(),
                 rpm_used: 0,
                 tpm_used: 0,
+                ok_in_window: 0,
+                failed_in_window: 0,
             }),
         }
     }
@@ -114,16 +128,21 @@ impl Deployment {
         self.lock().cooldown_until
     }
 
-    /// Records a failure: cools down when `immediate` (429/401/404) or when
-    /// the failures of the last minute exceed `allowed_fails`.
+    /// Records a failure: cools down when `immediate` (429/401/404), or
+    /// with `allowed_fails` when the failures of the last minute exceed it,
+    /// or without it by LiteLLM's failure-rate rule (see
+    /// [`FAILURE_RATE_THRESHOLD`]; `single` = the group's only deployment).
     pub fn record_failure(
         &self,
         now: Instant,
         immediate: bool,
-        allowed_fails: u32,
+        allowed_fails: Option<u32>,
+        single: bool,
         cooldown: Duration,
     ) -> FailureOutcome {
         let mut s = self.lock();
+        Self::roll(&mut s, now);
+        s.failed_in_window += 1;
         s.failures.push_back(now);
         while s
             .failures
@@ -132,11 +151,28 @@ impl Deployment {
         {
             s.failures.pop_front();
         }
+        // Only the count up to `allowed_fails + 1` matters; bound memory.
+        let keep = allowed_fails.map_or(1, |a| a as usize + 1);
+        while s.failures.len() > keep {
+            s.failures.pop_front();
+        }
         let n = s.failures.len();
+        let over = match allowed_fails {
+            Some(allowed) => n > allowed as usize,
+            None => {
+                let total = s.ok_in_window + s.failed_in_window;
+                let rate = s.failed_in_window as f64 / total as f64;
+                if single {
+                    s.ok_in_window == 0 && total >= SINGLE_DEPLOYMENT_FAILURE_MIN_REQUESTS
+                } else {
+                    total >= FAILURE_RATE_MIN_REQUESTS && rate > FAILURE_RATE_THRESHOLD
+                }
+            }
+        };
         let already = s.cooldown_until.is_some_and(|u| now < u);
-        if !already && (immediate || n > allowed_fails as usize) && !cooldown.is_zero() {
+        if !already && (immediate || over) && !cooldown.is_zero() {
             s.cooldown_until = Some(now + cooldown);
-            FailureOutcome::CooledDown(n)
+            FailureOutcome::CooledDown(s.failed_in_window as usize)
         } else {
             FailureOutcome::Counted
         }
@@ -172,7 +208,16 @@ impl Deployment {
             s.window_start = now;
             s.rpm_used = 0;
             s.tpm_used = 0;
+            s.ok_in_window = 0;
+            s.failed_in_window = 0;
         }
+    }
+
+    /// Counts a successful request toward this minute's failure rate.
+    pub fn record_success(&self, now: Instant) {
+        let mut s = self.lock();
+        Self::roll(&mut s, now);
+        s.ok_in_window += 1;
     }
 
     /// Counts one request dispatched at `now` toward this minute's rpm.

@@ -9,7 +9,8 @@
 //! fallbacks of the group in order (context-window and content-policy
 //! fallbacks for those errors), all under the request's deadline. Failures
 //! count toward a deployment's cooldown (more than `allowed_fails` in a
-//! minute, or at once for 429/401/404 when the group has other
+//! minute when it is set, else LiteLLM's rule of more than half of the
+//! minute's requests; at once for 429/401/404 when the group has other
 //! deployments); a group whose deployments all cool down fails fast with a
 //! 429 naming the model, which its fallbacks may still rescue.
 //!
@@ -79,6 +80,7 @@ impl Shared {
             Instant::now(),
             immediate,
             self.policy.allowed_fails,
+            group_size == 1,
             self.policy.cooldown_time,
         );
         if let FailureOutcome::CooledDown(fails) = outcome {
@@ -410,6 +412,7 @@ impl Router {
                 Ok(value) => {
                     let elapsed = started.elapsed();
                     d.record_latency(elapsed, T::STREAMING);
+                    d.record_success(Instant::now());
                     self.shared
                         .metrics
                         .upstream_latency

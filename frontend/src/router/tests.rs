@@ -411,7 +411,7 @@ async fn retries_back_off_exponentially_and_give_up_keeping_the_status() {
         vec![spec("m", &a, plain())],
         RouterPolicy {
             num_retries: 3,
-            allowed_fails: 100,
+            allowed_fails: Some(100),
             ..RouterPolicy::default()
         },
     );
@@ -467,7 +467,7 @@ async fn a_retry_goes_to_another_deployment_without_sleeping() {
         vec![spec("m", &bad, plain()), spec("m", &good, plain())],
         RouterPolicy {
             num_retries: 1,
-            allowed_fails: 1000,
+            allowed_fails: Some(1000),
             ..RouterPolicy::default()
         },
     );
@@ -490,7 +490,7 @@ async fn cooldown_after_allowed_fails_then_recovery() {
         vec![spec("m", &a, plain())],
         RouterPolicy {
             num_retries: 0,
-            allowed_fails: 1,
+            allowed_fails: Some(1),
             cooldown_time: Duration::from_secs(5),
             ..RouterPolicy::default()
         },
@@ -551,7 +551,7 @@ async fn failures_older_than_a_minute_do_not_count() {
         vec![spec("m", &a, plain())],
         RouterPolicy {
             num_retries: 0,
-            allowed_fails: 1,
+            allowed_fails: Some(1),
             ..RouterPolicy::default()
         },
     );
@@ -571,7 +571,7 @@ async fn all_cooling_fails_fast_to_the_fallbacks() {
         vec![spec("m", &a, plain()), spec("fb", &f, plain())],
         RouterPolicy {
             num_retries: 0,
-            allowed_fails: 0,
+            allowed_fails: Some(0),
             fallbacks: vec![("m".into(), vec!["fb".into()])],
             ..RouterPolicy::default()
         },
@@ -606,7 +606,7 @@ async fn fallbacks_are_tried_in_order_each_with_the_fallback_name() {
         ],
         RouterPolicy {
             num_retries: 1,
-            allowed_fails: 100,
+            allowed_fails: Some(100),
             fallbacks: vec![("m".into(), vec!["one".into(), "two".into(), "three".into()])],
             ..RouterPolicy::default()
         },
@@ -624,7 +624,7 @@ async fn fallbacks_are_tried_in_order_each_with_the_fallback_name() {
         vec![spec("m", &a, plain()), spec("one", &f1, plain())],
         RouterPolicy {
             num_retries: 0,
-            allowed_fails: 100,
+            allowed_fails: Some(100),
             fallbacks: vec![("m".into(), vec!["one".into()])],
             ..RouterPolicy::default()
         },
@@ -957,4 +957,46 @@ fn fallbacks_must_name_served_models() {
     .err()
     .unwrap();
     assert!(err.to_string().contains("ghost"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_allowed_fails_the_failure_rate_decides_as_in_litellm() {
+    let e = || Step::Fail(up(500, None));
+    let a = Scripted::new("a", vec![Step::Ok, Step::Ok, e(), e(), e()], Step::Ok);
+    let b = Scripted::ok("b");
+    let ord = |n: u32| DeploymentParams {
+        order: Some(n),
+        ..plain()
+    };
+    let (r, registry) = router(
+        vec![spec("m", &a, ord(1)), spec("m", &b, ord(2))],
+        policy(RoutingStrategy::SimpleShuffle),
+    );
+    assert_eq!(r.policy().allowed_fails, None);
+    r.chat(req("m")).await.unwrap();
+    r.chat(req("m")).await.unwrap();
+    r.chat(req("m")).await.unwrap_err();
+    r.chat(req("m")).await.unwrap_err();
+    // 2 of 4 failed: under the 5-request minimum, still serving.
+    assert!(!r.deployments("m")[0].cooling(Instant::now()).0);
+    r.chat(req("m")).await.unwrap_err();
+    // 3 of 5 failed (> 50 %): cooling, traffic moves to b.
+    assert!(r.deployments("m")[0].cooling(Instant::now()).0);
+    assert_eq!(answer(&r.chat(req("m")).await.unwrap()), "b");
+    let labels = [("model_name", "m"), ("deployment", "a")];
+    assert_eq!(
+        metric(&registry, "gateway_deployment_cooldowns_total", &labels),
+        1.0
+    );
+
+    // The only deployment of a group keeps serving through failures.
+    let solo = Scripted::failing("solo", up(500, None));
+    let (r, _) = router(
+        vec![spec("s", &solo, plain())],
+        policy(RoutingStrategy::SimpleShuffle),
+    );
+    for _ in 0..20 {
+        assert_eq!(r.chat(req("s")).await.unwrap_err().status(), 500);
+    }
+    assert_eq!(solo.calls(), 20);
 }
