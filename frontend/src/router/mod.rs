@@ -76,12 +76,16 @@ impl Shared {
         // LiteLLM does not cool the only deployment of a group down for one
         // 429: that would black out the whole model_name.
         let immediate = retry::cools_immediately(e) && group_size > 1;
+        // A 429 that says when to come back cools for exactly that long.
+        let cooldown = retry::retry_after(e)
+            .filter(|_| immediate)
+            .unwrap_or(self.policy.cooldown_time);
         let outcome = d.record_failure(
             Instant::now(),
             immediate,
             self.policy.allowed_fails,
             group_size == 1,
-            self.policy.cooldown_time,
+            cooldown,
         );
         if let FailureOutcome::CooledDown(fails) = outcome {
             let labels = [d.model_name.as_str(), d.id.as_str()];
@@ -92,7 +96,7 @@ impl Shared {
                 deployment = %d.id,
                 failures_last_minute = fails,
                 status = e.status().as_u16(),
-                cooldown_s = self.policy.cooldown_time.as_secs_f64(),
+                cooldown_s = cooldown.as_secs_f64(),
                 "deployment cooling down"
             );
         }

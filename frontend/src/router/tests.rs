@@ -1000,3 +1000,134 @@ async fn without_allowed_fails_the_failure_rate_decides_as_in_litellm() {
     }
     assert_eq!(solo.calls(), 20);
 }
+
+/// A deployment that fails a share of its calls at random, the ways
+/// upstreams do: 500, 429 with Retry-After, a malformed body (502), a
+/// stream that ends or errors before its first chunk.
+struct Chaos {
+    name: &'static str,
+    fail_rate: f64,
+    rng: Mutex<fastrand::Rng>,
+    calls: AtomicUsize,
+}
+
+impl Chaos {
+    fn new(name: &'static str, fail_rate: f64, seed: u64) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            fail_rate,
+            rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+            calls: AtomicUsize::new(0),
+        })
+    }
+    fn step(&self) -> Step {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut rng = self.rng.lock().unwrap();
+        if rng.f64() >= self.fail_rate {
+            return Step::Ok;
+        }
+        match rng.u8(0..5) {
+            0 => Step::Fail(up(500, None)),
+            1 => Step::Fail(up(429, Some(1))),
+            2 => Step::Fail(up(502, None)),
+            3 => Step::FailFirstItem(up(503, None)),
+            _ => Step::Empty,
+        }
+    }
+    fn scripted(&self) -> Arc<Scripted> {
+        Scripted::new(self.name, vec![self.step()], Step::Ok)
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Chaos {
+    fn models(&self) -> Vec<ModelCard> {
+        vec![]
+    }
+    fn health(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+    async fn chat(
+        &self,
+        r: ChatCompletionRequest,
+    ) -> Result<ChatCompletionResponse, ProviderError> {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.scripted().chat(r).await
+    }
+    async fn chat_stream(
+        &self,
+        r: ChatCompletionRequest,
+    ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.scripted().chat_stream(r).await
+    }
+    async fn completion(&self, r: CompletionRequest) -> Result<CompletionResponse, ProviderError> {
+        Err(crate::provider::unsupported(&r.model, "completions"))
+    }
+    async fn completion_stream(
+        &self,
+        r: CompletionRequest,
+    ) -> Result<ChunkStream<CompletionChunk>, ProviderError> {
+        Err(crate::provider::unsupported(&r.model, "completions"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_fifth_of_upstream_calls_failing_nearly_every_request_succeeds() {
+    // Deterministic shuffle and jitter (the runtime is single-threaded).
+    fastrand::seed(7);
+    // num_retries 3: with LiteLLM's default of 2, a request whose group is
+    // all cooling leans on the single fallback deployment's 3 attempts,
+    // which all fail 0.2^3 = 0.8 % of the time; 4 attempts make it 0.16 %.
+    let (a, b, f) = (
+        Chaos::new("a", 0.2, 1),
+        Chaos::new("b", 0.2, 2),
+        Chaos::new("f", 0.2, 3),
+    );
+    let chaos = |name: &str, c: &Arc<Chaos>| DeploymentSpec {
+        model_name: name.to_owned(),
+        id: c.name.to_owned(),
+        params: plain(),
+        provider: Arc::clone(c) as Arc<dyn Provider>,
+    };
+    let (r, registry) = router(
+        vec![chaos("m", &a), chaos("m", &b), chaos("fb", &f)],
+        RouterPolicy {
+            fallbacks: vec![("m".into(), vec!["fb".into()])],
+            timeout: Some(Duration::from_secs(30)),
+            num_retries: 3,
+            ..RouterPolicy::default()
+        },
+    );
+    let results: Vec<bool> = futures::stream::iter(0..2000)
+        .map(|i| {
+            let r = r.clone();
+            async move {
+                if i % 2 == 0 {
+                    r.chat(req("m")).await.is_ok()
+                } else {
+                    match r.chat_stream(stream_req("m")).await {
+                        Ok(s) => collect(s).await.iter().all(Result::is_ok),
+                        Err(_) => false,
+                    }
+                }
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let ok = results.iter().filter(|x| **x).count();
+    let upstream_calls = [&a, &b, &f]
+        .iter()
+        .map(|c| c.calls.load(Ordering::SeqCst))
+        .sum::<usize>();
+    let retries = metric(&registry, "gateway_retries_total", &[("model_name", "m")]);
+    assert!(
+        ok >= 1990,
+        "{ok}/2000 succeeded over {upstream_calls} upstream calls ({retries} retries)"
+    );
+    assert!(
+        upstream_calls > 2100,
+        "failures were retried: {upstream_calls}"
+    );
+}
