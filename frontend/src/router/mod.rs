@@ -395,9 +395,16 @@ impl Router {
     ) -> Result<T::Output, ProviderError> {
         let mut exclude: Vec<usize> = Vec::new();
         let mut retries_done: u32 = 0;
+        let mut last_err: Option<ProviderError> = None;
         loop {
             let (index, d, has_alternative) =
-                self.pick(model, &exclude, est_tokens, T::STREAMING)?;
+                match self.pick(model, &exclude, est_tokens, T::STREAMING) {
+                    Ok(picked) => picked,
+                    // On a retry with every deployment now cooling, the
+                    // client (and the fallback choice) gets the upstream's
+                    // error, not the router's "cooling down".
+                    Err(e) => return Err(last_err.unwrap_or(e)),
+                };
             let guard = d.start();
             let started = Instant::now();
             let per_attempt = if T::STREAMING {
@@ -454,6 +461,7 @@ impl Router {
                 tokio::time::sleep(wait).await;
             }
             retries_done += 1;
+            last_err = Some(err);
         }
     }
 }

@@ -1131,3 +1131,24 @@ async fn with_a_fifth_of_upstream_calls_failing_nearly_every_request_succeeds() 
         "failures were retried: {upstream_calls}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_finds_every_deployment_cooling_returns_the_upstream_error() {
+    let a = Scripted::failing("a", up(500, None));
+    let b = Scripted::failing("b", up(500, None));
+    let (r, _) = router(
+        vec![spec("m", &a, plain()), spec("m", &b, plain())],
+        RouterPolicy {
+            num_retries: 5,
+            allowed_fails: Some(0),
+            ..RouterPolicy::default()
+        },
+    );
+    // a and b each fail once and cool down; the third pick finds none.
+    assert_eq!(r.chat(req("m")).await.unwrap_err(), up(500, None));
+    assert_eq!(a.calls() + b.calls(), 2);
+    // A new request fails fast, naming the model.
+    let err = r.chat(req("m")).await.unwrap_err();
+    assert_eq!(err.status(), 429);
+    assert!(err.to_string().contains("cooling down"));
+}
