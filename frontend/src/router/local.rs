@@ -6,7 +6,8 @@
 use crate::error::ProviderError;
 use crate::openai::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk,
-    CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse, ModelCard,
+    CompletionRequest, CompletionResponse, DetokenizeRequest, DetokenizeResponse, EmbeddingRequest,
+    EmbeddingResponse, ModelCard, TokenizeRequest, TokenizeResponse,
 };
 use crate::provider::{ChunkStream, Provider};
 use futures::StreamExt;
@@ -106,5 +107,18 @@ impl Provider for LocalDeployment {
         let mut resp = self.inner.embeddings(req).await?;
         resp.model = name;
         Ok(resp)
+    }
+
+    async fn tokenize(&self, mut req: TokenizeRequest) -> Result<TokenizeResponse, ProviderError> {
+        req.model = Some(self.served.clone()).filter(|s| !s.is_empty());
+        self.inner.tokenize(req).await
+    }
+
+    async fn detokenize(
+        &self,
+        mut req: DetokenizeRequest,
+    ) -> Result<DetokenizeResponse, ProviderError> {
+        req.model = Some(self.served.clone()).filter(|s| !s.is_empty());
+        self.inner.detokenize(req).await
     }
 }

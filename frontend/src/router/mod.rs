@@ -39,7 +39,8 @@ use crate::config::{is_local_model, ConfigError, GatewayConfig, RouterPolicy};
 use crate::error::ProviderError;
 use crate::openai::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk,
-    CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse, ModelCard,
+    CompletionRequest, CompletionResponse, DetokenizeRequest, DetokenizeResponse, EmbeddingRequest,
+    EmbeddingResponse, ModelCard, TokenizeRequest, TokenizeResponse,
 };
 use crate::provider::{ChunkStream, Provider};
 use deployment::FailureOutcome;
@@ -466,6 +467,23 @@ impl Router {
     }
 }
 
+impl Router {
+    /// The first deployment of `model` (or of the first model_name when
+    /// the request names none), for calls that are not load-balanced.
+    fn first_deployment(&self, model: Option<&str>) -> Result<Arc<Deployment>, ProviderError> {
+        let name = model
+            .filter(|m| !m.is_empty())
+            .or_else(|| self.shared.names.first().map(String::as_str))
+            .unwrap_or_default();
+        self.deployments(name)
+            .first()
+            .cloned()
+            .ok_or_else(|| ProviderError::ModelNotFound {
+                model: name.to_owned(),
+            })
+    }
+}
+
 /// Takes LiteLLM's per-request `timeout` (seconds) out of the request's
 /// extra fields, so it is not forwarded upstream.
 fn take_timeout(extra: &mut Map<String, Value>) -> Option<Duration> {
@@ -569,6 +587,22 @@ impl Provider for Router {
             Box::pin(async move { d.provider.embeddings(r).await })
         };
         self.call(&model, timeout, est, &attempt).await
+    }
+
+    /// vLLM's `/tokenize`: only tokenizer-owning deployments (the local
+    /// engine) answer; no retries or balancing, it is a local lookup.
+    async fn tokenize(&self, req: TokenizeRequest) -> Result<TokenizeResponse, ProviderError> {
+        let d = self.first_deployment(req.model.as_deref())?;
+        d.provider.tokenize(req).await
+    }
+
+    /// vLLM's `/detokenize`, as [`Router::tokenize`].
+    async fn detokenize(
+        &self,
+        req: DetokenizeRequest,
+    ) -> Result<DetokenizeResponse, ProviderError> {
+        let d = self.first_deployment(req.model.as_deref())?;
+        d.provider.detokenize(req).await
     }
 }
 

@@ -138,6 +138,18 @@ impl Provider for Scripted {
     ) -> Result<CompletionResponse, ProviderError> {
         Err(crate::provider::unsupported(&req.model, "completions"))
     }
+    async fn detokenize(
+        &self,
+        req: crate::openai::DetokenizeRequest,
+    ) -> Result<crate::openai::DetokenizeResponse, ProviderError> {
+        self.models_seen
+            .lock()
+            .unwrap()
+            .push(req.model.clone().unwrap_or_default());
+        Ok(crate::openai::DetokenizeResponse {
+            prompt: format!("{} tokens", req.tokens.len()),
+        })
+    }
     async fn completion_stream(
         &self,
         req: CompletionRequest,
@@ -912,6 +924,14 @@ async fn from_config_builds_local_deployments_and_names_bad_entries() {
     s.model = "also".into();
     let items = collect(r.chat_stream(s).await.unwrap()).await;
     assert!(items.iter().all(|c| c.as_ref().unwrap().model == "also"));
+    // /detokenize reaches the engine under its own model id.
+    let detok: crate::openai::DetokenizeRequest =
+        serde_json::from_value(json!({"model": "mine", "tokens": [1, 2, 3]})).unwrap();
+    assert_eq!(r.detokenize(detok).await.unwrap().prompt, "3 tokens");
+    assert_eq!(
+        engine.models_seen.lock().unwrap().last().unwrap(),
+        "SmolLM2-135M"
+    );
 
     let err = Router::from_config(
         &config,
