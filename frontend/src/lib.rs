@@ -20,12 +20,14 @@
 
 pub mod anthropic;
 pub mod app;
+pub mod config;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openai;
 pub mod provider;
 pub mod providers;
+pub mod router;
 pub mod routes;
 mod sse;
 

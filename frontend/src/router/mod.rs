@@ -1,0 +1,610 @@
+//! The router: LiteLLM's `Router` semantics over our [`Provider`] trait.
+//!
+//! Every `model_list` entry is a [`Deployment`]; entries sharing a
+//! model_name form a group. A request for a model_name goes through:
+//! pick a deployment ([`strategy`], among the healthy ones of the lowest
+//! `order`), call it under its own timeout, and on failure retry
+//! ([`retry`]: per-error-kind counts, exponential backoff honouring
+//! Retry-After, another deployment when there is one), then the
+//! fallbacks of the group in order (context-window and content-policy
+//! fallbacks for those errors), all under the request's deadline. Failures
+//! count toward a deployment's cooldown (more than `allowed_fails` in a
+//! minute when it is set, else LiteLLM's rule of more than half of the
+//! minute's requests; at once for 429/401/404 when the group has other
+//! deployments); a group whose deployments all cool down fails fast with a
+//! 429 naming the model, which its fallbacks may still rescue.
+//!
+//! Streams are retried only until their first chunk: after it the client
+//! has the 200 and the bytes, so an error is passed on as an error item.
+//!
+//! `Router` is itself a [`Provider`], so the HTTP routes serve it like any
+//! backend. Where we differ from LiteLLM: state is per process (no Redis);
+//! a retry that can go to another healthy deployment does not sleep (the
+//! Retry-After concerned the failed one, which is excluded), as LiteLLM's
+//! `_time_to_sleep_before_retry` also does; fallbacks are one level deep
+//! (a fallback's own fallbacks are not followed) and a failed chain
+//! returns the original error.
+
+pub mod deployment;
+pub mod local;
+pub mod metrics;
+pub mod outcome;
+pub mod retry;
+pub mod strategy;
+
+pub use deployment::{Deployment, DeploymentSpec};
+pub use metrics::RouterMetrics;
+
+use crate::config::{is_local_model, ConfigError, GatewayConfig, RouterPolicy};
+use crate::error::ProviderError;
+use crate::openai::{
+    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk,
+    CompletionRequest, CompletionResponse, DetokenizeRequest, DetokenizeResponse, EmbeddingRequest,
+    EmbeddingResponse, ModelCard, TokenizeRequest, TokenizeResponse,
+};
+use crate::provider::{ChunkStream, Provider};
+use deployment::FailureOutcome;
+use futures::future::BoxFuture;
+use outcome::{Finish, Peeked, Routed};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use strategy::{Choice, PickContext};
+use tokio::time::Instant;
+
+/// State shared by the router and the streams it hands out.
+pub struct Shared {
+    policy: RouterPolicy,
+    metrics: RouterMetrics,
+    /// model_name -> its deployments, in config order.
+    groups: HashMap<String, Vec<Arc<Deployment>>>,
+    /// model_names in config order.
+    names: Vec<String>,
+}
+
+impl Shared {
+    /// Counts a failed attempt on `d` and cools it down when due.
+    fn failed(&self, d: &Deployment, e: &ProviderError) {
+        self.metrics
+            .upstream_errors
+            .with_label_values(&[&d.model_name, &d.id, e.status().as_str()])
+            .inc();
+        if !retry::counts_as_failure(e) {
+            return;
+        }
+        let group_size = self.groups.get(&d.model_name).map_or(1, Vec::len);
+        // LiteLLM does not cool the only deployment of a group down for one
+        // 429: that would black out the whole model_name.
+        let immediate = retry::cools_immediately(e) && group_size > 1;
+        // A 429 that says when to come back cools for exactly that long.
+        let cooldown = retry::retry_after(e)
+            .filter(|_| immediate)
+            .unwrap_or(self.policy.cooldown_time);
+        let outcome = d.record_failure(
+            Instant::now(),
+            immediate,
+            self.policy.allowed_fails,
+            group_size == 1,
+            cooldown,
+        );
+        if let FailureOutcome::CooledDown(fails) = outcome {
+            let labels = [d.model_name.as_str(), d.id.as_str()];
+            self.metrics.cooldowns.with_label_values(&labels).inc();
+            self.metrics.in_cooldown.with_label_values(&labels).set(1);
+            tracing::warn!(
+                model_name = %d.model_name,
+                deployment = %d.id,
+                failures_last_minute = fails,
+                status = e.status().as_u16(),
+                cooldown_s = cooldown.as_secs_f64(),
+                "deployment cooling down"
+            );
+        }
+    }
+}
+
+/// Routes requests over every deployment of a LiteLLM config.
+#[derive(Clone)]
+pub struct Router {
+    shared: Arc<Shared>,
+}
+
+/// One attempt: call a deployment for the given model_name.
+type AttemptFn<'a, T> = dyn Fn(Arc<Deployment>, String) -> BoxFuture<'static, Result<T, ProviderError>>
+    + Send
+    + Sync
+    + 'a;
+
+impl Router {
+    /// Builds every deployment of `config` (remote ones through
+    /// [`crate::providers::build`], `local/...` ones on `local`) and
+    /// registers the router's metrics in `registry`.
+    pub fn from_config(
+        config: &GatewayConfig,
+        local: Option<Arc<dyn Provider>>,
+        client: reqwest::Client,
+        registry: &prometheus::Registry,
+    ) -> Result<Self, ConfigError> {
+        let mut specs = Vec::with_capacity(config.model_list.len());
+        for (index, entry) in config.model_list.iter().enumerate() {
+            let fail = |message: String| ConfigError::Deployment {
+                index,
+                model_name: entry.model_name.clone(),
+                message,
+            };
+            let provider: Arc<dyn Provider> = if is_local_model(&entry.litellm_params.model) {
+                let engine = local.clone().ok_or_else(|| {
+                    fail(format!(
+                        "`{}` is served by the local engine, but none is running \
+                         (start with --model as well as --config)",
+                        entry.litellm_params.model
+                    ))
+                })?;
+                Arc::new(local::LocalDeployment::new(engine))
+            } else {
+                crate::providers::build(&entry.model_name, &entry.litellm_params, &client)
+                    .map_err(|e| fail(e.to_string()))?
+            };
+            specs.push(DeploymentSpec {
+                model_name: entry.model_name.clone(),
+                id: entry
+                    .model_info
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-{index}", entry.model_name)),
+                params: entry.litellm_params.clone(),
+                provider,
+            });
+        }
+        Self::new(specs, config.policy.clone(), registry)
+    }
+
+    /// A router over `deployments` (config order) with `policy`; checks
+    /// that every fallback names a served model_name.
+    pub fn new(
+        deployments: Vec<DeploymentSpec>,
+        policy: RouterPolicy,
+        registry: &prometheus::Registry,
+    ) -> Result<Self, ConfigError> {
+        let metrics = RouterMetrics::register(registry).map_err(|e| ConfigError::Metrics {
+            message: e.to_string(),
+        })?;
+        let mut groups: HashMap<String, Vec<Arc<Deployment>>> = HashMap::new();
+        let mut names = Vec::new();
+        for spec in deployments {
+            if !groups.contains_key(&spec.model_name) {
+                names.push(spec.model_name.clone());
+            }
+            let d = Arc::new(Deployment::new(spec));
+            metrics
+                .in_cooldown
+                .with_label_values(&[&d.model_name, &d.id])
+                .set(0);
+            groups.entry(d.model_name.clone()).or_default().push(d);
+        }
+        for (kind, list) in [
+            ("fallbacks", &policy.fallbacks),
+            ("context_window_fallbacks", &policy.context_window_fallbacks),
+            ("content_policy_fallbacks", &policy.content_policy_fallbacks),
+        ] {
+            for (from, tos) in list {
+                for name in std::iter::once(from).chain(tos) {
+                    if !groups.contains_key(name) {
+                        return Err(ConfigError::Invalid {
+                            path: kind.to_owned(),
+                            message: format!("`{name}` is not a model_name of model_list"),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            shared: Arc::new(Shared {
+                policy,
+                metrics,
+                groups,
+                names,
+            }),
+        })
+    }
+
+    /// The deployments serving `model_name`.
+    pub fn deployments(&self, model_name: &str) -> &[Arc<Deployment>] {
+        self.shared
+            .groups
+            .get(model_name)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The effective policy.
+    pub fn policy(&self) -> &RouterPolicy {
+        &self.shared.policy
+    }
+
+    /// Runs `attempt` for `model` with retries and fallbacks under the
+    /// request's deadline (its own `timeout`, else the router's).
+    async fn call<T: Routed>(
+        &self,
+        model: &str,
+        own_timeout: Option<Duration>,
+        est_tokens: u64,
+        attempt: &AttemptFn<'_, T>,
+    ) -> Result<T::Output, ProviderError> {
+        let deadline = own_timeout
+            .or(self.shared.policy.timeout)
+            .map(|t| Instant::now() + t);
+        let chain = self.with_fallbacks(model, deadline, est_tokens, attempt);
+        match deadline {
+            Some(d) => tokio::time::timeout_at(d, chain)
+                .await
+                .unwrap_or(Err(ProviderError::Timeout)),
+            None => chain.await,
+        }
+    }
+
+    async fn with_fallbacks<T: Routed>(
+        &self,
+        model: &str,
+        deadline: Option<Instant>,
+        est_tokens: u64,
+        attempt: &AttemptFn<'_, T>,
+    ) -> Result<T::Output, ProviderError> {
+        let err = match self.in_group(model, deadline, est_tokens, attempt).await {
+            Ok(out) => return Ok(out),
+            Err(e) => e,
+        };
+        for fallback in self.fallbacks_for(model, &err) {
+            self.shared
+                .metrics
+                .fallbacks
+                .with_label_values(&[model, &fallback])
+                .inc();
+            tracing::info!(from = model, to = %fallback, error = %err, "falling back");
+            match self
+                .in_group(&fallback, deadline, est_tokens, attempt)
+                .await
+            {
+                Ok(out) => return Ok(out),
+                Err(e) => {
+                    tracing::info!(model = %fallback, error = %e, "fallback failed");
+                }
+            }
+        }
+        Err(err)
+    }
+
+    /// The fallback model_names for a failure of `model`: context-window
+    /// or content-policy fallbacks for those errors (the generic ones when
+    /// none are set), the generic ones otherwise; none for a request the
+    /// gateway itself found invalid (it would fail anywhere).
+    fn fallbacks_for(&self, model: &str, err: &ProviderError) -> Vec<String> {
+        let p = &self.shared.policy;
+        let lookup = |list: &[(String, Vec<String>)]| -> Vec<String> {
+            let mut out: Vec<String> = Vec::new();
+            for (_, tos) in list.iter().filter(|(from, _)| from == model) {
+                for t in tos {
+                    if t != model && !out.contains(t) {
+                        out.push(t.clone());
+                    }
+                }
+            }
+            out
+        };
+        let specific = match err {
+            ProviderError::InvalidRequest { .. } => return Vec::new(),
+            ProviderError::ContextLengthExceeded { .. } => lookup(&p.context_window_fallbacks),
+            ProviderError::ContentPolicy { .. } => lookup(&p.content_policy_fallbacks),
+            _ => Vec::new(),
+        };
+        if specific.is_empty() {
+            lookup(&p.fallbacks)
+        } else {
+            specific
+        }
+    }
+
+    /// Picks a deployment of `model`, excluding `exclude` when another
+    /// healthy one exists. Errors: unknown model (404), every deployment
+    /// cooling down (429 naming the model and when the first comes back),
+    /// every deployment at its rpm/tpm limit (429).
+    fn pick(
+        &self,
+        model: &str,
+        exclude: &[usize],
+        est_tokens: u64,
+        streaming: bool,
+    ) -> Result<(usize, Arc<Deployment>, bool), ProviderError> {
+        let group = self
+            .shared
+            .groups
+            .get(model)
+            .ok_or_else(|| ProviderError::ModelNotFound {
+                model: model.to_owned(),
+            })?;
+        let now = Instant::now();
+        let mut healthy = Vec::with_capacity(group.len());
+        for (i, d) in group.iter().enumerate() {
+            let (cooling, ended) = d.cooling(now);
+            if ended {
+                self.shared
+                    .metrics
+                    .in_cooldown
+                    .with_label_values(&[&d.model_name, &d.id])
+                    .set(0);
+                tracing::info!(model_name = %d.model_name, deployment = %d.id, "cooldown over");
+            }
+            if !cooling {
+                healthy.push(i);
+            }
+        }
+        if healthy.is_empty() {
+            let back_in = group
+                .iter()
+                .filter_map(|d| d.cooldown_until())
+                .min()
+                .map_or(0.0, |t| t.saturating_duration_since(now).as_secs_f64());
+            return Err(ProviderError::RateLimited {
+                message: format!(
+                    "no deployment of model `{model}` is available: all {} are cooling down \
+                     after failures; the first is back in {back_in:.1}s",
+                    group.len()
+                ),
+            });
+        }
+        let others: Vec<usize> = healthy
+            .iter()
+            .copied()
+            .filter(|i| !exclude.contains(i))
+            .collect();
+        let mut cands = if others.is_empty() { healthy } else { others };
+        let min_order = cands
+            .iter()
+            .map(|i| group[*i].order())
+            .min()
+            .unwrap_or(u32::MAX);
+        cands.retain(|i| group[*i].order() == min_order);
+        let deps: Vec<Arc<Deployment>> = cands.iter().map(|i| Arc::clone(&group[*i])).collect();
+        let ctx = PickContext {
+            now,
+            est_tokens,
+            streaming,
+            latency_buffer: self.shared.policy.lowest_latency_buffer,
+        };
+        match strategy::choose(self.shared.policy.strategy, &deps, ctx) {
+            Choice::Pick(k) => {
+                let has_alternative = group.len() > 1;
+                let d = Arc::clone(&deps[k]);
+                d.count_request(now);
+                Ok((cands[k], d, has_alternative))
+            }
+            Choice::AllAtLimit => Err(ProviderError::RateLimited {
+                message: format!(
+                    "every deployment of model `{model}` is at its rpm/tpm limit for this minute"
+                ),
+            }),
+        }
+    }
+
+    /// Attempts within one model group: the first try plus its retries.
+    async fn in_group<T: Routed>(
+        &self,
+        model: &str,
+        deadline: Option<Instant>,
+        est_tokens: u64,
+        attempt: &AttemptFn<'_, T>,
+    ) -> Result<T::Output, ProviderError> {
+        let mut exclude: Vec<usize> = Vec::new();
+        let mut retries_done: u32 = 0;
+        let mut last_err: Option<ProviderError> = None;
+        loop {
+            let (index, d, has_alternative) =
+                match self.pick(model, &exclude, est_tokens, T::STREAMING) {
+                    Ok(picked) => picked,
+                    // On a retry with every deployment now cooling, the
+                    // client (and the fallback choice) gets the upstream's
+                    // error, not the router's "cooling down".
+                    Err(e) => return Err(last_err.unwrap_or(e)),
+                };
+            let guard = d.start();
+            let started = Instant::now();
+            let per_attempt = if T::STREAMING {
+                d.params
+                    .stream_timeout
+                    .filter(|t| t.is_finite() && *t > 0.0)
+                    .map_or_else(|| d.params.timeout(), Duration::from_secs_f64)
+            } else {
+                d.params.timeout()
+            };
+            let fut = attempt(Arc::clone(&d), model.to_owned());
+            let result = tokio::time::timeout(per_attempt, fut)
+                .await
+                .unwrap_or(Err(ProviderError::Timeout));
+            let err = match result {
+                Ok(value) => {
+                    let elapsed = started.elapsed();
+                    d.record_latency(elapsed, T::STREAMING);
+                    d.record_success(Instant::now());
+                    self.shared
+                        .metrics
+                        .upstream_latency
+                        .with_label_values(&[&d.model_name, &d.id])
+                        .observe(elapsed.as_secs_f64());
+                    return Ok(value.finish(Finish {
+                        deployment: d,
+                        guard,
+                        deadline,
+                        shared: Arc::clone(&self.shared),
+                    }));
+                }
+                Err(e) => e,
+            };
+            drop(guard);
+            self.shared.failed(&d, &err);
+            if retries_done >= retry::retries_for(&err, &self.shared.policy) {
+                return Err(err);
+            }
+            self.shared
+                .metrics
+                .retries
+                .with_label_values(&[model])
+                .inc();
+            exclude = vec![index];
+            let other_healthy = has_alternative
+                && self
+                    .deployments(model)
+                    .iter()
+                    .enumerate()
+                    .any(|(i, o)| i != index && !o.cooling(Instant::now()).0);
+            if !other_healthy {
+                let wait = retry::backoff(retries_done, &err);
+                tracing::debug!(model, wait_s = wait.as_secs_f64(), error = %err, "retrying");
+                tokio::time::sleep(wait).await;
+            }
+            retries_done += 1;
+            last_err = Some(err);
+        }
+    }
+}
+
+impl Router {
+    /// The first deployment of `model` (or of the first model_name when
+    /// the request names none), for calls that are not load-balanced.
+    fn first_deployment(&self, model: Option<&str>) -> Result<Arc<Deployment>, ProviderError> {
+        let name = model
+            .filter(|m| !m.is_empty())
+            .or_else(|| self.shared.names.first().map(String::as_str))
+            .unwrap_or_default();
+        self.deployments(name)
+            .first()
+            .cloned()
+            .ok_or_else(|| ProviderError::ModelNotFound {
+                model: name.to_owned(),
+            })
+    }
+}
+
+/// Takes LiteLLM's per-request `timeout` (seconds) out of the request's
+/// extra fields, so it is not forwarded upstream.
+fn take_timeout(extra: &mut Map<String, Value>) -> Option<Duration> {
+    extra
+        .remove("timeout")
+        .and_then(|v| v.as_f64())
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// A rough input-token estimate (4 bytes a token) for tpm limits before
+/// the upstream has counted.
+fn estimate_tokens<S: serde::Serialize>(value: &S) -> u64 {
+    serde_json::to_vec(value).map_or(0, |b| b.len() as u64 / 4)
+}
+
+#[async_trait::async_trait]
+impl Provider for Router {
+    fn models(&self) -> Vec<ModelCard> {
+        self.shared
+            .names
+            .iter()
+            .map(|name| ModelCard::new(name.clone(), "gateway", None))
+            .collect()
+    }
+
+    fn health(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    async fn chat(
+        &self,
+        mut req: ChatCompletionRequest,
+    ) -> Result<ChatCompletionResponse, ProviderError> {
+        let timeout = take_timeout(&mut req.extra);
+        let est = estimate_tokens(&req.messages);
+        let model = req.model.clone();
+        let attempt = move |d: Arc<Deployment>, name: String| -> BoxFuture<'static, _> {
+            let mut r = req.clone();
+            r.model = name;
+            Box::pin(async move { d.provider.chat(r).await })
+        };
+        self.call(&model, timeout, est, &attempt).await
+    }
+
+    async fn chat_stream(
+        &self,
+        mut req: ChatCompletionRequest,
+    ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
+        let timeout = take_timeout(&mut req.extra);
+        let est = estimate_tokens(&req.messages);
+        let model = req.model.clone();
+        let attempt = move |d: Arc<Deployment>, name: String| -> BoxFuture<'static, _> {
+            let mut r = req.clone();
+            r.model = name;
+            Box::pin(async move { Peeked::first_of(d.provider.chat_stream(r).await?).await })
+        };
+        self.call(&model, timeout, est, &attempt).await
+    }
+
+    async fn completion(
+        &self,
+        mut req: CompletionRequest,
+    ) -> Result<CompletionResponse, ProviderError> {
+        let timeout = take_timeout(&mut req.extra);
+        let est = estimate_tokens(&req.prompt);
+        let model = req.model.clone();
+        let attempt = move |d: Arc<Deployment>, name: String| -> BoxFuture<'static, _> {
+            let mut r = req.clone();
+            r.model = name;
+            Box::pin(async move { d.provider.completion(r).await })
+        };
+        self.call(&model, timeout, est, &attempt).await
+    }
+
+    async fn completion_stream(
+        &self,
+        mut req: CompletionRequest,
+    ) -> Result<ChunkStream<CompletionChunk>, ProviderError> {
+        let timeout = take_timeout(&mut req.extra);
+        let est = estimate_tokens(&req.prompt);
+        let model = req.model.clone();
+        let attempt = move |d: Arc<Deployment>, name: String| -> BoxFuture<'static, _> {
+            let mut r = req.clone();
+            r.model = name;
+            Box::pin(async move { Peeked::first_of(d.provider.completion_stream(r).await?).await })
+        };
+        self.call(&model, timeout, est, &attempt).await
+    }
+
+    async fn embeddings(
+        &self,
+        mut req: EmbeddingRequest,
+    ) -> Result<EmbeddingResponse, ProviderError> {
+        let timeout = take_timeout(&mut req.extra);
+        let est = estimate_tokens(&req.input);
+        let model = req.model.clone();
+        let attempt = move |d: Arc<Deployment>, name: String| -> BoxFuture<'static, _> {
+            let mut r = req.clone();
+            r.model = name;
+            Box::pin(async move { d.provider.embeddings(r).await })
+        };
+        self.call(&model, timeout, est, &attempt).await
+    }
+
+    /// vLLM's `/tokenize`: only tokenizer-owning deployments (the local
+    /// engine) answer; no retries or balancing, it is a local lookup.
+    async fn tokenize(&self, req: TokenizeRequest) -> Result<TokenizeResponse, ProviderError> {
+        let d = self.first_deployment(req.model.as_deref())?;
+        d.provider.tokenize(req).await
+    }
+
+    /// vLLM's `/detokenize`, as [`Router::tokenize`].
+    async fn detokenize(
+        &self,
+        req: DetokenizeRequest,
+    ) -> Result<DetokenizeResponse, ProviderError> {
+        let d = self.first_deployment(req.model.as_deref())?;
+        d.provider.detokenize(req).await
+    }
+}
+
+#[cfg(test)]
+mod tests;
