@@ -11,6 +11,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use model_files::ModelSource;
 use scheduler::{KvCacheConfig, Scheduler, SchedulerConfig, SchedulingPolicy};
+use workers::loader::parse_device;
+use workers::parallel::CommunicatorKind;
 
 use crate::chat_template::ChatTemplate;
 use crate::core::{spawn_engine_core, EngineMetrics};
@@ -39,6 +41,11 @@ pub struct ServeArgs {
         default_value_t = 1
     )]
     pub tensor_parallel_size: usize,
+    /// The ranks' communicator: auto (NCCL on CUDA with several ranks in a
+    /// build with the `nccl` feature, else TCP), tcp (the CPU one), or
+    /// nccl (even at --tp 1, so every collective runs through NCCL).
+    #[arg(long, default_value = "auto")]
+    pub tp_communicator: CommunicatorKind,
     /// Context length (default: the model's).
     #[arg(long)]
     pub max_model_len: Option<usize>,
@@ -99,8 +106,19 @@ fn step_token_budget(args: &ServeArgs, max_model_len: usize) -> usize {
         })
 }
 
+/// Refuses, before anything starts, a communicator the device or this
+/// build cannot run (`--tp-communicator nccl` on a CPU, or without the
+/// `nccl` feature), naming the flag.
+fn check_communicator(args: &ServeArgs) -> Result<()> {
+    let device = parse_device(&args.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    args.tp_communicator
+        .check(device)
+        .map_err(|reason| anyhow::anyhow!("--tp-communicator {}: {reason}", args.tp_communicator))
+}
+
 /// Runs `engine serve` until Ctrl-C.
 pub fn run(args: &ServeArgs) -> Result<()> {
+    check_communicator(args)?;
     let source = ModelSource::resolve(&args.model)?;
     let tokenizer = Arc::new(Tokenizer::from_model_source(&source)?);
     let template = ChatTemplate::from_model_source(&source, &tokenizer)?;
@@ -124,6 +142,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         seed: args.seed,
         device: args.device.clone(),
         tensor_parallel_size: args.tensor_parallel_size,
+        tp_communicator: args.tp_communicator,
         block_size: args.block_size,
         gpu_memory_utilization: args.gpu_memory_utilization,
         cpu_kv_cache_bytes: (args.kv_cache_memory_gb * (1u64 << 30) as f64) as u64,
@@ -221,4 +240,59 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     // (systemd, Kubernetes) to restart it.
     core.health()
         .map_err(|e| anyhow::anyhow!("the engine failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn args(flags: &[&str]) -> ServeArgs {
+        Cli::try_parse_from(std::iter::once("serve").chain(flags.iter().copied()))
+            .unwrap()
+            .serve
+    }
+
+    #[test]
+    fn the_communicator_defaults_to_auto() {
+        let a = args(&[]);
+        assert_eq!(a.tp_communicator, CommunicatorKind::Auto);
+        check_communicator(&a).unwrap();
+        check_communicator(&args(&["--tp-communicator", "tcp", "--tp", "3"])).unwrap();
+    }
+
+    #[test]
+    fn nccl_on_cpu_is_refused_naming_the_flag() {
+        let err = check_communicator(&args(&["--tp-communicator", "nccl"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--tp-communicator nccl:"), "{err}");
+        assert!(err.contains("CUDA devices only"), "{err}");
+    }
+
+    #[test]
+    fn nccl_on_cuda_needs_the_feature() {
+        let got = check_communicator(&args(&["--tp-communicator", "nccl", "--device", "cuda"]));
+        if cfg!(feature = "nccl") {
+            got.unwrap();
+        } else {
+            let err = got.unwrap_err().to_string();
+            assert!(err.contains("--features nccl"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_communicator_is_a_usage_error() {
+        let err = Cli::try_parse_from(["serve", "--tp-communicator", "mpi"])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("auto, tcp, nccl"), "{err}");
+    }
 }
