@@ -2,12 +2,16 @@
 # The GPU checks, run on a lent GPU machine from the repository root, over
 # what scripts/gpu_stage.sh put under .gpu/ here: the model parity tests on
 # CUDA in f32 and bf16 (tiny random Llama against its transformers logits;
-# SmolLM2 against transformers' logits and greedy tokens), then the decode
-# and serving benchmarks in bf16 against transformers on the same GPU.
-# Prints a table and writes gpu_check.json (with decode_cuda.json,
-# serve_cuda.json and the full log) to $OUT, else bench/results/gpu/.
+# SmolLM2 against transformers' logits and greedy tokens), the NCCL
+# communicator (its test binary on cuda:0: one-rank collectives, SmolLM2
+# through a one-rank NCCL group in f32 and bf16; then `engine serve --tp 1
+# --tp-communicator nccl` greedy against the default, scripts/
+# check_serve_nccl.py), then the decode and serving benchmarks in bf16
+# against transformers on the same GPU. Prints a table and writes
+# gpu_check.json (with decode_cuda.json, serve_cuda.json, nccl_serve.json
+# and the full log) to $OUT, else bench/results/gpu/.
 #
-# GPU_CHECK_STEPS (default "parity decode serve") picks what runs.
+# GPU_CHECK_STEPS (default "parity nccl decode serve") picks what runs.
 #
 # Carry .gpu/payload.tar.xz and one SmolLM2 half per call; a second call
 # on the warm machine finds the first half still there.
@@ -47,7 +51,7 @@ if [[ -f .gpu/model-a && -f .gpu/model-b ]]; then
 fi
 
 steps=()
-wanted=" ${GPU_CHECK_STEPS:-parity decode serve} "
+wanted=" ${GPU_CHECK_STEPS:-parity nccl decode serve} "
 # step NAME SECONDS CMD...: runs CMD under a time limit, appends its output
 # to the log, and records NAME, exit status and seconds for the summary.
 step() {
@@ -73,6 +77,25 @@ for dtype in f32 bf16; do
         skip "smollm2_parity_$dtype"
     fi
 done
+if [[ $wanted == *" nccl "* ]]; then
+    if [[ ! -x .gpu/bin/nccl ]]; then
+        steps+=("nccl_f32 127 0"); echo "=== nccl: no .gpu/bin/nccl (stage with gpu_stage.sh)" | tee -a "$log"
+    elif ((have_model)); then
+        step nccl_f32 300 env ENGINE_TEST_DEVICE=cuda ENGINE_TEST_DTYPE=f32 \
+            .gpu/bin/nccl --nocapture --test-threads=1
+        step nccl_smollm2_bf16 300 env ENGINE_TEST_DEVICE=cuda ENGINE_TEST_DTYPE=bf16 \
+            .gpu/bin/nccl --nocapture --test-threads=1 smollm2
+        step nccl_serve_f32 300 $py scripts/check_serve_nccl.py --binary .gpu/bin/engine \
+            --dtype float32 --out "$out/nccl_serve.json"
+        cp /tmp/nccl-serve-*.log "$out/" 2>/dev/null
+    else
+        # The collectives need no model.
+        step nccl_f32 300 env ENGINE_TEST_DEVICE=cuda ENGINE_TEST_DTYPE=f32 \
+            .gpu/bin/nccl --nocapture --test-threads=1 --skip smollm2
+        skip nccl_smollm2_bf16
+        skip nccl_serve_f32
+    fi
+fi
 if ((have_model)) && [[ $wanted == *" decode "* ]]; then
     step decode_bf16 300 $py scripts/bench_decode.py --device cuda --dtype bf16 \
         --binary .gpu/bin/engine --out "$out/decode_cuda.json"
@@ -95,7 +118,8 @@ for row in rows:
     result["steps"][name] = {"status": "skipped" if rc == "skipped" else ("pass" if rc == "0" else f"fail (exit {rc})"),
                              "seconds": int(secs)}
 result["smollm2_parity_lines"] = re.findall(r"smollm2 parity: .*", log)
-for name in ("decode_cuda", "serve_cuda"):
+result["nccl_lines"] = re.findall(r"(?:NCCL \d+\.\d+\.\d+ from .*|smollm2 nccl parity .*|nccl serve: .*)", log)
+for name in ("decode_cuda", "serve_cuda", "nccl_serve"):
     p = out / f"{name}.json"
     if p.exists():
         result[name] = json.loads(p.read_text())
@@ -104,7 +128,7 @@ print(f"\nGPU: {gpu}")
 print(f"{'step':26} {'status':16} {'s':>5}")
 for name, s in result["steps"].items():
     print(f"{name:26} {s['status']:16} {s['seconds']:5}")
-for line in result["smollm2_parity_lines"]:
+for line in result["smollm2_parity_lines"] + result["nccl_lines"]:
     print(line)
 if "decode_cuda" in result:
     d = result["decode_cuda"]

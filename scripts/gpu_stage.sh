@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds here what scripts/gpu_check.sh runs on a lent GPU machine and puts it
 # under .gpu/ (git-ignored), so a device call can carry it: the release
-# `engine` and `worker` binaries and the two parity test binaries, built
-# with `--features cuda` (stripped), the parity fixtures, and the `gguf`
-# wheel (transformers needs it to read the GGUF; the GPU image lacks it).
+# `engine` and `worker` binaries, the two parity test binaries and the
+# `nccl` test binary, built with `--features cuda,nccl` (stripped), the
+# parity fixtures, and the `gguf` wheel (transformers needs it to read the
+# GGUF; the GPU image lacks it).
 #
 # All of that goes into .gpu/payload.tar.xz (about 8 MB). The SmolLM2 GGUF
 # (98 MB) is over one call's 64 MiB carry limit, so it is split in two
@@ -19,9 +20,9 @@ source scripts/env.sh
 bash scripts/setup.sh
 for f in scripts/fixtures/*.py; do .venv/bin/python "$f"; done
 
-cargo build --release --features engine/cuda -p engine -p workers --bins
-tests=$(cargo test --release --features workers/cuda -p workers \
-    --test tiny_llama_parity --test smollm2_parity --no-run --message-format=json \
+cargo build --release --features engine/cuda,engine/nccl -p engine -p workers --bins
+tests=$(cargo test --release --features workers/cuda,workers/nccl -p workers \
+    --test tiny_llama_parity --test smollm2_parity --test nccl --no-run --message-format=json \
     | .venv/bin/python -c '
 import json, sys
 for line in sys.stdin:

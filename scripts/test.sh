@@ -15,9 +15,15 @@ done
 echo "== cargo fmt / clippy"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The NCCL communicator (feature `nccl`) compiles and lints without CUDA.
+cargo clippy -p workers -p engine --all-targets --features workers/nccl,engine/nccl -- -D warnings
 
 echo "== cargo test"
 cargo test --workspace
+
+echo "== cargo test, feature nccl (libnccl from the torch wheel loads; GPU tests skip)"
+cargo test -p workers --features nccl --lib --test nccl
+cargo test -p engine --features nccl --lib
 
 echo "== binaries for the end-to-end tests (engine, worker)"
 cargo build --workspace --bins

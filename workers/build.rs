@@ -16,6 +16,9 @@ fn main() {
     if std::path::Path::new(&lib).join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
+    // Where the NCCL communicator looks for the wheel's libnccl when it is
+    // not loaded yet (`parallel::nccl`).
+    println!("cargo:rustc-env=WORKERS_TORCH_LIB={lib}");
     // Re-exported to crates that depend on `workers` (as DEP_WORKERS_TORCH_RPATH_LIB).
     println!("cargo:lib={lib}");
 }

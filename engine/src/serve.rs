@@ -11,6 +11,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use model_files::ModelSource;
 use scheduler::{KvCacheConfig, Scheduler, SchedulerConfig, SchedulingPolicy};
+use workers::loader::parse_device;
+use workers::parallel::CommunicatorKind;
 
 use crate::chat_template::ChatTemplate;
 use crate::core::{spawn_engine_core, EngineCoreHandle, EngineMetrics};
@@ -24,6 +26,12 @@ pub struct ServeArgs {
     /// `smollm2`, an HF model folder, or a `.gguf` file.
     #[arg(long, default_value = "smollm2")]
     pub model: String,
+    /// A LiteLLM `config.yaml`: serve every `model_name` of its
+    /// `model_list` through the router (remote providers, and the local
+    /// engine for `local/<model>` entries, which then loads `<model>`).
+    /// Without a local entry no engine starts.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
     /// Names clients use for the model (default: `--model`).
     #[arg(long, num_args = 1..)]
     pub served_model_name: Vec<String>,
@@ -39,6 +47,11 @@ pub struct ServeArgs {
         default_value_t = 1
     )]
     pub tensor_parallel_size: usize,
+    /// The ranks' communicator: auto (NCCL on CUDA with several ranks in a
+    /// build with the `nccl` feature, else TCP), tcp (the CPU one), or
+    /// nccl (even at --tp 1, so every collective runs through NCCL).
+    #[arg(long, default_value = "auto")]
+    pub tp_communicator: CommunicatorKind,
     /// Context length (default: the model's).
     #[arg(long)]
     pub max_model_len: Option<usize>,
@@ -99,8 +112,21 @@ fn step_token_budget(args: &ServeArgs, max_model_len: usize) -> usize {
         })
 }
 
+/// Refuses, before anything starts, a communicator the device or this
+/// build cannot run (`--tp-communicator nccl` on a CPU, or without the
+/// `nccl` feature), naming the flag.
+fn check_communicator(args: &ServeArgs) -> Result<()> {
+    let device = parse_device(&args.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    args.tp_communicator
+        .check(device)
+        .map_err(|reason| anyhow::anyhow!("--tp-communicator {}: {reason}", args.tp_communicator))
+}
+
 /// Runs `engine serve` until Ctrl-C.
 pub fn run(args: &ServeArgs) -> Result<()> {
+    if let Some(path) = &args.config {
+        return run_gateway(args, path);
+    }
     let served_names = if args.served_model_name.is_empty() {
         vec![args.model.clone()]
     } else {
@@ -108,8 +134,12 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     };
     let registry = prometheus::Registry::new();
     let local = start_local_engine(args, &args.model, served_names, &registry)?;
-    let provider: Arc<dyn frontend::Provider> = Arc::new(local.provider);
-    let result = serve_http(args, vec![provider], registry, Some(&local.core));
+    let result = serve_http(
+        args,
+        vec![Arc::clone(&local.provider)],
+        registry,
+        Some(&local.core),
+    );
     local.core.shutdown();
     result?;
     // A dead worker ends the process with an error, for a supervisor
@@ -120,10 +150,81 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("the engine failed: {e}"))
 }
 
+/// `engine serve --config`: the router over the config's `model_list`;
+/// a local engine runs only when an entry asks for one.
+fn run_gateway(args: &ServeArgs, path: &std::path::Path) -> Result<()> {
+    let config = frontend::config::GatewayConfig::load(path)
+        .with_context(|| format!("loading {}", path.display()))?;
+    let registry = prometheus::Registry::new();
+    let local = match local_model(&config, &args.model)? {
+        Some(model) => Some(start_local_engine(
+            args,
+            &model,
+            vec![model.clone()],
+            &registry,
+        )?),
+        None => None,
+    };
+    let local_provider = local.as_ref().map(|l| Arc::clone(&l.provider));
+    let client = frontend::providers::http::client()?;
+    let router = frontend::router::Router::from_config(&config, local_provider, client, &registry)
+        .with_context(|| format!("building the router from {}", path.display()))?;
+    eprintln!(
+        "engine: gateway over {} model(s): {}",
+        config.model_names().len(),
+        config.model_names().join(", ")
+    );
+    let result = serve_http(
+        args,
+        vec![Arc::new(router)],
+        registry,
+        local.as_ref().map(|l| &l.core),
+    );
+    if let Some(local) = &local {
+        local.core.shutdown();
+    }
+    result?;
+    match &local {
+        Some(local) => local
+            .core
+            .health()
+            .map_err(|e| anyhow::anyhow!("the engine failed: {e}")),
+        None => Ok(()),
+    }
+}
+
+/// The model the local engine must load for `config`: the `<model>` of
+/// its `local/<model>` entries (`engine` means `--model`), or `None` when
+/// every entry is remote. One engine serves one model, so entries naming
+/// two different local models are an error.
+fn local_model(
+    config: &frontend::config::GatewayConfig,
+    default_model: &str,
+) -> Result<Option<String>> {
+    let mut wanted: Option<String> = None;
+    for entry in &config.model_list {
+        let model = &entry.litellm_params.model;
+        if !frontend::config::is_local_model(model) {
+            continue;
+        }
+        let name = match model.strip_prefix("local/") {
+            Some(m) if !m.is_empty() => m.to_owned(),
+            _ => default_model.to_owned(),
+        };
+        match &wanted {
+            Some(w) if *w != name => bail!(
+                "model_list names two local models (`{w}` and `{name}`); one engine serves one model"
+            ),
+            _ => wanted = Some(name),
+        }
+    }
+    Ok(wanted)
+}
+
 /// A running local engine: the provider the HTTP layer calls and the
 /// core's handle (health, shutdown).
 struct LocalServing {
-    provider: LocalEngine,
+    provider: Arc<dyn frontend::Provider>,
     core: EngineCoreHandle,
 }
 
@@ -136,6 +237,7 @@ fn start_local_engine(
     served_names: Vec<String>,
     registry: &prometheus::Registry,
 ) -> Result<LocalServing> {
+    check_communicator(args)?;
     let source = ModelSource::resolve(model)?;
     let tokenizer = Arc::new(Tokenizer::from_model_source(&source)?);
     let template = ChatTemplate::from_model_source(&source, &tokenizer)?;
@@ -159,6 +261,7 @@ fn start_local_engine(
         seed: args.seed,
         device: args.device.clone(),
         tensor_parallel_size: args.tensor_parallel_size,
+        tp_communicator: args.tp_communicator,
         block_size: args.block_size,
         gpu_memory_utilization: args.gpu_memory_utilization,
         cpu_kv_cache_bytes: (args.kv_cache_memory_gb * (1u64 << 30) as f64) as u64,
@@ -208,14 +311,14 @@ fn start_local_engine(
     )?;
     let metrics = EngineMetrics::register(registry, &served_names[0])?;
     let core = spawn_engine_core(scheduler, executor, metrics)?;
-    let provider = LocalEngine::new(
+    let provider = Arc::new(LocalEngine::new(
         served_names,
         tokenizer,
         template,
         core.clone(),
         max_model_len,
         policy == SchedulingPolicy::Priority,
-    );
+    ));
     Ok(LocalServing { provider, core })
 }
 
@@ -261,4 +364,59 @@ fn serve_http(
         frontend::serve(listener, frontend::router(state), shutdown).await?;
         anyhow::Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn args(flags: &[&str]) -> ServeArgs {
+        Cli::try_parse_from(std::iter::once("serve").chain(flags.iter().copied()))
+            .unwrap()
+            .serve
+    }
+
+    #[test]
+    fn the_communicator_defaults_to_auto() {
+        let a = args(&[]);
+        assert_eq!(a.tp_communicator, CommunicatorKind::Auto);
+        check_communicator(&a).unwrap();
+        check_communicator(&args(&["--tp-communicator", "tcp", "--tp", "3"])).unwrap();
+    }
+
+    #[test]
+    fn nccl_on_cpu_is_refused_naming_the_flag() {
+        let err = check_communicator(&args(&["--tp-communicator", "nccl"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--tp-communicator nccl:"), "{err}");
+        assert!(err.contains("CUDA devices only"), "{err}");
+    }
+
+    #[test]
+    fn nccl_on_cuda_needs_the_feature() {
+        let got = check_communicator(&args(&["--tp-communicator", "nccl", "--device", "cuda"]));
+        if cfg!(feature = "nccl") {
+            got.unwrap();
+        } else {
+            let err = got.unwrap_err().to_string();
+            assert!(err.contains("--features nccl"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_communicator_is_a_usage_error() {
+        let err = Cli::try_parse_from(["serve", "--tp-communicator", "mpi"])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("auto, tcp, nccl"), "{err}");
+    }
 }

@@ -1,8 +1,9 @@
 """End to end, tensor parallel on CPU: `engine serve --model smollm2 --tp 3`
 (three worker processes joined by the TCP communicator) answers greedy chat
 requests exactly as `--tp 1` does; `--tp 2` cannot split SmolLM2's 3 K/V
-heads and the server exits non-zero saying which sizes work; killing one
-rank mid-stream ends the stream with an error, the server reports
+heads and the server exits non-zero saying which sizes work;
+`--tp-communicator nccl` on the CPU exits non-zero naming the flag; killing
+one rank mid-stream ends the stream with an error, the server reports
 unhealthy, and nothing hangs."""
 import json
 import os
@@ -54,6 +55,21 @@ def test_tp2_is_refused_with_a_clear_error(tmp_path):
     assert "tensor parallel size 2 cannot split this model" in out, out[-2000:]
     assert "num_key_value_heads (3)" in out, out[-2000:]
     assert "sizes that work: 1, 3" in out, out[-2000:]
+
+
+def test_nccl_on_cpu_is_refused_naming_the_flag(tmp_path):
+    log = tmp_path / "nccl.log"
+    proc = subprocess.run(
+        [str(ENGINE), "serve", "--model", MODEL, "--host", "127.0.0.1",
+         "--port", str(free_port()), "--device", "cpu", "--tp-communicator", "nccl"],
+        cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT, timeout=60)
+    out = log.read_text()
+    assert proc.returncode != 0, out[-2000:]
+    assert "--tp-communicator nccl" in out, out[-2000:]
+    assert "CUDA devices only" in out, out[-2000:]
+    assert "panicked" not in out, out[-2000:]
+    # Refused before any worker starts.
+    assert "starting" not in out, out[-2000:]
 
 
 def test_killed_rank_fails_the_group(tmp_path):

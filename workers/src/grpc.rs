@@ -94,6 +94,15 @@ impl Worker for WorkerService {
         tokio::task::spawn_blocking(move || {
             share_cpu_threads(&req);
             let new = ModelRunner::new(&req).map_err(|e| to_status(&e))?;
+            // One line on the shared stderr: what `--tp-communicator auto`
+            // resolved to, for whoever reads the server's log.
+            eprintln!(
+                "worker: rank {} of {} on {}, communicator {}",
+                req.rank,
+                req.world_size,
+                req.device,
+                new.communicator()
+            );
             let mut guard = runner
                 .lock()
                 .map_err(|_| Status::internal("the runner panicked in an earlier call"))?;

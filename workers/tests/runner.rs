@@ -34,6 +34,7 @@ fn runner() -> ModelRunner {
         rank: 0,
         world_size: 1,
         communicator_id: String::new(),
+        communicator: String::new(),
     })
     .unwrap();
     let info = r

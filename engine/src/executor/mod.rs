@@ -17,6 +17,7 @@ use std::path::PathBuf;
 pub use multiproc::MultiprocExecutor;
 use proto::worker::{LoadModelResponse, StepRequest, StepResult};
 pub use uniproc::UniprocExecutor;
+use workers::parallel::CommunicatorKind;
 use workers::runner::WorkerError;
 
 /// Runs scheduler steps on the workers.
@@ -68,6 +69,10 @@ pub struct ExecutorConfig {
     /// cpu, cuda or cuda:N (rank r of a multi-GPU group uses cuda:r).
     pub device: String,
     pub tensor_parallel_size: usize,
+    /// The ranks' communicator: auto (NCCL for a CUDA group of several in
+    /// a build with the `nccl` feature, else TCP; none for one rank), tcp,
+    /// or nccl (even for one rank).
+    pub tp_communicator: CommunicatorKind,
     /// Tokens per KV block.
     pub block_size: usize,
     /// Fraction of GPU memory the workers may use.
@@ -92,6 +97,7 @@ impl Default for ExecutorConfig {
             seed: 0,
             device: "cpu".into(),
             tensor_parallel_size: 1,
+            tp_communicator: CommunicatorKind::Auto,
             block_size: 16,
             gpu_memory_utilization: 0.9,
             cpu_kv_cache_bytes: 4 << 30,

@@ -3,8 +3,9 @@
 //! profiled (the KV cache gets the minimum block count over ranks) and
 //! sent every step concurrently; rank 0's result is the step's result.
 //! With more than one rank the workers get a `tcp://127.0.0.1:PORT`
-//! communicator id and join the CPU communicator there during `Init`
-//! (`workers::parallel`); a rank that dies fails its peers' collectives
+//! communicator id and join the group there during `Init`
+//! (`workers::parallel`): the CPU communicator, or NCCL bootstrapped over
+//! it (`--tp-communicator`); a rank that dies fails its peers' collectives
 //! and, through the exit poll below, the whole group.
 //!
 //! The executor owns its own small tokio runtime and blocks on it, so the
@@ -223,6 +224,7 @@ impl MultiprocExecutor {
 
         let world_size = config.tensor_parallel_size as u32;
         let device = config.device.clone();
+        let communicator = config.tp_communicator.to_string();
         let communicator_id = if world_size > 1 {
             communicator_id()?
         } else {
@@ -242,12 +244,14 @@ impl MultiprocExecutor {
                 device.clone()
             };
             let communicator_id = communicator_id.clone();
+            let communicator = communicator.clone();
             async move {
                 c.init(InitRequest {
                     device,
                     rank: rank as u32,
                     world_size,
                     communicator_id,
+                    communicator,
                 })
                 .await
             }

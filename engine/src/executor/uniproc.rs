@@ -28,6 +28,7 @@ impl UniprocExecutor {
             rank: 0,
             world_size: 1,
             communicator_id: String::new(),
+            communicator: config.tp_communicator.to_string(),
         })?;
         let info = runner.load_model(&load_request(config))?;
         let profile = runner.profile_memory(&profile_request(config))?;

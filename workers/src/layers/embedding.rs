@@ -41,7 +41,7 @@ impl VocabParallelEmbedding {
     /// Rows for `ids` (`[T]` int64), `[T, hidden]`. Ids outside this rank's
     /// slice contribute zeros; the all-reduce fills them in from their rank.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor, CommError> {
-        if self.tp.world_size == 1 {
+        if self.tp.skips_collectives() {
             return Ok(self.weight.index_select(0, ids));
         }
         let local = ids - self.vocab_start;
@@ -99,7 +99,7 @@ impl ParallelLmHead {
         let local = hidden
             .linear::<&Tensor>(&self.weight, None)
             .to_kind(Kind::Float);
-        if self.tp.world_size == 1 {
+        if self.tp.skips_collectives() {
             Ok(local)
         } else {
             self.tp.comm.all_gather(&local, -1)

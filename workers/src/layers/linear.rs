@@ -96,17 +96,18 @@ impl RowParallelLinear {
     /// output, reduced over ranks (an error if a peer fails).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, CommError> {
         let partial = x.linear::<&Tensor>(&self.weight, None);
-        if self.tp.world_size == 1 {
+        if self.tp.skips_collectives() {
             Ok(partial)
         } else {
             self.tp.comm.all_reduce_sum(&partial)
         }
     }
 
-    /// `residual + x W^T` for a 2-D `x`; with one rank a single GEMM that
-    /// accumulates onto the residual.
+    /// `residual + x W^T` for a 2-D `x`; with one rank (and no
+    /// communicator to run) a single GEMM that accumulates onto the
+    /// residual.
     pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor, CommError> {
-        if self.tp.world_size == 1 {
+        if self.tp.skips_collectives() {
             Ok(residual.addmm(x, &self.weight.tr()))
         } else {
             Ok(residual + self.forward(x)?)

@@ -196,6 +196,10 @@ impl TcpCommunicator {
 }
 
 impl Communicator for TcpCommunicator {
+    fn name(&self) -> &'static str {
+        "tcp"
+    }
+
     fn all_reduce_sum(&self, t: &Tensor) -> Result<Tensor, CommError> {
         let device = t.device();
         let own = t.to_device(Device::Cpu);

@@ -9,7 +9,7 @@
 //! Nothing here knows gRPC: `crate::grpc` serves a runner, the engine's
 //! uniproc executor calls one directly.
 
-mod device_memory;
+pub(crate) mod device_memory;
 pub mod input_batch;
 pub mod model_runner;
 
@@ -77,7 +77,7 @@ impl WorkerError {
                 | Self::ScheduledPastKnownTokens { .. }
                 | Self::Batch(_)
                 | Self::Source(_)
-                | Self::Comm(CommError::BadId { .. })
+                | Self::Comm(CommError::BadId { .. } | CommError::NcclUnavailable(_))
         )
     }
 }

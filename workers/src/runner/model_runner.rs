@@ -23,7 +23,7 @@ use crate::batch::{BatchLimits, ForwardBatch, SequenceChunk};
 use crate::loader::{self, LoadOptions};
 use crate::models::llama::LlamaModel;
 use crate::paged_kv::PagedKvCache;
-use crate::parallel::{TcpOptions, TpGroup};
+use crate::parallel::{CommunicatorKind, TcpOptions, TpGroup};
 use crate::progress::LoadProgress;
 use crate::sampler::{Sampler, SamplerRow};
 
@@ -50,7 +50,8 @@ pub struct ModelRunner {
 
 impl ModelRunner {
     /// Checks the device and the rank, and joins the tensor-parallel group
-    /// named by `communicator_id` (blocks until every rank has joined).
+    /// named by `communicator_id` with the communicator `communicator`
+    /// asks for (blocks until every rank has joined).
     pub fn new(req: &InitRequest) -> Result<Self, WorkerError> {
         Self::with_options(req, TcpOptions::default())
     }
@@ -73,10 +74,16 @@ impl ModelRunner {
                 )));
             }
         }
-        let tp = TpGroup::connect(
+        let communicator: CommunicatorKind = req
+            .communicator
+            .parse()
+            .map_err(WorkerError::InvalidArgument)?;
+        let tp = TpGroup::join(
             req.rank as usize,
             req.world_size as usize,
             &req.communicator_id,
+            communicator,
+            device,
             options,
         )?;
         Ok(Self {
@@ -92,6 +99,11 @@ impl ModelRunner {
     /// This worker's rank.
     pub fn rank(&self) -> usize {
         self.tp.rank
+    }
+
+    /// Which communicator the group runs on (`none`, `tcp` or `nccl`).
+    pub fn communicator(&self) -> &'static str {
+        self.tp.comm.name()
     }
 
     /// What `load_model` reported, once a model is loaded.
