@@ -13,10 +13,10 @@
 
 use super::chat_as_completion;
 use super::check_chat_params;
-use super::chunk_builder::{self, ChunkBuilder, Step};
 use super::http::{self, SseEvent};
 use super::params::DeploymentParams;
 use super::resolve::Resolved;
+use super::stream_pump::{self, cut_stream, pump, ChunkBuilder, StreamTranslator};
 use crate::error::ProviderError;
 use crate::openai::{
     new_id, ChatChoice, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse,
@@ -288,7 +288,7 @@ fn parse_response(v: &Value, model_name: &str) -> Result<ChatCompletionResponse,
                         .map_or_else(|| new_id("call"), str::to_owned);
                     let name = c.pointer("/function/name").and_then(Value::as_str);
                     let args = c.pointer("/function/arguments").unwrap_or(&Value::Null);
-                    chunk_builder::tool_call(&id, name.unwrap_or_default(), args)
+                    stream_pump::tool_call(&id, name.unwrap_or_default(), args)
                 })
                 .collect()
         })
@@ -316,51 +316,72 @@ fn parse_response(v: &Value, model_name: &str) -> Result<ChatCompletionResponse,
     ))
 }
 
-/// One SSE event of a streamed `/v2/chat` answer as OpenAI chunks.
-fn stream_step(b: &mut ChunkBuilder, ev: SseEvent) -> Result<Step, ProviderError> {
-    let v: Value = serde_json::from_str(&ev.data)
-        .map_err(|e| http::malformed(format!("{e}"), ev.data.as_bytes()))?;
-    let kind = v
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or(ev.event.as_str());
-    let delta = |ptr: &str| v.pointer(ptr).and_then(Value::as_str);
-    let mut step = Step::default();
-    match kind {
-        "content-delta" => {
-            if let Some(text) = delta("/delta/message/content/text") {
-                step.chunks.push(b.content(text));
+/// A streamed `/v2/chat` answer's translation: one SSE event at a time,
+/// complete at `message-end`.
+struct CohereStream {
+    builder: ChunkBuilder,
+    done: bool,
+}
+
+impl StreamTranslator<SseEvent> for CohereStream {
+    fn on_event(&mut self, ev: SseEvent) -> Result<Vec<ChatCompletionChunk>, ProviderError> {
+        let v: Value = serde_json::from_str(&ev.data)
+            .map_err(|e| http::malformed(format!("{e}"), ev.data.as_bytes()))?;
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or(ev.event.as_str());
+        let delta = |ptr: &str| v.pointer(ptr).and_then(Value::as_str);
+        let b = &mut self.builder;
+        Ok(match kind {
+            "content-delta" => delta("/delta/message/content/text")
+                .map(|text| b.content(text))
+                .into_iter()
+                .collect(),
+            "tool-call-start" => {
+                let id = delta("/delta/message/tool_calls/id")
+                    .map_or_else(|| new_id("call"), str::to_owned);
+                let name = delta("/delta/message/tool_calls/function/name").unwrap_or_default();
+                let args =
+                    delta("/delta/message/tool_calls/function/arguments").unwrap_or_default();
+                vec![b.tool_call_start(&id, name, args)]
             }
-        }
-        "tool-call-start" => {
-            let id =
-                delta("/delta/message/tool_calls/id").map_or_else(|| new_id("call"), str::to_owned);
-            let name = delta("/delta/message/tool_calls/function/name").unwrap_or_default();
-            let args = delta("/delta/message/tool_calls/function/arguments").unwrap_or_default();
-            step.chunks.push(b.tool_call_start(&id, name, args));
-        }
-        "tool-call-delta" => {
-            if let Some(args) = delta("/delta/message/tool_calls/function/arguments") {
-                step.chunks.push(b.tool_call_arguments(args));
+            "tool-call-delta" => delta("/delta/message/tool_calls/function/arguments")
+                .map(|args| b.tool_call_arguments(args))
+                .into_iter()
+                .collect(),
+            "message-end" => {
+                let reason = finish_reason(delta("/delta/finish_reason"))?;
+                self.done = true;
+                b.finish(reason, usage(v.pointer("/delta/usage")))
             }
-        }
-        "message-end" => {
-            let reason = finish_reason(delta("/delta/finish_reason"))?;
-            step.chunks = b.finish(reason, usage(v.pointer("/delta/usage")));
-            step.done = true;
-        }
-        "error" => {
-            return Err(http::error_from_parts(
-                reqwest::StatusCode::BAD_GATEWAY,
-                None,
-                ev.data.as_bytes(),
-            ))
-        }
-        // message-start, content-start/-end, tool-plan-delta, tool-call-end,
-        // citation-start/-end: nothing OpenAI's chunks carry.
-        _ => {}
+            "error" => {
+                return Err(http::error_from_parts(
+                    reqwest::StatusCode::BAD_GATEWAY,
+                    None,
+                    ev.data.as_bytes(),
+                ))
+            }
+            // message-start, content-start/-end, tool-plan-delta, tool-call-end,
+            // citation-start/-end: nothing OpenAI's chunks carry.
+            _ => Vec::new(),
+        })
     }
-    Ok(step)
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn finish(&mut self) -> Result<Vec<ChatCompletionChunk>, ProviderError> {
+        Err(cut_stream("upstream", "its `message-end` event"))
+    }
+}
+
+fn cohere_stream(model_name: &str, include_usage: bool) -> CohereStream {
+    CohereStream {
+        builder: ChunkBuilder::new(model_name, include_usage),
+        done: false,
+    }
 }
 
 /// OpenAI embeddings from `/v2/embed`'s `embeddings.float`.
@@ -418,11 +439,9 @@ impl Provider for CohereProvider {
     ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
         let body = self.chat_body(&req, true)?;
         let resp = self.post("/v2/chat", &body).await?;
-        Ok(chunk_builder::translate(
+        Ok(pump(
             http::sse_events(resp),
-            ChunkBuilder::new(&self.model_name, req.include_usage()),
-            "`message-end` event",
-            stream_step,
+            cohere_stream(&self.model_name, req.include_usage()),
         ))
     }
 
@@ -599,11 +618,9 @@ mod tests {
                 "usage": {"tokens": {"input_tokens": 5, "output_tokens": 6}}}}),
             ),
         ];
-        let out: Vec<_> = chunk_builder::translate(
+        let out: Vec<_> = pump(
             futures::stream::iter(events).boxed(),
-            ChunkBuilder::new("client", true),
-            "message-end",
-            stream_step,
+            cohere_stream("client", true),
         )
         .map(Result::unwrap)
         .collect()

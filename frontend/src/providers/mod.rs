@@ -9,14 +9,14 @@
 //! wire format a model string means), [`http`] (client, error mapping,
 //! stream framing), [`check_chat_params`] (`drop_params`),
 //! [`request_shapes`] (OpenAI's tool/image/response-format shapes, typed),
-//! [`stream_pump`] (upstream events → chunk stream, cut-stream detection)
-//! and [`chat_as_completion`] (`/v1/completions` over a chat-only API).
+//! [`stream_pump`] (the one way a non-OpenAI stream becomes chunks: a
+//! `ChunkBuilder` for the chunks, a `StreamTranslator` per format driven
+//! by `pump`, cut-stream detection) and [`chat_as_completion`] (`/v1/completions` over a chat-only API).
 
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
 pub mod chat_as_completion;
-pub mod chunk_builder;
 pub mod cohere;
 pub mod gemini;
 pub mod http;

@@ -13,10 +13,10 @@
 
 use super::chat_as_completion;
 use super::check_chat_params;
-use super::chunk_builder::{self, ChunkBuilder, Step};
 use super::http;
 use super::params::DeploymentParams;
 use super::resolve::Resolved;
+use super::stream_pump::{self, cut_stream, pump, ChunkBuilder, StreamTranslator};
 use crate::error::ProviderError;
 use crate::openai::{
     new_id, ChatChoice, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse,
@@ -335,7 +335,7 @@ fn tool_calls(message: &Value) -> Vec<Value> {
                         .and_then(Value::as_str)
                         .unwrap_or_default();
                     let args = c.pointer("/function/arguments").unwrap_or(&Value::Null);
-                    chunk_builder::tool_call(&id, name, args)
+                    stream_pump::tool_call(&id, name, args)
                 })
                 .collect()
         })
@@ -375,36 +375,60 @@ fn parse_response(v: &Value, model_name: &str) -> Result<ChatCompletionResponse,
     ))
 }
 
-/// One NDJSON line of a streamed `/api/chat` answer as OpenAI chunks.
-fn stream_step(b: &mut ChunkBuilder, v: Value) -> Result<Step, ProviderError> {
-    if v.get("error").is_some_and(|e| !e.is_null()) {
-        let body = v.to_string();
-        return Err(http::error_from_parts(
-            reqwest::StatusCode::BAD_GATEWAY,
-            None,
-            body.as_bytes(),
-        ));
-    }
-    let mut chunks = Vec::new();
-    if let Some(message) = v.get("message") {
-        if let Some(text) = message.get("content").and_then(Value::as_str) {
-            if !text.is_empty() {
-                chunks.push(b.content(text));
+/// A streamed `/api/chat` answer's translation: one NDJSON line at a time,
+/// complete at the `done: true` line.
+struct OllamaStream {
+    builder: ChunkBuilder,
+    done: bool,
+}
+
+impl StreamTranslator<Value> for OllamaStream {
+    fn on_event(&mut self, v: Value) -> Result<Vec<ChatCompletionChunk>, ProviderError> {
+        if v.get("error").is_some_and(|e| !e.is_null()) {
+            let body = v.to_string();
+            return Err(http::error_from_parts(
+                reqwest::StatusCode::BAD_GATEWAY,
+                None,
+                body.as_bytes(),
+            ));
+        }
+        let b = &mut self.builder;
+        let mut chunks = Vec::new();
+        if let Some(message) = v.get("message") {
+            if let Some(text) = message.get("content").and_then(Value::as_str) {
+                if !text.is_empty() {
+                    chunks.push(b.content(text));
+                }
+            }
+            for call in tool_calls(message) {
+                let id = call["id"].as_str().unwrap_or_default();
+                let name = call.pointer("/function/name").and_then(Value::as_str);
+                let args = call.pointer("/function/arguments").and_then(Value::as_str);
+                chunks.push(b.tool_call_start(id, name.unwrap_or_default(), args.unwrap_or("{}")));
             }
         }
-        for call in tool_calls(message) {
-            let id = call["id"].as_str().unwrap_or_default();
-            let name = call.pointer("/function/name").and_then(Value::as_str);
-            let args = call.pointer("/function/arguments").and_then(Value::as_str);
-            chunks.push(b.tool_call_start(id, name.unwrap_or_default(), args.unwrap_or("{}")));
+        self.done = v.get("done").and_then(Value::as_bool).unwrap_or(false);
+        if self.done {
+            let reason = finish_reason(v.get("done_reason").and_then(Value::as_str));
+            chunks.extend(b.finish(reason, usage(&v)));
         }
+        Ok(chunks)
     }
-    let done = v.get("done").and_then(Value::as_bool).unwrap_or(false);
-    if done {
-        let reason = finish_reason(v.get("done_reason").and_then(Value::as_str));
-        chunks.extend(b.finish(reason, usage(&v)));
+
+    fn is_done(&self) -> bool {
+        self.done
     }
-    Ok(Step { chunks, done })
+
+    fn finish(&mut self) -> Result<Vec<ChatCompletionChunk>, ProviderError> {
+        Err(cut_stream("upstream", "its `done: true` line"))
+    }
+}
+
+fn ollama_stream(model_name: &str, include_usage: bool) -> OllamaStream {
+    OllamaStream {
+        builder: ChunkBuilder::new(model_name, include_usage),
+        done: false,
+    }
 }
 
 /// OpenAI embeddings from `/api/embed`'s `embeddings` (one per input), or
@@ -461,11 +485,9 @@ impl Provider for OllamaProvider {
     ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
         let body = self.chat_body(&req, true).await?;
         let resp = self.post("/api/chat", &body).await?;
-        Ok(chunk_builder::translate(
+        Ok(pump(
             http::ndjson_values(resp),
-            ChunkBuilder::new(&self.model_name, req.include_usage()),
-            "`done: true` line",
-            stream_step,
+            ollama_stream(&self.model_name, req.include_usage()),
         ))
     }
 
@@ -595,11 +617,9 @@ mod tests {
                       "done_reason": "stop", "prompt_eval_count": 3, "eval_count": 2}),
             ),
         ];
-        let out: Vec<_> = chunk_builder::translate(
+        let out: Vec<_> = pump(
             futures::stream::iter(lines).boxed(),
-            ChunkBuilder::new("client", true),
-            "done",
-            stream_step,
+            ollama_stream("client", true),
         )
         .map(Result::unwrap)
         .collect()
@@ -613,11 +633,9 @@ mod tests {
     #[tokio::test]
     async fn an_error_line_is_an_error_item() {
         let lines = vec![Ok(json!({"error": "model crashed"}))];
-        let out: Vec<_> = chunk_builder::translate(
+        let out: Vec<_> = pump(
             futures::stream::iter(lines).boxed(),
-            ChunkBuilder::new("client", false),
-            "done",
-            stream_step,
+            ollama_stream("client", false),
         )
         .collect()
         .await;

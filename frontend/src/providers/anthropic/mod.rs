@@ -23,6 +23,7 @@ use crate::provider::{ChunkStream, Provider};
 use crate::providers::http;
 use crate::providers::params::DeploymentParams;
 use crate::providers::resolve::Resolved;
+use crate::providers::stream_pump::{pump, ChunkBuilder};
 use futures::StreamExt;
 use std::time::Duration;
 
@@ -122,8 +123,9 @@ impl Provider for AnthropicProvider {
         req: ChatCompletionRequest,
     ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
         let resp = self.post(&req, true).await?;
-        let translator = stream::ChunkTranslator::new(&self.model_name, req.include_usage());
-        Ok(stream::chunks(http::sse_events(resp), translator))
+        let translator =
+            stream::AnthropicStream::new(ChunkBuilder::new(&self.model_name, req.include_usage()));
+        Ok(pump(http::sse_events(resp), translator))
     }
 
     async fn completion(

@@ -7,25 +7,23 @@
 //! `message_stop` ends the stream (after the usage chunk when asked for).
 //! An `error` event is an `Err` item with the upstream's message; a body
 //! that ends before `message_stop` is an `Err` (502), never a quiet end.
+//! The chunks come from the shared [`ChunkBuilder`] and the stream from
+//! [`crate::providers::stream_pump::pump`].
 
 use super::response::{finish_reason, usage};
 use crate::anthropic::error::status_of;
 use crate::anthropic::types::{AnthropicUsage, BlockDelta, ContentBlock, StreamEvent};
 use crate::error::ProviderError;
-use crate::openai::{unix_now, ChatChunkChoice, ChatCompletionChunk, ChatDelta, FinishReason};
-use crate::provider::ChunkStream;
+use crate::openai::{ChatCompletionChunk, FinishReason};
 use crate::providers::http::{malformed, SseEvent};
-use futures::stream::{BoxStream, StreamExt};
-use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
+use crate::providers::stream_pump::{cut_stream, ChunkBuilder, StreamTranslator};
+use serde_json::Value;
+use std::collections::HashMap;
 
 /// The state of one streamed answer's translation.
 #[derive(Debug)]
-pub struct ChunkTranslator {
-    id: String,
-    created: u64,
-    model: String,
-    include_usage: bool,
+pub struct AnthropicStream {
+    builder: ChunkBuilder,
     /// Anthropic block index → OpenAI tool-call index.
     tools: HashMap<u32, u32>,
     usage: AnthropicUsage,
@@ -33,29 +31,22 @@ pub struct ChunkTranslator {
     done: bool,
 }
 
-impl ChunkTranslator {
-    /// A translator answering as `model`, ending with a usage chunk when
-    /// `include_usage`.
-    pub fn new(model: &str, include_usage: bool) -> Self {
+impl AnthropicStream {
+    /// A translator building its chunks with `builder` (which takes the
+    /// upstream's `msg_...` id at `message_start`).
+    pub fn new(builder: ChunkBuilder) -> Self {
         Self {
-            id: crate::openai::new_id("chatcmpl"),
-            created: unix_now(),
-            model: model.to_owned(),
-            include_usage,
+            builder,
             tools: HashMap::new(),
             usage: AnthropicUsage::default(),
             finished: false,
             done: false,
         }
     }
+}
 
-    /// Whether `message_stop` was seen.
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-
-    /// The chunks one SSE event yields.
-    pub fn on_event(&mut self, ev: &SseEvent) -> Result<Vec<ChatCompletionChunk>, ProviderError> {
+impl StreamTranslator<SseEvent> for AnthropicStream {
+    fn on_event(&mut self, ev: SseEvent) -> Result<Vec<ChatCompletionChunk>, ProviderError> {
         let event: StreamEvent = match serde_json::from_str(&ev.data) {
             Ok(e) => e,
             // An event type newer than this code: skip it, as the SDKs do.
@@ -64,39 +55,32 @@ impl ChunkTranslator {
             }
             Err(e) => return Err(malformed(format!("{e}"), ev.data.as_bytes())),
         };
+        let b = &mut self.builder;
         Ok(match event {
             StreamEvent::MessageStart { message } => {
                 if !message.id.is_empty() {
-                    self.id = message.id;
+                    b.set_id(message.id);
                 }
                 self.usage = message.usage;
-                vec![self.delta(ChatDelta {
-                    role: Some("assistant".to_owned()),
-                    content: Some(String::new()),
-                    tool_calls: None,
-                })]
+                vec![b.content("")]
             }
             StreamEvent::ContentBlockStart {
                 index,
                 content_block,
             } => match content_block {
-                ContentBlock::Text { text } if !text.is_empty() => vec![self.text(text)],
+                ContentBlock::Text { text } if !text.is_empty() => vec![b.content(&text)],
                 ContentBlock::ToolUse { id, name, input } => {
-                    let k = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
-                    self.tools.insert(index, k);
+                    self.tools.insert(index, b.next_tool_call_index());
                     let args = match &input {
                         Value::Object(o) if o.is_empty() => String::new(),
                         other => other.to_string(),
                     };
-                    vec![
-                        self.tool_delta(json!([{"index": k, "id": id, "type": "function",
-                        "function": {"name": name, "arguments": args}}])),
-                    ]
+                    vec![b.tool_call_start(&id, &name, &args)]
                 }
                 _ => Vec::new(),
             },
             StreamEvent::ContentBlockDelta { index, delta } => match delta {
-                BlockDelta::TextDelta { text } if !text.is_empty() => vec![self.text(text)],
+                BlockDelta::TextDelta { text } if !text.is_empty() => vec![b.content(&text)],
                 BlockDelta::InputJsonDelta { partial_json } if !partial_json.is_empty() => {
                     let k = self.tools.get(&index).copied().ok_or_else(|| {
                         malformed(
@@ -104,8 +88,7 @@ impl ChunkTranslator {
                             ev.data.as_bytes(),
                         )
                     })?;
-                    vec![self.tool_delta(json!([{"index": k,
-                        "function": {"arguments": partial_json}}]))]
+                    vec![b.tool_call_arguments_at(k, &partial_json)]
                 }
                 _ => Vec::new(),
             },
@@ -125,21 +108,16 @@ impl ChunkTranslator {
                     .stop_reason
                     .as_ref()
                     .map_or(FinishReason::Stop, finish_reason);
-                vec![self.finish(reason)]
+                self.finished = true;
+                vec![b.finish_chunk(reason)]
             }
             StreamEvent::MessageStop => {
                 let mut out = Vec::new();
                 if !self.finished {
-                    out.push(self.finish(FinishReason::Stop));
+                    self.finished = true;
+                    out.push(b.finish_chunk(FinishReason::Stop));
                 }
-                if self.include_usage {
-                    out.push(ChatCompletionChunk::usage_only(
-                        self.id.clone(),
-                        self.created,
-                        self.model.clone(),
-                        usage(&self.usage),
-                    ));
-                }
+                out.extend(b.usage_chunk(usage(&self.usage)));
                 self.done = true;
                 out
             }
@@ -153,41 +131,12 @@ impl ChunkTranslator {
         })
     }
 
-    fn finish(&mut self, reason: FinishReason) -> ChatCompletionChunk {
-        self.finished = true;
-        let mut chunk = self.delta(ChatDelta::default());
-        for c in &mut chunk.choices {
-            c.finish_reason = Some(reason);
-        }
-        chunk
+    fn is_done(&self) -> bool {
+        self.done
     }
 
-    fn text(&self, text: String) -> ChatCompletionChunk {
-        self.delta(ChatDelta {
-            content: Some(text),
-            ..ChatDelta::default()
-        })
-    }
-
-    fn tool_delta(&self, calls: Value) -> ChatCompletionChunk {
-        self.delta(ChatDelta {
-            tool_calls: Some(calls),
-            ..ChatDelta::default()
-        })
-    }
-
-    fn delta(&self, delta: ChatDelta) -> ChatCompletionChunk {
-        ChatCompletionChunk::new(
-            self.id.clone(),
-            self.created,
-            self.model.clone(),
-            vec![ChatChunkChoice {
-                index: 0,
-                delta,
-                logprobs: None,
-                finish_reason: None,
-            }],
-        )
+    fn finish(&mut self) -> Result<Vec<ChatCompletionChunk>, ProviderError> {
+        Err(cut_stream("anthropic", "message_stop"))
     }
 }
 
@@ -202,49 +151,14 @@ const KNOWN: [&str; 8] = [
     "error",
 ];
 
-/// The chunk stream of an Anthropic SSE body. Ends after `message_stop`;
-/// an `error` event, a broken body, or an end before `message_stop` is a
-/// final `Err` item.
-pub fn chunks(
-    events: BoxStream<'static, Result<SseEvent, ProviderError>>,
-    translator: ChunkTranslator,
-) -> ChunkStream<ChatCompletionChunk> {
-    let state = (Some(events), translator, VecDeque::new());
-    futures::stream::unfold(state, |(mut events, mut tr, mut pending)| async move {
-        loop {
-            if let Some(chunk) = pending.pop_front() {
-                return Some((Ok(chunk), (events, tr, pending)));
-            }
-            let stream = events.as_mut()?;
-            if tr.is_done() {
-                return None;
-            }
-            let item = match stream.next().await {
-                Some(Ok(ev)) => tr.on_event(&ev),
-                Some(Err(e)) => Err(e),
-                None => Err(ProviderError::Upstream {
-                    status: 502,
-                    message: "the anthropic stream ended before message_stop".to_owned(),
-                    retry_after: None,
-                }),
-            };
-            match item {
-                Ok(out) => pending.extend(out),
-                Err(e) => {
-                    events = None;
-                    return Some((Err(e), (events, tr, pending)));
-                }
-            }
-        }
-    })
-    .boxed()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+    use crate::providers::stream_pump::pump;
+    use futures::stream::StreamExt;
+    use serde_json::json;
 
     fn ev(name: &str, data: Value) -> Result<SseEvent, ProviderError> {
         Ok(SseEvent {
@@ -316,9 +230,12 @@ mod tests {
         include_usage: bool,
     ) -> Vec<Result<ChatCompletionChunk, ProviderError>> {
         let s = futures::stream::iter(events).boxed();
-        chunks(s, ChunkTranslator::new("mine", include_usage))
-            .collect()
-            .await
+        pump(
+            s,
+            AnthropicStream::new(ChunkBuilder::new("mine", include_usage)),
+        )
+        .collect()
+        .await
     }
 
     #[tokio::test]

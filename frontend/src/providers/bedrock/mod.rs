@@ -22,12 +22,11 @@ use super::check_chat_params;
 use super::http;
 use super::params::DeploymentParams;
 use super::resolve::Resolved;
-use super::stream_pump::pump;
+use super::stream_pump::{pump, ChunkBuilder};
 use crate::error::ProviderError;
 use crate::openai::{
-    new_id, unix_now, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse,
-    CompletionChunk, CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse,
-    ModelCard,
+    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk,
+    CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse, ModelCard,
 };
 use crate::provider::{unsupported, ChunkStream, Provider};
 use serde::Deserialize;
@@ -205,12 +204,8 @@ impl Provider for BedrockProvider {
             "application/vnd.amazon.eventstream",
         );
         let resp = http::send(builder, self.timeout).await?;
-        let translator = stream::BedrockStream::new(
-            new_id("chatcmpl"),
-            unix_now(),
-            self.model_name.clone(),
-            req.include_usage(),
-        );
+        let translator =
+            stream::BedrockStream::new(ChunkBuilder::new(&self.model_name, req.include_usage()));
         Ok(pump(stream::frames(resp), translator))
     }
 

@@ -9,14 +9,14 @@
 
 use super::response::{finish_reason, TokenUsage};
 use crate::error::ProviderError;
-use crate::openai::{ChatChunkChoice, ChatCompletionChunk, ChatDelta, FinishReason, Usage};
+use crate::openai::{ChatCompletionChunk, FinishReason, Usage};
 use crate::providers::http::malformed;
-use crate::providers::stream_pump::{cut_stream, StreamTranslator};
+use crate::providers::stream_pump::{cut_stream, ChunkBuilder, StreamTranslator};
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::Message;
 use bytes::BytesMut;
 use futures::stream::{BoxStream, StreamExt};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// One decoded event-stream message.
@@ -61,7 +61,7 @@ pub fn frames(resp: reqwest::Response) -> BoxStream<'static, Result<Frame, Provi
                     return Some((Err(err), None));
                 }
                 None if buf.is_empty() => return None,
-                None => return Some((Err(cut_stream("Bedrock")), None)),
+                None => return Some((Err(cut_stream("Bedrock", "its final event")), None)),
             }
         }
     })
@@ -134,11 +134,7 @@ fn exception_status(kind: &str) -> u16 {
 /// One streamed response's translation state.
 #[derive(Debug)]
 pub struct BedrockStream {
-    id: String,
-    created: u64,
-    model: String,
-    include_usage: bool,
-    role_sent: bool,
+    builder: ChunkBuilder,
     /// contentBlockIndex → OpenAI tool-call index.
     tool_blocks: HashMap<u64, u32>,
     stop: Option<FinishReason>,
@@ -146,37 +142,14 @@ pub struct BedrockStream {
 }
 
 impl BedrockStream {
-    /// A translator answering as `model` (the client's name).
-    pub fn new(id: String, created: u64, model: String, include_usage: bool) -> Self {
+    /// A translator building its chunks with `builder`.
+    pub fn new(builder: ChunkBuilder) -> Self {
         Self {
-            id,
-            created,
-            model,
-            include_usage,
-            role_sent: false,
+            builder,
             tool_blocks: HashMap::new(),
             stop: None,
             usage: None,
         }
-    }
-
-    fn chunk(&mut self, delta: ChatDelta, finish: Option<FinishReason>) -> ChatCompletionChunk {
-        let mut delta = delta;
-        if !self.role_sent {
-            self.role_sent = true;
-            delta.role = Some("assistant".to_owned());
-        }
-        ChatCompletionChunk::new(
-            self.id.clone(),
-            self.created,
-            self.model.clone(),
-            vec![ChatChunkChoice {
-                index: 0,
-                delta,
-                logprobs: None,
-                finish_reason: finish,
-            }],
-        )
     }
 
     fn on_payload(&mut self, event_type: &str, p: &Value) -> Vec<ChatCompletionChunk> {
@@ -185,62 +158,36 @@ impl BedrockStream {
             .and_then(Value::as_u64)
             .unwrap_or(0);
         match event_type {
-            "messageStart" if !self.role_sent => vec![self.chunk(
-                ChatDelta {
-                    content: Some(String::new()),
-                    ..ChatDelta::default()
-                },
-                None,
-            )],
+            "messageStart" if !self.builder.role_sent() => vec![self.builder.content("")],
             "contentBlockStart" => match p.pointer("/start/toolUse") {
                 Some(tu) => {
-                    let index = self.tool_blocks.len() as u32;
-                    self.tool_blocks.insert(block, index);
-                    let call = json!([{"index": index,
-                        "id": tu.get("toolUseId").cloned().unwrap_or(Value::Null),
-                        "type": "function",
-                        "function": {"name": tu.get("name").cloned().unwrap_or(Value::Null),
-                                     "arguments": ""}}]);
-                    vec![self.chunk(
-                        ChatDelta {
-                            tool_calls: Some(call),
-                            ..ChatDelta::default()
-                        },
-                        None,
-                    )]
+                    let field = |k: &str| tu.get(k).and_then(Value::as_str).unwrap_or_default();
+                    self.tool_blocks
+                        .insert(block, self.builder.next_tool_call_index());
+                    vec![self
+                        .builder
+                        .tool_call_start(field("toolUseId"), field("name"), "")]
                 }
                 None => Vec::new(),
             },
             "contentBlockDelta" => {
                 if let Some(text) = p.pointer("/delta/text").and_then(Value::as_str) {
-                    return vec![self.chunk(
-                        ChatDelta {
-                            content: Some(text.to_owned()),
-                            ..ChatDelta::default()
-                        },
-                        None,
-                    )];
+                    return vec![self.builder.content(text)];
                 }
                 match (
                     p.pointer("/delta/toolUse/input").and_then(Value::as_str),
                     self.tool_blocks.get(&block).copied(),
                 ) {
-                    (Some(input), Some(index)) => vec![self.chunk(
-                        ChatDelta {
-                            tool_calls: Some(
-                                json!([{"index": index, "function": {"arguments": input}}]),
-                            ),
-                            ..ChatDelta::default()
-                        },
-                        None,
-                    )],
+                    (Some(input), Some(index)) => {
+                        vec![self.builder.tool_call_arguments_at(index, input)]
+                    }
                     _ => Vec::new(),
                 }
             }
             "messageStop" => {
                 let reason = finish_reason(p.get("stopReason").and_then(Value::as_str));
                 self.stop = Some(reason);
-                vec![self.chunk(ChatDelta::default(), Some(reason))]
+                vec![self.builder.finish_chunk(reason)]
             }
             "metadata" => {
                 if let Some(u) = p.get("usage") {
@@ -268,18 +215,13 @@ impl StreamTranslator<Frame> for BedrockStream {
 
     fn finish(&mut self) -> Result<Vec<ChatCompletionChunk>, ProviderError> {
         if self.stop.is_none() {
-            return Err(cut_stream("Bedrock"));
+            return Err(cut_stream("Bedrock", "its final event"));
         }
-        Ok(if self.include_usage {
-            vec![ChatCompletionChunk::usage_only(
-                self.id.clone(),
-                self.created,
-                self.model.clone(),
-                self.usage.clone().unwrap_or_default(),
-            )]
-        } else {
-            Vec::new()
-        })
+        Ok(self
+            .builder
+            .usage_chunk(self.usage.clone().unwrap_or_default())
+            .into_iter()
+            .collect())
     }
 }
 
@@ -290,6 +232,7 @@ mod tests {
     use super::*;
     use aws_smithy_eventstream::frame::write_message_to;
     use aws_smithy_types::event_stream::{Header, HeaderValue};
+    use serde_json::json;
 
     fn message(headers: &[(&str, &str)], payload: Value) -> Message {
         let mut m = Message::new(payload.to_string().into_bytes());
@@ -354,7 +297,7 @@ mod tests {
 
     #[test]
     fn text_and_tool_stream() {
-        let mut s = BedrockStream::new("c".into(), 1, "b".into(), true);
+        let mut s = BedrockStream::new(ChunkBuilder::new("b", true));
         let mut out = Vec::new();
         for f in [
             event("messageStart", json!({"role": "assistant"})),
@@ -427,7 +370,7 @@ mod tests {
 
     #[test]
     fn missing_message_stop_is_cut() {
-        let mut s = BedrockStream::new("c".into(), 1, "b".into(), false);
+        let mut s = BedrockStream::new(ChunkBuilder::new("b", false));
         s.on_event(event("messageStart", json!({"role": "assistant"})))
             .unwrap();
         assert_eq!(s.finish().unwrap_err().status(), 502);

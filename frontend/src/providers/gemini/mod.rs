@@ -16,12 +16,11 @@ use super::chat_as_completion;
 use super::http;
 use super::params::DeploymentParams;
 use super::resolve::{ProviderKind, Resolved};
-use super::stream_pump::pump;
+use super::stream_pump::{pump, ChunkBuilder};
 use crate::error::ProviderError;
 use crate::openai::{
-    new_id, unix_now, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse,
-    CompletionChunk, CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse,
-    ModelCard,
+    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk,
+    CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse, ModelCard,
 };
 use crate::provider::{unsupported, ChunkStream, Provider};
 use crate::providers::check_chat_params;
@@ -254,12 +253,8 @@ impl Provider for GeminiProvider {
                 .url(&self.upstream_model, "streamGenerateContent")
         );
         let resp = self.send(self.post(&url, &body)).await?;
-        let translator = stream::GeminiStream::new(
-            new_id("chatcmpl"),
-            unix_now(),
-            self.model_name.clone(),
-            req.include_usage(),
-        );
+        let translator =
+            stream::GeminiStream::new(ChunkBuilder::new(&self.model_name, req.include_usage()));
         Ok(pump(http::sse_events(resp), translator))
     }
 

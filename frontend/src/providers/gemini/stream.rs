@@ -9,7 +9,7 @@ use super::response::{candidate_finish, tool_call_json, GenerateContentResponse}
 use crate::error::ProviderError;
 use crate::openai::{ChatChunkChoice, ChatCompletionChunk, ChatDelta, Usage};
 use crate::providers::http::{malformed, SseEvent};
-use crate::providers::stream_pump::{cut_stream, StreamTranslator};
+use crate::providers::stream_pump::{cut_stream, ChunkBuilder, StreamTranslator};
 use serde_json::Value;
 
 #[derive(Debug, Default)]
@@ -22,29 +22,20 @@ struct CandidateState {
 /// One streamed response's translation state.
 #[derive(Debug)]
 pub struct GeminiStream {
-    id: String,
-    created: u64,
-    model: String,
-    include_usage: bool,
+    builder: ChunkBuilder,
     candidates: Vec<CandidateState>,
     usage: Option<Usage>,
 }
 
 impl GeminiStream {
-    /// A translator answering as `model` (the client's name).
-    pub fn new(id: String, created: u64, model: String, include_usage: bool) -> Self {
+    /// A translator building its chunks with `builder` (each candidate
+    /// keeps its own role and tool-call numbering).
+    pub fn new(builder: ChunkBuilder) -> Self {
         Self {
-            id,
-            created,
-            model,
-            include_usage,
+            builder,
             candidates: Vec::new(),
             usage: None,
         }
-    }
-
-    fn chunk(&self, choices: Vec<ChatChunkChoice>) -> ChatCompletionChunk {
-        ChatCompletionChunk::new(self.id.clone(), self.created, self.model.clone(), choices)
     }
 
     /// The chunks of one parsed event.
@@ -103,7 +94,7 @@ impl GeminiStream {
         Ok(if choices.is_empty() {
             Vec::new()
         } else {
-            vec![self.chunk(choices)]
+            vec![self.builder.choices(choices)]
         })
     }
 }
@@ -120,7 +111,7 @@ impl StreamTranslator<SseEvent> for GeminiStream {
 
     fn finish(&mut self) -> Result<Vec<ChatCompletionChunk>, ProviderError> {
         if self.candidates.is_empty() || self.candidates.iter().any(|c| c.finish.is_none()) {
-            return Err(cut_stream("Gemini"));
+            return Err(cut_stream("Gemini", "its final event"));
         }
         let choices = self
             .candidates
@@ -136,15 +127,11 @@ impl StreamTranslator<SseEvent> for GeminiStream {
                 )),
             })
             .collect();
-        let mut out = vec![self.chunk(choices)];
-        if self.include_usage {
-            out.push(ChatCompletionChunk::usage_only(
-                self.id.clone(),
-                self.created,
-                self.model.clone(),
-                self.usage.clone().unwrap_or_default(),
-            ));
-        }
+        let mut out = vec![self.builder.choices(choices)];
+        out.extend(
+            self.builder
+                .usage_chunk(self.usage.clone().unwrap_or_default()),
+        );
         Ok(out)
     }
 }
@@ -166,7 +153,7 @@ mod tests {
 
     #[test]
     fn text_stream_with_usage() {
-        let mut s = GeminiStream::new("chatcmpl-1".into(), 1, "g".into(), true);
+        let mut s = GeminiStream::new(ChunkBuilder::new("g", true));
         let mut out = Vec::new();
         for e in [
             json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]}, "index": 0}],
@@ -189,7 +176,7 @@ mod tests {
 
     #[test]
     fn tool_call_deltas_carry_index_and_finish_tool_calls() {
-        let mut s = GeminiStream::new("c".into(), 1, "g".into(), false);
+        let mut s = GeminiStream::new(ChunkBuilder::new("g", false));
         let out = s
             .on_event(ev(json!({"candidates": [{"content": {"parts": [
                 {"functionCall": {"name": "a", "args": {"x": 1}}},
@@ -209,13 +196,13 @@ mod tests {
 
     #[test]
     fn cut_stream_and_error_event_are_errors() {
-        let mut s = GeminiStream::new("c".into(), 1, "g".into(), false);
+        let mut s = GeminiStream::new(ChunkBuilder::new("g", false));
         s.on_event(ev(
             json!({"candidates": [{"content": {"parts": [{"text": "a"}]}}]}),
         ))
         .unwrap();
         assert_eq!(s.finish().unwrap_err().status(), 502);
-        let mut s = GeminiStream::new("c".into(), 1, "g".into(), false);
+        let mut s = GeminiStream::new(ChunkBuilder::new("g", false));
         let err = s
             .on_event(ev(json!({"error": {"code": 503, "message": "overloaded"}})))
             .unwrap_err();
