@@ -78,3 +78,73 @@ def expected_smollm2():
     if not path.exists():
         pytest.fail(f"{path} missing: run scripts/fixtures/llama_parity.py")
     return json.loads(path.read_text())
+
+
+AIMOCK_CLI = ROOT / "tests" / "node_modules" / "@copilotkit" / "aimock" / "dist" / "cli.js"
+
+
+class Aimock:
+    """`@copilotkit/aimock` (the pinned third-party mock of the providers'
+    wire formats) on a free port over `fixtures`, with extra CLI flags
+    (chaos rates)."""
+
+    def __init__(self, fixtures: Path, extra_args=(), log: Path = None):
+        if not AIMOCK_CLI.exists():
+            raise RuntimeError(f"{AIMOCK_CLI} missing: npm ci --prefix tests")
+        self.log = log or Path(f"/tmp/aimock-{os.getpid()}.log")
+        self.proc = subprocess.Popen(
+            ["node", str(AIMOCK_CLI), "--port", "0", "--log-level", "info",
+             "--fixtures", str(fixtures), *extra_args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # A reader thread keeps draining aimock's output (so it never blocks
+        # on a full pipe) and hands over the "listening on URL" line.
+        import queue
+        import threading
+        urls = queue.Queue()
+        threading.Thread(target=self._drain, args=(urls,), daemon=True).start()
+        try:
+            self.url = urls.get(timeout=30)
+        except queue.Empty:
+            self.proc.kill()
+            raise RuntimeError(f"aimock did not start within 30 s: see {self.log}")
+
+    def _drain(self, urls):
+        with open(self.log, "a") as f:
+            for line in self.proc.stdout:
+                f.write(line)
+                f.flush()
+                if "listening on " in line:
+                    urls.put(line.split("listening on ", 1)[1].strip().rstrip("/"))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Gateway:
+    """`engine serve --config <config>`: the gateway alone (no local model
+    unless the config names one), on a free port, once healthy."""
+
+    def __init__(self, config_text: str, tmp: Path, env=None, extra_args=()):
+        if not ENGINE.exists():
+            raise RuntimeError(f"{ENGINE} missing: cargo build -p engine -p workers --bins")
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.config = tmp / f"config-{self.port}.yaml"
+        self.config.write_text(config_text)
+        self.log = tmp / f"gateway-{self.port}.log"
+        self.proc = subprocess.Popen(
+            [str(ENGINE), "serve", "--config", str(self.config), "--host", "127.0.0.1",
+             "--port", str(self.port), *extra_args],
+            cwd=ROOT, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})})
+        wait_healthy(self.base, self.proc, self.log)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()

@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""The gateway's overhead: `engine serve --config` in front of a fast static
+upstream (nginx from Debian answering a fixed OpenAI chat completion)
+against calling that upstream directly, in the same run, with `oha` as the
+load tool.
+
+Two measurements, each gateway-vs-direct:
+- latency at a fixed rate (--rate, default 1,000 requests/s, with oha's
+  latency correction so a stall is not hidden by coordinated omission):
+  p50 and p99, and the added latency (gateway minus direct);
+- maximum throughput: requests/s with --connections open connections and no
+  rate limit.
+
+Prints a table and writes bench/results/gateway_cpu.json (or --out).
+
+Needs: `nginx` (Debian: apt-get install nginx-light) and `oha` (cargo
+install oha --locked; found on PATH or in .tools/bin), and the release
+engine (cargo build --release -p engine). Extra gateway flags after `--`.
+
+Usage: python scripts/bench_gateway.py [--duration 10] [--rate 1000]
+       [--connections 64] [--config-extra FILE.yaml] [--label NAME]
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+UPSTREAM_BODY = json.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "bench",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+})
+REQUEST_BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}],
+                           "max_tokens": 1})
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_tool(name, extra_dirs):
+    for d in extra_dirs:
+        p = Path(d) / name
+        if p.exists():
+            return str(p)
+    return shutil.which(name)
+
+
+def start_nginx(tmp: Path, port: int) -> subprocess.Popen:
+    """nginx (one worker, no access log) answering the static completion."""
+    nginx = find_tool("nginx", ["/usr/sbin"])
+    if not nginx:
+        sys.exit("nginx not found: apt-get install nginx-light")
+    body = UPSTREAM_BODY.replace("'", "\\'")
+    conf = tmp / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{port};
+    location /v1/chat/completions {{
+      default_type application/json;
+      return 200 '{body}';
+    }}
+  }}
+}}
+""")
+    proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    wait_port(port, proc, "nginx")
+    return proc
+
+
+def start_gateway(binary: Path, tmp: Path, port: int, upstream_port: int, extra_yaml: str,
+                  extra_args) -> subprocess.Popen:
+    """`engine serve --config` with one deployment: the nginx upstream."""
+    config = tmp / "gateway.yaml"
+    config.write_text(f"""
+model_list:
+  - model_name: bench
+    litellm_params:
+      model: openai/bench
+      api_base: http://127.0.0.1:{upstream_port}/v1
+      api_key: sk-bench
+{extra_yaml}
+""")
+    log = tmp / "gateway.log"
+    proc = subprocess.Popen(
+        [str(binary), "serve", "--config", str(config), "--host", "127.0.0.1",
+         "--port", str(port), *extra_args],
+        cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")})
+    wait_port(port, proc, f"the gateway (log: {log})")
+    return proc
+
+
+def wait_port(port, proc, what):
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"{what} exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    proc.kill()
+    sys.exit(f"{what} did not start listening on {port}")
+
+
+def oha(tool, url, duration, connections, rate=None, headers=()):
+    """One oha run; returns (requests/s, p50 ms, p99 ms, success rate, non-200 count)."""
+    cmd = [tool, "-z", f"{duration}s", "-c", str(connections), "--no-tui",
+           "--output-format", "json", "-m", "POST",
+           "-H", "content-type: application/json", "-d", REQUEST_BODY]
+    for h in headers:
+        cmd += ["-H", h]
+    if rate:
+        cmd += ["-q", str(rate), "--latency-correction"]
+    out = subprocess.run(cmd + [url], check=True, capture_output=True, text=True).stdout
+    r = json.loads(out)
+    codes = r.get("statusCodeDistribution", {})
+    ok = int(codes.get("200", 0))
+    total = sum(int(v) for v in codes.values())
+    return {
+        "requests_per_s": r["summary"]["requestsPerSec"],
+        "p50_ms": r["latencyPercentiles"]["p50"] * 1e3,
+        "p99_ms": r["latencyPercentiles"]["p99"] * 1e3,
+        "success_rate": r["summary"]["successRate"],
+        "non_200": total - ok,
+        "status_codes": codes,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--binary", type=Path, default=ROOT / "target" / "release" / "engine")
+    ap.add_argument("--duration", type=int, default=10, help="seconds per oha run")
+    ap.add_argument("--rate", type=int, default=1000, help="requests/s of the latency runs")
+    ap.add_argument("--connections", type=int, default=64, help="connections of the max runs")
+    ap.add_argument("--config-extra", type=Path,
+                    help="YAML appended to the gateway config (auth, limits, logging)")
+    ap.add_argument("--header", action="append", default=[],
+                    help="extra request header for the gateway runs (e.g. an API key)")
+    ap.add_argument("--label", default="plain")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gateway_cpu.json")
+    ap.add_argument("gateway_args", nargs="*")
+    args = ap.parse_args()
+
+    tool = find_tool("oha", [ROOT / ".tools" / "bin"])
+    if not tool:
+        sys.exit("oha not found: cargo install oha --locked --root .tools")
+    if not args.binary.exists():
+        sys.exit(f"{args.binary} missing: cargo build --release -p engine")
+    extra_yaml = args.config_extra.read_text() if args.config_extra else ""
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        up_port, gw_port = free_port(), free_port()
+        nginx = start_nginx(tmp, up_port)
+        gateway = start_gateway(args.binary, tmp, gw_port, up_port, extra_yaml, args.gateway_args)
+        try:
+            direct_url = f"http://127.0.0.1:{up_port}/v1/chat/completions"
+            gateway_url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
+            # Warm both paths (connection pools, allocator).
+            oha(tool, direct_url, 2, 8)
+            oha(tool, gateway_url, 2, 8, headers=args.header)
+            runs = {
+                "direct_fixed_rate": oha(tool, direct_url, args.duration, 16, args.rate),
+                "gateway_fixed_rate": oha(tool, gateway_url, args.duration, 16, args.rate,
+                                          headers=args.header),
+                "direct_max": oha(tool, direct_url, args.duration, args.connections),
+                "gateway_max": oha(tool, gateway_url, args.duration, args.connections,
+                                   headers=args.header),
+            }
+        finally:
+            gateway.terminate()
+            nginx.terminate()
+            gateway.wait(timeout=20)
+            nginx.wait(timeout=20)
+
+    d, g = runs["direct_fixed_rate"], runs["gateway_fixed_rate"]
+    dm, gm = runs["direct_max"], runs["gateway_max"]
+    summary = {
+        "added_p50_ms": g["p50_ms"] - d["p50_ms"],
+        "added_p99_ms": g["p99_ms"] - d["p99_ms"],
+        "gateway_max_rps": gm["requests_per_s"],
+        "direct_max_rps": dm["requests_per_s"],
+        "max_rps_ratio": gm["requests_per_s"] / dm["requests_per_s"],
+    }
+    print(f"\ngateway overhead ({args.label}), {args.rate} req/s for {args.duration} s, "
+          f"then max with {args.connections} connections")
+    print(f"| {'run':<22} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'non-200':>7} |")
+    print(f"|{'-' * 24}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 9}|")
+    for name, r in runs.items():
+        print(f"| {name:<22} | {r['requests_per_s']:>9.0f} | {r['p50_ms']:>7.3f} | "
+              f"{r['p99_ms']:>7.3f} | {r['non_200']:>7} |")
+    print(f"\nadded latency at {args.rate} req/s: p50 {summary['added_p50_ms']:.3f} ms, "
+          f"p99 {summary['added_p99_ms']:.3f} ms (goal: p99 < 1 ms)")
+    print(f"max throughput: gateway {summary['gateway_max_rps']:.0f} req/s = "
+          f"{summary['max_rps_ratio']:.2f}x direct {summary['direct_max_rps']:.0f} "
+          f"(goal: >= 10,000 req/s)")
+    result = {
+        "label": args.label,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "rate": args.rate, "duration_s": args.duration, "connections": args.connections,
+        "runs": runs, "summary": summary,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
