@@ -386,6 +386,15 @@ impl Router {
         }
     }
 
+    /// When the first cooling deployment of `model` comes back, if any
+    /// is cooling.
+    fn first_back(&self, model: &str) -> Option<Instant> {
+        self.deployments(model)
+            .iter()
+            .filter_map(|d| d.cooldown_until())
+            .min()
+    }
+
     /// Attempts within one model group: the first try plus its retries.
     async fn in_group<T: Routed>(
         &self,
@@ -401,10 +410,28 @@ impl Router {
             let (index, d, has_alternative) =
                 match self.pick(model, &exclude, est_tokens, T::STREAMING) {
                     Ok(picked) => picked,
-                    // On a retry with every deployment now cooling, the
-                    // client (and the fallback choice) gets the upstream's
-                    // error, not the router's "cooling down".
-                    Err(e) => return Err(last_err.unwrap_or(e)),
+                    Err(e) => {
+                        // Every deployment is cooling down: while retries
+                        // are left and the first one is back before the
+                        // deadline, wait for it (a cooldown is a 429's
+                        // Retry-After or a short pause, not an outage).
+                        let back = self.first_back(model);
+                        let retries_left = retries_done < self.shared.policy.num_retries;
+                        if let Some(back) =
+                            back.filter(|b| retries_left && deadline.is_none_or(|dl| *b < dl))
+                        {
+                            tracing::debug!(
+                                model,
+                                "every deployment cooling; waiting for the first"
+                            );
+                            tokio::time::sleep_until(back).await;
+                            retries_done += 1;
+                            continue;
+                        }
+                        // The client (and the fallback choice) gets the
+                        // upstream's error, not the router's "cooling down".
+                        return Err(last_err.unwrap_or(e));
+                    }
                 };
             let guard = d.start();
             let started = Instant::now();

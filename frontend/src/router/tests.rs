@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
+use crate::config::policy::DEFAULT_COOLDOWN;
 use crate::config::{RetryPolicy, RoutingStrategy};
 use crate::openai::Usage;
 use crate::providers::params::DeploymentParams;
@@ -1153,7 +1154,7 @@ async fn with_a_fifth_of_upstream_calls_failing_nearly_every_request_succeeds() 
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_retry_that_finds_every_deployment_cooling_returns_the_upstream_error() {
+async fn every_deployment_cooling_waits_for_the_first_back_within_the_deadline() {
     let a = Scripted::failing("a", up(500, None));
     let b = Scripted::failing("b", up(500, None));
     let (r, _) = router(
@@ -1164,11 +1165,39 @@ async fn a_retry_that_finds_every_deployment_cooling_returns_the_upstream_error(
             ..RouterPolicy::default()
         },
     );
-    // a and b each fail once and cool down; the third pick finds none.
+    // a and b fail and cool down; instead of giving up, the router waits
+    // for the first to come back (a wait spends a retry) and calls again,
+    // until retries run out; the client gets the upstream's error.
+    let started = tokio::time::Instant::now();
+    assert_eq!(r.chat(req("m")).await.unwrap_err(), up(500, None));
+    let calls = a.calls() + b.calls();
+    assert!((3..=6).contains(&calls), "{calls} calls for 5 retries");
+    let waited = started.elapsed();
+    assert!(
+        waited >= DEFAULT_COOLDOWN,
+        "it waited for the cooldown: {waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_deployment_cooling_past_the_deadline_fails_fast() {
+    let a = Scripted::failing("a", up(500, None));
+    let b = Scripted::failing("b", up(500, None));
+    let (r, _) = router(
+        vec![spec("m", &a, plain()), spec("m", &b, plain())],
+        RouterPolicy {
+            num_retries: 5,
+            allowed_fails: Some(0),
+            timeout: Some(DEFAULT_COOLDOWN / 2),
+            ..RouterPolicy::default()
+        },
+    );
+    // Both cool down for longer than the request may take: no waiting.
     assert_eq!(r.chat(req("m")).await.unwrap_err(), up(500, None));
     assert_eq!(a.calls() + b.calls(), 2);
-    // A new request fails fast, naming the model.
+    // A new request finds none, cannot wait either, and says so.
     let err = r.chat(req("m")).await.unwrap_err();
     assert_eq!(err.status(), 429);
     assert!(err.to_string().contains("cooling down"));
+    assert_eq!(a.calls() + b.calls(), 2);
 }
