@@ -197,23 +197,28 @@ fn answer(r: &ChatCompletionResponse) -> String {
     r.choices[0].message.content.clone().unwrap()
 }
 
+/// The value of `name` with `labels` in the registry's text exposition
+/// (not the protobuf structs, whose API changes with prometheus' features,
+/// which the workspace unifies differently from this crate alone).
 fn metric(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
-    for family in registry.gather() {
-        if family.name() != name {
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
             continue;
+        };
+        let Some((label_part, value)) = rest.rsplit_once(' ') else {
+            continue;
+        };
+        if !(label_part.is_empty() || label_part.starts_with('{')) {
+            continue; // a longer name that starts with `name`
         }
-        for m in family.get_metric() {
-            let matches = labels.iter().all(|(k, v)| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == *k && l.value() == *v)
-            });
-            if matches {
-                if family.get_field_type() == prometheus::proto::MetricType::COUNTER {
-                    return m.get_counter().get_value();
-                }
-                return m.get_gauge().get_value();
-            }
+        if labels
+            .iter()
+            .all(|(k, v)| label_part.contains(&format!("{k}=\"{v}\"")))
+        {
+            return value.parse().unwrap();
         }
     }
     0.0
