@@ -38,6 +38,22 @@ pub async fn send(req: RequestBuilder, timeout: Duration) -> Result<Response, Pr
     }
 }
 
+/// POSTs `body` as JSON to `url`, with `api_key` as a Bearer token when
+/// there is one: the request most adapters make.
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: String,
+    api_key: Option<&str>,
+    body: &Value,
+    timeout: Duration,
+) -> Result<Response, ProviderError> {
+    let mut req = client.post(url).json(body);
+    if let Some(key) = api_key {
+        req = req.bearer_auth(key);
+    }
+    send(req, timeout).await
+}
+
 /// Reads a successful response's JSON body (the caller's `timeout` on the
 /// request covers it); a body that is not the JSON expected is a `502`.
 pub async fn json_body<T: serde::de::DeserializeOwned>(resp: Response) -> Result<T, ProviderError> {

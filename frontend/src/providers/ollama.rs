@@ -71,9 +71,7 @@ impl OllamaProvider {
         client: reqwest::Client,
     ) -> Result<Self, ProviderError> {
         let base = params
-            .api_base
-            .as_deref()
-            .filter(|b| !b.trim().is_empty())
+            .api_base()
             .unwrap_or(OLLAMA_BASE)
             .trim_end_matches('/')
             .to_owned();
@@ -82,18 +80,22 @@ impl OllamaProvider {
             model_name: model_name.to_owned(),
             upstream_model: resolved.upstream_model,
             base,
-            api_key: params.api_key.clone().filter(|k| !k.is_empty()),
+            api_key: params.api_key(),
             timeout: params.timeout(),
             drop_params: params.drops_params(),
         })
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<reqwest::Response, ProviderError> {
-        let mut req = self.client.post(format!("{}{path}", self.base)).json(body);
-        if let Some(key) = &self.api_key {
-            req = req.bearer_auth(key);
-        }
-        http::send(req, self.timeout).await
+        let url = format!("{}{path}", self.base);
+        http::post_json(
+            &self.client,
+            url,
+            self.api_key.as_deref(),
+            body,
+            self.timeout,
+        )
+        .await
     }
 
     /// The `/api/chat` body for `req`, images fetched where needed.

@@ -460,9 +460,7 @@ impl OpenAiProvider {
             }
         };
         let base = params
-            .api_base
-            .as_deref()
-            .filter(|b| !b.trim().is_empty())
+            .api_base()
             .or(default_base)
             .ok_or_else(|| {
                 ProviderError::invalid(
@@ -481,7 +479,7 @@ impl OpenAiProvider {
                 client,
                 model_name: model_name.to_owned(),
                 upstream_model: resolved.upstream_model,
-                auth: Auth::Bearer(params.api_key.clone().filter(|k| !k.is_empty())),
+                auth: Auth::Bearer(params.api_key()),
                 timeout: params.timeout(),
                 drop_params: params.drops_params(),
                 provider,

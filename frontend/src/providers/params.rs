@@ -93,6 +93,20 @@ impl DeploymentParams {
             .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64)
     }
 
+    /// `api_base` without a trailing slash, when set and not blank.
+    pub fn api_base(&self) -> Option<&str> {
+        self.api_base
+            .as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .map(|b| b.trim_end_matches('/'))
+    }
+
+    /// `api_key` when set and not empty (an empty one means "no key").
+    pub fn api_key(&self) -> Option<String> {
+        self.api_key.clone().filter(|k| !k.is_empty())
+    }
+
     /// Whether unsupported parameters are dropped (see `drop_params`).
     pub fn drops_params(&self) -> bool {
         self.drop_params.unwrap_or(false)
