@@ -4,6 +4,10 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
+# CI builds once from scratch: incremental caches would only take disk.
+if [[ -n "${CI:-}" ]]; then
+  export CARGO_INCREMENTAL=0
+fi
 
 bash scripts/setup.sh
 
