@@ -30,6 +30,7 @@ pub mod providers;
 pub mod router;
 pub mod routes;
 mod sse;
+pub mod store;
 
 pub use app::{router, serve, AppState, DEFAULT_BODY_LIMIT};
 pub use error::{ErrorBody, ErrorDetail, GatewayError, ProviderError};
