@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod openai;
 pub mod provider;
 pub mod providers;
+pub mod ratelimit;
 pub mod router;
 pub mod routes;
 mod sse;
