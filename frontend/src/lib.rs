@@ -20,6 +20,7 @@
 
 pub mod anthropic;
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod extract;
