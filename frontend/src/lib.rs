@@ -20,6 +20,7 @@
 
 pub mod anthropic;
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod openai;
 pub mod provider;
 pub mod providers;
+pub mod ratelimit;
 pub mod router;
 pub mod routes;
 mod sse;
