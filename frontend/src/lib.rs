@@ -25,6 +25,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openai;
+pub mod pricing;
 pub mod provider;
 pub mod providers;
 pub mod router;
