@@ -23,6 +23,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod guardrails;
 pub mod metrics;
 pub mod openai;
 pub mod pricing;
