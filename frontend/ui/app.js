@@ -394,6 +394,7 @@ function niceTicks(max, count = 5) {
 }
 
 function tickLabel(v, step) {
+  if (v === 0) return "$0";
   const decimals = Math.min(10, Math.max(0, -Math.floor(Math.log10(step))));
   return `$${v.toFixed(decimals)}`;
 }
