@@ -300,7 +300,8 @@ async function deleteKey(token, label) {
 // -------------------------------------------------------------- teams
 
 async function refreshTeams() {
-  const teams = (await api("GET", "/team/list")) || [];
+  const data = await api("GET", "/team/list");
+  const teams = Array.isArray(data) ? data : data?.teams || [];
   teamsById = new Map(teams.map((t) => [t.team_id, t]));
 
   const select = $("#key-team");
