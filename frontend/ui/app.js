@@ -510,6 +510,15 @@ function start() {
   $("#sign-in-form").addEventListener("submit", signIn);
   $("#sign-out").addEventListener("click", () => signOut());
   for (const t of TABS) $(`#tab-${t}`).addEventListener("click", () => showTab(t));
+  // Left/right arrows move between the tabs (the WAI-ARIA tabs pattern).
+  $("#tabs").addEventListener("keydown", (event) => {
+    const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+    if (!step) return;
+    const i = TABS.findIndex((t) => $(`#tab-${t}`).getAttribute("aria-selected") === "true");
+    const next = TABS[(i + step + TABS.length) % TABS.length];
+    $(`#tab-${next}`).focus();
+    showTab(next);
+  });
   $("#create-key-form").addEventListener("submit", createKey);
   $("#copy-key").addEventListener("click", copyKey);
   $("#dismiss-key").addEventListener("click", dismissKey);
