@@ -15,7 +15,7 @@ STAMP=$VENV/.setup-stamp
 # Bump when the package list below changes, so existing venvs update.
 WANT="v2 torch==2.11.0 transformers==4.57.6 httpx"
 
-# Node packages the tests use (aimock), exactly as tests/package-lock.json
+# Node packages the tests use (aimock, playwright-core), exactly as tests/package-lock.json
 # pins them; skipped when node_modules already matches the lockfile.
 if command -v npm >/dev/null 2>&1; then
   if ! cmp -s tests/package-lock.json tests/node_modules/.package-lock.json 2>/dev/null \
@@ -25,6 +25,21 @@ if command -v npm >/dev/null 2>&1; then
   echo "setup: tests/node_modules ready"
 else
   echo "setup: npm not found; the provider tests (aimock) will fail"
+fi
+
+# Debian's Chromium, which tests/ui/admin_ui.mjs drives through
+# playwright-core (no browser download); only when missing, and a skip line
+# rather than a failure where apt-get is unavailable (not root, not Debian).
+if [ -x /usr/bin/chromium ]; then
+  echo "setup: chromium present"
+elif command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; then
+    echo "setup: chromium installed"
+  else
+    echo "setup: chromium install failed; the admin UI test will skip"
+  fi
+else
+  echo "setup: skipping chromium (no apt-get or not root); the admin UI test will skip"
 fi
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then

@@ -9,6 +9,7 @@ pub mod health;
 pub mod metrics;
 pub mod openai;
 pub mod tokenize;
+pub mod ui;
 
 use crate::app::AppState;
 use crate::error::GatewayError;
@@ -41,6 +42,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(PATHS[6], post(tokenize::detokenize))
         .route(PATHS[7], post(openai::embeddings))
         .route(PATHS[8], post(anthropic::messages))
+        .merge(ui::routes())
 }
 
 /// The metric label for `path`: the path itself if it is a route, else
