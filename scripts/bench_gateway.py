@@ -4,7 +4,11 @@ upstream (nginx from Debian answering a fixed OpenAI chat completion)
 against calling that upstream directly, in the same run, with `oha` as the
 load tool.
 
-Two measurements, each gateway-vs-direct:
+Each mode is a gateway configuration: `plain` (routing only) and `control`
+(a master key, a virtual key with rpm/tpm limits checked on every request,
+spend computed and logged in SQLite in batches). Both run in one
+invocation against the same upstream, each measured against the direct
+path:
 - latency at a fixed rate (--rate, default 1,000 requests/s, with oha's
   latency correction so a stall is not hidden by coordinated omission):
   p50 and p99, and the added latency (gateway minus direct);
@@ -18,7 +22,7 @@ install oha --locked; found on PATH or in .tools/bin), and the release
 engine (cargo build --release -p engine). Extra gateway flags after `--`.
 
 Usage: python scripts/bench_gateway.py [--duration 10] [--rate 1000]
-       [--connections 64] [--config-extra FILE.yaml] [--label NAME]
+       [--connections 64] [--modes plain,control] [--config-extra FILE.yaml]
 """
 import argparse
 import json
@@ -30,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +110,8 @@ model_list:
       model: openai/bench
       api_base: http://127.0.0.1:{upstream_port}/v1
       api_key: sk-bench
+      input_cost_per_token: 0.00000015
+      output_cost_per_token: 0.0000006
 {extra_yaml}
 """)
     log = tmp / "gateway.log"
@@ -115,6 +122,31 @@ model_list:
         env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")})
     wait_port(port, proc, f"the gateway (log: {log})")
     return proc
+
+
+MASTER_KEY = "sk-bench-master"
+
+
+def control_yaml(tmp: Path) -> str:
+    """The control plane on: master key, SQLite store, 1 s spend batches."""
+    return f"""
+general_settings:
+  master_key: {MASTER_KEY}
+  database_url: sqlite://{tmp}/bench.db
+  proxy_batch_write_at: 1
+"""
+
+
+def create_key(port: int) -> str:
+    """A virtual key with limits high enough never to refuse the benchmark
+    but checked (and counted in memory) on every request."""
+    body = json.dumps({"key_alias": "bench", "rpm_limit": 10_000_000,
+                       "tpm_limit": 1_000_000_000, "max_budget": 1_000_000}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/key/generate", data=body,
+                                 headers={"Authorization": f"Bearer {MASTER_KEY}",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())["key"]
 
 
 def wait_port(port, proc, what):
@@ -164,7 +196,8 @@ def main():
                     help="YAML appended to the gateway config (auth, limits, logging)")
     ap.add_argument("--header", action="append", default=[],
                     help="extra request header for the gateway runs (e.g. an API key)")
-    ap.add_argument("--label", default="plain")
+    ap.add_argument("--modes", default="plain,control",
+                    help="comma list of gateway configurations: plain, control")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gateway_cpu.json")
     ap.add_argument("gateway_args", nargs="*")
     args = ap.parse_args()
@@ -176,61 +209,88 @@ def main():
         sys.exit(f"{args.binary} missing: cargo build --release -p engine")
     extra_yaml = args.config_extra.read_text() if args.config_extra else ""
 
+    modes = [m for m in args.modes.split(",") if m]
+    results = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        up_port, gw_port = free_port(), free_port()
+        up_port = free_port()
         nginx = start_nginx(tmp, up_port)
-        gateway = start_gateway(args.binary, tmp, gw_port, up_port, extra_yaml, args.gateway_args)
+        direct_url = f"http://127.0.0.1:{up_port}/v1/chat/completions"
         try:
-            direct_url = f"http://127.0.0.1:{up_port}/v1/chat/completions"
-            gateway_url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
-            # Warm both paths (connection pools, allocator).
             oha(tool, direct_url, 2, 8)
-            oha(tool, gateway_url, 2, 8, headers=args.header)
-            runs = {
+            direct = {
                 "direct_fixed_rate": oha(tool, direct_url, args.duration, 16, args.rate),
-                "gateway_fixed_rate": oha(tool, gateway_url, args.duration, 16, args.rate,
-                                          headers=args.header),
                 "direct_max": oha(tool, direct_url, args.duration, args.connections),
-                "gateway_max": oha(tool, gateway_url, args.duration, args.connections,
-                                   headers=args.header),
             }
+            for mode in modes:
+                results[mode] = run_mode(mode, args, tool, tmp, up_port, extra_yaml, direct)
         finally:
-            gateway.terminate()
             nginx.terminate()
-            gateway.wait(timeout=20)
             nginx.wait(timeout=20)
 
-    d, g = runs["direct_fixed_rate"], runs["gateway_fixed_rate"]
-    dm, gm = runs["direct_max"], runs["gateway_max"]
-    summary = {
+    print(f"\ngateway overhead, {args.rate} req/s for {args.duration} s, "
+          f"then max with {args.connections} connections ({os.cpu_count()} CPUs)")
+    print(f"| {'run':<30} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'non-200':>7} |")
+    print(f"|{'-' * 32}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 9}|")
+    rows = dict(direct)
+    for mode, r in results.items():
+        rows.update({f"{mode}: gateway_fixed_rate": r["runs"]["gateway_fixed_rate"],
+                     f"{mode}: gateway_max": r["runs"]["gateway_max"]})
+    for name, r in rows.items():
+        print(f"| {name:<30} | {r['requests_per_s']:>9.0f} | {r['p50_ms']:>7.3f} | "
+              f"{r['p99_ms']:>7.3f} | {r['non_200']:>7} |")
+    print()
+    for mode, r in results.items():
+        sm = r["summary"]
+        print(f"{mode}: added latency at {args.rate} req/s p50 {sm['added_p50_ms']:.3f} ms, "
+              f"p99 {sm['added_p99_ms']:.3f} ms (goal: p99 < 1 ms); max "
+              f"{sm['gateway_max_rps']:.0f} req/s = {sm['max_rps_ratio']:.2f}x direct")
+    result = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "binary": str(args.binary),
+        "rate": args.rate, "duration_s": args.duration, "connections": args.connections,
+        "direct": direct, "modes": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+def run_mode(mode, args, tool, tmp, up_port, extra_yaml, direct):
+    """One gateway configuration against the shared upstream."""
+    headers = list(args.header)
+    yaml = extra_yaml
+    mode_tmp = tmp / mode
+    mode_tmp.mkdir()
+    if mode == "control":
+        yaml += control_yaml(mode_tmp)
+    elif mode != "plain":
+        sys.exit(f"unknown mode {mode}: plain or control")
+    gw_port = free_port()
+    gateway = start_gateway(args.binary, mode_tmp, gw_port, up_port, yaml, args.gateway_args)
+    try:
+        if mode == "control":
+            headers.append(f"Authorization: Bearer {create_key(gw_port)}")
+        gateway_url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
+        oha(tool, gateway_url, 2, 8, headers=headers)
+        runs = {
+            "gateway_fixed_rate": oha(tool, gateway_url, args.duration, 16, args.rate,
+                                      headers=headers),
+            "gateway_max": oha(tool, gateway_url, args.duration, args.connections,
+                               headers=headers),
+        }
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=20)
+    d, g = direct["direct_fixed_rate"], runs["gateway_fixed_rate"]
+    dm, gm = direct["direct_max"], runs["gateway_max"]
+    return {"runs": runs, "summary": {
         "added_p50_ms": g["p50_ms"] - d["p50_ms"],
         "added_p99_ms": g["p99_ms"] - d["p99_ms"],
         "gateway_max_rps": gm["requests_per_s"],
         "direct_max_rps": dm["requests_per_s"],
         "max_rps_ratio": gm["requests_per_s"] / dm["requests_per_s"],
-    }
-    print(f"\ngateway overhead ({args.label}), {args.rate} req/s for {args.duration} s, "
-          f"then max with {args.connections} connections")
-    print(f"| {'run':<22} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'non-200':>7} |")
-    print(f"|{'-' * 24}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 9}|")
-    for name, r in runs.items():
-        print(f"| {name:<22} | {r['requests_per_s']:>9.0f} | {r['p50_ms']:>7.3f} | "
-              f"{r['p99_ms']:>7.3f} | {r['non_200']:>7} |")
-    print(f"\nadded latency at {args.rate} req/s: p50 {summary['added_p50_ms']:.3f} ms, "
-          f"p99 {summary['added_p99_ms']:.3f} ms (goal: p99 < 1 ms)")
-    print(f"max throughput: gateway {summary['gateway_max_rps']:.0f} req/s = "
-          f"{summary['max_rps_ratio']:.2f}x direct {summary['direct_max_rps']:.0f} "
-          f"(goal: >= 10,000 req/s)")
-    result = {
-        "label": args.label,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "rate": args.rate, "duration_s": args.duration, "connections": args.connections,
-        "runs": runs, "summary": summary,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    }}
 
 
 if __name__ == "__main__":

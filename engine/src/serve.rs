@@ -139,6 +139,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         vec![Arc::clone(&local.provider)],
         registry,
         Some(&local.core),
+        None,
     );
     local.core.shutdown();
     result?;
@@ -174,11 +175,17 @@ fn run_gateway(args: &ServeArgs, path: &std::path::Path) -> Result<()> {
         config.model_names().len(),
         config.model_names().join(", ")
     );
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
     let result = serve_http(
         args,
         vec![Arc::new(router)],
         registry,
         local.as_ref().map(|l| &l.core),
+        Some((&config, dir)),
     );
     if let Some(local) = &local {
         local.core.shutdown();
@@ -330,6 +337,7 @@ fn serve_http(
     providers: Vec<Arc<dyn frontend::Provider>>,
     registry: prometheus::Registry,
     core: Option<&EngineCoreHandle>,
+    gateway: Option<(&frontend::config::GatewayConfig, std::path::PathBuf)>,
 ) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -342,7 +350,19 @@ fn serve_http(
             .await
             .with_context(|| format!("binding {addr}"))?;
         eprintln!("engine: serving on http://{}", listener.local_addr()?);
-        let state = frontend::AppState::new(providers, registry)?;
+        let mut state = frontend::AppState::new(providers, registry.clone())?;
+        let control = match gateway {
+            Some((config, dir)) => {
+                let clock = frontend::control::system_clock();
+                let plane =
+                    frontend::control::ControlPlane::from_config(config, &dir, &registry, clock)
+                        .await
+                        .context("starting the gateway's control plane")?;
+                state = state.with_control(Arc::clone(&plane));
+                Some(plane)
+            }
+            None => None,
+        };
         let shutdown = async move {
             let failed = async {
                 match &engine_failed {
@@ -352,6 +372,7 @@ fn serve_http(
             };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
+                () = terminated() => {}
                 () = failed => {
                     eprintln!(
                         "engine: the engine failed; answering 503 for {} s, then exiting",
@@ -362,8 +383,28 @@ fn serve_http(
             }
         };
         frontend::serve(listener, frontend::router(state), shutdown).await?;
+        if let Some(plane) = control {
+            // What the last batch interval queued goes to the store before
+            // exit; only a kill -9 loses it.
+            plane.flush_spend().await;
+        }
         anyhow::Ok(())
     })
+}
+
+/// Resolves on SIGTERM (what service managers and `kill` send), so a
+/// stop drains like Ctrl-C; never on other platforms.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 #[cfg(test)]

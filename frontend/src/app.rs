@@ -6,6 +6,7 @@
 //! keep-alive request stalls about 44 ms (Nagle against the client's delayed
 //! ACK), capping a gateway near 370 req/s (DESIGN.md).
 
+use crate::control::ControlPlane;
 use crate::error::ProviderError;
 use crate::metrics::{self, HttpMetrics};
 use crate::provider::Provider;
@@ -31,6 +32,7 @@ pub struct AppState {
     registry: Registry,
     http_metrics: HttpMetrics,
     body_limit: usize,
+    control: Option<Arc<ControlPlane>>,
 }
 
 impl AppState {
@@ -48,7 +50,21 @@ impl AppState {
             registry,
             http_metrics,
             body_limit: DEFAULT_BODY_LIMIT,
+            control: None,
         })
+    }
+
+    /// Puts the routes behind `control`: keys, budgets, limits, spend,
+    /// cache, guardrails and the admin API. Without it the gateway serves
+    /// everyone (`engine serve --model`).
+    pub fn with_control(mut self, control: Arc<ControlPlane>) -> Self {
+        self.control = Some(control);
+        self
+    }
+
+    /// The control plane, when configured.
+    pub fn control(&self) -> Option<&Arc<ControlPlane>> {
+        self.control.as_ref()
     }
 
     /// Sets the largest accepted request body (413 above it).
@@ -102,6 +118,10 @@ pub fn router(state: AppState) -> Router {
     routes::routes()
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            routes::auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.http_metrics.clone(),
             metrics::track,

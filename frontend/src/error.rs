@@ -14,8 +14,11 @@
 //! event with the same body and ends the stream without `data: [DONE]` (see
 //! [`crate::routes::openai`]).
 
+use crate::control::ControlError;
+use crate::guardrails::GuardrailError;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -218,6 +221,12 @@ pub enum GatewayError {
     /// The provider (or request validation) failed.
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// Keys, budgets, rate limits or the admin API refused.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// A guardrail refused the request or could not run.
+    #[error(transparent)]
+    Guardrail(#[from] GuardrailError),
     /// The body is not valid JSON, or not the shape the route expects
     /// (axum would answer 422; OpenAI and vLLM answer 400).
     #[error("{message}")]
@@ -266,6 +275,8 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Provider(e) => e.status(),
+            Self::Control(e) => control_status(e),
+            Self::Guardrail(e) => e.status(),
             Self::MalformedJson { .. } | Self::UnreadableBody { .. } => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -278,6 +289,8 @@ impl GatewayError {
     pub fn body(&self) -> ErrorBody {
         let code = match self {
             Self::Provider(e) => return e.body(),
+            Self::Control(e) => return control_body(e),
+            Self::Guardrail(e) => return e.body(),
             Self::MalformedJson { .. } => "invalid_json",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -289,10 +302,81 @@ impl GatewayError {
     }
 }
 
+impl GatewayError {
+    /// Seconds the client should wait before retrying, when known: an
+    /// upstream's `Retry-After`, or the time to the next rate-limit window.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::Provider(ProviderError::Upstream { retry_after, .. }) => *retry_after,
+            Self::Control(e) => e.retry_after().map(|d| d.as_secs().max(1)),
+            _ => None,
+        }
+    }
+
+    /// Adds `Retry-After` to `response` when [`Self::retry_after_secs`] is
+    /// known (the OpenAI and Anthropic SDKs both honour it).
+    pub fn set_retry_after(&self, response: &mut Response) {
+        if let Some(secs) = self.retry_after_secs() {
+            if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(RETRY_AFTER, value);
+            }
+        }
+    }
+}
+
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        self.set_retry_after(&mut response);
+        response
     }
+}
+
+/// The status of each control-plane refusal (LiteLLM's where it has one:
+/// 401 for keys, 400 `budget_exceeded`, 429 for limits).
+fn control_status(e: &ControlError) -> StatusCode {
+    match e {
+        ControlError::MissingKey | ControlError::InvalidKey | ControlError::KeyExpired { .. } => {
+            StatusCode::UNAUTHORIZED
+        }
+        ControlError::AdminOnly { .. } | ControlError::ModelNotAllowed { .. } => {
+            StatusCode::FORBIDDEN
+        }
+        ControlError::BudgetExceeded { .. } | ControlError::InvalidRequest { .. } => {
+            StatusCode::BAD_REQUEST
+        }
+        ControlError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ControlError::NotFound { .. } => StatusCode::NOT_FOUND,
+        ControlError::Conflict { .. } => StatusCode::CONFLICT,
+        ControlError::Backend { .. } => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// The OpenAI-style body of a control-plane refusal: `type` and `code`
+/// are stable (`authentication_error`/`invalid_api_key` as OpenAI's own
+/// 401, `budget_exceeded` as LiteLLM's).
+fn control_body(e: &ControlError) -> ErrorBody {
+    let (kind, param, code) = match e {
+        ControlError::MissingKey | ControlError::InvalidKey => {
+            ("authentication_error", None, "invalid_api_key")
+        }
+        ControlError::KeyExpired { .. } => ("authentication_error", None, "expired_key"),
+        ControlError::AdminOnly { .. } => ("permission_error", None, "admin_only"),
+        ControlError::ModelNotAllowed { .. } => (
+            "permission_error",
+            Some("model".to_owned()),
+            "model_not_allowed",
+        ),
+        ControlError::BudgetExceeded { .. } => ("budget_exceeded", None, "budget_exceeded"),
+        ControlError::RateLimited { .. } => ("rate_limit_error", None, "rate_limit_exceeded"),
+        ControlError::NotFound { .. } => ("not_found_error", None, "not_found"),
+        ControlError::Conflict { .. } => (INVALID_REQUEST, None, "conflict"),
+        ControlError::InvalidRequest { param, .. } => {
+            (INVALID_REQUEST, param.clone(), "invalid_value")
+        }
+        ControlError::Backend { .. } => (SERVER_ERROR, None, "backend_unavailable"),
+    };
+    ErrorBody::new(e.to_string(), kind, param, Some(code))
 }
 
 impl From<JsonRejection> for GatewayError {

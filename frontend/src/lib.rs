@@ -22,6 +22,7 @@ pub mod anthropic;
 pub mod app;
 pub mod cache;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod extract;
 pub mod guardrails;

@@ -110,7 +110,7 @@ def gateway(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(gateway):
     from openai import OpenAI
-    return OpenAI(base_url=f"{gateway.base}/v1", api_key="unused", max_retries=0, timeout=120)
+    return OpenAI(base_url=f"{gateway.base}/v1", api_key="sk-master", max_retries=0, timeout=120)
 
 
 def ask(client, model, text, **kw):

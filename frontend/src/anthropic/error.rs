@@ -83,16 +83,7 @@ impl IntoResponse for AnthropicError {
     fn into_response(self) -> Response {
         let mut resp = (self.status(), Json(self.body())).into_response();
         // Anthropic SDKs honour Retry-After on 429/529 as the OpenAI ones do.
-        if let GatewayError::Provider(ProviderError::Upstream {
-            retry_after: Some(secs),
-            ..
-        }) = &self.0
-        {
-            if let Ok(v) = secs.to_string().parse() {
-                resp.headers_mut()
-                    .insert(axum::http::header::RETRY_AFTER, v);
-            }
-        }
+        self.0.set_retry_after(&mut resp);
         resp
     }
 }

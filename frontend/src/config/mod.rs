@@ -18,8 +18,8 @@ pub mod settings;
 
 pub use policy::RouterPolicy;
 pub use settings::{
-    GeneralSettings, LitellmSettings, RetryPolicy, RouterSettings, RoutingStrategy,
-    RoutingStrategyArgs,
+    CacheParams, CacheType, GeneralSettings, LitellmSettings, RetryPolicy, RouterSettings,
+    RoutingStrategy, RoutingStrategyArgs,
 };
 
 use crate::providers::params::DeploymentParams;
@@ -122,6 +122,8 @@ struct RawConfig {
     litellm_settings: LitellmSettings,
     #[serde(default)]
     general_settings: GeneralSettings,
+    #[serde(default)]
+    guardrails: Vec<Value>,
     /// Read before typing (they resolve `os.environ/`); typed here only
     /// so the key is not reported as unknown.
     #[serde(default)]
@@ -140,6 +142,9 @@ pub struct GatewayConfig {
     pub litellm_settings: LitellmSettings,
     /// `general_settings` as written.
     pub general_settings: GeneralSettings,
+    /// The top-level `guardrails` list as written; the control plane types
+    /// and checks it (`crate::guardrails`).
+    pub guardrails: Vec<Value>,
     /// `environment_variables` (also used to resolve `os.environ/`).
     pub environment_variables: BTreeMap<String, String>,
     /// The router's effective settings.
@@ -173,6 +178,7 @@ const KNOWN_PARAM_EXTRAS: &[&str] = &[
     "mock_response",
     "keep_alive",
     "num_ctx",
+    "guardrails",
 ];
 
 impl GatewayConfig {
@@ -262,6 +268,7 @@ impl GatewayConfig {
             router_settings: raw.router_settings,
             litellm_settings: raw.litellm_settings,
             general_settings: raw.general_settings,
+            guardrails: raw.guardrails,
             environment_variables: file_env,
             policy,
             warnings,

@@ -130,6 +130,101 @@ pub struct RouterSettings {
     /// See [`RetryPolicy`].
     #[serde(default)]
     pub retry_policy: Option<RetryPolicy>,
+    /// Redis shared by several gateway replicas for rpm/tpm counters
+    /// (LiteLLM's `redis_host`); without it limits are per replica.
+    #[serde(default)]
+    pub redis_host: Option<String>,
+    /// See `redis_host` (default 6379).
+    #[serde(default)]
+    pub redis_port: Option<u16>,
+    /// See `redis_host`.
+    #[serde(default)]
+    pub redis_password: Option<String>,
+    /// A whole `redis://` URL instead of host, port and password.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+}
+
+impl RouterSettings {
+    /// The Redis URL for shared rate limits, when one is configured.
+    pub fn redis_url(&self) -> Option<String> {
+        redis_url(
+            self.redis_url.as_deref(),
+            self.redis_host.as_deref(),
+            self.redis_port,
+            self.redis_password.as_deref(),
+        )
+    }
+}
+
+/// `redis://[:password@]host:port` from LiteLLM's split settings; a full
+/// URL wins.
+fn redis_url(
+    url: Option<&str>,
+    host: Option<&str>,
+    port: Option<u16>,
+    password: Option<&str>,
+) -> Option<String> {
+    if let Some(url) = url.filter(|u| !u.is_empty()) {
+        return Some(url.to_owned());
+    }
+    let host = host.filter(|h| !h.is_empty())?;
+    let port = port.unwrap_or(6379);
+    Some(match password.filter(|p| !p.is_empty()) {
+        Some(p) => format!("redis://:{p}@{host}:{port}"),
+        None => format!("redis://{host}:{port}"),
+    })
+}
+
+/// Where cached responses live (`litellm_settings.cache_params.type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheType {
+    /// In this process (LiteLLM's `local`).
+    #[default]
+    #[serde(alias = "in-memory", alias = "memory")]
+    Local,
+    /// In Redis, shared by replicas.
+    Redis,
+}
+
+/// `litellm_settings.cache_params`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct CacheParams {
+    /// Local or Redis.
+    #[serde(default, rename = "type")]
+    pub kind: CacheType,
+    /// Redis host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Redis port (default 6379).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Redis password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A whole `redis://` URL.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// Seconds a response is kept unless the request says otherwise
+    /// (default 600).
+    #[serde(default)]
+    pub ttl: Option<f64>,
+    /// Prefix of the Redis keys, to share one Redis between gateways.
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+impl CacheParams {
+    /// The Redis URL, for `type: redis`.
+    pub fn redis_url(&self) -> Option<String> {
+        redis_url(
+            self.redis_url.as_deref(),
+            self.host.as_deref(),
+            self.port,
+            self.password.as_deref(),
+        )
+    }
 }
 
 /// `litellm_settings`: module-level defaults in LiteLLM; here defaults
@@ -154,13 +249,33 @@ pub struct LitellmSettings {
     /// Appended to `router_settings.content_policy_fallbacks`.
     #[serde(default)]
     pub content_policy_fallbacks: Option<FallbackList>,
+    /// Turns the response cache on.
+    #[serde(default)]
+    pub cache: Option<bool>,
+    /// See [`CacheParams`].
+    #[serde(default)]
+    pub cache_params: Option<CacheParams>,
 }
 
-/// `general_settings`: proxy-wide settings; only `master_key` so far (its
-/// enforcement is the auth issue's; it is loaded and kept here).
+/// `general_settings`: proxy-wide settings of the control plane.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct GeneralSettings {
-    /// The proxy's admin key (`sk-...`), usually `os.environ/LITELLM_MASTER_KEY`.
+    /// The proxy's admin key (`sk-...`), usually
+    /// `os.environ/LITELLM_MASTER_KEY`. Without it the gateway is open (no
+    /// keys, no admin API), as LiteLLM without one.
     #[serde(default)]
     pub master_key: Option<String>,
+    /// Where keys, teams, users and spend live: `sqlite://path` (created
+    /// if missing) or `postgres://...`. Default: `gateway.db` beside the
+    /// config file.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// Seconds between spend-log batch writes (LiteLLM's
+    /// `proxy_batch_write_at`; default 1). A crash loses at most this much
+    /// spend.
+    #[serde(default)]
+    pub proxy_batch_write_at: Option<f64>,
+    /// Seconds between budget-reset sweeps (default 10).
+    #[serde(default)]
+    pub budget_reset_interval: Option<f64>,
 }

@@ -137,11 +137,11 @@ model_list:
       frobnicate: 3
     mystery: true
 router_settings:
-  redis_host: localhost
+  provider_budget_config: {}
 litellm_settings:
   set_verbose: true
 general_settings:
-  database_url: postgres://x
+  alerting: [slack]
 future_section: {a: 1}
 "#;
     let c = GatewayConfig::from_yaml(yaml, &env).unwrap();
@@ -149,9 +149,9 @@ future_section: {a: 1}
     for key in [
         "frobnicate",
         "mystery",
-        "redis_host",
+        "provider_budget_config",
         "set_verbose",
-        "database_url",
+        "alerting",
         "future_section",
     ] {
         assert!(all.contains(key), "no warning about {key}: {all}");

@@ -10,18 +10,23 @@ use crate::anthropic::events::events;
 use crate::anthropic::response::from_openai;
 use crate::anthropic::types::{ErrorObject, MessagesRequest};
 use crate::app::AppState;
+use crate::control::gate::{meter, Gate};
+use crate::control::Caller;
 use crate::error::GatewayError;
 use crate::extract::OpenAiJson;
+use crate::guardrails::TextsMut;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures::StreamExt;
 use std::convert::Infallible;
+use std::sync::Arc;
 
 /// `POST /v1/messages`.
 pub async fn messages(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     body: Result<OpenAiJson<MessagesRequest>, GatewayError>,
 ) -> Result<Response, AnthropicError> {
     let OpenAiJson(req) = body?;
@@ -29,9 +34,34 @@ pub async fn messages(
     let mut chat = req.to_openai()?;
     chat.validate()?;
     let provider = state.route_model(&mut chat.model)?;
+    let gate = match state.control() {
+        Some(control) => {
+            let gate = Gate::new(
+                Arc::clone(control),
+                control
+                    .admit(&caller, &chat.model)
+                    .await
+                    .map_err(GatewayError::from)?,
+            );
+            let guardrails = control.guardrails_for(&caller, &chat.model, &mut chat.extra)?;
+            control
+                .apply_guardrails(&guardrails, TextsMut::from_chat(&mut chat))
+                .await?;
+            Some(gate)
+        }
+        None => None,
+    };
     if req.is_stream() {
         let model = chat.model.clone();
-        let chunks = provider.chat_stream(chat).await?;
+        let chunks = match gate {
+            Some(gate) => {
+                chat.stream_options
+                    .get_or_insert_with(Default::default)
+                    .include_usage = Some(true);
+                meter(provider.chat_stream(chat).await?, gate, true)
+            }
+            None => provider.chat_stream(chat).await?,
+        };
         let body = events(chunks, &model).map(|ev| {
             let event = Event::default()
                 .event(ev.name())
@@ -52,6 +82,9 @@ pub async fn messages(
             .into_response())
     } else {
         let resp = provider.chat(chat).await?;
+        if let Some(gate) = gate {
+            gate.finish(Some(&resp.usage), false);
+        }
         Ok(Json(from_openai(resp)?).into_response())
     }
 }

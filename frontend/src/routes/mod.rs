@@ -4,7 +4,9 @@
 //! cross-cutting work (tracing, limits, metrics) is in tower layers
 //! ([`crate::app::router`]).
 
+pub mod admin;
 pub mod anthropic;
+pub(crate) mod auth;
 pub mod health;
 pub mod metrics;
 pub mod openai;
@@ -18,7 +20,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 /// Every path served, also the bounded set of `handler` metric labels.
-const PATHS: [&str; 9] = [
+const PATHS: [&str; 23] = [
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/models",
@@ -28,6 +30,20 @@ const PATHS: [&str; 9] = [
     "/detokenize",
     "/v1/embeddings",
     "/v1/messages",
+    "/key/generate",
+    "/key/info",
+    "/key/update",
+    "/key/delete",
+    "/key/list",
+    "/team/new",
+    "/team/info",
+    "/team/list",
+    "/team/delete",
+    "/user/new",
+    "/user/info",
+    "/global/spend",
+    "/global/spend/report",
+    "/spend/logs",
 ];
 
 /// All API routes (state not yet applied).
@@ -42,6 +58,20 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(PATHS[6], post(tokenize::detokenize))
         .route(PATHS[7], post(openai::embeddings))
         .route(PATHS[8], post(anthropic::messages))
+        .route(PATHS[9], post(admin::key_generate))
+        .route(PATHS[10], get(admin::key_info))
+        .route(PATHS[11], post(admin::key_update))
+        .route(PATHS[12], post(admin::key_delete))
+        .route(PATHS[13], get(admin::key_list))
+        .route(PATHS[14], post(admin::team_new))
+        .route(PATHS[15], get(admin::team_info))
+        .route(PATHS[16], get(admin::team_list))
+        .route(PATHS[17], post(admin::team_delete))
+        .route(PATHS[18], post(admin::user_new))
+        .route(PATHS[19], get(admin::user_info))
+        .route(PATHS[20], get(admin::global_spend))
+        .route(PATHS[21], get(admin::global_spend_report))
+        .route(PATHS[22], get(admin::spend_logs))
         .merge(ui::routes())
 }
 
