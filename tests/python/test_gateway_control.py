@@ -263,7 +263,7 @@ def test_guardrails(gw, mock):
     assert "ana.lopez@example.com" in last_upstream_user_text(mock)
     # default_on banned keywords apply to every model.
     r = chat(gw, key, content="status of Project-Zeus?")
-    assert r.status_code == 400 and r.json()["error"]["code"] == "guardrail_violation"
+    assert r.status_code == 400 and r.json()["error"]["type"] == "guardrail_violation"
     assert "no-codenames" in r.json()["error"]["message"]
     # A key can carry guardrails of its own.
     masked_key = new_key(gw, guardrails=["pii-mask"])["key"]

@@ -66,8 +66,19 @@ impl ControlPlane {
         registry: &Registry,
         clock: Clock,
     ) -> Result<Arc<Self>, SetupError> {
+        let store = open_store(config.general_settings.database_url.as_deref(), config_dir).await?;
+        Self::with_store(config, store, registry, clock).await
+    }
+
+    /// The control plane of `config` over an already open `store` (tests
+    /// pass a PostgreSQL store in a schema of their own).
+    pub async fn with_store(
+        config: &GatewayConfig,
+        store: Arc<dyn Store>,
+        registry: &Registry,
+        clock: Clock,
+    ) -> Result<Arc<Self>, SetupError> {
         let general = &config.general_settings;
-        let store = open_store(general.database_url.as_deref(), config_dir).await?;
         let limiter: Arc<dyn RateLimiter> = match config.router_settings.redis_url() {
             Some(url) => Arc::new(RedisLimiter::new(
                 redis_connection(&url, "router_settings.redis_host").await?,
