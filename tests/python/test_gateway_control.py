@@ -179,7 +179,8 @@ def test_key_team_user_lifecycle(gw):
 
 
 def test_exceeded_budget_is_refused(gw):
-    first = chat(gw, MASTER)
+    first = chat(gw, MASTER, content="question 0", cache={"no-cache": True})
+    assert "x-litellm-cache-hit" not in first.headers
     one = float(first.headers["x-litellm-response-cost"])
     assert one > 0
     key = new_key(gw, max_budget=one * 3.5)["key"]
