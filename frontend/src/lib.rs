@@ -13,6 +13,10 @@
 //! - [`Provider`]: what a backend implements (dropping = cancelling);
 //! - [`ProviderError`] / [`GatewayError`]: every failure, mapped once to a
 //!   status and an OpenAI error body;
+//! - [`pricing`]: per-token prices and context windows (LiteLLM's price
+//!   file format and name resolution) with per-deployment overrides;
+//! - [`guardrails`]: pre-call PII masking, banned keywords and webhook
+//!   guardrails from LiteLLM's `guardrails:` list;
 //! - [`routes`]: one file per API family; [`metrics`]: HTTP metrics in the
 //!   Prometheus registry the caller shares with the engine;
 //! - [`AppState`], [`router`], [`serve`]: wiring, with `TCP_NODELAY` on

@@ -374,12 +374,32 @@ async function refreshSpend() {
     return;
   }
   const q = new URLSearchParams({ group_by: groupBy, start_date: start, end_date: end });
-  const [rows, total] = await Promise.all([
+  const [rows, total, label] = await Promise.all([
     api("GET", `/global/spend/report?${q}`),
     api("GET", "/global/spend"),
+    groupLabels(groupBy),
   ]);
   $("#spend-total").textContent = money(total?.spend ?? 0);
-  drawChart($("#spend-chart"), rows || [], start, end, groupBy);
+  const named = (Array.isArray(rows) ? rows : []).map((r) => ({ ...r, group: label(r.group) }));
+  drawChart($("#spend-chart"), named, start, end, groupBy);
+}
+
+/**
+ * How a report group reads in the legend. The report may name a team by
+ * its id and a key by its token hash; those of teams and keys that still
+ * exist read as their alias (or masked key), and no group as "(none)".
+ */
+async function groupLabels(groupBy) {
+  const names = new Map();
+  if (groupBy === "team") {
+    const data = await api("GET", "/team/list");
+    for (const t of Array.isArray(data) ? data : data?.teams || []) {
+      if (t.team_alias) names.set(t.team_id, t.team_alias);
+    }
+  } else if (groupBy === "api_key") {
+    for (const k of await listKeys()) names.set(k.token, k.key_alias || k.key_name);
+  }
+  return (group) => (group === null || group === undefined || group === "" ? "(none)" : names.get(group) ?? String(group));
 }
 
 /** 1, 2 or 5 times a power of ten: about `count` ticks from 0 to >= max. */
@@ -411,7 +431,7 @@ function drawChart(container, rows, start, end, groupBy) {
   const totals = new Map();
   const cell = new Map();
   for (const r of rows) {
-    const group = r.group ?? "(none)";
+    const group = r.group;
     const spend = Number(r.spend) || 0;
     totals.set(group, (totals.get(group) || 0) + spend);
     const k = `${r.date}\u0000${group}`;

@@ -1,10 +1,11 @@
 // Drives the admin UI at <base>/ui in Debian's headless Chromium through
 // playwright-core (no browser download): a wrong master key shows the
 // gateway's 401 message; with the right one it creates a team and a virtual
-// key in that team, sees both listed, spends with the key (shown once) on
-// /v1/chat/completions, finds the spend in the chart (grouped by key, model
-// and team) and the total, takes a full-page screenshot, then deletes the
-// key (which stops working) and the team.
+// key in that team, sees both listed, spends with the key (shown once) and
+// with a second key made through the API on /v1/chat/completions, finds the
+// spend in the chart (grouped by key, model and team) and the total, takes
+// a full-page screenshot, then deletes the key (which stops working) and
+// the team.
 //
 //   node tests/ui/admin_ui.mjs --base http://127.0.0.1:4000 \
 //     --master-key sk-test-master --screenshot /tmp/admin_ui.png \
@@ -37,6 +38,7 @@ const MASTER = opt["master-key"];
 const SUFFIX = Math.random().toString(36).slice(2, 8);
 const KEY_ALIAS = `ui-key-${SUFFIX}`;
 const TEAM_ALIAS = `ui-team-${SUFFIX}`;
+const OTHER_ALIAS = `ui-other-${SUFFIX}`;
 const TIMEOUT_MS = 15_000;
 
 let current = "start";
@@ -193,6 +195,21 @@ try {
     }
   });
 
+  await step("a second key, made through the API, spends too (a stacked bar)", async () => {
+    const res = await fetch(`${BASE}/key/generate`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${MASTER}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ key_alias: OTHER_ALIAS, models: [opt.model] }),
+    });
+    const body = await res.text();
+    check(res.status === 200, `/key/generate answered ${res.status}: ${body.slice(0, 500)}`);
+    const other = JSON.parse(body).key;
+    for (let i = 0; i < 2 * Number(opt.calls); i += 1) {
+      const { status, body: answer } = await chat(other, "hello");
+      check(status === 200, `chat completion with the second key answered ${status}: ${answer.slice(0, 500)}`);
+    }
+  });
+
   await step("the key's spend shows in the keys table", async () => {
     await eventually(async () => {
       await page.click("#tab-teams");
@@ -212,6 +229,8 @@ try {
     const byModel = await spendChartShows("model", opt.model);
     const byTeam = await spendChartShows("team", TEAM_ALIAS);
     const byKey = await spendChartShows("api_key", KEY_ALIAS);
+    check(byKey.legend.includes(OTHER_ALIAS), `the second key is not in the legend: ${byKey.legend}`);
+    check(byKey.bars >= 2, `one day, two keys: expected a stacked bar of 2 segments, got ${byKey.bars}`);
     log(`    bars: key ${byKey.bars}, model ${byModel.bars}, team ${byTeam.bars}; legend: ${byKey.legend}`);
     for (const axis of ["x-axis", "y-axis"]) {
       check((await page.locator(`#spend-chart svg .${axis} text`).count()) > 0, `the chart has no ${axis} labels`);

@@ -189,7 +189,8 @@ fn isolated_number(text: &str, r: &Range<usize>) -> bool {
     let digit = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
     let (b1, b2) = (before.next(), before.next());
     let (a1, a2) = (after.next(), after.next());
-    !(sep(b1) && digit(b2)) && !(sep(a1) && digit(a2))
+    let joined = |s: Option<char>, d: Option<char>| sep(s) && digit(d);
+    !joined(b1, b2) && !joined(a1, a2)
 }
 
 /// The Luhn (mod 10) check over the digits of `s`.

@@ -13,7 +13,7 @@
 //! config can override any entry ([`PriceOverride`]).
 //!
 //! [`PriceTable::lookup`] reads a LiteLLM model string the way LiteLLM's
-//! cost calculator does (see [`lookup`] for the order). Local models (the
+//! cost calculator does (the order is in `pricing/lookup.rs`). Local models (the
 //! engine, Ollama, LM Studio) cost 0 unless the table prices them.
 //!
 //! This module only prices; it must not know about keys, budgets or the
@@ -200,7 +200,7 @@ impl PriceTable {
     /// The price of a LiteLLM model string, resolved as LiteLLM's cost
     /// calculator does: the exact key, then the provider-prefixed and
     /// unprefixed forms, Bedrock's route and region prefixes, Vertex's
-    /// `@version` suffix and OpenRouter's pass-through (see [`lookup`]).
+    /// `@version` suffix and OpenRouter's pass-through (order in `pricing/lookup.rs`).
     /// `None` when nothing matches; an Azure deployment name needs a
     /// `base_model` ([`Self::lookup_with_base_model`]).
     pub fn lookup(&self, model: &str) -> Option<&ModelPrice> {
