@@ -13,7 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use frontend::store::{
     BudgetDuration, KeyFilter, KeyUpdate, NewKey, NewTeam, NewUser, SpendGroup, SpendLog,
-    SpendQuery, SpendStatus, SqliteStore, Store, StoreError,
+    SpendQuery, SpendStatus, SqliteStore, Store, StoreError, TeamUpdate, UserUpdate,
 };
 use serde_json::json;
 use store_support::{PgSchema, SqliteFile};
@@ -47,6 +47,7 @@ store_tests!(
     list_keys_filters_and_pages,
     teams_lifecycle,
     users_lifecycle,
+    team_and_user_updates,
     record_spend_charges_key_team_and_user,
     duplicate_request_ids_count_once,
     spend_log_filters,
@@ -507,6 +508,102 @@ async fn users_lifecycle(store: Arc<dyn Store>) {
         1
     );
     assert_eq!(store.list_users().await.unwrap(), vec![u2]);
+}
+
+async fn team_and_user_updates(store: Arc<dyn Store>) {
+    let t0 = t("2025-01-31T10:00:00Z");
+    let team = store
+        .create_team(NewTeam {
+            team_alias: Some("Old".into()),
+            max_budget: Some(1.0),
+            rpm_limit: Some(5),
+            ..NewTeam::new("t1", t0)
+        })
+        .await
+        .unwrap();
+    let updated = store
+        .update_team(
+            "t1",
+            TeamUpdate {
+                team_alias: Some(Some("New".into())),
+                models: Some(vec!["gpt-4o".into()]),
+                max_budget: Some(None),
+                budget_duration: Some(Some(dur("1mo"))),
+                budget_reset_at: Some(Some(t("2025-02-28T10:00:00Z"))),
+                tpm_limit: Some(Some(1000)),
+                metadata: Some(json!({"k": "v"})),
+                ..TeamUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.team_alias.as_deref(), Some("New"));
+    assert_eq!(updated.models, vec!["gpt-4o"]);
+    assert_eq!(updated.max_budget, None);
+    assert_eq!(updated.budget_duration, Some(dur("1mo")));
+    assert_eq!(updated.budget_reset_at, Some(t("2025-02-28T10:00:00Z")));
+    assert_eq!(updated.rpm_limit, team.rpm_limit);
+    assert_eq!(updated.tpm_limit, Some(1000));
+    assert_eq!(updated.metadata, json!({"k": "v"}));
+    assert_eq!(store.team("t1").await.unwrap(), Some(updated.clone()));
+    assert_eq!(
+        store
+            .update_team("t1", TeamUpdate::default())
+            .await
+            .unwrap(),
+        updated
+    );
+    let err = store
+        .update_team("t9", TeamUpdate::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::NotFound {
+            what: "team",
+            id: "t9".into()
+        }
+    );
+
+    store
+        .create_user(NewUser {
+            user_email: Some("a@example.com".into()),
+            ..NewUser::new("u1", t0)
+        })
+        .await
+        .unwrap();
+    let user = store
+        .update_user(
+            "u1",
+            UserUpdate {
+                user_email: Some(None),
+                user_role: Some(Some("proxy_admin".into())),
+                spend: Some(2.5),
+                rpm_limit: Some(Some(7)),
+                ..UserUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(user.user_email, None);
+    assert_eq!(user.user_role.as_deref(), Some("proxy_admin"));
+    assert_eq!(user.spend, 2.5);
+    assert_eq!(user.rpm_limit, Some(7));
+    assert_eq!(store.user("u1").await.unwrap(), Some(user));
+    let err = store
+        .update_user(
+            "u9",
+            UserUpdate {
+                spend: Some(0.0),
+                ..UserUpdate::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { what: "user", .. }),
+        "{err:?}"
+    );
 }
 
 /// A key `k1` of team `t1` and user `u1`, all three with budgets.

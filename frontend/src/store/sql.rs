@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::types::{
     BudgetDuration, DailySpend, KeyFilter, KeyRecord, KeyUpdate, NewKey, NewTeam, NewUser,
-    SpendGroup, SpendLog, SpendQuery, SpendStatus, TeamRecord, UserRecord,
+    SpendGroup, SpendLog, SpendQuery, SpendStatus, TeamRecord, TeamUpdate, UserRecord, UserUpdate,
 };
 use super::StoreError;
 
@@ -160,6 +160,15 @@ impl Budgeted {
             Self::Key => "virtual_keys",
             Self::Team => "teams",
             Self::User => "users",
+        }
+    }
+
+    /// The word errors use.
+    fn what(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Team => "team",
+            Self::User => "user",
         }
     }
 
@@ -377,6 +386,107 @@ pub(crate) async fn key<C: SqlConn>(
     rows.first().map(key_from).transpose()
 }
 
+/// The changes to the fields keys, teams and users share, as their
+/// updates carry them.
+struct LimitChanges<'a> {
+    models: Option<&'a [String]>,
+    max_budget: Option<Option<f64>>,
+    spend: Option<f64>,
+    budget_duration: Option<Option<BudgetDuration>>,
+    budget_reset_at: Option<Option<DateTime<Utc>>>,
+    rpm_limit: Option<Option<u64>>,
+    tpm_limit: Option<Option<u64>>,
+    metadata: Option<Value>,
+}
+
+/// The `SET` list of an `UPDATE`, built from the fields an update sets.
+struct Assignments {
+    stmt: Statement,
+    sets: Vec<String>,
+}
+
+impl Assignments {
+    fn new(table: Budgeted) -> Self {
+        Self {
+            stmt: Statement::new(format!("UPDATE {} SET ", table.table())),
+            sets: Vec::new(),
+        }
+    }
+
+    /// Adds `col = $n` when there is a value.
+    fn set(&mut self, col: &str, value: Option<Param>) {
+        if let Some(value) = value {
+            let ph = self.stmt.bind(value);
+            self.sets.push(format!("{col} = {ph}"));
+        }
+    }
+
+    /// The fields every budgeted record has. A new duration restarts the
+    /// period at `now` unless the update names the reset time itself.
+    fn limits(&mut self, l: LimitChanges<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let LimitChanges {
+            models: models_list,
+            max_budget,
+            spend,
+            budget_duration,
+            budget_reset_at,
+            rpm_limit,
+            tpm_limit,
+            metadata,
+        } = l;
+        self.set("models", models_list.map(models));
+        self.set("max_budget", max_budget.map(Param::Real));
+        self.set("spend", spend.map(|s| Param::Real(Some(s))));
+        let reset_at = match (budget_duration, budget_reset_at) {
+            (_, Some(explicit)) => Some(explicit),
+            (Some(d), None) => Some(d.map(|d| d.next_after(now))),
+            (None, None) => None,
+        };
+        self.set("budget_duration", budget_duration.map(duration));
+        self.set("budget_reset_at", reset_at.map(opt_time));
+        self.set(
+            "rpm_limit",
+            rpm_limit.map(|l| opt_count(l, "rpm_limit")).transpose()?,
+        );
+        self.set(
+            "tpm_limit",
+            tpm_limit.map(|l| opt_count(l, "tpm_limit")).transpose()?,
+        );
+        self.set("metadata", metadata.map(Param::Json));
+        Ok(())
+    }
+
+    /// Runs the update of record `id` and returns the row after it;
+    /// `NotFound` if there is none. With nothing to set, just reads it.
+    async fn run<C: SqlConn>(
+        mut self,
+        c: &mut C,
+        table: Budgeted,
+        id: &str,
+        columns: &str,
+        clash: &str,
+    ) -> Result<C::Row, StoreError> {
+        let what = table.what();
+        let id_col = table.id_column();
+        let rows = if self.sets.is_empty() {
+            let sql = format!(
+                "SELECT {columns} FROM {} WHERE {id_col} = $1",
+                table.table()
+            );
+            c.fetch_all(&sql, vec![text(id)]).await?
+        } else {
+            self.stmt.push(&self.sets.join(", "));
+            let ph = self.stmt.bind(text(id));
+            self.stmt
+                .push(&format!(" WHERE {id_col} = {ph} RETURNING {columns}"));
+            c.fetch_all(&self.stmt.text, self.stmt.params)
+                .await
+                .map_err(|e| conflict(e, what, clash))?
+        };
+        one(rows, what, id)
+    }
+}
+
 /// See [`super::Store::update_key`]; `now` starts a new budget period when
 /// the duration changes.
 pub(crate) async fn update_key<C: SqlConn>(
@@ -385,74 +495,106 @@ pub(crate) async fn update_key<C: SqlConn>(
     update: KeyUpdate,
     now: DateTime<Utc>,
 ) -> Result<KeyRecord, StoreError> {
-    let mut stmt = Statement::new("UPDATE virtual_keys SET ");
-    let mut sets: Vec<String> = Vec::new();
-    let mut set = |stmt: &mut Statement, col: &str, p: Param| {
-        let ph = stmt.bind(p);
-        sets.push(format!("{col} = {ph}"));
-    };
-    if let Some(alias) = &update.key_alias {
-        set(&mut stmt, "key_alias", opt_text(alias.as_deref()));
-    }
-    if let Some(m) = &update.models {
-        set(&mut stmt, "models", models(m));
-    }
-    if let Some(b) = update.max_budget {
-        set(&mut stmt, "max_budget", Param::Real(b));
-    }
-    if let Some(s) = update.spend {
-        set(&mut stmt, "spend", Param::Real(Some(s)));
-    }
-    let reset_at = match (update.budget_duration, update.budget_reset_at) {
-        (_, Some(explicit)) => Some(explicit),
-        (Some(d), None) => Some(d.map(|d| d.next_after(now))),
-        (None, None) => None,
-    };
-    if let Some(d) = update.budget_duration {
-        set(&mut stmt, "budget_duration", duration(d));
-    }
-    if let Some(r) = reset_at {
-        set(&mut stmt, "budget_reset_at", opt_time(r));
-    }
-    if let Some(l) = update.rpm_limit {
-        set(&mut stmt, "rpm_limit", opt_count(l, "rpm_limit")?);
-    }
-    if let Some(l) = update.tpm_limit {
-        set(&mut stmt, "tpm_limit", opt_count(l, "tpm_limit")?);
-    }
-    if let Some(e) = update.expires {
-        set(&mut stmt, "expires", opt_time(e));
-    }
-    if let Some(m) = update.metadata {
-        set(&mut stmt, "metadata", Param::Json(m));
-    }
-    if let Some(t) = &update.team_id {
-        set(&mut stmt, "team_id", opt_text(t.as_deref()));
-    }
-    if let Some(u) = &update.user_id {
-        set(&mut stmt, "user_id", opt_text(u.as_deref()));
-    }
-    if let Some(b) = update.blocked {
-        set(&mut stmt, "blocked", Param::Bool(b));
-    }
-    if sets.is_empty() {
-        return key(c, token_hash)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "key",
-                id: token_hash.to_owned(),
-            });
-    }
-    stmt.push(&sets.join(", "));
-    let ph = stmt.bind(text(token_hash));
-    stmt.push(&format!(" WHERE token_hash = {ph} RETURNING {KEY_COLUMNS}"));
+    let mut a = Assignments::new(Budgeted::Key);
+    a.set(
+        "key_alias",
+        update.key_alias.as_ref().map(|v| opt_text(v.as_deref())),
+    );
+    a.limits(
+        LimitChanges {
+            models: update.models.as_deref(),
+            max_budget: update.max_budget,
+            spend: update.spend,
+            budget_duration: update.budget_duration,
+            budget_reset_at: update.budget_reset_at,
+            rpm_limit: update.rpm_limit,
+            tpm_limit: update.tpm_limit,
+            metadata: update.metadata,
+        },
+        now,
+    )?;
+    a.set("expires", update.expires.map(opt_time));
+    a.set(
+        "team_id",
+        update.team_id.as_ref().map(|v| opt_text(v.as_deref())),
+    );
+    a.set(
+        "user_id",
+        update.user_id.as_ref().map(|v| opt_text(v.as_deref())),
+    );
+    a.set("blocked", update.blocked.map(Param::Bool));
     let alias = update.key_alias.flatten();
     let clash = alias.as_deref().unwrap_or(token_hash);
-    let rows = c
-        .fetch_all(&stmt.text, stmt.params)
-        .await
-        .map_err(|e| conflict(e, "key", clash))?;
-    one(rows, "key", token_hash).and_then(|r| key_from(&r))
+    let row = a
+        .run(c, Budgeted::Key, token_hash, KEY_COLUMNS, clash)
+        .await?;
+    key_from(&row)
+}
+
+/// See [`super::Store::update_team`].
+pub(crate) async fn update_team<C: SqlConn>(
+    c: &mut C,
+    team_id: &str,
+    update: TeamUpdate,
+    now: DateTime<Utc>,
+) -> Result<TeamRecord, StoreError> {
+    let mut a = Assignments::new(Budgeted::Team);
+    a.set(
+        "team_alias",
+        update.team_alias.as_ref().map(|v| opt_text(v.as_deref())),
+    );
+    a.limits(
+        LimitChanges {
+            models: update.models.as_deref(),
+            max_budget: update.max_budget,
+            spend: update.spend,
+            budget_duration: update.budget_duration,
+            budget_reset_at: update.budget_reset_at,
+            rpm_limit: update.rpm_limit,
+            tpm_limit: update.tpm_limit,
+            metadata: update.metadata,
+        },
+        now,
+    )?;
+    let row = a
+        .run(c, Budgeted::Team, team_id, TEAM_COLUMNS, team_id)
+        .await?;
+    team_from(&row)
+}
+
+/// See [`super::Store::update_user`].
+pub(crate) async fn update_user<C: SqlConn>(
+    c: &mut C,
+    user_id: &str,
+    update: UserUpdate,
+    now: DateTime<Utc>,
+) -> Result<UserRecord, StoreError> {
+    let mut a = Assignments::new(Budgeted::User);
+    a.set(
+        "user_email",
+        update.user_email.as_ref().map(|v| opt_text(v.as_deref())),
+    );
+    a.set(
+        "user_role",
+        update.user_role.as_ref().map(|v| opt_text(v.as_deref())),
+    );
+    a.limits(
+        LimitChanges {
+            models: update.models.as_deref(),
+            max_budget: update.max_budget,
+            spend: update.spend,
+            budget_duration: update.budget_duration,
+            budget_reset_at: update.budget_reset_at,
+            rpm_limit: update.rpm_limit,
+            tpm_limit: update.tpm_limit,
+            metadata: update.metadata,
+        },
+        now,
+    )?;
+    let row = a
+        .run(c, Budgeted::User, user_id, USER_COLUMNS, user_id)
+        .await?;
+    user_from(&row)
 }
 
 /// Deletes rows of `table` whose `id_column` is in `ids`, in chunks.
@@ -803,18 +945,24 @@ pub(crate) async fn reset_due_budgets<C: SqlConn>(
         let (name, id_col) = (table.table(), table.id_column());
         let due = format!(
             "SELECT {id_col} AS id, budget_duration FROM {name} \
-             WHERE budget_reset_at IS NOT NULL AND budget_reset_at <= $1 ORDER BY {id_col}"
+             WHERE budget_reset_at IS NOT NULL AND budget_reset_at <= $1"
         );
-        let rows = c.fetch_all(&due, vec![time(now)]).await?;
+        let mut rows = Vec::new();
+        for row in c.fetch_all(&due, vec![time(now)]).await? {
+            let id: String = required(row.text("id"), "id")?;
+            rows.push((id, row_duration(&row)?));
+        }
+        // Byte order, as `record_spend` locks (not the database's
+        // collation, which may differ).
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
         // The `<=` guard again: a concurrent reset (another replica) that
         // got there first leaves nothing to do.
         let update = format!(
             "UPDATE {name} SET spend = 0, budget_reset_at = $1 \
              WHERE {id_col} = $2 AND budget_reset_at <= $3"
         );
-        for row in rows {
-            let id: String = required(row.text("id"), "id")?;
-            let next = row_duration(&row)?.map(|d| d.next_after(now));
+        for (id, duration) in rows {
+            let next = duration.map(|d| d.next_after(now));
             reset += c
                 .execute(&update, vec![opt_time(next), text(&id), time(now)])
                 .await?;
