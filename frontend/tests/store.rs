@@ -13,7 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use frontend::store::{
     BudgetDuration, KeyFilter, KeyUpdate, NewKey, NewTeam, NewUser, SpendGroup, SpendLog,
-    SpendQuery, SpendStatus, SqliteStore, Store, StoreError,
+    SpendQuery, SpendStatus, SqliteStore, Store, StoreError, TeamUpdate, UserUpdate,
 };
 use serde_json::json;
 use store_support::{PgSchema, SqliteFile};
@@ -47,12 +47,14 @@ store_tests!(
     list_keys_filters_and_pages,
     teams_lifecycle,
     users_lifecycle,
+    team_and_user_updates,
     record_spend_charges_key_team_and_user,
     duplicate_request_ids_count_once,
     spend_log_filters,
     total_and_daily_spend,
     budget_reset_follows_each_duration,
     concurrent_record_spend_is_exact,
+    concurrent_resets_reset_each_record_once,
 );
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -507,6 +509,102 @@ async fn users_lifecycle(store: Arc<dyn Store>) {
         1
     );
     assert_eq!(store.list_users().await.unwrap(), vec![u2]);
+}
+
+async fn team_and_user_updates(store: Arc<dyn Store>) {
+    let t0 = t("2025-01-31T10:00:00Z");
+    let team = store
+        .create_team(NewTeam {
+            team_alias: Some("Old".into()),
+            max_budget: Some(1.0),
+            rpm_limit: Some(5),
+            ..NewTeam::new("t1", t0)
+        })
+        .await
+        .unwrap();
+    let updated = store
+        .update_team(
+            "t1",
+            TeamUpdate {
+                team_alias: Some(Some("New".into())),
+                models: Some(vec!["gpt-4o".into()]),
+                max_budget: Some(None),
+                budget_duration: Some(Some(dur("1mo"))),
+                budget_reset_at: Some(Some(t("2025-02-28T10:00:00Z"))),
+                tpm_limit: Some(Some(1000)),
+                metadata: Some(json!({"k": "v"})),
+                ..TeamUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.team_alias.as_deref(), Some("New"));
+    assert_eq!(updated.models, vec!["gpt-4o"]);
+    assert_eq!(updated.max_budget, None);
+    assert_eq!(updated.budget_duration, Some(dur("1mo")));
+    assert_eq!(updated.budget_reset_at, Some(t("2025-02-28T10:00:00Z")));
+    assert_eq!(updated.rpm_limit, team.rpm_limit);
+    assert_eq!(updated.tpm_limit, Some(1000));
+    assert_eq!(updated.metadata, json!({"k": "v"}));
+    assert_eq!(store.team("t1").await.unwrap(), Some(updated.clone()));
+    assert_eq!(
+        store
+            .update_team("t1", TeamUpdate::default())
+            .await
+            .unwrap(),
+        updated
+    );
+    let err = store
+        .update_team("t9", TeamUpdate::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::NotFound {
+            what: "team",
+            id: "t9".into()
+        }
+    );
+
+    store
+        .create_user(NewUser {
+            user_email: Some("a@example.com".into()),
+            ..NewUser::new("u1", t0)
+        })
+        .await
+        .unwrap();
+    let user = store
+        .update_user(
+            "u1",
+            UserUpdate {
+                user_email: Some(None),
+                user_role: Some(Some("proxy_admin".into())),
+                spend: Some(2.5),
+                rpm_limit: Some(Some(7)),
+                ..UserUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(user.user_email, None);
+    assert_eq!(user.user_role.as_deref(), Some("proxy_admin"));
+    assert_eq!(user.spend, 2.5);
+    assert_eq!(user.rpm_limit, Some(7));
+    assert_eq!(store.user("u1").await.unwrap(), Some(user));
+    let err = store
+        .update_user(
+            "u9",
+            UserUpdate {
+                spend: Some(0.0),
+                ..UserUpdate::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { what: "user", .. }),
+        "{err:?}"
+    );
 }
 
 /// A key `k1` of team `t1` and user `u1`, all three with budgets.
@@ -1103,6 +1201,57 @@ async fn concurrent_record_spend_is_exact(store: Arc<dyn Store>) {
     assert!(close(store.total_spend(&q).await.unwrap(), expected));
 }
 
+async fn concurrent_resets_reset_each_record_once(store: Arc<dyn Store>) {
+    let t0 = t("2025-01-01T00:00:00Z");
+    let mut logs = Vec::new();
+    for i in 0..50 {
+        let hash = format!("key-{i:02}");
+        store
+            .create_key(NewKey {
+                budget_duration: Some(dur("1d")),
+                ..NewKey::new(&hash, format!("sk-...{i:02}"), t0)
+            })
+            .await
+            .unwrap();
+        logs.push(log(
+            &format!("req-{i:02}"),
+            Some(&hash),
+            1.0,
+            "2025-01-01T01:00:00Z",
+        ));
+    }
+    store.record_spend(&logs).await.unwrap();
+    // Eight "replicas" run the reset job at the same moment, while spend
+    // keeps arriving.
+    let now = t("2025-01-02T00:00:00Z");
+    let resets: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.reset_due_budgets(now).await.unwrap() })
+        })
+        .collect();
+    let late = SpendLog {
+        start_time: now,
+        ..log("req-late", Some("key-07"), 0.5, "2025-01-02T00:00:00Z")
+    };
+    store.record_spend(&[late]).await.unwrap();
+    let mut total = 0;
+    for reset in resets {
+        total += reset.await.unwrap();
+    }
+    assert_eq!(total, 50);
+    let keys = store.list_keys(KeyFilter::default()).await.unwrap();
+    for key in keys {
+        assert_eq!(key.budget_reset_at, Some(t("2025-01-03T00:00:00Z")));
+        // The late log may land before or after the reset of key-07.
+        if key.token_hash != "key-07" {
+            assert_eq!(key.spend, 0.0, "{}", key.token_hash);
+        } else {
+            assert!(key.spend == 0.0 || key.spend == 0.5, "{}", key.spend);
+        }
+    }
+}
+
 /// Records written before a close are there after reopening.
 async fn persistence_check(first: Arc<dyn Store>) {
     key_team_user(&first, t("2025-01-01T00:00:00Z")).await;
@@ -1135,6 +1284,50 @@ async fn sqlite_file_survives_reopen() {
         .unwrap();
     persistence_verify(Arc::new(second.clone())).await;
     second.close().await;
+}
+
+/// Two stores on one file, as two gateway processes would open it: writes
+/// from both wait for each other (busy timeout, `BEGIN IMMEDIATE`) and
+/// none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_two_processes_share_a_file() {
+    let file = SqliteFile::new();
+    let a = SqliteStore::connect(file.as_str()).await.unwrap();
+    let b = SqliteStore::connect(file.as_str()).await.unwrap();
+    key_team_user(
+        &(Arc::new(a.clone()) as Arc<dyn Store>),
+        t("2025-01-01T00:00:00Z"),
+    )
+    .await;
+    let tasks: Vec<_> = (0..200u32)
+        .map(|i| {
+            let store: Arc<dyn Store> = if i % 2 == 0 {
+                Arc::new(a.clone())
+            } else {
+                Arc::new(b.clone())
+            };
+            tokio::spawn(async move {
+                let log = charged(
+                    &format!("req-{i:03}"),
+                    0.001 * f64::from(i),
+                    "2025-01-02T00:00:00Z",
+                );
+                store.record_spend(&[log]).await.unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let expected: f64 = (0..200u32).map(|i| 0.001 * f64::from(i)).sum();
+    let key = b.key("k1").await.unwrap().unwrap();
+    assert!(close(key.spend, expected), "{} != {expected}", key.spend);
+    assert_eq!(
+        a.spend_logs(&SpendQuery::default()).await.unwrap().len(),
+        200
+    );
+    a.close().await;
+    b.close().await;
 }
 
 #[tokio::test]

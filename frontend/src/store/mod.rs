@@ -31,7 +31,7 @@ pub use sqlite::SqliteStore;
 pub use types::{
     BudgetDuration, DailySpend, DurationUnit, KeyFilter, KeyRecord, KeyUpdate, NewKey, NewTeam,
     NewUser, ParseDurationError, SpendGroup, SpendLog, SpendQuery, SpendStatus, TeamRecord,
-    UserRecord,
+    TeamUpdate, UserRecord, UserUpdate,
 };
 
 use chrono::{DateTime, Utc};
@@ -121,6 +121,14 @@ pub trait Store: Send + Sync + 'static {
     /// The team with this id, if any.
     async fn team(&self, team_id: &str) -> Result<Option<TeamRecord>, StoreError>;
 
+    /// Applies the set fields of `update` (as [`Store::update_key`]);
+    /// `NotFound` if there is no such team.
+    async fn update_team(
+        &self,
+        team_id: &str,
+        update: TeamUpdate,
+    ) -> Result<TeamRecord, StoreError>;
+
     /// Every team, oldest first.
     async fn list_teams(&self) -> Result<Vec<TeamRecord>, StoreError>;
 
@@ -133,6 +141,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// The user with this id, if any.
     async fn user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Applies the set fields of `update` (as [`Store::update_key`]);
+    /// `NotFound` if there is no such user.
+    async fn update_user(
+        &self,
+        user_id: &str,
+        update: UserUpdate,
+    ) -> Result<UserRecord, StoreError>;
 
     /// Every user, oldest first.
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;

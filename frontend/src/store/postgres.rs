@@ -22,7 +22,7 @@ use sqlx::{Connection, PgConnection, Postgres, Row};
 use super::sql::{self, Dialect, Param, SqlConn, SqlRow};
 use super::types::{
     DailySpend, KeyFilter, KeyRecord, KeyUpdate, NewKey, NewTeam, NewUser, SpendGroup, SpendLog,
-    SpendQuery, TeamRecord, UserRecord,
+    SpendQuery, TeamRecord, TeamUpdate, UserRecord, UserUpdate,
 };
 use super::{Store, StoreError};
 
@@ -57,12 +57,24 @@ impl PostgresStore {
         let schema = identifier(schema)?;
         let options = PgConnectOptions::from_str(database_url)?;
         let mut conn = PgConnection::connect_with(&options).await?;
-        let created = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-            .execute(&mut conn)
-            .await;
+        // Look before creating: `CREATE SCHEMA IF NOT EXISTS` needs the
+        // CREATE privilege on the database even when the schema exists.
+        let exists = sqlx::query("SELECT 1 FROM pg_namespace WHERE nspname = $1")
+            .bind(schema)
+            .fetch_optional(&mut conn)
+            .await?
+            .is_some();
+        let created = if exists {
+            Ok(())
+        } else {
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .execute(&mut conn)
+                .await
+                .map(|_| ())
+        };
         conn.close().await?;
         match created {
-            Ok(_) => {}
+            Ok(()) => {}
             // Two replicas creating the schema at once: the loser sees a
             // unique violation on pg_namespace, and the schema exists.
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
@@ -142,6 +154,15 @@ impl Store for PostgresStore {
         sql::team(&mut *self.pool.acquire().await?, team_id).await
     }
 
+    async fn update_team(
+        &self,
+        team_id: &str,
+        update: TeamUpdate,
+    ) -> Result<TeamRecord, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sql::update_team(&mut *conn, team_id, update, Utc::now()).await
+    }
+
     async fn list_teams(&self) -> Result<Vec<TeamRecord>, StoreError> {
         sql::list_teams(&mut *self.pool.acquire().await?).await
     }
@@ -159,6 +180,15 @@ impl Store for PostgresStore {
 
     async fn user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
         sql::user(&mut *self.pool.acquire().await?, user_id).await
+    }
+
+    async fn update_user(
+        &self,
+        user_id: &str,
+        update: UserUpdate,
+    ) -> Result<UserRecord, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sql::update_user(&mut *conn, user_id, update, Utc::now()).await
     }
 
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {

@@ -23,7 +23,7 @@ use sqlx::{Row, Sqlite, SqliteConnection};
 use super::sql::{self, Dialect, Param, SqlConn, SqlRow};
 use super::types::{
     DailySpend, KeyFilter, KeyRecord, KeyUpdate, NewKey, NewTeam, NewUser, SpendGroup, SpendLog,
-    SpendQuery, TeamRecord, UserRecord,
+    SpendQuery, TeamRecord, TeamUpdate, UserRecord, UserUpdate,
 };
 use super::{Store, StoreError};
 
@@ -152,6 +152,15 @@ impl Store for SqliteStore {
         sql::team(&mut *self.reader.acquire().await?, team_id).await
     }
 
+    async fn update_team(
+        &self,
+        team_id: &str,
+        update: TeamUpdate,
+    ) -> Result<TeamRecord, StoreError> {
+        let mut conn = self.writer.acquire().await?;
+        sql::update_team(&mut *conn, team_id, update, Utc::now()).await
+    }
+
     async fn list_teams(&self) -> Result<Vec<TeamRecord>, StoreError> {
         sql::list_teams(&mut *self.reader.acquire().await?).await
     }
@@ -169,6 +178,15 @@ impl Store for SqliteStore {
 
     async fn user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
         sql::user(&mut *self.reader.acquire().await?, user_id).await
+    }
+
+    async fn update_user(
+        &self,
+        user_id: &str,
+        update: UserUpdate,
+    ) -> Result<UserRecord, StoreError> {
+        let mut conn = self.writer.acquire().await?;
+        sql::update_user(&mut *conn, user_id, update, Utc::now()).await
     }
 
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {

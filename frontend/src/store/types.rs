@@ -409,6 +409,30 @@ pub struct TeamRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// A partial update of a team, with [`KeyUpdate`]'s rules: `None` leaves
+/// a field, `Some(None)` clears it, a new duration restarts the period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TeamUpdate {
+    /// New alias.
+    pub team_alias: Option<Option<String>>,
+    /// New model list.
+    pub models: Option<Vec<String>>,
+    /// New spend ceiling.
+    pub max_budget: Option<Option<f64>>,
+    /// Overwrites the current spend.
+    pub spend: Option<f64>,
+    /// New budget period.
+    pub budget_duration: Option<Option<BudgetDuration>>,
+    /// Explicit next reset time.
+    pub budget_reset_at: Option<Option<DateTime<Utc>>>,
+    /// New requests-per-minute limit.
+    pub rpm_limit: Option<Option<u64>>,
+    /// New tokens-per-minute limit.
+    pub tpm_limit: Option<Option<u64>>,
+    /// Replaces the metadata.
+    pub metadata: Option<Value>,
+}
+
 /// A user to create (LiteLLM's `/user/new`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewUser {
@@ -479,6 +503,31 @@ pub struct UserRecord {
     pub metadata: Value,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+}
+
+/// A partial update of a user, with [`KeyUpdate`]'s rules.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserUpdate {
+    /// New contact address.
+    pub user_email: Option<Option<String>>,
+    /// New role.
+    pub user_role: Option<Option<String>>,
+    /// New model list.
+    pub models: Option<Vec<String>>,
+    /// New spend ceiling.
+    pub max_budget: Option<Option<f64>>,
+    /// Overwrites the current spend.
+    pub spend: Option<f64>,
+    /// New budget period.
+    pub budget_duration: Option<Option<BudgetDuration>>,
+    /// Explicit next reset time.
+    pub budget_reset_at: Option<Option<DateTime<Utc>>>,
+    /// New requests-per-minute limit.
+    pub rpm_limit: Option<Option<u64>>,
+    /// New tokens-per-minute limit.
+    pub tpm_limit: Option<Option<u64>>,
+    /// Replaces the metadata.
+    pub metadata: Option<Value>,
 }
 
 /// Whether a logged request succeeded; failures are logged (at cost 0
