@@ -59,6 +59,9 @@ pub fn system_clock() -> Clock {
 /// another replica's changes (a deleted key, spend) show within this time.
 const RECORD_TTL: Duration = Duration::from_secs(5);
 
+/// USD below which spend and budget count as equal.
+const BUDGET_EPSILON: f64 = 1e-12;
+
 /// Who is calling, once authenticated.
 #[derive(Clone)]
 pub enum Caller {
@@ -372,7 +375,9 @@ impl ControlPlane {
                 owner.spend
             };
             let spend = stored + self.ledger.pending(&owner.id);
-            if spend >= max_budget {
+            // Sums of float costs land a hair under an exact budget
+            // (10 x 0.001 = 0.00999...98); a picodollar is no money.
+            if spend + BUDGET_EPSILON >= max_budget {
                 self.metrics.rejections.with_label_values(&["budget"]).inc();
                 return Err(ControlError::BudgetExceeded {
                     owner: owner.label.clone(),

@@ -89,7 +89,9 @@ struct Sink {
 
 async fn run(sink: Sink, interval: Duration, mut rx: mpsc::UnboundedReceiver<Command>) {
     let mut batch: Vec<PendingLog> = Vec::new();
-    let mut tick = tokio::time::interval(interval);
+    // The first write is one interval from now (a plain `interval` would
+    // fire at once).
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut waiters = Vec::new();
