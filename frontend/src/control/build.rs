@@ -320,7 +320,9 @@ fn model_prices(config: &GatewayConfig) -> Result<ModelPrices, SetupError> {
 /// Resets due budgets every `every` while the plane lives.
 fn spawn_budget_resets(plane: std::sync::Weak<ControlPlane>, every: Duration) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
+        // The first sweep is one interval after start: admission already
+        // treats a due budget as reset, so nothing waits on it.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tick.tick().await;
             let Some(plane) = plane.upgrade() else {
