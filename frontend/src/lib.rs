@@ -1,18 +1,24 @@
-//! The axum HTTP application (issues 4-6): OpenAI- and Anthropic-format
+//! The axum HTTP application: OpenAI- and Anthropic-format
 //! APIs, provider adapters, the router, keys/teams/budgets/spend store, rate
 //! limits, cache, guardrails and metrics.
 //!
 //! It must not depend on `engine`: the local engine plugs in through the
 //! [`Provider`] trait defined here.
 //!
-//! Today it serves vLLM's OpenAI-compatible surface:
-//! `POST /v1/chat/completions` and `/v1/completions` (streaming or not),
-//! `GET /v1/models`, `/health`, `/metrics`, `POST /tokenize` and
-//! `/detokenize`. The pieces:
-//! - [`openai`]: serde wire types with `validate()`;
+//! It serves vLLM's OpenAI-compatible surface (`/v1/chat/completions`,
+//! `/v1/completions`, `/v1/embeddings`, `/v1/models`, `/tokenize`,
+//! `/detokenize`, `/health`, `/metrics`), Anthropic's `/v1/messages`, and
+//! LiteLLM's admin API and UI. The pieces:
+//! - [`openai`], [`anthropic`]: serde wire types with `validate()`;
 //! - [`Provider`]: what a backend implements (dropping = cancelling);
+//!   [`providers`]: one adapter per remote wire format; [`router`]: a
+//!   `Provider` over deployments (retries, fallbacks, cooldowns);
+//!   [`config`]: LiteLLM's `config.yaml`;
 //! - [`ProviderError`] / [`GatewayError`]: every failure, mapped once to a
 //!   status and an OpenAI error body;
+//! - [`control`]: keys, model access, budgets, spend, limits, cache and
+//!   guardrails as the routes use them, over [`store`] (SQLite or
+//!   PostgreSQL), [`ratelimit`] and [`cache`] (memory or Redis);
 //! - [`pricing`]: per-token prices and context windows (LiteLLM's price
 //!   file format and name resolution) with per-deployment overrides;
 //! - [`guardrails`]: pre-call PII masking, banned keywords and webhook

@@ -240,6 +240,40 @@ def test_response_cache(gw):
     assert 'gateway_cache_total{model="gpt-4o-mini",result="hit"}' in metrics
 
 
+def test_streams_are_charged_from_their_usage_chunk(gw):
+    key = new_key(gw)
+    client = sdk(gw, key["key"])
+    # The client does not ask for usage: the gateway does, charges it, and
+    # drops the usage chunk again.
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "stream it"}]))
+    assert all(c.usage is None for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == \
+        "Hello from the mock upstream."
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o-mini", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "stream it"}]))
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens > 0
+    admin(gw, "GET", "/global/spend")  # writes the queue
+    logs = admin(gw, "GET", "/spend/logs", params={"api_key": key["token"]})
+    assert len(logs) == 2 and all(l["completion_tokens"] > 0 and l["cost"] > 0 for l in logs)
+    assert all(l["status"] == "success" for l in logs)
+
+
+def test_anthropic_sdk_uses_virtual_keys_too(gw):
+    import anthropic
+    key = new_key(gw)["key"]
+    client = anthropic.Anthropic(base_url=gw.base, api_key=key, max_retries=0)
+    msg = client.messages.create(model="gpt-4o-mini", max_tokens=20,
+                                 messages=[{"role": "user", "content": "hi from anthropic"}])
+    assert msg.content[0].text == "Hello from the mock upstream."
+    with pytest.raises(anthropic.AuthenticationError) as e:
+        anthropic.Anthropic(base_url=gw.base, api_key="sk-wrong", max_retries=0).messages.create(
+            model="gpt-4o-mini", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
+    assert e.value.body["type"] == "error"
+
+
 def last_upstream_user_text(mock) -> str:
     journal = httpx.get(f"{mock.url}/__aimock/journal").json()
     entries = journal if isinstance(journal, list) else journal.get("entries", journal)
