@@ -149,6 +149,19 @@ def create_key(port: int) -> str:
         return json.loads(r.read())["key"]
 
 
+def spend_recorded(port: int) -> dict:
+    """What the control plane logged during the runs: total spend and the
+    number of spend-log rows (proof that logging was on)."""
+    def get(path):
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     headers={"Authorization": f"Bearer {MASTER_KEY}"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.loads(r.read())
+    report = get("/global/spend/report?group_by=api_key")
+    return {"spend_usd": get("/global/spend")["spend"],
+            "logged_requests": sum(row["requests"] for row in report)}
+
+
 def wait_port(port, proc, what):
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -241,6 +254,9 @@ def main():
               f"{r['p99_ms']:>7.3f} | {r['non_200']:>7} |")
     print()
     for mode, r in results.items():
+        if r["spend_recorded"]:
+            print(f"{mode}: spend logs hold {r['spend_recorded']['logged_requests']} requests, "
+                  f"{r['spend_recorded']['spend_usd']:.6f} USD")
         sm = r["summary"]
         print(f"{mode}: added latency at {args.rate} req/s p50 {sm['added_p50_ms']:.3f} ms, "
               f"p99 {sm['added_p99_ms']:.3f} ms (goal: p99 < 1 ms); max "
@@ -279,12 +295,13 @@ def run_mode(mode, args, tool, tmp, up_port, extra_yaml, direct):
             "gateway_max": oha(tool, gateway_url, args.duration, args.connections,
                                headers=headers),
         }
+        recorded = spend_recorded(gw_port) if mode == "control" else None
     finally:
         gateway.terminate()
         gateway.wait(timeout=20)
     d, g = direct["direct_fixed_rate"], runs["gateway_fixed_rate"]
     dm, gm = direct["direct_max"], runs["gateway_max"]
-    return {"runs": runs, "summary": {
+    return {"runs": runs, "spend_recorded": recorded, "summary": {
         "added_p50_ms": g["p50_ms"] - d["p50_ms"],
         "added_p99_ms": g["p99_ms"] - d["p99_ms"],
         "gateway_max_rps": gm["requests_per_s"],
