@@ -41,7 +41,8 @@ def reachable(host: str, port: int) -> bool:
         return False
 
 
-def config(mock: str, database_url: str, extra: str = "") -> str:
+def config(mock: str, database_url: str, extra: str = "",
+           cache: str = "{type: local, ttl: 600}") -> str:
     return f"""
 model_list:
   - model_name: gpt-4o-mini
@@ -53,7 +54,7 @@ model_list:
     litellm_params: {{model: {PRICED}, api_base: {mock}/v1, api_key: {UPSTREAM_KEY}, guardrails: [pii-mask]}}
 litellm_settings:
   cache: true
-  cache_params: {{type: local, ttl: 600}}
+  cache_params: {cache}
 guardrails:
   - guardrail_name: pii-mask
     litellm_params: {{guardrail: presidio, mode: pre_call}}
@@ -321,14 +322,17 @@ def test_metrics_and_no_secret_in_the_log(gw):
 
 
 def two_replicas(mock, tmp, extra):
+    """Two gateways sharing PostgreSQL (keys), Redis (limits, cache)."""
     db = "postgres://postgres@127.0.0.1:5432/test"
-    text = config(mock.url, db, extra)
+    namespace = f"engine-test-{uuid.uuid4().hex[:8]}:"
+    text = config(mock.url, db, extra, cache="{type: redis, host: 127.0.0.1, port: 6379, "
+                  f"namespace: '{namespace}'}}")
     return Gateway(text, tmp), Gateway(text, tmp)
 
 
 @pytest.mark.skipif(not (reachable("127.0.0.1", 6379) and reachable("127.0.0.1", 5432)),
                     reason="needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432")
-def test_rate_limits_hold_across_two_replicas_sharing_redis(mock, tmp_path):
+def test_limits_and_cache_are_shared_by_two_replicas_over_redis(mock, tmp_path):
     a, b = two_replicas(mock, tmp_path, "router_settings: {redis_host: 127.0.0.1, redis_port: 6379}")
     try:
         key = new_key(a, rpm_limit=10)["key"]
@@ -351,6 +355,10 @@ def test_rate_limits_hold_across_two_replicas_sharing_redis(mock, tmp_path):
             codes.append(chat(gw, key, content="measure tokens", cache={"no-cache": True}).status_code)
             time.sleep(0.2)  # the tokens are counted just after each answer
         assert codes[:3] == [200, 200, 200] and set(codes[3:]) == {429}, codes
+        # The response cache is shared too: stored by one, hit on the other.
+        content = f"shared cache {uuid.uuid4()}"
+        assert "x-litellm-cache-hit" not in chat(a, MASTER, content=content).headers
+        assert chat(b, MASTER, content=content).headers["x-litellm-cache-hit"] == "True"
     finally:
         a.stop()
         b.stop()
