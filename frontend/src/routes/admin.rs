@@ -68,6 +68,28 @@ fn key_json(key: &KeyRecord) -> Value {
     v
 }
 
+/// The record a lookup found, or the 404 naming `what` and `id`.
+fn found<T>(
+    lookup: Result<Option<T>, crate::store::StoreError>,
+    what: &'static str,
+    id: &str,
+) -> Result<T, ControlError> {
+    lookup.map_err(store_error)?.ok_or(ControlError::NotFound {
+        what,
+        id: id.to_owned(),
+    })
+}
+
+/// The keys `filter` selects, as the API shows them.
+async fn keys_of(control: &ControlPlane, filter: KeyFilter) -> Result<Vec<Value>, ControlError> {
+    let keys = control
+        .store()
+        .list_keys(filter)
+        .await
+        .map_err(store_error)?;
+    Ok(keys.iter().map(key_json).collect())
+}
+
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
@@ -375,27 +397,19 @@ pub struct TeamParam {
 /// `GET /team/info?team_id=`: the team and its keys.
 pub async fn team_info(State(state): State<AppState>, Query(q): Query<TeamParam>) -> Answer {
     let control = plane(&state)?;
-    let team: TeamRecord = control
-        .store()
-        .team(&q.team_id)
-        .await
-        .map_err(store_error)?
-        .ok_or(ControlError::NotFound {
-            what: "team",
-            id: q.team_id.clone(),
-        })?;
-    let keys = control
-        .store()
-        .list_keys(KeyFilter {
+    let team: TeamRecord = found(control.store().team(&q.team_id).await, "team", &q.team_id)?;
+    let keys = keys_of(
+        &control,
+        KeyFilter {
             team_id: Some(q.team_id.clone()),
             ..KeyFilter::default()
-        })
-        .await
-        .map_err(store_error)?;
+        },
+    )
+    .await?;
     Ok(Json(json!({
         "team_id": team.team_id,
         "team_info": to_json(&team),
-        "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
+        "keys": keys,
     })))
 }
 
@@ -511,27 +525,19 @@ pub struct UserParam {
 /// `GET /user/info?user_id=`: the user and its keys.
 pub async fn user_info(State(state): State<AppState>, Query(q): Query<UserParam>) -> Answer {
     let control = plane(&state)?;
-    let user = control
-        .store()
-        .user(&q.user_id)
-        .await
-        .map_err(store_error)?
-        .ok_or(ControlError::NotFound {
-            what: "user",
-            id: q.user_id.clone(),
-        })?;
-    let keys = control
-        .store()
-        .list_keys(KeyFilter {
+    let user = found(control.store().user(&q.user_id).await, "user", &q.user_id)?;
+    let keys = keys_of(
+        &control,
+        KeyFilter {
             user_id: Some(q.user_id.clone()),
             ..KeyFilter::default()
-        })
-        .await
-        .map_err(store_error)?;
+        },
+    )
+    .await?;
     Ok(Json(json!({
         "user_id": user.user_id,
         "user_info": to_json(&user),
-        "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
+        "keys": keys,
     })))
 }
 
