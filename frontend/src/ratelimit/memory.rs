@@ -110,7 +110,8 @@ impl State {
 
 #[async_trait]
 impl RateLimiter for MemoryLimiter {
-    async fn admit(&self, subjects: &[Subject]) -> Result<(), RateLimitError> {
+    async fn admit_n(&self, subjects: &[Subject], sequences: u64) -> Result<(), RateLimitError> {
+        let sequences = sequences.max(1);
         let (window, retry_after) = window_at((self.clock)());
         let mut state = self.lock();
         state.prune(window);
@@ -120,7 +121,9 @@ impl RateLimiter for MemoryLimiter {
                 .get(&subject.id)
                 .map_or((0, 0), |c| c.in_window(window));
             let refused = match (subject.limits.rpm, subject.limits.tpm) {
-                (Some(rpm), _) if requests >= rpm => Some((LimitKind::Rpm, rpm, requests)),
+                (Some(rpm), _) if requests.saturating_add(sequences) > rpm => {
+                    Some((LimitKind::Rpm, rpm, requests))
+                }
                 (_, Some(tpm)) if tokens >= tpm => Some((LimitKind::Tpm, tpm, tokens)),
                 _ => None,
             };
@@ -135,7 +138,8 @@ impl RateLimiter for MemoryLimiter {
             }
         }
         for subject in subjects.iter().filter(|s| s.limits.rpm.is_some()) {
-            state.counter_mut(&subject.id, window).requests += 1;
+            let counter = state.counter_mut(&subject.id, window);
+            counter.requests = counter.requests.saturating_add(sequences);
         }
         Ok(())
     }
@@ -334,5 +338,21 @@ mod tests {
         let l = limited(limiter.admit(&[free, suspended]).await);
         assert_eq!((l.subject.as_str(), l.max), ("key:off", 0));
         assert!(l.retry_after <= Duration::from_secs(60));
+    }
+
+    #[tokio::test]
+    async fn rpm_counts_every_sequence_of_a_batch() {
+        let (_ms, clock) = manual_clock(0);
+        let limiter = MemoryLimiter::with_clock(clock);
+        let subjects = [rpm("key:a", 5)];
+        limiter.admit_n(&subjects, 3).await.unwrap();
+        // 3 + 3 > 5: refused, and nothing counted.
+        let l = limited(limiter.admit_n(&subjects, 3).await);
+        assert_eq!((l.limit, l.max, l.current), (LimitKind::Rpm, 5, 3));
+        limiter.admit_n(&subjects, 2).await.unwrap();
+        limited(limiter.admit(&subjects).await);
+        // A batch larger than the whole limit never fits.
+        let fresh = [rpm("key:b", 4)];
+        limited(limiter.admit_n(&fresh, 5).await);
     }
 }

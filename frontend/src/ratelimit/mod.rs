@@ -6,11 +6,14 @@
 //! holding, per subject, the requests admitted and the tokens used in that
 //! minute, and the admission rule:
 //!
-//! - [`RateLimiter::admit`] lets a request in only when, for **every**
-//!   subject, `requests < rpm` and `tokens < tpm` in the current window, and
-//!   counts the request against every subject in the same atomic step: all
-//!   subjects are counted or none is, so a request refused by its team does
-//!   not eat into its key's budget;
+//! - [`RateLimiter::admit_n`] lets a request of `n` sequences in only
+//!   when, for **every** subject, `requests + n <= rpm` and `tokens < tpm`
+//!   in the current window, and counts its `n` sequences against every
+//!   subject in the same atomic step: all subjects are counted or none is,
+//!   so a request refused by its team does not eat into its key's budget.
+//!   A batched completion (several prompts, `n` > 1) counts each sequence,
+//!   so fan-out cannot multiply a key's rpm ([`RateLimiter::admit`] is one
+//!   sequence);
 //! - [`RateLimiter::record_tokens`] adds a finished request's real token
 //!   usage (prompt + completion) to each subject's current window. Like
 //!   LiteLLM, tpm is enforced from actual usage, so one request may overshoot
@@ -196,10 +199,17 @@ impl From<RateLimitError> for ProviderError {
 /// (and, for [`RedisLimiter`], by all replicas pointing at one prefix).
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
-    /// Admits the request and counts it against every subject, or refuses it
-    /// (counting nothing) when any subject is at its rpm or tpm limit in the
-    /// current window. Subjects without limits are ignored.
-    async fn admit(&self, subjects: &[Subject]) -> Result<(), RateLimitError>;
+    /// Admits a request of one sequence: [`Self::admit_n`] with `n = 1`.
+    async fn admit(&self, subjects: &[Subject]) -> Result<(), RateLimitError> {
+        self.admit_n(subjects, 1).await
+    }
+
+    /// Admits a request that generates `sequences` sequences (prompts x
+    /// `n`) and counts each against every subject's rpm, or refuses it
+    /// (counting nothing) when any subject lacks room for all of them
+    /// under rpm, or is at its tpm limit, in the current window. Subjects
+    /// without limits are ignored.
+    async fn admit_n(&self, subjects: &[Subject], sequences: u64) -> Result<(), RateLimitError>;
 
     /// Adds `tokens` (the response's real total usage) to the current window
     /// of every subject that has a tpm limit. Takes subjects rather than ids

@@ -18,19 +18,21 @@ const KEY_TTL_SECS: i64 = 120;
 /// atomic across subjects and replicas.
 ///
 /// `KEYS`: per subject, its rpm counter then its tpm counter.
-/// `ARGV[1]`: the counters' ttl; then per subject its rpm and tpm limits,
-/// `-1` for none.
+/// `ARGV[1]`: the counters' ttl; `ARGV[2]`: the request's sequences, each
+/// counted against rpm; then per subject its rpm and tpm limits, `-1` for
+/// none.
 /// Returns `{0, 0, 0}` when admitted, else `{subject index (1-based),
 /// 1 for rpm or 2 for tpm, current count}`.
 const ADMIT_SCRIPT: &str = r"
 local ttl = tonumber(ARGV[1])
+local seqs = tonumber(ARGV[2])
 local n = #KEYS / 2
 for i = 1, n do
-  local rpm = tonumber(ARGV[2 * i])
-  local tpm = tonumber(ARGV[2 * i + 1])
+  local rpm = tonumber(ARGV[2 * i + 1])
+  local tpm = tonumber(ARGV[2 * i + 2])
   if rpm >= 0 then
     local used = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
-    if used >= rpm then return {i, 1, used} end
+    if used + seqs > rpm then return {i, 1, used} end
   end
   if tpm >= 0 then
     local used = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
@@ -38,8 +40,8 @@ for i = 1, n do
   end
 end
 for i = 1, n do
-  if tonumber(ARGV[2 * i]) >= 0 then
-    redis.call('INCR', KEYS[2 * i - 1])
+  if tonumber(ARGV[2 * i + 1]) >= 0 then
+    redis.call('INCRBY', KEYS[2 * i - 1], seqs)
     redis.call('EXPIRE', KEYS[2 * i - 1], ttl)
   end
 end
@@ -98,7 +100,7 @@ fn backend(e: redis::RedisError) -> RateLimitError {
 
 #[async_trait]
 impl RateLimiter for RedisLimiter {
-    async fn admit(&self, subjects: &[Subject]) -> Result<(), RateLimitError> {
+    async fn admit_n(&self, subjects: &[Subject], sequences: u64) -> Result<(), RateLimitError> {
         let limited: Vec<&Subject> = subjects
             .iter()
             .filter(|s| !s.limits.is_unlimited())
@@ -108,7 +110,9 @@ impl RateLimiter for RedisLimiter {
         }
         let (window, retry_after) = window_at((self.clock)());
         let mut invocation = self.script.prepare_invoke();
-        invocation.arg(KEY_TTL_SECS);
+        invocation
+            .arg(KEY_TTL_SECS)
+            .arg(i64::try_from(sequences.max(1)).unwrap_or(i64::MAX));
         for subject in &limited {
             invocation
                 .key(self.key(&subject.id, window, LimitKind::Rpm))
