@@ -70,6 +70,7 @@ impl AzureProvider {
                 upstream_model: resolved.upstream_model,
                 auth: Auth::ApiKey(params.api_key.clone().unwrap_or_default()),
                 timeout: params.timeout(),
+                stream_timeout: params.stream_timeout(),
                 drop_params: params.drops_params(),
                 provider: "azure",
                 vllm_extras: false,

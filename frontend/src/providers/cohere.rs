@@ -54,6 +54,7 @@ pub struct CohereProvider {
     base: String,
     api_key: Option<String>,
     timeout: Duration,
+    stream_timeout: Duration,
     drop_params: bool,
 }
 
@@ -77,6 +78,7 @@ impl CohereProvider {
             base,
             api_key: params.api_key(),
             timeout: params.timeout(),
+            stream_timeout: params.stream_timeout(),
             drop_params: params.drops_params(),
         })
     }
@@ -89,6 +91,23 @@ impl CohereProvider {
             self.api_key.as_deref(),
             body,
             self.timeout,
+        )
+        .await
+    }
+
+    /// [`Self::post`] for a streamed answer (see [`http::send_stream`]).
+    async fn post_stream(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let url = format!("{}{path}", self.base);
+        http::post_json_stream(
+            &self.client,
+            url,
+            self.api_key.as_deref(),
+            body,
+            self.stream_timeout,
         )
         .await
     }
@@ -440,9 +459,9 @@ impl Provider for CohereProvider {
         req: ChatCompletionRequest,
     ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
         let body = self.chat_body(&req, true)?;
-        let resp = self.post("/v2/chat", &body).await?;
+        let resp = self.post_stream("/v2/chat", &body).await?;
         Ok(pump(
-            http::sse_events(resp),
+            http::sse_events(resp, self.stream_timeout),
             cohere_stream(&self.model_name, req.include_usage()),
         ))
     }

@@ -2,8 +2,17 @@
 //! mapping of transport failures and error statuses to [`ProviderError`]
 //! (keeping the upstream's status and message), and the framing of
 //! streamed bodies (SSE events, NDJSON lines).
+//!
+//! Timeouts: a whole answer ([`send`]) must arrive within the
+//! deployment's `timeout`. A stream ([`send_stream`]) has no overall
+//! limit, which would cut every long answer: its response head must come
+//! within the deployment's `stream_timeout` (time to first byte), and then
+//! every read of the body within the same time again ([`body_chunks`],
+//! an idle-read timeout, as the `httpx` read timeout LiteLLM relies on
+//! behaves). A stream that goes silent longer ends with a `504` item.
 
 use crate::error::ProviderError;
+use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode};
@@ -22,9 +31,10 @@ pub fn client() -> Result<reqwest::Client, ProviderError> {
         })
 }
 
-/// Sends `req` with `timeout` for the whole response head and returns it
-/// when its status is a success; an error status becomes
-/// [`error_from_response`], a transport failure [`transport_error`].
+/// Sends `req` with `timeout` for the whole response (head and body) and
+/// returns it when its status is a success; an error status becomes
+/// [`error_from_response`], a transport failure [`transport_error`]. For
+/// whole answers; streams use [`send_stream`].
 pub async fn send(req: RequestBuilder, timeout: Duration) -> Result<Response, ProviderError> {
     let resp = req
         .timeout(timeout)
@@ -38,6 +48,58 @@ pub async fn send(req: RequestBuilder, timeout: Duration) -> Result<Response, Pr
     }
 }
 
+/// Sends a streaming request: `ttfb` bounds the wait for the response
+/// head; the body has no overall limit (read it through [`body_chunks`],
+/// [`sse_events`] or [`ndjson_values`] with an idle timeout). Statuses as
+/// [`send`].
+pub async fn send_stream(req: RequestBuilder, ttfb: Duration) -> Result<Response, ProviderError> {
+    let resp = tokio::time::timeout(ttfb, req.send())
+        .await
+        .map_err(|_| ProviderError::Timeout)?
+        .map_err(|e| transport_error(&e))?;
+    if resp.status().is_success() {
+        Ok(resp)
+    } else {
+        Err(tokio::time::timeout(ttfb, error_from_response(resp))
+            .await
+            .unwrap_or(ProviderError::Timeout))
+    }
+}
+
+/// A streamed body's bytes, each read waiting at most `idle`: a silence
+/// longer than that ends the stream with a [`ProviderError::Timeout`]
+/// item, a broken connection with a `502` item.
+pub fn body_chunks(
+    resp: Response,
+    idle: Duration,
+) -> BoxStream<'static, Result<Bytes, ProviderError>> {
+    futures::stream::unfold(Some(resp.bytes_stream()), move |bytes| async move {
+        let mut bytes = bytes?;
+        match tokio::time::timeout(idle, bytes.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(bytes))),
+            Ok(Some(Err(e))) => Some((Err(broken_stream(&e)), None)),
+            Ok(None) => None,
+            Err(_) => {
+                tracing::warn!(
+                    idle_s = idle.as_secs_f64(),
+                    "upstream stream idle too long; cut"
+                );
+                Some((Err(ProviderError::Timeout), None))
+            }
+        }
+    })
+    .boxed()
+}
+
+/// The `502` of a connection that broke mid-body.
+fn broken_stream(e: &reqwest::Error) -> ProviderError {
+    ProviderError::Upstream {
+        status: 502,
+        message: format!("the upstream stream broke: {e}"),
+        retry_after: None,
+    }
+}
+
 /// POSTs `body` as JSON to `url`, with `api_key` as a Bearer token when
 /// there is one: the request most adapters make.
 pub async fn post_json(
@@ -47,11 +109,31 @@ pub async fn post_json(
     body: &Value,
     timeout: Duration,
 ) -> Result<Response, ProviderError> {
-    let mut req = client.post(url).json(body);
-    if let Some(key) = api_key {
-        req = req.bearer_auth(key);
+    send(json_post(client, url, api_key, body), timeout).await
+}
+
+/// [`post_json`] for a streamed answer: [`send_stream`] with `ttfb`.
+pub async fn post_json_stream(
+    client: &reqwest::Client,
+    url: String,
+    api_key: Option<&str>,
+    body: &Value,
+    ttfb: Duration,
+) -> Result<Response, ProviderError> {
+    send_stream(json_post(client, url, api_key, body), ttfb).await
+}
+
+fn json_post(
+    client: &reqwest::Client,
+    url: String,
+    api_key: Option<&str>,
+    body: &Value,
+) -> RequestBuilder {
+    let req = client.post(url).json(body);
+    match api_key {
+        Some(key) => req.bearer_auth(key),
+        None => req,
     }
-    send(req, timeout).await
 }
 
 /// Reads a successful response's JSON body (the caller's `timeout` on the
@@ -198,19 +280,24 @@ pub struct SseEvent {
     pub data: String,
 }
 
-/// The events of an SSE body. A body cut mid-way ends the stream with a
-/// `502` error item (so the router and the client can tell it from a
-/// normal end only by what the adapter expected: adapters check that
-/// they saw their terminal event).
-pub fn sse_events(resp: Response) -> BoxStream<'static, Result<SseEvent, ProviderError>> {
-    use eventsource_stream::Eventsource;
-    resp.bytes_stream()
+/// The events of an SSE body, each read within `idle` ([`body_chunks`]).
+/// A body cut mid-way ends the stream with a `502` error item (so the
+/// router and the client can tell it from a normal end only by what the
+/// adapter expected: adapters check that they saw their terminal event);
+/// a silence longer than `idle` with a `504` item.
+pub fn sse_events(
+    resp: Response,
+    idle: Duration,
+) -> BoxStream<'static, Result<SseEvent, ProviderError>> {
+    use eventsource_stream::{EventStreamError, Eventsource};
+    body_chunks(resp, idle)
         .eventsource()
         .map(|item| match item {
             Ok(ev) => Ok(SseEvent {
                 event: ev.event,
                 data: ev.data,
             }),
+            Err(EventStreamError::Transport(e)) => Err(e),
             Err(e) => Err(ProviderError::Upstream {
                 status: 502,
                 message: format!("the upstream stream broke: {e}"),
@@ -221,9 +308,13 @@ pub fn sse_events(resp: Response) -> BoxStream<'static, Result<SseEvent, Provide
 }
 
 /// The JSON values of an NDJSON body (Ollama streams, Gemini's array
-/// streaming is SSE with `alt=sse`). A line that is not JSON is a `502`.
-pub fn ndjson_values(resp: Response) -> BoxStream<'static, Result<Value, ProviderError>> {
-    let bytes = resp.bytes_stream();
+/// streaming is SSE with `alt=sse`), each read within `idle`. A line that
+/// is not JSON is a `502`.
+pub fn ndjson_values(
+    resp: Response,
+    idle: Duration,
+) -> BoxStream<'static, Result<Value, ProviderError>> {
+    let bytes = body_chunks(resp, idle);
     futures::stream::unfold(
         (bytes, Vec::<u8>::new(), false),
         |(mut bytes, mut buf, mut done)| async move {
@@ -249,12 +340,7 @@ pub fn ndjson_values(resp: Response) -> BoxStream<'static, Result<Value, Provide
                 }
                 match bytes.next().await {
                     Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                    Some(Err(e)) => {
-                        let err = ProviderError::Upstream {
-                            status: 502,
-                            message: format!("the upstream stream broke: {e}"),
-                            retry_after: None,
-                        };
+                    Some(Err(err)) => {
                         return Some((Err(err), (bytes, Vec::new(), true)));
                     }
                     None => done = true,

@@ -58,6 +58,7 @@ pub struct OllamaProvider {
     base: String,
     api_key: Option<String>,
     timeout: Duration,
+    stream_timeout: Duration,
     drop_params: bool,
 }
 
@@ -82,6 +83,7 @@ impl OllamaProvider {
             base,
             api_key: params.api_key(),
             timeout: params.timeout(),
+            stream_timeout: params.stream_timeout(),
             drop_params: params.drops_params(),
         })
     }
@@ -94,6 +96,23 @@ impl OllamaProvider {
             self.api_key.as_deref(),
             body,
             self.timeout,
+        )
+        .await
+    }
+
+    /// [`Self::post`] for a streamed answer (see [`http::send_stream`]).
+    async fn post_stream(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let url = format!("{}{path}", self.base);
+        http::post_json_stream(
+            &self.client,
+            url,
+            self.api_key.as_deref(),
+            body,
+            self.stream_timeout,
         )
         .await
     }
@@ -486,9 +505,9 @@ impl Provider for OllamaProvider {
         req: ChatCompletionRequest,
     ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
         let body = self.chat_body(&req, true).await?;
-        let resp = self.post("/api/chat", &body).await?;
+        let resp = self.post_stream("/api/chat", &body).await?;
         Ok(pump(
-            http::ndjson_values(resp),
+            http::ndjson_values(resp, self.stream_timeout),
             ollama_stream(&self.model_name, req.include_usage()),
         ))
     }

@@ -94,8 +94,10 @@ pub(crate) struct OpenAiWire {
     pub upstream_model: String,
     /// The auth header.
     pub auth: Auth,
-    /// Request timeout.
+    /// Whole-answer timeout.
     pub timeout: Duration,
+    /// A stream's time to first byte and longest silence between reads.
+    pub stream_timeout: Duration,
     /// LiteLLM's `drop_params`.
     pub drop_params: bool,
     /// Provider name for error messages (`openai`, `groq`, `azure`).
@@ -107,16 +109,30 @@ pub(crate) struct OpenAiWire {
 }
 
 impl OpenAiWire {
-    /// POSTs `body` to `url` with auth and the timeout; an error status is
-    /// mapped by `error_map` (keeping status, message and `Retry-After`).
-    async fn post(&self, url: &str, body: &Value) -> Result<reqwest::Response, ProviderError> {
-        let req = self.client.post(url).json(body).timeout(self.timeout);
+    /// POSTs `body` to `url` with auth and the timeout (a whole answer's,
+    /// or for a `stream` the time to its first byte: see
+    /// [`http::send_stream`]); an error status is mapped by `error_map`
+    /// (keeping status, message and `Retry-After`).
+    async fn post(
+        &self,
+        url: &str,
+        body: &Value,
+        stream: bool,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let req = self.client.post(url).json(body);
         let req = match &self.auth {
             Auth::Bearer(Some(key)) => req.bearer_auth(key),
             Auth::Bearer(None) => req,
             Auth::ApiKey(key) => req.header("api-key", key),
         };
-        let resp = req.send().await.map_err(|e| http::transport_error(&e))?;
+        let sent = if stream {
+            tokio::time::timeout(self.stream_timeout, req.send())
+                .await
+                .map_err(|_| ProviderError::Timeout)?
+        } else {
+            req.timeout(self.timeout).send().await
+        };
+        let resp = sent.map_err(|e| http::transport_error(&e))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -199,7 +215,7 @@ impl OpenAiWire {
         req: &ChatCompletionRequest,
     ) -> Result<ChatCompletionResponse, ProviderError> {
         let body = self.chat_body(req, false)?;
-        let resp = self.post(url, &body).await?;
+        let resp = self.post(url, &body, false).await?;
         let value: Value = http::json_body(resp).await?;
         parse_response(value, &self.model_name)
     }
@@ -211,8 +227,11 @@ impl OpenAiWire {
         req: &ChatCompletionRequest,
     ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
         let body = self.chat_body(req, true)?;
-        let resp = self.post(url, &body).await?;
-        Ok(chunks(http::sse_events(resp), self.model_name.clone()))
+        let resp = self.post(url, &body, true).await?;
+        Ok(chunks(
+            http::sse_events(resp, self.stream_timeout),
+            self.model_name.clone(),
+        ))
     }
 
     /// A whole text completion from `url`.
@@ -222,7 +241,7 @@ impl OpenAiWire {
         req: &CompletionRequest,
     ) -> Result<CompletionResponse, ProviderError> {
         let body = self.completion_body(req, false)?;
-        let resp = self.post(url, &body).await?;
+        let resp = self.post(url, &body, false).await?;
         let value: Value = http::json_body(resp).await?;
         parse_response(value, &self.model_name)
     }
@@ -234,8 +253,11 @@ impl OpenAiWire {
         req: &CompletionRequest,
     ) -> Result<ChunkStream<CompletionChunk>, ProviderError> {
         let body = self.completion_body(req, true)?;
-        let resp = self.post(url, &body).await?;
-        Ok(chunks(http::sse_events(resp), self.model_name.clone()))
+        let resp = self.post(url, &body, true).await?;
+        Ok(chunks(
+            http::sse_events(resp, self.stream_timeout),
+            self.model_name.clone(),
+        ))
     }
 
     /// Embeddings from `url`. Floats are always asked for upstream
@@ -254,7 +276,7 @@ impl OpenAiWire {
             );
             obj.remove("encoding_format");
         }
-        let resp = self.post(url, &body).await?;
+        let resp = self.post(url, &body, false).await?;
         let value: Value = http::json_body(resp).await?;
         let mut out: EmbeddingResponse = from_value(value)?;
         out.model.clone_from(&self.model_name);
@@ -481,6 +503,7 @@ impl OpenAiProvider {
                 upstream_model: resolved.upstream_model,
                 auth: Auth::Bearer(params.api_key()),
                 timeout: params.timeout(),
+                stream_timeout: params.stream_timeout(),
                 drop_params: params.drops_params(),
                 provider,
                 vllm_extras,

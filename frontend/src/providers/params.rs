@@ -32,7 +32,9 @@ pub struct DeploymentParams {
     /// Seconds before a non-streaming call gives up.
     #[serde(default)]
     pub timeout: Option<f64>,
-    /// Seconds a streaming call may wait for its first byte.
+    /// Seconds a streaming call may wait for its first byte, and then for
+    /// each next read of its body (an idle timeout: a long stream is never
+    /// cut while it keeps sending). Default: `timeout`.
     #[serde(default)]
     pub stream_timeout: Option<f64>,
     /// Requests per minute this deployment may take (usage-based routing).
@@ -91,6 +93,15 @@ impl DeploymentParams {
         self.timeout
             .filter(|t| t.is_finite() && *t > 0.0)
             .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64)
+    }
+
+    /// The deployment's stream timeout: to the first byte, and between
+    /// reads after it (`stream_timeout`, else [`Self::timeout`]).
+    pub fn stream_timeout(&self) -> Duration {
+        self.stream_timeout
+            .filter(|t| t.is_finite() && *t > 0.0)
+            .and_then(|t| Duration::try_from_secs_f64(t).ok())
+            .unwrap_or_else(|| self.timeout())
     }
 
     /// `api_base` without a trailing slash, when set and not blank.

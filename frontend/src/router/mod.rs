@@ -435,11 +435,10 @@ impl Router {
                 };
             let guard = d.start();
             let started = Instant::now();
+            // A stream's attempt ends at its first chunk: this bounds the
+            // time to it; the adapters bound each read after it.
             let per_attempt = if T::STREAMING {
-                d.params
-                    .stream_timeout
-                    .filter(|t| t.is_finite() && *t > 0.0)
-                    .map_or_else(|| d.params.timeout(), Duration::from_secs_f64)
+                d.params.stream_timeout()
             } else {
                 d.params.timeout()
             };

@@ -38,6 +38,7 @@ pub struct AnthropicProvider {
     url: String,
     api_key: Option<String>,
     timeout: Duration,
+    stream_timeout: Duration,
     drop_params: bool,
     client: reqwest::Client,
 }
@@ -70,6 +71,7 @@ impl AnthropicProvider {
             url,
             api_key: params.api_key.clone(),
             timeout: params.timeout(),
+            stream_timeout: params.stream_timeout(),
             drop_params: params.drops_params(),
             client,
         })
@@ -95,7 +97,11 @@ impl AnthropicProvider {
         if let Some(key) = &self.api_key {
             builder = builder.header("x-api-key", key);
         }
-        http::send(builder, self.timeout).await
+        if stream {
+            http::send_stream(builder, self.stream_timeout).await
+        } else {
+            http::send(builder, self.timeout).await
+        }
     }
 }
 
@@ -125,7 +131,10 @@ impl Provider for AnthropicProvider {
         let resp = self.post(&req, true).await?;
         let translator =
             stream::AnthropicStream::new(ChunkBuilder::new(&self.model_name, req.include_usage()));
-        Ok(pump(http::sse_events(resp), translator))
+        Ok(pump(
+            http::sse_events(resp, self.stream_timeout),
+            translator,
+        ))
     }
 
     async fn completion(

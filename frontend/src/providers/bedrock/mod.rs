@@ -56,6 +56,7 @@ pub struct BedrockProvider {
     auth: Auth,
     client: reqwest::Client,
     timeout: Duration,
+    stream_timeout: Duration,
     drop_params: bool,
 }
 
@@ -121,6 +122,7 @@ impl BedrockProvider {
             auth,
             client,
             timeout: params.timeout(),
+            stream_timeout: params.stream_timeout(),
             drop_params: params.drops_params(),
         })
     }
@@ -203,10 +205,10 @@ impl Provider for BedrockProvider {
             reqwest::header::ACCEPT,
             "application/vnd.amazon.eventstream",
         );
-        let resp = http::send(builder, self.timeout).await?;
+        let resp = http::send_stream(builder, self.stream_timeout).await?;
         let translator =
             stream::BedrockStream::new(ChunkBuilder::new(&self.model_name, req.include_usage()));
-        Ok(pump(stream::frames(resp), translator))
+        Ok(pump(stream::frames(resp, self.stream_timeout), translator))
     }
 
     async fn completion(

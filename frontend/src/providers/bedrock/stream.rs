@@ -33,10 +33,14 @@ pub enum Frame {
     Error(ProviderError),
 }
 
-/// The frames of an event-stream body.
-pub fn frames(resp: reqwest::Response) -> BoxStream<'static, Result<Frame, ProviderError>> {
+/// The frames of an event-stream body, each read within `idle` (see
+/// [`crate::providers::http::body_chunks`]).
+pub fn frames(
+    resp: reqwest::Response,
+    idle: std::time::Duration,
+) -> BoxStream<'static, Result<Frame, ProviderError>> {
     let state = (
-        resp.bytes_stream(),
+        crate::providers::http::body_chunks(resp, idle),
         BytesMut::new(),
         MessageFrameDecoder::new(),
     );
@@ -52,14 +56,7 @@ pub fn frames(resp: reqwest::Response) -> BoxStream<'static, Result<Frame, Provi
             }
             match bytes.next().await {
                 Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                Some(Err(e)) => {
-                    let err = ProviderError::Upstream {
-                        status: 502,
-                        message: format!("the upstream stream broke: {e}"),
-                        retry_after: None,
-                    };
-                    return Some((Err(err), None));
-                }
+                Some(Err(err)) => return Some((Err(err), None)),
                 None if buf.is_empty() => return None,
                 None => return Some((Err(cut_stream("Bedrock", "its final event")), None)),
             }

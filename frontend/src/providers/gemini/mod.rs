@@ -160,6 +160,7 @@ pub struct GeminiProvider {
     endpoint: Endpoint,
     client: reqwest::Client,
     timeout: Duration,
+    stream_timeout: Duration,
     drop_params: bool,
 }
 
@@ -178,6 +179,7 @@ impl GeminiProvider {
             upstream_model: resolved.upstream_model,
             client,
             timeout: params.timeout(),
+            stream_timeout: params.stream_timeout(),
             drop_params: params.drops_params(),
         })
     }
@@ -186,15 +188,23 @@ impl GeminiProvider {
         self.endpoint.authorize(self.client.post(url)).json(body)
     }
 
-    /// [`http::send`], plus Google's way of saying when to retry: a 429
+    /// [`http::send`] (or, for a stream, [`http::send_stream`]'s time to
+    /// first byte), plus Google's way of saying when to retry: a 429
     /// carries `RetryInfo.retryDelay` in its body rather than a
     /// `Retry-After` header, and the router needs it to back off.
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ProviderError> {
-        let resp = req
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| http::transport_error(&e))?;
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        stream: bool,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let sent = if stream {
+            tokio::time::timeout(self.stream_timeout, req.send())
+                .await
+                .map_err(|_| ProviderError::Timeout)?
+        } else {
+            req.timeout(self.timeout).send().await
+        };
+        let resp = sent.map_err(|e| http::transport_error(&e))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -237,7 +247,7 @@ impl Provider for GeminiProvider {
     ) -> Result<ChatCompletionResponse, ProviderError> {
         let body = self.body(&req)?;
         let url = self.endpoint.url(&self.upstream_model, "generateContent");
-        let resp = self.send(self.post(&url, &body)).await?;
+        let resp = self.send(self.post(&url, &body), false).await?;
         let parsed: response::GenerateContentResponse = http::json_body(resp).await?;
         response::chat_response(parsed, &self.model_name)
     }
@@ -252,10 +262,13 @@ impl Provider for GeminiProvider {
             self.endpoint
                 .url(&self.upstream_model, "streamGenerateContent")
         );
-        let resp = self.send(self.post(&url, &body)).await?;
+        let resp = self.send(self.post(&url, &body), true).await?;
         let translator =
             stream::GeminiStream::new(ChunkBuilder::new(&self.model_name, req.include_usage()));
-        Ok(pump(http::sse_events(resp), translator))
+        Ok(pump(
+            http::sse_events(resp, self.stream_timeout),
+            translator,
+        ))
     }
 
     async fn completion(
@@ -292,7 +305,7 @@ impl Provider for GeminiProvider {
         };
         let vectors = if let [one] = texts.as_slice() {
             let url = self.endpoint.url(&self.upstream_model, "embedContent");
-            let resp = self.send(self.post(&url, &content(one))).await?;
+            let resp = self.send(self.post(&url, &content(one)), false).await?;
             let parsed: EmbedContentResponse = http::json_body(resp).await?;
             vec![parsed.embedding.values]
         } else {
@@ -301,7 +314,7 @@ impl Provider for GeminiProvider {
                 .url(&self.upstream_model, "batchEmbedContents");
             let requests: Vec<Value> = texts.iter().map(|t| content(t)).collect();
             let body = json!({ "requests": requests });
-            let resp = self.send(self.post(&url, &body)).await?;
+            let resp = self.send(self.post(&url, &body), false).await?;
             let parsed: BatchEmbedContentsResponse = http::json_body(resp).await?;
             parsed.embeddings.into_iter().map(|e| e.values).collect()
         };
