@@ -28,6 +28,12 @@ use super::{Store, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// How long a statement waits for a connection, connecting included,
+/// before it fails: with the database down, a call fails after this
+/// rather than sqlx's default 30 s (the control plane bounds record
+/// lookups at 5 s on top).
+pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A [`Store`] in a PostgreSQL database.
 ///
 /// ```no_run
@@ -84,7 +90,10 @@ impl PostgresStore {
     }
 
     async fn open(options: PgConnectOptions) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new().connect_with(options).await?;
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }

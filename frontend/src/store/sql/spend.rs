@@ -167,6 +167,11 @@ pub(crate) async fn daily_spend<C: SqlConn>(
 }
 
 /// See [`super::Store::reset_due_budgets`]; `c` must be a transaction.
+///
+/// The new period's spend is not 0 but what the logs that ended since the
+/// period began (the old `budget_reset_at`) cost: spend written between
+/// the end of the period and this sweep belongs to the new period and must
+/// not be wiped.
 pub(crate) async fn reset_due_budgets<C: SqlConn>(
     c: &mut C,
     now: DateTime<Utc>,
@@ -175,28 +180,36 @@ pub(crate) async fn reset_due_budgets<C: SqlConn>(
     for table in Budgeted::ALL {
         let (name, id_col) = (table.table(), table.id_column());
         let due = format!(
-            "SELECT {id_col} AS id, budget_duration FROM {name} \
+            "SELECT {id_col} AS id, budget_duration, budget_reset_at FROM {name} \
              WHERE budget_reset_at IS NOT NULL AND budget_reset_at <= $1"
         );
         let mut rows = Vec::new();
         for row in c.fetch_all(&due, vec![time(now)]).await? {
             let id: String = required(row.text("id"), "id")?;
-            rows.push((id, row_duration(&row)?));
+            let period_start = required(row.time("budget_reset_at"), "budget_reset_at")?;
+            rows.push((id, row_duration(&row)?, period_start));
         }
         // Byte order, as `record_spend` locks (not the database's
         // collation, which may differ).
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         // The `<=` guard again: a concurrent reset (another replica) that
-        // got there first leaves nothing to do.
+        // got there first leaves nothing to do. Spend logs name their key,
+        // team and user in columns of the same names as the id columns.
         let update = format!(
-            "UPDATE {name} SET spend = 0, budget_reset_at = $1 \
-             WHERE {id_col} = $2 AND budget_reset_at <= $3"
+            "UPDATE {name} SET spend = (SELECT COALESCE(SUM(cost), 0.0) FROM spend_logs \
+             WHERE spend_logs.{id_col} = $1 AND end_time >= $2), budget_reset_at = $3 \
+             WHERE {id_col} = $4 AND budget_reset_at <= $5"
         );
-        for (id, duration) in rows {
+        for (id, duration, period_start) in rows {
             let next = duration.map(|d| d.next_after(now));
-            reset += c
-                .execute(&update, vec![opt_time(next), text(&id), time(now)])
-                .await?;
+            let params = vec![
+                text(&id),
+                time(period_start),
+                opt_time(next),
+                text(&id),
+                time(now),
+            ];
+            reset += c.execute(&update, params).await?;
         }
     }
     Ok(reset)
