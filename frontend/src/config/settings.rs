@@ -278,4 +278,17 @@ pub struct GeneralSettings {
     /// Seconds between budget-reset sweeps (default 10).
     #[serde(default)]
     pub budget_reset_interval: Option<f64>,
+    /// `max_tokens` a budget reservation assumes for a request that sets
+    /// none (default 4096).
+    #[serde(default)]
+    pub budget_reserve_max_tokens: Option<u64>,
+    /// Folder of the spend journal, relative to the config file's folder
+    /// (default `spend-journal`).
+    #[serde(default)]
+    pub spend_journal_dir: Option<String>,
+    /// Spend logs held in memory, unwritten and unjournaled (store and
+    /// journal both failing), before paid requests are refused with 503
+    /// (default 100,000).
+    #[serde(default)]
+    pub max_unwritten_spend_logs: Option<usize>,
 }

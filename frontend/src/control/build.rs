@@ -7,18 +7,18 @@
 use super::access::ModelCatalog;
 use super::ledger::SpendLedger;
 use super::metrics::ControlMetrics;
-use super::spend_writer::{OnWritten, SpendWriter};
-use super::{secret, CacheSettings, Clock, ControlPlane, ModelPrices, RECORD_TTL};
+use super::records::{RecordKind, Records};
+use super::spend_writer::{OnWritten, SpendWriter, WriterOptions, DEFAULT_HOLD_LIMIT};
+use super::{secret, CacheSettings, Clock, ControlPlane, ModelPrices, DEFAULT_RESERVE_MAX_TOKENS};
 use crate::cache::{MemoryCache, RedisCache};
 use crate::config::{CacheType, GatewayConfig};
 use crate::guardrails::{GuardrailSpec, Guardrails};
 use crate::pricing::{is_local, ModelPrice, PriceOverride, PriceTable};
 use crate::ratelimit::{MemoryLimiter, RateLimiter, RedisLimiter};
 use crate::store::{PostgresStore, SqliteStore, Store};
-use moka::sync::Cache;
 use prometheus::Registry;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,11 +55,16 @@ const DEFAULT_BATCH_SECONDS: f64 = 1.0;
 const DEFAULT_RESET_SECONDS: f64 = 10.0;
 /// Default response-cache time-to-live (LiteLLM's is 600 s).
 const DEFAULT_CACHE_TTL: f64 = 600.0;
+/// The spend journal's folder beside the config file, unless
+/// `general_settings.spend_journal_dir` names another.
+const DEFAULT_JOURNAL_DIR: &str = "spend-journal";
 
 impl ControlPlane {
     /// The control plane of `config`, whose file lives in `config_dir`
-    /// (the default SQLite database goes there). Spawns the spend writer
-    /// and the budget-reset sweep on the current runtime.
+    /// (the default SQLite database and the spend journal go there).
+    /// Spawns the spend writer (which first replays what a previous run
+    /// left in the journal) and the budget-reset sweep on the current
+    /// runtime.
     pub async fn from_config(
         config: &GatewayConfig,
         config_dir: &Path,
@@ -67,16 +72,40 @@ impl ControlPlane {
         clock: Clock,
     ) -> Result<Arc<Self>, SetupError> {
         let store = open_store(config.general_settings.database_url.as_deref(), config_dir).await?;
-        Self::with_store(config, store, registry, clock).await
+        let journal = config_dir.join(
+            config
+                .general_settings
+                .spend_journal_dir
+                .as_deref()
+                .unwrap_or(DEFAULT_JOURNAL_DIR),
+        );
+        Self::build(config, store, registry, clock, Some(journal)).await
     }
 
     /// The control plane of `config` over an already open `store` (tests
-    /// pass a PostgreSQL store in a schema of their own).
+    /// pass a PostgreSQL store in a schema of their own). The spend
+    /// journal is used only when `general_settings.spend_journal_dir`
+    /// names its folder.
     pub async fn with_store(
         config: &GatewayConfig,
         store: Arc<dyn Store>,
         registry: &Registry,
         clock: Clock,
+    ) -> Result<Arc<Self>, SetupError> {
+        let journal = config
+            .general_settings
+            .spend_journal_dir
+            .as_deref()
+            .map(PathBuf::from);
+        Self::build(config, store, registry, clock, journal).await
+    }
+
+    async fn build(
+        config: &GatewayConfig,
+        store: Arc<dyn Store>,
+        registry: &Registry,
+        clock: Clock,
+        journal: Option<PathBuf>,
     ) -> Result<Arc<Self>, SetupError> {
         let general = &config.general_settings;
         let limiter: Arc<dyn RateLimiter> = match config.router_settings.redis_url() {
@@ -106,34 +135,36 @@ impl ControlPlane {
         let prices = model_prices(config)?;
         let metrics = ControlMetrics::register(registry)?;
         let ledger = Arc::new(SpendLedger::default());
-        let keys = record_cache();
-        let teams = record_cache();
-        let users = record_cache();
+        let records = Arc::new(Records::new());
         let on_written: OnWritten = {
-            let (keys, teams, users) = (keys.clone(), teams.clone(), users.clone());
+            let records = Arc::clone(&records);
             Arc::new(move |batch| {
-                for pending in batch {
+                records.invalidate(batch.iter().flat_map(|pending| {
                     let log = &pending.log;
-                    if let Some(t) = &log.token_hash {
-                        keys.invalidate(t);
-                    }
-                    if let Some(t) = &log.team_id {
-                        teams.invalidate(t);
-                    }
-                    if let Some(u) = &log.user_id {
-                        users.invalidate(u);
-                    }
-                }
+                    [
+                        (RecordKind::Key, &log.token_hash),
+                        (RecordKind::Team, &log.team_id),
+                        (RecordKind::User, &log.user_id),
+                    ]
+                    .into_iter()
+                    .filter_map(|(kind, id)| id.as_deref().map(|id| (kind, id)))
+                }));
             })
         };
-        let batch_every = seconds(general.proxy_batch_write_at, DEFAULT_BATCH_SECONDS);
         let writer = SpendWriter::spawn(
             Arc::clone(&store),
             Arc::clone(&ledger),
-            batch_every,
+            WriterOptions {
+                interval: seconds(general.proxy_batch_write_at, DEFAULT_BATCH_SECONDS),
+                journal,
+                hold_limit: general
+                    .max_unwritten_spend_logs
+                    .unwrap_or(DEFAULT_HOLD_LIMIT),
+            },
             on_written,
             metrics.spend_batches.clone(),
-        );
+        )
+        .await;
         let plane = Arc::new(Self {
             master_token: general
                 .master_key
@@ -143,10 +174,11 @@ impl ControlPlane {
             store,
             catalog: ModelCatalog::from_config(config),
             prices,
-            keys,
-            teams,
-            users,
+            records,
             ledger,
+            default_max_tokens: general
+                .budget_reserve_max_tokens
+                .unwrap_or(DEFAULT_RESERVE_MAX_TOKENS),
             writer,
             limiter,
             cache,
@@ -161,14 +193,6 @@ impl ControlPlane {
         );
         Ok(plane)
     }
-}
-
-/// A record cache: entries expire after [`RECORD_TTL`].
-fn record_cache<V: Clone + Send + Sync + 'static>() -> Cache<String, V> {
-    Cache::builder()
-        .max_capacity(100_000)
-        .time_to_live(RECORD_TTL)
-        .build()
 }
 
 /// `secs` as a duration, `default` when unset or not positive.

@@ -3,12 +3,16 @@
 //!
 //! - [`ControlPlane::authenticate`]: the master key or a virtual key
 //!   (stored hashed, [`secret`]) becomes a [`Caller`];
-//! - [`ControlPlane::admit`]: model access ([`access`]), budgets (stored
-//!   spend plus the unflushed [`ledger`]), rpm/tpm limits
-//!   ([`crate::ratelimit`]);
+//! - [`ControlPlane::admit_with`]: model access ([`access`]), budgets
+//!   (stored spend plus the unflushed and reserved spend of the
+//!   [`ledger`]: the request's estimated cost, [`demand`], is reserved in
+//!   the same step), rpm/tpm limits ([`crate::ratelimit`], rpm per
+//!   sequence);
 //! - [`ControlPlane::settle`]: the cost from the price table
-//!   ([`crate::pricing`]), a spend log queued for the batch writer
-//!   ([`spend_writer`]), tpm from actual usage, metrics ([`metrics`]).
+//!   ([`crate::pricing`]) in place of the reservation, a spend log queued
+//!   for the batch writer ([`spend_writer`], through the [`journal`]), tpm
+//!   from actual usage, metrics ([`metrics`]). Streams are settled by
+//!   [`gate::meter`], for what they delivered even when cut.
 //!
 //! Response caching ([`caching`]) and guardrails (`guarding`) are applied
 //! by the routes through methods of the plane, between admission and the
@@ -19,11 +23,14 @@
 pub mod access;
 mod build;
 pub mod caching;
+pub mod demand;
 pub mod error;
 pub mod gate;
 mod guarding;
+pub mod journal;
 pub mod ledger;
 pub mod metrics;
+pub mod records;
 pub mod secret;
 pub mod spend_writer;
 
@@ -37,9 +44,10 @@ use crate::ratelimit::{Limits, RateLimitError, RateLimiter, Subject};
 use crate::store::{KeyRecord, SpendLog, SpendStatus, Store, TeamRecord, UserRecord};
 use access::ModelCatalog;
 use chrono::{DateTime, Utc};
-use ledger::SpendLedger;
+use demand::Demand;
+use ledger::{BudgetCheck, SpendLedger};
 use metrics::ControlMetrics;
-use moka::sync::Cache;
+use records::Records;
 use spend_writer::{PendingLog, SpendWriter};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,13 +62,14 @@ pub fn system_clock() -> Clock {
     Arc::new(Utc::now)
 }
 
-/// How long a key, team or user record is reused before it is read from
-/// the store again. Changes made through this gateway invalidate at once;
-/// another replica's changes (a deleted key, spend) show within this time.
-const RECORD_TTL: Duration = Duration::from_secs(5);
+/// How long a record lookup (auth of a key not in the cache) may wait for
+/// the store before it fails with a 503: a database that is down must not
+/// hold requests for sqlx's 30 s default.
+pub const STORE_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// USD below which spend and budget count as equal.
-const BUDGET_EPSILON: f64 = 1e-12;
+/// `max_tokens` a budget reservation assumes for a request that sets none
+/// (`general_settings.budget_reserve_max_tokens`).
+pub const DEFAULT_RESERVE_MAX_TOKENS: u64 = 4096;
 
 /// Who is calling, once authenticated.
 #[derive(Clone)]
@@ -99,7 +108,8 @@ impl Caller {
     }
 }
 
-/// An admitted request: what `settle` needs to charge it.
+/// An admitted request: what `settle` needs to charge it. Dropped without
+/// being settled, it gives its budget reservation back.
 pub struct Admission {
     request_id: String,
     model: String,
@@ -114,6 +124,20 @@ pub struct Admission {
     tpm_subjects: Vec<Subject>,
     started: Instant,
     start_time: DateTime<Utc>,
+    /// The request's estimated prompt tokens (charged when a stream is cut
+    /// before the upstream reported usage).
+    prompt_estimate: u64,
+    /// USD reserved for each owner, released at settlement.
+    reserved: f64,
+    ledger: Arc<SpendLedger>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if self.reserved != 0.0 {
+            self.ledger.release(&self.owners, self.reserved);
+        }
+    }
 }
 
 impl Admission {
@@ -125,6 +149,16 @@ impl Admission {
     /// The model name the client asked for.
     pub fn model(&self) -> &str {
         &self.model
+    }
+
+    /// The request's estimated prompt tokens.
+    pub fn prompt_estimate(&self) -> u64 {
+        self.prompt_estimate
+    }
+
+    /// USD reserved against each budget of the request.
+    pub fn reserved(&self) -> f64 {
+        self.reserved
     }
 }
 
@@ -150,7 +184,7 @@ pub struct ModelPrices {
 
 impl ModelPrices {
     /// `(provider model string, price)` of `model`.
-    fn get<'a>(&'a self, model: &'a str) -> (&'a str, Option<&'a ModelPrice>) {
+    pub(crate) fn get<'a>(&'a self, model: &'a str) -> (&'a str, Option<&'a ModelPrice>) {
         match self.by_model.get(model) {
             Some((provider_model, price)) => (provider_model.as_str(), price.as_ref()),
             None => (model, None),
@@ -172,10 +206,9 @@ pub struct ControlPlane {
     store: Arc<dyn Store>,
     catalog: ModelCatalog,
     prices: ModelPrices,
-    keys: Cache<String, Option<Arc<KeyRecord>>>,
-    teams: Cache<String, Option<Arc<TeamRecord>>>,
-    users: Cache<String, Option<Arc<UserRecord>>>,
+    records: Arc<Records>,
     ledger: Arc<SpendLedger>,
+    default_max_tokens: u64,
     writer: SpendWriter,
     limiter: Arc<dyn RateLimiter>,
     cache: Option<CacheSettings>,
@@ -287,9 +320,38 @@ impl ControlPlane {
         }
     }
 
-    /// Checks that `caller` may call `model` now: model lists, budgets,
-    /// rate limits. On success the request is counted against rpm.
+    /// [`Self::admit_with`] for a request of unknown size (one sequence,
+    /// the default `max_tokens`).
     pub async fn admit(&self, caller: &Caller, model: &str) -> Result<Admission, ControlError> {
+        self.admit_with(caller, model, &Demand::default()).await
+    }
+
+    /// Checks that `caller` may call `model` now with a request of
+    /// `demand`'s size: model lists, budgets, rate limits. On success the
+    /// request's estimated cost (its prompt plus `max_tokens`, or the
+    /// configured default, per sequence, at the model's price) is reserved
+    /// against every budget, and its sequences are counted against rpm. A
+    /// budget whose committed spend (stored, unflushed and reserved) has
+    /// reached it refuses the request.
+    pub async fn admit_with(
+        &self,
+        caller: &Caller,
+        model: &str,
+        demand: &Demand,
+    ) -> Result<Admission, ControlError> {
+        let estimate = self.prices.get(model).1.map_or(0.0, |p| {
+            p.cost(
+                demand.prompt_tokens,
+                demand.output_tokens(self.default_max_tokens),
+            )
+        });
+        if estimate > 0.0 && self.writer.is_saturated() {
+            return Err(ControlError::Backend {
+                message: "spend cannot be recorded right now (the spend store and journal \
+                          are unavailable); paid requests are refused until it can"
+                    .to_owned(),
+            });
+        }
         let mut admission = Admission {
             request_id: format!("chatcmpl-gw-{}", uuid::Uuid::new_v4().simple()),
             model: model.to_owned(),
@@ -302,6 +364,9 @@ impl ControlPlane {
             tpm_subjects: Vec::new(),
             started: Instant::now(),
             start_time: self.now(),
+            prompt_estimate: demand.prompt_tokens,
+            reserved: 0.0,
+            ledger: Arc::clone(&self.ledger),
         };
         let Caller::Key(ctx) = caller else {
             return Ok(admission);
@@ -363,36 +428,48 @@ impl ControlPlane {
                 });
             }
         }
-        for owner in &owners {
-            let Some(max_budget) = owner.max_budget else {
-                continue;
-            };
-            // A budget whose reset time has come counts from zero even
-            // before the sweep writes the reset.
-            let stored = if owner.reset_at.is_some_and(|at| at <= now) {
-                0.0
-            } else {
-                owner.spend
-            };
-            let spend = stored + self.ledger.pending(&owner.id);
-            // Sums of float costs land a hair under an exact budget
-            // (10 x 0.001 = 0.00999...98); a picodollar is no money.
-            if spend + BUDGET_EPSILON >= max_budget {
-                self.metrics.rejections.with_label_values(&["budget"]).inc();
-                return Err(ControlError::BudgetExceeded {
-                    owner: owner.label.clone(),
-                    spend,
+        // Budgets: check and reserve in one step (see `ledger`).
+        let checks: Vec<BudgetCheck> = owners
+            .iter()
+            .filter_map(|owner| {
+                let max_budget = owner.max_budget?;
+                // A budget whose reset time has come counts from zero even
+                // before the sweep writes the reset.
+                let stored = if owner.reset_at.is_some_and(|at| at <= now) {
+                    0.0
+                } else {
+                    owner.spend
+                };
+                Some(BudgetCheck {
+                    owner: owner.id.clone(),
+                    stored,
                     max_budget,
-                });
-            }
+                })
+            })
+            .collect();
+        let owner_ids: Vec<String> = owners.iter().map(|o| o.id.clone()).collect();
+        if let Err(refused) = self.ledger.try_reserve(&checks, &owner_ids, estimate) {
+            self.metrics.rejections.with_label_values(&["budget"]).inc();
+            let label = owners
+                .iter()
+                .find(|o| o.id == refused.owner)
+                .map_or_else(|| refused.owner.clone(), |o| o.label.clone());
+            return Err(ControlError::BudgetExceeded {
+                owner: label,
+                spend: refused.committed,
+                max_budget: refused.max_budget,
+            });
         }
+        // From here on, dropping the admission gives the reservation back.
+        admission.owners = owner_ids;
+        admission.reserved = estimate;
         let subjects: Vec<Subject> = owners
             .iter()
             .filter(|o| !o.limits.is_unlimited())
             .map(|o| Subject::new(o.id.clone(), o.limits))
             .collect();
         if !subjects.is_empty() {
-            match self.limiter.admit(&subjects).await {
+            match self.limiter.admit_n(&subjects, demand.sequences).await {
                 Ok(()) => {}
                 Err(RateLimitError::Limited(limited)) => {
                     self.metrics
@@ -421,7 +498,6 @@ impl ControlPlane {
             .into_iter()
             .filter(|s| s.limits.tpm.is_some())
             .collect();
-        admission.owners = owners.iter().map(|o| o.id.clone()).collect();
         admission.token_hash = Some(key.token_hash.clone());
         admission.key_alias = key.key_alias.clone();
         admission.team_id = key.team_id.clone();
@@ -429,10 +505,11 @@ impl ControlPlane {
         Ok(admission)
     }
 
-    /// Charges a finished request: its cost (returned, in USD), a spend
-    /// log for the batch writer, tpm counters, metrics. Synchronous (a
-    /// queue push), so it can run from a stream's `Drop`.
-    pub fn settle(&self, admission: Admission, outcome: Outcome) -> f64 {
+    /// Charges a finished request: its cost (returned, in USD) in place of
+    /// its reservation, a spend log for the batch writer, tpm counters,
+    /// metrics. Synchronous (a queue push), so it can run from a stream's
+    /// `Drop`.
+    pub fn settle(&self, mut admission: Admission, outcome: Outcome) -> f64 {
         let (provider_model, price) = self.prices.get(&admission.model);
         let provider_model = provider_model.to_owned();
         let cost = if outcome.cache_hit {
@@ -482,14 +559,16 @@ impl ControlPlane {
                 }
             });
         }
-        self.ledger.add(&admission.owners, cost);
+        let owners = std::mem::take(&mut admission.owners);
+        self.ledger.settle(&owners, admission.reserved, cost);
+        admission.reserved = 0.0;
         let log = SpendLog {
-            request_id: admission.request_id,
-            token_hash: admission.token_hash,
-            key_alias: admission.key_alias,
-            team_id: admission.team_id,
-            user_id: admission.user_id,
-            model: admission.model,
+            request_id: std::mem::take(&mut admission.request_id),
+            token_hash: admission.token_hash.take(),
+            key_alias: admission.key_alias.take(),
+            team_id: admission.team_id.take(),
+            user_id: admission.user_id.take(),
+            model: std::mem::take(&mut admission.model),
             provider_model,
             prompt_tokens: outcome.prompt_tokens,
             completion_tokens: outcome.completion_tokens,
@@ -503,10 +582,7 @@ impl ControlPlane {
                 SpendStatus::Failure
             },
         };
-        self.writer.push(PendingLog {
-            log,
-            owners: admission.owners,
-        });
+        self.writer.push(PendingLog { log, owners });
         cost
     }
 
@@ -517,22 +593,24 @@ impl ControlPlane {
 
     /// Forgets cached records after the admin API changed them.
     pub fn invalidate_key(&self, token: &str) {
-        self.keys.invalidate(token);
+        self.records.invalidate([(records::RecordKind::Key, token)]);
     }
 
     /// See [`Self::invalidate_key`].
     pub fn invalidate_team(&self, team_id: &str) {
-        self.teams.invalidate(team_id);
+        self.records
+            .invalidate([(records::RecordKind::Team, team_id)]);
     }
 
     /// See [`Self::invalidate_key`].
     pub fn invalidate_user(&self, user_id: &str) {
-        self.users.invalidate(user_id);
+        self.records
+            .invalidate([(records::RecordKind::User, user_id)]);
     }
 
-    /// Resets budgets whose period ended, and forgets the cached records
-    /// and unflushed spend they had. Run by a timer; public for tests with
-    /// a hand-moved clock.
+    /// Resets budgets whose period ended (keeping the spend already
+    /// recorded in the new period) and forgets the cached records. Run by
+    /// a timer; public for tests with a hand-moved clock.
     pub async fn reset_due_budgets(&self) -> Result<u64, ControlError> {
         let reset = self
             .store
@@ -540,54 +618,45 @@ impl ControlPlane {
             .await
             .map_err(store_error)?;
         if reset > 0 {
-            self.keys.invalidate_all();
-            self.teams.invalidate_all();
-            self.users.invalidate_all();
+            self.records.invalidate_all();
         }
         Ok(reset)
     }
 
     async fn key_record(&self, token: &str) -> Result<Option<Arc<KeyRecord>>, ControlError> {
-        if let Some(hit) = self.keys.get(token) {
-            return Ok(hit);
-        }
-        let loaded = self
-            .store
-            .key(token)
+        self.records
+            .key(token, || bounded(self.store.key(token)))
             .await
-            .map_err(store_error)?
-            .map(Arc::new);
-        self.keys.insert(token.to_owned(), loaded.clone());
-        Ok(loaded)
+            .map_err(store_error)
     }
 
     async fn team_record(&self, team_id: &str) -> Result<Option<Arc<TeamRecord>>, ControlError> {
-        if let Some(hit) = self.teams.get(team_id) {
-            return Ok(hit);
-        }
-        let loaded = self
-            .store
-            .team(team_id)
+        self.records
+            .team(team_id, || bounded(self.store.team(team_id)))
             .await
-            .map_err(store_error)?
-            .map(Arc::new);
-        self.teams.insert(team_id.to_owned(), loaded.clone());
-        Ok(loaded)
+            .map_err(store_error)
     }
 
     async fn user_record(&self, user_id: &str) -> Result<Option<Arc<UserRecord>>, ControlError> {
-        if let Some(hit) = self.users.get(user_id) {
-            return Ok(hit);
-        }
-        let loaded = self
-            .store
-            .user(user_id)
+        self.records
+            .user(user_id, || bounded(self.store.user(user_id)))
             .await
-            .map_err(store_error)?
-            .map(Arc::new);
-        self.users.insert(user_id.to_owned(), loaded.clone());
-        Ok(loaded)
+            .map_err(store_error)
     }
+}
+
+/// `lookup` within [`STORE_LOOKUP_TIMEOUT`].
+async fn bounded<T>(
+    lookup: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+) -> Result<T, crate::store::StoreError> {
+    tokio::time::timeout(STORE_LOOKUP_TIMEOUT, lookup)
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::store::StoreError::Database(format!(
+                "the store did not answer within {} s",
+                STORE_LOOKUP_TIMEOUT.as_secs()
+            )))
+        })
 }
 
 /// One of the records a request is checked and charged against.

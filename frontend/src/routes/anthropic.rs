@@ -10,6 +10,7 @@ use crate::anthropic::events::events;
 use crate::anthropic::response::from_openai;
 use crate::anthropic::types::{ErrorObject, MessagesRequest};
 use crate::app::AppState;
+use crate::control::demand::Demand;
 use crate::control::gate::{meter, Gate};
 use crate::control::Caller;
 use crate::error::GatewayError;
@@ -39,7 +40,7 @@ pub async fn messages(
             let gate = Gate::new(
                 Arc::clone(control),
                 control
-                    .admit(&caller, &chat.model)
+                    .admit_with(&caller, &chat.model, &Demand::chat(&chat))
                     .await
                     .map_err(GatewayError::from)?,
             );

@@ -9,6 +9,7 @@
 //! goes back in `x-litellm-response-cost`.
 
 use crate::app::AppState;
+use crate::control::demand::Demand;
 use crate::control::gate::{meter, Gate};
 use crate::control::{Caller, ControlPlane};
 use crate::error::GatewayError;
@@ -46,7 +47,9 @@ pub async fn chat_completions(
     };
     let gate = Gate::new(
         Arc::clone(&control),
-        control.admit(&caller, &req.model).await?,
+        control
+            .admit_with(&caller, &req.model, &Demand::chat(&req))
+            .await?,
     );
     let lookup = control.cache_lookup("chat", &mut req.extra)?;
     let guardrails = control.guardrails_for(&caller, &req.model, &mut req.extra)?;
@@ -90,7 +93,9 @@ pub async fn completions(
     };
     let gate = Gate::new(
         Arc::clone(&control),
-        control.admit(&caller, &req.model).await?,
+        control
+            .admit_with(&caller, &req.model, &Demand::completion(&req))
+            .await?,
     );
     let lookup = control.cache_lookup("completion", &mut req.extra)?;
     let guardrails = control.guardrails_for(&caller, &req.model, &mut req.extra)?;
@@ -128,7 +133,9 @@ pub async fn embeddings(
     let gate = match state.control() {
         Some(control) => Some(Gate::new(
             Arc::clone(control),
-            control.admit(&caller, &req.model).await?,
+            control
+                .admit_with(&caller, &req.model, &Demand::embeddings(&req))
+                .await?,
         )),
         None => None,
     };
