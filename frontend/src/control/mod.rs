@@ -184,7 +184,7 @@ pub struct ModelPrices {
 
 impl ModelPrices {
     /// `(provider model string, price)` of `model`.
-    pub(crate) fn get<'a>(&'a self, model: &'a str) -> (&'a str, Option<&'a ModelPrice>) {
+    fn get<'a>(&'a self, model: &'a str) -> (&'a str, Option<&'a ModelPrice>) {
         match self.by_model.get(model) {
             Some((provider_model, price)) => (provider_model.as_str(), price.as_ref()),
             None => (model, None),
