@@ -9,9 +9,11 @@ the LiteLLM admin API (keys, teams, users, spend); budgets refused with
 equals the sum of the `x-litellm-response-cost` headers; the response
 cache; guardrails; rpm and tpm limits holding across two replicas that
 share Redis; `kill -9` under load loses no key, team or user and at most
-the documented interval of spend; the gateway metrics."""
+the documented interval of spend, also while PostgreSQL is down (the spend
+journal); the gateway metrics."""
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -419,3 +421,129 @@ def test_kill_9_under_load_loses_at_most_the_batch_interval(mock, tmp_path):
               f"({lost / answered:.1%}) with proxy_batch_write_at={BATCH_S}")
     finally:
         gw.stop()
+
+
+class TcpProxy:
+    """A TCP proxy to PostgreSQL that a test can cut: the database seems to
+    go away (new connections refused, open ones reset)."""
+
+    def __init__(self, target):
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.conns = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                inbound, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                outbound = socket.create_connection(self.target)
+            except OSError:
+                inbound.close()
+                continue
+            with self.lock:
+                self.conns += [inbound, outbound]
+            for a, b in ((inbound, outbound), (outbound, inbound)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        self.listener.close()
+        with self.lock:
+            for s in self.conns:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+
+def psql(sql: str):
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-q",
+                    "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True)
+
+
+@pytest.mark.skipif(not (reachable("127.0.0.1", 5432) and shutil.which("psql")),
+                    reason="needs PostgreSQL on 127.0.0.1:5432 and psql")
+def test_kill_9_while_postgres_is_down_loses_at_most_the_batch_interval(mock, tmp_path):
+    """The database goes away under load, the gateway keeps answering
+    (cached keys) and journals the spend; a `kill -9` then loses at most
+    the last batch interval, as with the database up: the next start
+    replays the journal."""
+    schema = f"gw_kill9_{uuid.uuid4().hex[:12]}"
+    psql(f'CREATE SCHEMA "{schema}"')
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    url = "postgres://postgres@127.0.0.1:{port}/test?options[search_path]=" + schema
+    gw = Gateway(config(mock.url, url.format(port=proxy.port)), tmp_path)
+    try:
+        team = admin(gw, "POST", "/team/new", json={"team_alias": "outage-team"})
+        keys = [new_key(gw, team_id=team["team_id"]) for _ in range(5)]
+        done = []  # (finish time, cost)
+        stop = threading.Event()
+
+        def load(secret):
+            with httpx.Client(timeout=30) as client:
+                i = 0
+                while not stop.is_set():
+                    try:
+                        r = client.post(f"{gw.base}/v1/chat/completions",
+                                        headers={"Authorization": f"Bearer {secret}"},
+                                        json={"model": "gpt-4o-mini", "cache": {"no-cache": True},
+                                              "messages": [{"role": "user", "content": f"outage {i}"}]})
+                    except httpx.HTTPError:
+                        return
+                    if r.status_code == 200:
+                        done.append((time.monotonic(), float(r.headers["x-litellm-response-cost"])))
+                    i += 1
+
+        threads = [threading.Thread(target=load, args=(k["key"],)) for k in keys]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        proxy.cut()
+        cut_at = time.monotonic()
+        # Keys stay cached for up to 5 s after the last written batch.
+        time.sleep(2.5)
+        killed_at = time.monotonic()
+        gw.proc.send_signal(signal.SIGKILL)
+        gw.proc.wait()
+        stop.set()
+        for t in threads:
+            t.join()
+        answered = sum(c for _, c in done)
+        settled = sum(c for t, c in done if t < killed_at - BATCH_S - 0.5)
+        during_outage = sum(c for t, c in done if cut_at < t < killed_at - BATCH_S - 0.5)
+        assert during_outage > 0, "no request was answered while the database was down"
+        assert "writing spend logs failed" in gw.log.read_text()
+    finally:
+        if gw.proc.poll() is None:
+            gw.proc.kill()
+    # Restart with the database back (same journal folder, beside the config).
+    gw = Gateway(config(mock.url, url.format(port=5432)), tmp_path)
+    try:
+        stored = admin(gw, "GET", "/global/spend", params={"team_id": team["team_id"]})["spend"]
+        assert settled - 1e-9 <= stored <= answered + 1e-9, (settled, stored, answered)
+        assert "replaying spend journal" in gw.log.read_text()
+        lost = answered - stored
+        print(f"kill -9 with PostgreSQL down: answered {answered:.6f} USD "
+              f"({during_outage:.6f} during the outage), stored {stored:.6f}, lost {lost:.6f}")
+    finally:
+        gw.stop()
+        psql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
