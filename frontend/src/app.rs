@@ -113,7 +113,8 @@ impl AppState {
 }
 
 /// The application: all routes, OpenAI-shaped 404/405 fallbacks, and the
-/// layers (HTTP metrics, body limit, tracing, permissive CORS).
+/// layers (auth, HTTP metrics, body limit, tracing, the request id,
+/// permissive CORS).
 pub fn router(state: AppState) -> Router {
     routes::routes()
         .fallback(routes::not_found)
@@ -128,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(state.body_limit))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(crate::request_id::assign))
         .layer(CorsLayer::permissive())
         .with_state(state)
 }

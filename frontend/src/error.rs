@@ -13,9 +13,17 @@
 //! longer change: the streaming route then writes one `data: {"error": ...}`
 //! event with the same body and ends the stream without `data: [DONE]` (see
 //! [`crate::routes::openai`]).
+//!
+//! Errors whose text may carry internals (a reqwest error naming an
+//! internal `api_base`, a worker's crash, a database's message) are
+//! [`ProviderError::Internal`], [`ProviderError::Unavailable`] and
+//! [`ControlError::Backend`]: their bodies carry a stable message and the
+//! request id ([`crate::request_id`]); the text goes to the log, under the
+//! same id.
 
 use crate::control::ControlError;
 use crate::guardrails::GuardrailError;
+use crate::request_id::RequestId;
 use axum::extract::rejection::JsonRejection;
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
@@ -67,13 +75,15 @@ pub enum ProviderError {
         message: String,
     },
     /// The backend cannot serve at all (its workers died, it is shutting
-    /// down): `503`; `/health` answers 503 with it too.
+    /// down, the upstream cannot be reached): `503`; `/health` answers 503
+    /// with it too. The message is logged, not shown to the client.
     #[error("{message}")]
     Unavailable {
         /// What is down.
         message: String,
     },
-    /// A bug or unexpected failure inside the backend: `500`.
+    /// A bug or unexpected failure inside the backend: `500`. The message
+    /// is logged, not shown to the client.
     #[error("{message}")]
     Internal {
         /// What failed; must not leak secrets.
@@ -160,7 +170,33 @@ impl ProviderError {
             }
             Self::Upstream { .. } => (SERVER_ERROR, None, Some("upstream_error")),
         };
-        ErrorBody::new(self.to_string(), kind, param, code)
+        let message = match self {
+            Self::Internal { .. } => redacted(self, "The server had an internal error.", true),
+            Self::Unavailable { .. } => redacted(
+                self,
+                "The model backend is unavailable; retry later.",
+                false,
+            ),
+            _ => self.to_string(),
+        };
+        ErrorBody::new(message, kind, param, code)
+    }
+}
+
+/// The client's message for an error whose own text stays in the log:
+/// `public` and the request id. Logs `detail` under that id (`error` level
+/// for bugs, `warn` for an unavailable backend).
+fn redacted(detail: &dyn std::fmt::Display, public: &str, bug: bool) -> String {
+    let id = RequestId::current();
+    let request_id = id.as_ref().map_or("", RequestId::as_str);
+    if bug {
+        tracing::error!(request_id, error = %detail, "{public}");
+    } else {
+        tracing::warn!(request_id, error = %detail, "{public}");
+    }
+    match id {
+        Some(id) => format!("{public} Request id: {id}."),
+        None => public.to_owned(),
     }
 }
 
@@ -376,7 +412,15 @@ fn control_body(e: &ControlError) -> ErrorBody {
         }
         ControlError::Backend { .. } => (SERVER_ERROR, None, "backend_unavailable"),
     };
-    ErrorBody::new(e.to_string(), kind, param, Some(code))
+    let message = match e {
+        ControlError::Backend { .. } => redacted(
+            e,
+            "The gateway's key store or limits backend is unavailable; retry later.",
+            false,
+        ),
+        _ => e.to_string(),
+    };
+    ErrorBody::new(message, kind, param, Some(code))
 }
 
 impl From<JsonRejection> for GatewayError {
@@ -494,6 +538,42 @@ mod tests {
             assert_eq!(e.body().error.code.as_deref(), Some(code), "{e:?}");
         }
         assert_eq!(ProviderError::Timeout.body().error.kind, "server_error");
+    }
+
+    #[tokio::test]
+    async fn internals_stay_in_the_log_and_the_body_quotes_the_request_id() {
+        let leaky = [
+            GatewayError::from(ProviderError::Unavailable {
+                message: "cannot reach the upstream: error sending request for url \
+                          (http://10.0.0.5:8000/v1/chat/completions)"
+                    .into(),
+            }),
+            GatewayError::from(ProviderError::Internal {
+                message: "worker crashed at http://10.0.0.5".into(),
+            }),
+            GatewayError::from(ControlError::Backend {
+                message: "error returned from database: no such table: virtual_keys 10.0.0.5"
+                    .into(),
+            }),
+        ];
+        let id = RequestId::generate();
+        for e in &leaky {
+            let message = id.clone().scope(async { e.body().error.message }).await;
+            assert!(!message.contains("10.0.0.5"), "{message}");
+            assert!(!message.contains("database") && !message.contains("crashed"));
+            assert!(message.contains(id.as_str()), "{message}");
+            // Outside a request there is no id to quote.
+            assert!(!e.body().error.message.contains("req-"));
+        }
+        // What the client must read to fix its request stays.
+        let e = GatewayError::from(ControlError::InvalidKey);
+        assert_eq!(e.body().error.message, "Invalid API key.");
+        let e = GatewayError::from(ProviderError::Upstream {
+            status: 503,
+            message: "overloaded".into(),
+            retry_after: None,
+        });
+        assert_eq!(e.body().error.message, "overloaded");
     }
 
     #[test]

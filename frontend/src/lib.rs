@@ -25,6 +25,9 @@
 //!   guardrails from LiteLLM's `guardrails:` list;
 //! - [`routes`]: one file per API family; [`metrics`]: HTTP metrics in the
 //!   Prometheus registry the caller shares with the engine;
+//! - [`request_id`]: the id every answer and log line of a request carries
+//!   (5xx bodies show it instead of internals); [`fetch`]: server-side
+//!   fetching of client-named URLs, off by default, SSRF-safe when on;
 //! - [`AppState`], [`router`], [`serve`]: wiring, with `TCP_NODELAY` on
 //!   every accepted socket (DESIGN.md's 44 ms Nagle stall).
 
@@ -35,6 +38,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod extract;
+pub mod fetch;
 pub mod guardrails;
 pub mod metrics;
 pub mod openai;
@@ -42,6 +46,7 @@ pub mod pricing;
 pub mod provider;
 pub mod providers;
 pub mod ratelimit;
+pub mod request_id;
 pub mod router;
 pub mod routes;
 mod sse;

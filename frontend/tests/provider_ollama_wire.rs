@@ -1,23 +1,20 @@
 //! What the Ollama adapter puts on the wire, seen by a small recording
-//! upstream: `options`, images as base64 (a data: URL's payload, an http
-//! image fetched first), tool calls with object arguments and tool
-//! results naming the tool.
+//! upstream: `options`, images as base64 (a data: URL's payload; fetched
+//! http images are `provider_ollama_images.rs`), tool calls with object
+//! arguments and tool results naming the tool.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod provider_support;
 
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
-use base64::Engine as _;
 use frontend::providers::params::DeploymentParams;
 use provider_support::*;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
 type Seen = Arc<Mutex<Vec<Value>>>;
-
-const IMAGE: &[u8] = b"\x89PNG fake image bytes";
 
 async fn record(State(seen): State<Seen>, Json(body): Json<Value>) -> Json<Value> {
     seen.lock().unwrap().push(body);
@@ -34,7 +31,6 @@ async fn images_options_and_tool_turns_on_the_wire() {
     let seen: Seen = Arc::default();
     let app = Router::new()
         .route("/api/chat", post(record))
-        .route("/cat.png", get(|| async { IMAGE }))
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -42,7 +38,7 @@ async fn images_options_and_tool_turns_on_the_wire() {
 
     let p = build(DeploymentParams {
         model: "ollama/llava".to_owned(),
-        api_base: Some(base.clone()),
+        api_base: Some(base),
         ..DeploymentParams::default()
     });
     let r = p
@@ -50,8 +46,7 @@ async fn images_options_and_tool_turns_on_the_wire() {
             "messages": [
                 {"role": "user", "content": [
                     {"type": "text", "text": "what are these?"},
-                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD"}},
-                    {"type": "image_url", "image_url": {"url": format!("{base}/cat.png")}}]},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD"}}]},
                 {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
                     "function": {"name": "zoom", "arguments": "{\"x\":2}"}}]},
                 {"role": "tool", "tool_call_id": "c1", "content": "zoomed"}
@@ -70,8 +65,7 @@ async fn images_options_and_tool_turns_on_the_wire() {
     assert_eq!(body["options"]["num_predict"], 8);
     assert_eq!(body["options"]["temperature"], 0.0);
     assert!(body["options"]["repeat_penalty"].as_f64().unwrap() > 1.0);
-    let fetched = base64::engine::general_purpose::STANDARD.encode(IMAGE);
-    assert_eq!(body["messages"][0]["images"], json!(["QUJD", fetched]));
+    assert_eq!(body["messages"][0]["images"], json!(["QUJD"]));
     assert_eq!(body["messages"][0]["content"], "what are these?");
     assert_eq!(
         body["messages"][1]["tool_calls"][0]["function"]["arguments"],

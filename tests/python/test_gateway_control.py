@@ -2,16 +2,20 @@
 master key, virtual keys in SQLite (PostgreSQL for the two-replica test),
 aimock as the upstream, and real clients (the OpenAI SDK, httpx).
 
-Shows: 401 without a key or with a wrong one, 403 for a model outside a
-key's list and for admin calls without the master key; no key in the log;
+Shows: 401 without a key or with a wrong one, with a stored key hash
+(`token`) or the master key's hash, and for the keys of a deleted team;
+403 for a model outside a key's list and for admin calls without the
+master key; no key in the log; 503s that name no internal URL but a
+request id;
 the LiteLLM admin API (keys, teams, users, spend); budgets refused with
 `budget_exceeded`; after 1,000 concurrent requests the recorded spend
 equals the sum of the `x-litellm-response-cost` headers; the response
 cache; guardrails; rpm and tpm limits holding across two replicas that
 share Redis; `kill -9` under load loses no key, team or user and at most
 the documented interval of spend, also while PostgreSQL is down (the spend
-journal); the gateway metrics."""
+journal); the gateway metrics, per key only with the master key."""
 import asyncio
+import hashlib
 import os
 import shutil
 import signal
@@ -54,6 +58,8 @@ model_list:
     model_info: {{access_groups: [premium-group]}}
   - model_name: guarded
     litellm_params: {{model: {PRICED}, api_base: {mock}/v1, api_key: {UPSTREAM_KEY}, guardrails: [pii-mask]}}
+  - model_name: unreachable
+    litellm_params: {{model: openai/x, api_base: "http://127.0.0.1:9/internal-route-3e1f/v1", api_key: {UPSTREAM_KEY}}}
 litellm_settings:
   cache: true
   cache_params: {cache}
@@ -123,6 +129,47 @@ def test_keys_are_required_and_checked(gw):
     out = sdk(gw, key["key"]).chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     assert out.choices[0].message.content == "Hello from the mock upstream."
+
+
+def test_stored_hashes_are_not_keys(gw):
+    key = new_key(gw)
+    listed = admin(gw, "GET", "/key/list")["keys"]
+    assert key["token"] in listed
+    # The token /key/list shows (also in spend logs and Redis keys) is no key.
+    r = chat(gw, key["token"])
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", r.text
+    assert chat(gw, key["key"]).status_code == 200
+    # Nor is the master key's hash the master key.
+    master_hash = hashlib.sha256(MASTER.encode()).hexdigest()
+    r = httpx.get(f"{gw.base}/key/list", headers={"Authorization": f"Bearer {master_hash}"})
+    assert r.status_code == 401, r.text
+    # The admin API still takes the token as a handle.
+    assert admin(gw, "GET", "/key/info", params={"key": key["token"]})["key"] == key["token"]
+
+
+def test_deleting_a_team_deletes_its_keys(gw):
+    team = admin(gw, "POST", "/team/new", json={"team_alias": "doomed", "models": ["gpt-4o-mini"],
+                                                 "max_budget": 1})
+    key = new_key(gw, team_id=team["team_id"])
+    assert chat(gw, key["key"]).status_code == 200
+    assert chat(gw, key["key"], model="premium").status_code == 403
+    deleted = admin(gw, "POST", "/team/delete", json={"team_ids": [team["team_id"]]})
+    # Refused, not widened to every model without a budget.
+    assert chat(gw, key["key"], model="premium").status_code == 401
+    assert chat(gw, key["key"]).status_code == 401
+    assert deleted["deleted_keys"] == [key["token"]]
+
+
+def test_errors_carry_a_request_id_not_internals(gw):
+    r = chat(gw, MASTER, model="unreachable")
+    assert r.status_code == 503, r.text
+    for leak in ("127.0.0.1", "internal-route", "http://", "error sending request"):
+        assert leak not in r.text, r.text
+    request_id = r.headers["x-request-id"]
+    assert request_id in r.json()["error"]["message"]
+    # The details are in the log, under the same id.
+    log = gw.log.read_text()
+    assert any(request_id in line and "internal-route-3e1f" in line for line in log.splitlines())
 
 
 def test_model_lists_wildcards_and_access_groups(gw):
@@ -312,12 +359,21 @@ def test_guardrails(gw, mock):
 def test_metrics_and_no_secret_in_the_log(gw):
     key = new_key(gw, key_alias="metrics-alias")
     assert chat(gw, key["key"]).status_code == 200
-    metrics = httpx.get(f"{gw.base}/metrics").text
+    metrics = httpx.get(f"{gw.base}/metrics",
+                        headers={"Authorization": f"Bearer {MASTER}"}).text
     for needle in ('gateway_requests_total{key_alias="metrics-alias",model="gpt-4o-mini",status="success"}',
                    "gateway_spend_usd_total", "gateway_tokens_total",
                    "gateway_request_duration_seconds_bucket", "gateway_auth_failures_total",
                    "gateway_rejections_total", "gateway_spend_log_batches_total"):
         assert needle in metrics, needle
+    # Without the master key: totals, but no key aliases or teams.
+    for headers in ({}, {"Authorization": f"Bearer {key['key']}"}):
+        public = httpx.get(f"{gw.base}/metrics", headers=headers).text
+        assert "metrics-alias" not in public and "key_alias=" not in public
+        assert 'gateway_requests_total{model="gpt-4o-mini",status="success"}' in public
+        assert "gateway_spend_usd_total" in public
+    assert httpx.get(f"{gw.base}/metrics",
+                     headers={"Authorization": "Bearer sk-wrong"}).status_code == 401
     log = gw.log.read_text()
     for secret in (MASTER, UPSTREAM_KEY, key["key"]):
         assert secret not in log

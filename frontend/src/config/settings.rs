@@ -291,4 +291,10 @@ pub struct GeneralSettings {
     /// (default 100,000).
     #[serde(default)]
     pub max_unwritten_spend_logs: Option<usize>,
+    /// Whether and how the gateway fetches `http(s)` image URLs a request
+    /// names (the Ollama adapter must inline them): off unless
+    /// `enabled: true`, and then only public addresses unless
+    /// `allow_networks` lists more (see [`crate::fetch`]).
+    #[serde(default)]
+    pub image_url_fetch: Option<crate::fetch::FetchSettings>,
 }

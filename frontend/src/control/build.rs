@@ -170,7 +170,7 @@ impl ControlPlane {
                 .master_key
                 .as_deref()
                 .filter(|k| !k.is_empty())
-                .map(secret::token_of),
+                .map(secret::MasterKey::new),
             store,
             catalog: ModelCatalog::from_config(config),
             prices,

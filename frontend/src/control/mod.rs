@@ -202,7 +202,7 @@ pub struct CacheSettings {
 
 /// Keys, budgets, limits, spend, cache and guardrails of one gateway.
 pub struct ControlPlane {
-    master_token: Option<String>,
+    master_token: Option<secret::MasterKey>,
     store: Arc<dyn Store>,
     catalog: ModelCatalog,
     prices: ModelPrices,
@@ -270,11 +270,17 @@ impl ControlPlane {
                 .inc();
             return Err(ControlError::MissingKey);
         };
-        let token = secret::token_of(secret);
-        if token == *master {
+        if master.matches(secret) {
             return Ok(Caller::Master);
         }
-        let Some(key) = self.key_record(&token).await? else {
+        // Always hashed: a stored token is a lookup handle, not a key.
+        let token = secret::token_of(secret);
+        let found = if secret::looks_like_secret(secret) {
+            self.key_record(&token).await?
+        } else {
+            None
+        };
+        let Some(key) = found else {
             self.metrics
                 .auth_failures
                 .with_label_values(&["invalid"])
@@ -300,7 +306,19 @@ impl ControlPlane {
             }
         }
         let team = match &key.team_id {
-            Some(id) => self.team_record(id).await?,
+            // A key whose team is gone is refused, never widened to no
+            // model list, budget or limits.
+            Some(id) => match self.team_record(id).await? {
+                Some(team) => Some(team),
+                None => {
+                    self.metrics
+                        .auth_failures
+                        .with_label_values(&["team_missing"])
+                        .inc();
+                    tracing::warn!(team_id = %id, key = %key.key_name, "refused a key whose team no longer exists");
+                    return Err(ControlError::InvalidKey);
+                }
+            },
             None => None,
         };
         let user = match &key.user_id {

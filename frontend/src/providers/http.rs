@@ -160,9 +160,11 @@ pub fn transport_error(e: &reqwest::Error) -> ProviderError {
     if e.is_timeout() {
         ProviderError::Timeout
     } else if e.is_decode() {
+        // reqwest's text names the URL (an internal `api_base`): logged.
+        tracing::warn!(error = %e, "the upstream's response could not be decoded");
         ProviderError::Upstream {
             status: 502,
-            message: format!("the upstream sent a malformed response: {e}"),
+            message: "the upstream sent a malformed response".to_owned(),
             retry_after: None,
         }
     } else {

@@ -28,6 +28,7 @@ pub mod resolve;
 pub mod stream_pump;
 
 use crate::error::ProviderError;
+use crate::fetch::SafeFetcher;
 use crate::openai::ChatCompletionRequest;
 use crate::provider::Provider;
 use params::DeploymentParams;
@@ -36,11 +37,29 @@ use std::sync::Arc;
 
 /// The adapter for one deployment. `model_name` is the name clients use
 /// (the `model_list` entry's `model_name`); `params.model` says which
-/// provider and upstream model serve it.
+/// provider and upstream model serve it. Image URLs are not fetched (see
+/// [`build_with_images`]).
 pub fn build(
     model_name: &str,
     params: &DeploymentParams,
     client: &reqwest::Client,
+) -> Result<Arc<dyn Provider>, ProviderError> {
+    build_with_images(
+        model_name,
+        params,
+        client,
+        &Arc::new(SafeFetcher::disabled()),
+    )
+}
+
+/// [`build`], with `images` fetching the `http(s)` image URLs an adapter
+/// must inline (Ollama's); the config's `general_settings.image_url_fetch`
+/// says whether it fetches at all.
+pub fn build_with_images(
+    model_name: &str,
+    params: &DeploymentParams,
+    client: &reqwest::Client,
+    images: &Arc<SafeFetcher>,
 ) -> Result<Arc<dyn Provider>, ProviderError> {
     let resolved = resolve::resolve(&params.model)?;
     let client = client.clone();
@@ -52,7 +71,11 @@ pub fn build(
             model_name, resolved, params, client,
         )?),
         ProviderKind::Ollama => Arc::new(ollama::OllamaProvider::new(
-            model_name, resolved, params, client,
+            model_name,
+            resolved,
+            params,
+            client,
+            Arc::clone(images),
         )?),
         ProviderKind::Anthropic => Arc::new(anthropic::AnthropicProvider::new(
             model_name, resolved, params, client,

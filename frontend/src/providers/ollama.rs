@@ -3,8 +3,11 @@
 //!
 //! Translation: sampling parameters go into `options` (`num_predict`,
 //! `repeat_penalty`, ...); images travel per message as base64 in
-//! `images` (an http image URL is fetched first, as LiteLLM does, since
-//! Ollama takes inline images only); tool calls carry their arguments as a
+//! `images` (Ollama takes inline images only: a `data:` URL's payload, or
+//! an http(s) URL fetched first as LiteLLM does, but only when the config
+//! turns fetching on, and then through [`crate::fetch::SafeFetcher`], which
+//! refuses private addresses, caps size and time, and never echoes what it
+//! got); tool calls carry their arguments as a
 //! JSON object where OpenAI has a string, and tool results name the tool
 //! (`tool_name`) where OpenAI names the call id; usage is
 //! `prompt_eval_count` / `eval_count`, and `done_reason` maps to OpenAI's
@@ -18,6 +21,7 @@ use super::params::DeploymentParams;
 use super::resolve::Resolved;
 use super::stream_pump::{self, cut_stream, pump, ChunkBuilder, StreamTranslator};
 use crate::error::ProviderError;
+use crate::fetch::SafeFetcher;
 use crate::openai::{
     new_id, ChatChoice, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse,
     ChatMessage, ChatResponseMessage, CompletionChunk, CompletionRequest, CompletionResponse,
@@ -27,6 +31,7 @@ use crate::provider::{ChunkStream, Provider};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Ollama's default local endpoint.
@@ -60,16 +65,19 @@ pub struct OllamaProvider {
     timeout: Duration,
     stream_timeout: Duration,
     drop_params: bool,
+    images: Arc<SafeFetcher>,
 }
 
 impl OllamaProvider {
     /// Builds the adapter; `api_base` defaults to the local Ollama, and an
-    /// `api_key` (Ollama behind a proxy, Ollama Cloud) is sent as Bearer.
+    /// `api_key` (Ollama behind a proxy, Ollama Cloud) is sent as Bearer;
+    /// `images` fetches http(s) image URLs (or refuses them all).
     pub fn new(
         model_name: &str,
         resolved: Resolved,
         params: &DeploymentParams,
         client: reqwest::Client,
+        images: Arc<SafeFetcher>,
     ) -> Result<Self, ProviderError> {
         let base = params
             .api_base()
@@ -85,6 +93,7 @@ impl OllamaProvider {
             timeout: params.timeout(),
             stream_timeout: params.stream_timeout(),
             drop_params: params.drops_params(),
+            images,
         })
     }
 
@@ -140,24 +149,15 @@ impl OllamaProvider {
     }
 
     /// The base64 payload of an OpenAI image URL: a `data:` URL's own, or
-    /// the bytes of an http(s) URL fetched with this deployment's timeout.
+    /// the bytes of an http(s) URL when the fetcher may fetch it.
     async fn image_base64(&self, url: &str) -> Result<String, ProviderError> {
         if let Some(data) = data_url_payload(url) {
             return Ok(data.to_owned());
         }
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(ProviderError::invalid(
-                "messages",
-                "an image_url must be a data: URL or an http(s) URL",
-            ));
-        }
-        let resp = http::send(self.client.get(url), self.timeout)
-            .await
-            .map_err(|e| {
-                ProviderError::invalid("messages", format!("cannot fetch image {url}: {e}"))
-            })?;
-        let bytes = resp.bytes().await.map_err(|e| http::transport_error(&e))?;
-        Ok(base64::engine::general_purpose::STANDARD.encode(&bytes))
+        let fetched = self.images.fetch(url).await.map_err(|e| {
+            ProviderError::invalid("messages", format!("cannot use the image_url: {e}"))
+        })?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(&fetched.bytes))
     }
 }
 

@@ -126,6 +126,13 @@ impl Router {
         client: reqwest::Client,
         registry: &prometheus::Registry,
     ) -> Result<Self, ConfigError> {
+        let images =
+            crate::fetch::SafeFetcher::new(config.general_settings.image_url_fetch.as_ref())
+                .map(Arc::new)
+                .map_err(|e| ConfigError::Invalid {
+                    path: "general_settings.image_url_fetch".to_owned(),
+                    message: e.to_string(),
+                })?;
         let mut specs = Vec::with_capacity(config.model_list.len());
         for (index, entry) in config.model_list.iter().enumerate() {
             let fail = |message: String| ConfigError::Deployment {
@@ -143,8 +150,13 @@ impl Router {
                 })?;
                 Arc::new(local::LocalDeployment::new(engine))
             } else {
-                crate::providers::build(&entry.model_name, &entry.litellm_params, &client)
-                    .map_err(|e| fail(e.to_string()))?
+                crate::providers::build_with_images(
+                    &entry.model_name,
+                    &entry.litellm_params,
+                    &client,
+                    &images,
+                )
+                .map_err(|e| fail(e.to_string()))?
             };
             specs.push(DeploymentSpec {
                 model_name: entry.model_name.clone(),

@@ -190,7 +190,7 @@ pub struct KeyParam {
 /// `GET /key/info?key=<secret or token>`.
 pub async fn key_info(State(state): State<AppState>, Query(q): Query<KeyParam>) -> Answer {
     let control = plane(&state)?;
-    let token = secret::token_of(&q.key);
+    let token = secret::handle_of(&q.key);
     let key = control
         .store()
         .key(&token)
@@ -217,7 +217,7 @@ pub async fn key_update(
     OpenAiJson(body): OpenAiJson<UpdateKey>,
 ) -> Answer {
     let control = plane(&state)?;
-    let token = secret::token_of(&body.key);
+    let token = secret::handle_of(&body.key);
     let mut update = KeyUpdate::default();
     for (field, value) in body.fields {
         let bad = |e: serde_json::Error| ControlError::invalid(&field, e.to_string());
@@ -269,7 +269,7 @@ pub async fn key_delete(
     OpenAiJson(body): OpenAiJson<DeleteKeys>,
 ) -> Answer {
     let control = plane(&state)?;
-    let tokens: Vec<String> = body.keys.iter().map(|k| secret::token_of(k)).collect();
+    let tokens: Vec<String> = body.keys.iter().map(|k| secret::handle_of(k)).collect();
     let mut deleted = Vec::new();
     for token in &tokens {
         if control
@@ -427,13 +427,16 @@ pub struct DeleteTeams {
     team_ids: Vec<String>,
 }
 
-/// `POST /team/delete`.
+/// `POST /team/delete`: the teams and their keys, as LiteLLM does. The
+/// keys go first; a key created for the team meanwhile outlives it but is
+/// refused at authentication, whose team lookup finds nothing.
 pub async fn team_delete(
     State(state): State<AppState>,
     OpenAiJson(body): OpenAiJson<DeleteTeams>,
 ) -> Answer {
     let control = plane(&state)?;
     let mut deleted = Vec::new();
+    let mut deleted_keys = Vec::new();
     for id in &body.team_ids {
         if control
             .store()
@@ -442,8 +445,25 @@ pub async fn team_delete(
             .map_err(store_error)?
             .is_some()
         {
+            let keys = control
+                .store()
+                .list_keys(KeyFilter {
+                    team_id: Some(id.clone()),
+                    ..KeyFilter::default()
+                })
+                .await
+                .map_err(store_error)?;
+            deleted_keys.extend(keys.into_iter().map(|k| k.token_hash));
             deleted.push(id.clone());
         }
+    }
+    control
+        .store()
+        .delete_keys(&deleted_keys)
+        .await
+        .map_err(store_error)?;
+    for token in &deleted_keys {
+        control.invalidate_key(token);
     }
     control
         .store()
@@ -453,7 +473,9 @@ pub async fn team_delete(
     for id in &body.team_ids {
         control.invalidate_team(id);
     }
-    Ok(Json(json!({"deleted_teams": deleted})))
+    Ok(Json(
+        json!({"deleted_teams": deleted, "deleted_keys": deleted_keys}),
+    ))
 }
 
 /// `/user/new` body.
@@ -588,7 +610,7 @@ impl SpendParams {
                 .as_deref()
                 .map(|s| parse_time("end_date", s, true))
                 .transpose()?,
-            token_hash: self.api_key.as_deref().map(secret::token_of),
+            token_hash: self.api_key.as_deref().map(secret::handle_of),
             team_id: self.team_id.clone(),
             user_id: self.user_id.clone(),
             model: self.model.clone(),

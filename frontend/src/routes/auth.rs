@@ -1,9 +1,12 @@
 //! The authentication layer: every route but the open ones (`/health`,
-//! `/metrics`, the admin UI's static files) needs the master key or a
-//! virtual key once a master key is configured; the admin API needs the
-//! master key. The [`Caller`] goes into the request's extensions for the
-//! handlers. Keys are read from `Authorization: Bearer`, `x-api-key`
-//! (Anthropic SDKs) or `x-litellm-api-key`; they are never logged.
+//! the admin UI's static files) needs the master key or a virtual key once
+//! a master key is configured; the admin API needs the master key.
+//! `/metrics` takes a key if one is presented (a wrong one is a 401) and
+//! serves anyone: the master key sees every series, anyone else the
+//! aggregates without key or team labels (`super::metrics`). The
+//! [`Caller`] goes into the request's extensions for the handlers. Keys
+//! are read from `Authorization: Bearer`, `x-api-key` (Anthropic SDKs) or
+//! `x-litellm-api-key`; they are never logged.
 
 use crate::app::AppState;
 use crate::control::{Caller, ControlError};
@@ -15,7 +18,12 @@ use axum::response::{IntoResponse, Response};
 
 /// Paths anyone may call.
 fn is_open(path: &str) -> bool {
-    matches!(path, "/health" | "/metrics" | "/ui" | "/ui/") || path.starts_with("/ui/")
+    matches!(path, "/health" | "/ui" | "/ui/") || path.starts_with("/ui/")
+}
+
+/// Paths anyone may call, that serve more to a caller with a key.
+fn is_key_optional(path: &str) -> bool {
+    path == "/metrics"
 }
 
 /// Paths only the master key may call: LiteLLM's admin API.
@@ -55,6 +63,10 @@ pub(crate) async fn authenticate(
     };
     let path = req.uri().path().to_owned();
     if is_open(&path) {
+        return next.run(req).await;
+    }
+    if is_key_optional(&path) && presented_key(req.headers()).is_none() {
+        req.extensions_mut().insert(Caller::Anonymous);
         return next.run(req).await;
     }
     let caller = match control.authenticate(presented_key(req.headers())).await {

@@ -132,8 +132,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every team, oldest first.
     async fn list_teams(&self) -> Result<Vec<TeamRecord>, StoreError>;
 
-    /// Deletes these teams (their keys stay, as in LiteLLM); returns how
-    /// many existed.
+    /// Deletes these teams, not their keys (`/team/delete` deletes those
+    /// first); returns how many existed.
     async fn delete_teams(&self, team_ids: &[String]) -> Result<u64, StoreError>;
 
     /// Stores a new user; `Conflict` if the id is taken.
