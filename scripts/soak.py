@@ -90,6 +90,11 @@ BAD_BODIES = [
 ]
 
 
+def build_name() -> str:
+    """The binary used, relative to the repository when it is inside it."""
+    return str(ENGINE.relative_to(ROOT) if ENGINE.is_relative_to(ROOT) else ENGINE)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -360,7 +365,7 @@ def run_store(kind: str, args) -> dict:
         k = str(st) if err is None else err
         statuses[k] = statuses.get(k, 0) + 1
     return {
-        "store": kind, "build": f"{ENGINE.relative_to(ROOT) if ENGINE.is_relative_to(ROOT) else ENGINE}",
+        "store": kind, "build": build_name(),
         "host": platform.node(), "cpus": os.cpu_count(),
         "requests": n, "concurrency": args.concurrency, "wall_s": round(wall, 1),
         "requests_per_s": round(n / wall, 1),
@@ -461,7 +466,7 @@ def run_engine(args) -> dict:
         "kv_blocks_total": total, "kv_free_blocks_start": free(usage_before),
         "kv_free_blocks_min": free(peak), "kv_free_blocks_end": free(usage_after),
         "kv_cache_usage_perc_peak": peak,
-        "build": str(ENGINE), "requests": args.engine_requests, "wall_s": round(wall, 1),
+        "build": build_name(), "requests": args.engine_requests, "wall_s": round(wall, 1),
         "outcome": outcome,
         "kv_cache_usage_perc_start": usage_before, "kv_cache_usage_perc_end": usage_after,
         "running_end": gauge(after, "vllm:num_requests_running"),
