@@ -346,6 +346,10 @@ def run_store(kind: str, args) -> dict:
             p.kill()
             p.wait()
     store.drop()
+    if sum(rows.values()) == expected:
+        shutil.rmtree(tmp)  # else its logs and the SQLite file stay for a look
+    else:
+        print(f"spend rows mismatch: gateway log and store kept in {tmp}")
 
     win = max(1, len(results) // WINDOWS)
     windows = []
@@ -454,10 +458,12 @@ def run_engine(args) -> dict:
             time.sleep(0.5)
     finally:
         stop(proc)
+    log_text = log.read_text()
+    shutil.rmtree(tmp)
     usage_before = gauge(before, "vllm:kv_cache_usage_perc")
     usage_after = gauge(after, "vllm:kv_cache_usage_perc")
     # The gauge is 1 - free/total blocks; the total is in the start log.
-    m = re.search(r"(\d+) KV blocks of", log.read_text())
+    m = re.search(r"(\d+) KV blocks of", log_text)
     total = int(m.group(1)) if m else None
     free = (lambda u: round(total * (1 - u)) if total else None)  # noqa: E731
     return {
