@@ -44,7 +44,9 @@ pub fn classify(e: &ProviderError) -> ErrorClass {
         ProviderError::ModelNotFound { .. } => ErrorClass::NotFound,
         ProviderError::RateLimited { .. } => ErrorClass::RateLimit,
         ProviderError::Timeout => ErrorClass::Timeout,
-        ProviderError::Unavailable { .. } | ProviderError::Internal { .. } => {
+        ProviderError::Unavailable { .. }
+        | ProviderError::Unservable { .. }
+        | ProviderError::Internal { .. } => {
             ErrorClass::InternalServer
         }
         ProviderError::Upstream { status, .. } => match status {
