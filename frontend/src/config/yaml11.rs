@@ -109,11 +109,14 @@ impl Resolver {
     /// A scalar with an explicit tag: the standard `!!str`, `!!int`,
     /// `!!float`, `!!bool`, `!!null`; `!` alone means string.
     fn tagged(&self, s: &str, tag: &Tag) -> Result<Value, String> {
-        let suffix = tag.suffix.strip_prefix("tag:yaml.org,2002:").unwrap_or(&tag.suffix);
+        let suffix = tag.suffix.as_str();
         let standard = tag.handle == "!!" || tag.handle == "tag:yaml.org,2002:";
+        // `! 12`: the non-specific tag, which makes a scalar a string.
+        let non_specific = (tag.handle.is_empty() || tag.handle == "!")
+            && (suffix == "!" || suffix.is_empty());
         let bad = || format!("`{s}` is not a valid !!{suffix}");
         match (standard, suffix) {
-            (false, "") => Ok(Value::String(s.to_owned())),
+            _ if non_specific => Ok(Value::String(s.to_owned())),
             (true, "str") => Ok(Value::String(s.to_owned())),
             (true, "int") => construct_int(s).ok_or_else(bad),
             (true, "float") => construct_float(s)

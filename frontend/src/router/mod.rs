@@ -647,7 +647,7 @@ impl Router {
             self.shared
                 .metrics
                 .retries
-                .with_label_values(&[model])
+                .with_label_values(&[&d.model_name])
                 .inc();
             exclude = vec![index];
             let other_healthy = has_alternative
