@@ -247,7 +247,7 @@ impl Router {
                         ))),
                     }
                 } else if wildcard::is_pattern(&entry.model_name) {
-                    probe_wildcard(&entry.model_name, params, &build)
+                    probe_wildcard(&entry.model_name, params, build.as_ref())
                         .map(|()| None)
                         .map_err(|e| fail(e.to_string()))
                 } else {
