@@ -234,11 +234,7 @@ impl GatewayConfig {
 
         let mut warnings = Vec::new();
         let mut raw: RawConfig = typed(root, &mut warnings)?;
-        redis_env::apply(
-            &mut raw.router_settings,
-            &mut raw.litellm_settings,
-            &lookup,
-        )?;
+        redis_env::apply(&mut raw.router_settings, &mut raw.litellm_settings, &lookup)?;
         let mut model_list = raw.model_list;
         for (i, entry) in model_list.iter_mut().enumerate() {
             let params = &mut entry.litellm_params;

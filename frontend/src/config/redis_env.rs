@@ -103,7 +103,9 @@ pub fn apply(
 ) -> Result<(), ConfigError> {
     let env = FromEnv::read(lookup);
     if litellm.cache == Some(true) {
-        let params = litellm.cache_params.get_or_insert_with(CacheParams::default);
+        let params = litellm
+            .cache_params
+            .get_or_insert_with(CacheParams::default);
         if params.kind.is_none() {
             params.kind = Some(if env.names_a_server() {
                 CacheType::Redis

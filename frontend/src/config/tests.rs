@@ -263,7 +263,10 @@ litellm_settings:
     assert_eq!(p.rpm, Some(20_000));
     assert_eq!(p.tpm, Some(1_000_000));
     assert_eq!(p.timeout(), Duration::from_secs(60));
-    assert_eq!(p.extra.get("max_parallel_requests"), Some(&serde_json::json!(15)));
+    assert_eq!(
+        p.extra.get("max_parallel_requests"),
+        Some(&serde_json::json!(15))
+    );
     assert_eq!(p.drop_params, Some(true));
     // Quoted, it stays the string it was written as.
     assert_eq!(p.api_version.as_deref(), Some("2024_10"));
@@ -299,7 +302,10 @@ fn redis_settings_fall_back_to_litellm_s_environment_variables() {
     .unwrap();
     let cache = c.litellm_settings.cache_params.as_ref().unwrap();
     assert_eq!(cache.kind, Some(CacheType::Redis));
-    assert_eq!(cache.redis_url().as_deref(), Some("redis://:pw@10.0.0.5:6380"));
+    assert_eq!(
+        cache.redis_url().as_deref(),
+        Some("redis://:pw@10.0.0.5:6380")
+    );
     // Rate limits share the cache's Redis when router_settings names none.
     assert_eq!(
         c.limits_redis_url(),
@@ -328,7 +334,10 @@ fn redis_settings_fall_back_to_litellm_s_environment_variables() {
             .as_deref(),
         Some("redis://:pw@10.0.0.5:7000")
     );
-    assert_eq!(c.limits_redis_url().unwrap().1, "router_settings.redis_host");
+    assert_eq!(
+        c.limits_redis_url().unwrap().1,
+        "router_settings.redis_host"
+    );
     // `cache: true` without a type is Redis when the environment names
     // one (LiteLLM's proxy default), REDIS_URL first; in memory otherwise.
     let url_vars = redis_env(&[("REDIS_URL", "redis://u:p@h:1/2"), ("REDIS_HOST", "x")]);

@@ -61,7 +61,9 @@ impl Resolver {
     fn new() -> Result<Self, String> {
         let re = |p: &str| Regex::new(p).map_err(|e| format!("YAML resolver pattern: {e}"));
         Ok(Self {
-            boolean: re(r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$")?,
+            boolean: re(
+                r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$",
+            )?,
             int: re(concat!(
                 r"^(?:[-+]?0b[0-1_]+",
                 r"|[-+]?0[0-7_]+",
@@ -112,8 +114,8 @@ impl Resolver {
         let suffix = tag.suffix.as_str();
         let standard = tag.handle == "!!" || tag.handle == "tag:yaml.org,2002:";
         // `! 12`: the non-specific tag, which makes a scalar a string.
-        let non_specific = (tag.handle.is_empty() || tag.handle == "!")
-            && (suffix == "!" || suffix.is_empty());
+        let non_specific =
+            (tag.handle.is_empty() || tag.handle == "!") && (suffix == "!" || suffix.is_empty());
         let bad = || format!("`{s}` is not a valid !!{suffix}");
         match (standard, suffix) {
             _ if non_specific => Ok(Value::String(s.to_owned())),
@@ -184,9 +186,9 @@ fn construct_float(s: &str) -> Option<Value> {
         _ => (1.0, cleaned.as_str()),
     };
     let value = if digits.contains(':') {
-        digits
-            .split(':')
-            .try_fold(0.0f64, |acc, part| Some(acc * 60.0 + part.parse::<f64>().ok()?))?
+        digits.split(':').try_fold(0.0f64, |acc, part| {
+            Some(acc * 60.0 + part.parse::<f64>().ok()?)
+        })?
     } else {
         digits.parse::<f64>().ok()?
     };
@@ -420,6 +422,9 @@ mod tests {
         assert_eq!(parse("# only a comment\n").unwrap(), Value::Null);
         let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(err.contains("line"), "{err}");
-        assert_eq!(parse("a: 99999999999999999999\n").unwrap()["a"], "99999999999999999999");
+        assert_eq!(
+            parse("a: 99999999999999999999\n").unwrap()["a"],
+            "99999999999999999999"
+        );
     }
 }

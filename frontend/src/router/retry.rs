@@ -46,9 +46,7 @@ pub fn classify(e: &ProviderError) -> ErrorClass {
         ProviderError::Timeout => ErrorClass::Timeout,
         ProviderError::Unavailable { .. }
         | ProviderError::Unservable { .. }
-        | ProviderError::Internal { .. } => {
-            ErrorClass::InternalServer
-        }
+        | ProviderError::Internal { .. } => ErrorClass::InternalServer,
         ProviderError::Upstream { status, .. } => match status {
             401 | 403 => ErrorClass::Authentication,
             404 => ErrorClass::NotFound,

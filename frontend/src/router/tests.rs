@@ -1289,7 +1289,10 @@ async fn wildcard_entries_serve_requested_names_and_fallback_targets() {
     // `*` with `model: openai/*` sends the requested name to OpenAI.
     let resp = r.chat(req("gpt-z")).await.unwrap();
     assert_eq!(answer(&resp), "oai");
-    assert_eq!(built.lock().unwrap()[1], ("gpt-z".into(), "openai/gpt-z".into()));
+    assert_eq!(
+        built.lock().unwrap()[1],
+        ("gpt-z".into(), "openai/gpt-z".into())
+    );
     // A name resolved once is kept (its cooldowns and latency with it).
     r.chat(req("gpt-z")).await.unwrap();
     assert_eq!(built.lock().unwrap().len(), 2);
@@ -1378,7 +1381,11 @@ async fn an_entry_that_cannot_be_built_answers_503_while_the_rest_serve() {
     assert_eq!(err.status(), 503);
     let body = err.body();
     assert_eq!(body.error.code.as_deref(), Some("model_not_servable"));
-    assert!(body.error.message.contains("`bad`"), "{}", body.error.message);
+    assert!(
+        body.error.message.contains("`bad`"),
+        "{}",
+        body.error.message
+    );
     assert!(r.serves("bad") && !r.serves("ghost"));
 
     // Fallbacks may name it and may rescue it.

@@ -184,10 +184,7 @@ impl Wildcards {
             .skip(1)
             .map(|m| m.map_or("", |m| m.as_str()))
             .collect();
-        let mut resolved = self
-            .resolved
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut resolved = self.resolved.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(g) = resolved.get(model) {
             return Some(Ok(Arc::clone(g)));
         }
@@ -229,10 +226,19 @@ mod tests {
 
     #[test]
     fn concrete_models_as_litellm_sets_them() {
-        assert_eq!(concrete_model("openai/*", "openai/gpt-4o", &["gpt-4o"]), "openai/gpt-4o");
+        assert_eq!(
+            concrete_model("openai/*", "openai/gpt-4o", &["gpt-4o"]),
+            "openai/gpt-4o"
+        );
         assert_eq!(concrete_model("*", "gpt-4o", &["gpt-4o"]), "gpt-4o");
-        assert_eq!(concrete_model("openai/*", "gpt-4o", &["gpt-4o"]), "openai/gpt-4o");
-        assert_eq!(concrete_model("anthropic/claude-3", "x", &["x"]), "anthropic/claude-3");
+        assert_eq!(
+            concrete_model("openai/*", "gpt-4o", &["gpt-4o"]),
+            "openai/gpt-4o"
+        );
+        assert_eq!(
+            concrete_model("anthropic/claude-3", "x", &["x"]),
+            "anthropic/claude-3"
+        );
         assert_eq!(concrete_model("openai/*", "a-b", &["a", "b"]), "a-b");
     }
 
