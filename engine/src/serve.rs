@@ -32,6 +32,12 @@ pub struct ServeArgs {
     /// Without a local entry no engine starts.
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
+    /// Refuse to start when a `model_list` entry cannot be served (its
+    /// provider cannot be inferred, a required parameter is missing).
+    /// Without it such an entry is logged once and its model answers 503
+    /// while the others serve, as LiteLLM does.
+    #[arg(long)]
+    pub strict_config: bool,
     /// Names clients use for the model (default: `--model`).
     #[arg(long, num_args = 1..)]
     pub served_model_name: Vec<String>,
@@ -168,8 +174,19 @@ fn run_gateway(args: &ServeArgs, path: &std::path::Path) -> Result<()> {
     };
     let local_provider = local.as_ref().map(|l| Arc::clone(&l.provider));
     let client = frontend::providers::http::client()?;
-    let router = frontend::router::Router::from_config(&config, local_provider, client, &registry)
-        .with_context(|| format!("building the router from {}", path.display()))?;
+    let bad_entries = if args.strict_config {
+        frontend::router::BadEntries::Refuse
+    } else {
+        frontend::router::BadEntries::Isolate
+    };
+    let router = frontend::router::Router::from_config_with(
+        &config,
+        local_provider,
+        client,
+        &registry,
+        bad_entries,
+    )
+    .with_context(|| format!("building the router from {}", path.display()))?;
     eprintln!(
         "engine: gateway over {} model(s): {}",
         config.model_names().len(),

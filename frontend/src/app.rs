@@ -104,7 +104,7 @@ impl AppState {
         }
         self.providers
             .iter()
-            .find(|p| p.models().iter().any(|card| card.id == *model))
+            .find(|p| p.serves(model))
             .cloned()
             .ok_or_else(|| ProviderError::ModelNotFound {
                 model: model.clone(),

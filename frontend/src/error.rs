@@ -82,6 +82,19 @@ pub enum ProviderError {
         /// What is down.
         message: String,
     },
+    /// The model_name is in the config, but none of its `model_list`
+    /// entries could be built (the provider cannot be inferred, a required
+    /// parameter is missing): `503`, code `model_not_servable`, while the
+    /// config's other models serve. Why is in the startup log, not in the
+    /// answer (it describes the server's configuration).
+    #[error(
+        "The model `{model}` is configured but cannot be served: its model_list entry is \
+         invalid (the server logged why at startup)."
+    )]
+    Unservable {
+        /// The name the client asked for.
+        model: String,
+    },
     /// A bug or unexpected failure inside the backend: `500`. The message
     /// is logged, not shown to the client.
     #[error("{message}")]
@@ -126,7 +139,7 @@ impl ProviderError {
             Self::ModelNotFound { .. } => StatusCode::NOT_FOUND,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ContentPolicy { .. } => StatusCode::BAD_REQUEST,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::Unservable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream { status, .. } => {
@@ -152,6 +165,11 @@ impl ProviderError {
             ),
             Self::RateLimited { .. } => ("rate_limit_error", None, Some("rate_limit_exceeded")),
             Self::Unavailable { .. } => (SERVER_ERROR, None, Some("service_unavailable")),
+            Self::Unservable { .. } => (
+                SERVER_ERROR,
+                Some("model".to_owned()),
+                Some("model_not_servable"),
+            ),
             Self::Internal { .. } => (SERVER_ERROR, None, Some("internal_error")),
             Self::Timeout => (SERVER_ERROR, None, Some("timeout")),
             Self::ContentPolicy { .. } => (INVALID_REQUEST, None, Some("content_policy_violation")),

@@ -45,6 +45,12 @@ pub type ChunkStream<T> = futures::stream::BoxStream<'static, Result<T, Provider
 pub trait Provider: Send + Sync + 'static {
     /// Model cards this provider serves (for /v1/models and routing by `model`).
     fn models(&self) -> Vec<ModelCard>;
+    /// Whether a request naming `model` is this provider's to answer:
+    /// one of [`Provider::models`], or more for a provider that serves
+    /// names it cannot list (the router's wildcard entries, `openai/*`).
+    fn serves(&self, model: &str) -> bool {
+        self.models().iter().any(|card| card.id == model)
+    }
     /// Ok while it can serve; Err(Unavailable) once its workers died (health answers 503).
     fn health(&self) -> Result<(), ProviderError>;
     /// A whole chat completion (`stream` is false or absent).

@@ -73,7 +73,8 @@ fn guardrails(base: &str, extra: &str) -> Guardrails {
          mode: pre_call\n    api_base: {base}\n    api_key: sekret\n    timeout: 0.5\n    \
          additional_provider_specific_params: {{ policy: strict }}\n{extra}"
     );
-    let specs: Vec<GuardrailSpec> = serde_yaml_ng::from_str(&yaml).unwrap();
+    let specs: Vec<GuardrailSpec> =
+        serde_json::from_value(frontend::config::yaml11::parse(&yaml).unwrap()).unwrap();
     Guardrails::from_specs(&specs).unwrap()
 }
 

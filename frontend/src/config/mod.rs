@@ -1,7 +1,9 @@
 //! LiteLLM's `config.yaml`, loaded as is: `model_list`, `router_settings`,
 //! `litellm_settings`, `general_settings`, `environment_variables`.
 //!
-//! Loading is three passes over one parsed tree: `os.environ/NAME`
+//! The text is read as YAML 1.1, as LiteLLM's PyYAML reads it ([`yaml11`]:
+//! `20_000` is a number, `yes` a boolean). Loading is then three passes
+//! over the parsed tree: `os.environ/NAME`
 //! references are resolved ([`env`]), each section is typed with the
 //! failing key's path in errors (`model_list[2].litellm_params.model`), and
 //! keys we do not know become warnings (returned in
@@ -14,7 +16,9 @@
 
 pub mod env;
 pub mod policy;
+pub mod redis_env;
 pub mod settings;
+pub mod yaml11;
 
 pub use policy::RouterPolicy;
 pub use settings::{
@@ -199,9 +203,7 @@ impl GatewayConfig {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut root: Value = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml {
-            message: e.to_string(),
-        })?;
+        let mut root = yaml11::parse(text).map_err(|message| ConfigError::Yaml { message })?;
         if root.is_null() {
             root = Value::Object(Map::new());
         }
@@ -231,7 +233,8 @@ impl GatewayConfig {
         env::resolve(&mut root, "", &lookup)?;
 
         let mut warnings = Vec::new();
-        let raw: RawConfig = typed(root, &mut warnings)?;
+        let mut raw: RawConfig = typed(root, &mut warnings)?;
+        redis_env::apply(&mut raw.router_settings, &mut raw.litellm_settings, &lookup)?;
         let mut model_list = raw.model_list;
         for (i, entry) in model_list.iter_mut().enumerate() {
             let params = &mut entry.litellm_params;
@@ -273,6 +276,22 @@ impl GatewayConfig {
             policy,
             warnings,
         })
+    }
+
+    /// The Redis that rate limits share between replicas:
+    /// `router_settings`' Redis, else the response cache's when it is in
+    /// Redis (LiteLLM's proxy counts usage in the cache's Redis), else
+    /// none (limits are per process). Returns the URL and the config key
+    /// that named it, for errors.
+    pub fn limits_redis_url(&self) -> Option<(String, &'static str)> {
+        if let Some(url) = self.router_settings.redis_url() {
+            return Some((url, "router_settings.redis_host"));
+        }
+        let cache = self.litellm_settings.cache_params.as_ref()?;
+        (self.litellm_settings.cache == Some(true) && cache.kind == Some(CacheType::Redis))
+            .then(|| cache.redis_url())
+            .flatten()
+            .map(|url| (url, "litellm_settings.cache_params"))
     }
 
     /// Every distinct model_name, in file order.

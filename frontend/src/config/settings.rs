@@ -191,9 +191,11 @@ pub enum CacheType {
 /// `litellm_settings.cache_params`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct CacheParams {
-    /// Local or Redis.
+    /// Local or Redis; when the file leaves it out, the loader decides
+    /// (Redis when `REDIS_HOST`/`REDIS_URL` is set, as LiteLLM's proxy
+    /// defaults to Redis; see [`super::redis_env`]).
     #[serde(default, rename = "type")]
-    pub kind: CacheType,
+    pub kind: Option<CacheType>,
     /// Redis host.
     #[serde(default)]
     pub host: Option<String>,

@@ -236,3 +236,132 @@ fn load_reads_a_file_and_reports_io_errors() {
     assert_eq!(c.model_names(), ["a"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn yaml_1_1_numbers_and_booleans_load_as_litellm_reads_them() {
+    let yaml = r#"
+model_list:
+  - model_name: a
+    litellm_params:
+      model: openai/a
+      rpm: 20_000
+      tpm: 1_000_000
+      timeout: 0x3c
+      max_parallel_requests: 0o17
+      drop_params: yes
+      api_version: "2024_10"
+router_settings:
+  num_retries: 0b11
+  cooldown_time: 1e1
+  allowed_fails: 010
+litellm_settings:
+  drop_params: on
+  cache: off
+"#;
+    let c = GatewayConfig::from_yaml(yaml, &env).unwrap();
+    let p = &c.model_list[0].litellm_params;
+    assert_eq!(p.rpm, Some(20_000));
+    assert_eq!(p.tpm, Some(1_000_000));
+    assert_eq!(p.timeout(), Duration::from_secs(60));
+    assert_eq!(
+        p.extra.get("max_parallel_requests"),
+        Some(&serde_json::json!(15))
+    );
+    assert_eq!(p.drop_params, Some(true));
+    // Quoted, it stays the string it was written as.
+    assert_eq!(p.api_version.as_deref(), Some("2024_10"));
+    assert_eq!(c.policy.num_retries, 3);
+    assert_eq!(c.policy.cooldown_time, Duration::from_secs(10));
+    // A leading zero is octal in YAML 1.1.
+    assert_eq!(c.policy.allowed_fails, Some(8));
+    assert_eq!(c.litellm_settings.drop_params, Some(true));
+    assert_eq!(c.litellm_settings.cache, Some(false));
+}
+
+fn redis_env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+            .or_else(|| env(name))
+    }
+}
+
+#[test]
+fn redis_settings_fall_back_to_litellm_s_environment_variables() {
+    let vars = redis_env(&[
+        ("REDIS_HOST", "10.0.0.5"),
+        ("REDIS_PORT", "6380"),
+        ("REDIS_PASSWORD", "pw"),
+    ]);
+    // cache_params type redis with everything in the environment.
+    let c = GatewayConfig::from_yaml(
+        "litellm_settings: {cache: true, cache_params: {type: redis}}\n",
+        &vars,
+    )
+    .unwrap();
+    let cache = c.litellm_settings.cache_params.as_ref().unwrap();
+    assert_eq!(cache.kind, Some(CacheType::Redis));
+    assert_eq!(
+        cache.redis_url().as_deref(),
+        Some("redis://:pw@10.0.0.5:6380")
+    );
+    // Rate limits share the cache's Redis when router_settings names none.
+    assert_eq!(
+        c.limits_redis_url(),
+        Some((
+            "redis://:pw@10.0.0.5:6380".to_owned(),
+            "litellm_settings.cache_params"
+        ))
+    );
+    // What the file says wins; the rest comes from the environment.
+    let c = GatewayConfig::from_yaml(
+        "router_settings: {redis_host: r.local}\n\
+         litellm_settings: {cache: true, cache_params: {type: redis, port: 7000}}\n",
+        &vars,
+    )
+    .unwrap();
+    assert_eq!(
+        c.router_settings.redis_url().as_deref(),
+        Some("redis://:pw@r.local:6380")
+    );
+    assert_eq!(
+        c.litellm_settings
+            .cache_params
+            .as_ref()
+            .unwrap()
+            .redis_url()
+            .as_deref(),
+        Some("redis://:pw@10.0.0.5:7000")
+    );
+    assert_eq!(
+        c.limits_redis_url().unwrap().1,
+        "router_settings.redis_host"
+    );
+    // `cache: true` without a type is Redis when the environment names
+    // one (LiteLLM's proxy default), REDIS_URL first; in memory otherwise.
+    let url_vars = redis_env(&[("REDIS_URL", "redis://u:p@h:1/2"), ("REDIS_HOST", "x")]);
+    let c = GatewayConfig::from_yaml("litellm_settings: {cache: true}\n", &url_vars).unwrap();
+    let cache = c.litellm_settings.cache_params.as_ref().unwrap();
+    assert_eq!(cache.kind, Some(CacheType::Redis));
+    assert_eq!(cache.redis_url().as_deref(), Some("redis://u:p@h:1/2"));
+    let c = GatewayConfig::from_yaml("litellm_settings: {cache: true}\n", &env).unwrap();
+    assert_eq!(
+        c.litellm_settings.cache_params.as_ref().unwrap().kind,
+        Some(CacheType::Local)
+    );
+    assert_eq!(c.limits_redis_url(), None);
+    // Without Redis in the file, the variables alone turn nothing on.
+    let c = GatewayConfig::from_yaml("router_settings: {num_retries: 1}\n", &vars).unwrap();
+    assert_eq!(c.limits_redis_url(), None);
+    // A bad port is named.
+    let bad = redis_env(&[("REDIS_HOST", "h"), ("REDIS_PORT", "sixty")]);
+    let err = GatewayConfig::from_yaml(
+        "litellm_settings: {cache: true, cache_params: {type: redis}}\n",
+        &bad,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("REDIS_PORT"), "{err}");
+    // ... only where it is used.
+    GatewayConfig::from_yaml("router_settings: {num_retries: 1}\n", &bad).unwrap();
+}

@@ -108,9 +108,9 @@ impl ControlPlane {
         journal: Option<PathBuf>,
     ) -> Result<Arc<Self>, SetupError> {
         let general = &config.general_settings;
-        let limiter: Arc<dyn RateLimiter> = match config.router_settings.redis_url() {
-            Some(url) => Arc::new(RedisLimiter::new(
-                redis_connection(&url, "router_settings.redis_host").await?,
+        let limiter: Arc<dyn RateLimiter> = match config.limits_redis_url() {
+            Some((url, key)) => Arc::new(RedisLimiter::new(
+                redis_connection(&url, key).await?,
                 "engine:rl:",
             )),
             None => Arc::new(MemoryLimiter::new()),
@@ -246,13 +246,15 @@ async fn cache_settings(config: &GatewayConfig) -> Result<Option<CacheSettings>,
     }
     let params = settings.cache_params.clone().unwrap_or_default();
     let default_ttl = seconds(params.ttl, DEFAULT_CACHE_TTL);
-    let backend: Arc<dyn crate::cache::ResponseCache> = match params.kind {
+    let backend: Arc<dyn crate::cache::ResponseCache> = match params.kind.unwrap_or_default() {
         // 256 MiB of cached bodies.
         CacheType::Local => Arc::new(MemoryCache::new(256 * 1024 * 1024)),
         CacheType::Redis => {
             let url = params.redis_url().ok_or_else(|| SetupError::Invalid {
                 key: "litellm_settings.cache_params".to_owned(),
-                message: "type: redis needs host (and port) or redis_url".to_owned(),
+                message: "type: redis needs host (and port) or redis_url, in the file or in \
+                          REDIS_HOST (REDIS_PORT, REDIS_PASSWORD) or REDIS_URL"
+                    .to_owned(),
             })?;
             let namespace = params
                 .namespace

@@ -34,7 +34,7 @@ const CONFIG: &str = r#"
 "#;
 
 fn specs(yaml: &str) -> Vec<GuardrailSpec> {
-    serde_yaml_ng::from_str(yaml).unwrap()
+    serde_json::from_value(crate::config::yaml11::parse(yaml).unwrap()).unwrap()
 }
 
 fn guardrails() -> Guardrails {

@@ -244,7 +244,8 @@ fn model_list_prices_from_params_model_info_and_base_model() {
   litellm_params: { model: hosted_vllm/llama, input_cost_per_token: 0.000001 }
   model_info: { input_cost_per_token: 0.5, output_cost_per_token: 0.000002 }
 "#;
-    let entries: Vec<ModelEntry> = serde_yaml_ng::from_str(yaml).unwrap();
+    let entries: Vec<ModelEntry> =
+        serde_json::from_value(crate::config::yaml11::parse(yaml).unwrap()).unwrap();
     let mut t = table();
     t.apply_model_list(&entries);
     assert!(approx(t.cost("openai/my-finetune", 1, 1).unwrap(), 9e-6));

@@ -17,6 +17,12 @@
 //! Streams are retried only until their first chunk: after it the client
 //! has the 200 and the bytes, so an error is passed on as an error item.
 //!
+//! A `model_name` with `*` (`openai/*`) is a pattern: [`wildcard`]
+//! resolves a requested name to its deployments at request time, for
+//! direct requests and fallback targets alike. An entry that cannot be
+//! built either refuses the config or leaves its model_name answering 503
+//! ([`BadEntries`]).
+//!
 //! `Router` is itself a [`Provider`], so the HTTP routes serve it like any
 //! backend. Where we differ from LiteLLM: state is per process (no Redis);
 //! a retry that can go to another healthy deployment does not sleep (the
@@ -31,9 +37,11 @@ pub mod metrics;
 pub mod outcome;
 pub mod retry;
 pub mod strategy;
+pub mod wildcard;
 
 pub use deployment::{Deployment, DeploymentSpec};
 pub use metrics::RouterMetrics;
+pub use wildcard::Wildcards;
 
 use crate::config::{is_local_model, ConfigError, GatewayConfig, RouterPolicy};
 use crate::error::ProviderError;
@@ -58,12 +66,52 @@ pub struct Shared {
     policy: RouterPolicy,
     metrics: RouterMetrics,
     /// model_name -> its deployments, in config order.
-    groups: HashMap<String, Vec<Arc<Deployment>>>,
+    groups: HashMap<String, Arc<Vec<Arc<Deployment>>>>,
     /// model_names in config order.
     names: Vec<String>,
+    /// model_names none of whose entries could be built; they answer
+    /// [`ProviderError::Unservable`] (why was logged at startup).
+    unservable: Vec<String>,
+    /// Entries whose model_name is a pattern (`*`, `openai/*`).
+    wildcards: Wildcards,
 }
 
 impl Shared {
+    /// The deployments serving `model`: its group, else the group a
+    /// wildcard entry resolves it to. Errors: an unservable model_name
+    /// (503), a wildcard name whose adapter cannot be built (its error),
+    /// an unknown model (404).
+    fn group(&self, model: &str) -> Result<Arc<Vec<Arc<Deployment>>>, ProviderError> {
+        if let Some(g) = self.groups.get(model) {
+            return Ok(Arc::clone(g));
+        }
+        if self.unservable.iter().any(|n| n == model) {
+            return Err(ProviderError::Unservable {
+                model: model.to_owned(),
+            });
+        }
+        let metrics = &self.metrics;
+        let on_new = |d: &Deployment| {
+            metrics
+                .in_cooldown
+                .with_label_values(&[&d.model_name, &d.id])
+                .set(0);
+        };
+        self.wildcards.resolve(model, &on_new).unwrap_or_else(|| {
+            Err(ProviderError::ModelNotFound {
+                model: model.to_owned(),
+            })
+        })
+    }
+
+    /// Whether a request for `model` reaches a deployment (or the 503 of
+    /// an unservable one) rather than a 404.
+    fn serves(&self, model: &str) -> bool {
+        self.groups.contains_key(model)
+            || self.unservable.iter().any(|n| n == model)
+            || self.wildcards.matches(model)
+    }
+
     /// Counts a failed attempt on `d` and cools it down when due.
     fn failed(&self, d: &Deployment, e: &ProviderError) {
         self.metrics
@@ -73,7 +121,12 @@ impl Shared {
         if !retry::counts_as_failure(e) {
             return;
         }
-        let group_size = self.groups.get(&d.model_name).map_or(1, Vec::len);
+        let group_size = self
+            .groups
+            .get(&d.model_name)
+            .map(|g| g.len())
+            .or_else(|| self.wildcards.cached(&d.model_name).map(|g| g.len()))
+            .unwrap_or(1);
         // LiteLLM does not cool the only deployment of a group down for one
         // 429: that would black out the whole model_name.
         let immediate = retry::cools_immediately(e) && group_size > 1;
@@ -116,15 +169,43 @@ type AttemptFn<'a, T> = dyn Fn(Arc<Deployment>, String) -> BoxFuture<'static, Re
     + Sync
     + 'a;
 
+/// What [`Router::from_config_with`] does with a `model_list` entry that
+/// cannot be built (its provider cannot be inferred, a required parameter
+/// is missing, it names the local engine and none runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadEntries {
+    /// Refuse the whole config, naming the entry (`--strict-config`).
+    Refuse,
+    /// Log one warning naming the entry and serve the rest; its
+    /// model_name answers 503 ([`ProviderError::Unservable`]) unless
+    /// another entry of that name builds. LiteLLM, too, starts with such an
+    /// entry and fails only the requests that reach it.
+    Isolate,
+}
+
 impl Router {
-    /// Builds every deployment of `config` (remote ones through
-    /// [`crate::providers::build`], `local/...` ones on `local`) and
-    /// registers the router's metrics in `registry`.
+    /// [`Router::from_config_with`] refusing any entry that cannot be
+    /// built.
     pub fn from_config(
         config: &GatewayConfig,
         local: Option<Arc<dyn Provider>>,
         client: reqwest::Client,
         registry: &prometheus::Registry,
+    ) -> Result<Self, ConfigError> {
+        Self::from_config_with(config, local, client, registry, BadEntries::Refuse)
+    }
+
+    /// Builds every deployment of `config` (remote ones through
+    /// [`crate::providers::build`], `local/...` ones on `local`, wildcard
+    /// ones per requested name, see [`wildcard`]) and registers the
+    /// router's metrics in `registry`; `bad` says what an entry that
+    /// cannot be built does.
+    pub fn from_config_with(
+        config: &GatewayConfig,
+        local: Option<Arc<dyn Provider>>,
+        client: reqwest::Client,
+        registry: &prometheus::Registry,
+        bad: BadEntries,
     ) -> Result<Self, ConfigError> {
         let images =
             crate::fetch::SafeFetcher::new(config.general_settings.image_url_fetch.as_ref())
@@ -133,49 +214,113 @@ impl Router {
                     path: "general_settings.image_url_fetch".to_owned(),
                     message: e.to_string(),
                 })?;
+        let build: Arc<wildcard::BuildFn> = Arc::new(
+            move |name: &str, params: &crate::providers::params::DeploymentParams| {
+                crate::providers::build_with_images(name, params, &client, &images)
+            },
+        );
         let mut specs = Vec::with_capacity(config.model_list.len());
+        let mut patterns = Vec::new();
+        let mut unservable = Vec::new();
         for (index, entry) in config.model_list.iter().enumerate() {
             let fail = |message: String| ConfigError::Deployment {
                 index,
                 model_name: entry.model_name.clone(),
                 message,
             };
-            let provider: Arc<dyn Provider> = if is_local_model(&entry.litellm_params.model) {
-                let engine = local.clone().ok_or_else(|| {
-                    fail(format!(
-                        "`{}` is served by the local engine, but none is running \
-                         (start with --model as well as --config)",
-                        entry.litellm_params.model
-                    ))
-                })?;
-                Arc::new(local::LocalDeployment::new(engine))
-            } else {
-                crate::providers::build_with_images(
-                    &entry.model_name,
-                    &entry.litellm_params,
-                    &client,
-                    &images,
-                )
-                .map_err(|e| fail(e.to_string()))?
-            };
-            specs.push(DeploymentSpec {
-                model_name: entry.model_name.clone(),
-                id: entry
-                    .model_info
-                    .id
-                    .clone()
-                    .unwrap_or_else(|| format!("{}-{index}", entry.model_name)),
-                params: entry.litellm_params.clone(),
-                provider,
-            });
+            let id = entry
+                .model_info
+                .id
+                .clone()
+                .unwrap_or_else(|| format!("{}-{index}", entry.model_name));
+            let params = &entry.litellm_params;
+            let built: Result<Option<Arc<dyn Provider>>, ConfigError> =
+                if is_local_model(&params.model) {
+                    match &local {
+                        Some(engine) => Ok(Some(Arc::new(local::LocalDeployment::new(
+                            Arc::clone(engine),
+                        )))),
+                        None => Err(fail(format!(
+                            "`{}` is served by the local engine, but none is running \
+                             (start with --model as well as --config)",
+                            params.model
+                        ))),
+                    }
+                } else if wildcard::is_pattern(&entry.model_name) {
+                    probe_wildcard(&entry.model_name, params, build.as_ref())
+                        .map(|()| None)
+                        .map_err(|e| fail(e.to_string()))
+                } else {
+                    build(&entry.model_name, params)
+                        .map(Some)
+                        .map_err(|e| fail(e.to_string()))
+                };
+            match built {
+                Ok(Some(provider)) => specs.push(DeploymentSpec {
+                    model_name: entry.model_name.clone(),
+                    id,
+                    params: params.clone(),
+                    provider,
+                }),
+                Ok(None) => patterns.push(wildcard::WildcardEntry {
+                    pattern: entry.model_name.clone(),
+                    id,
+                    params: params.clone(),
+                }),
+                Err(e) if bad == BadEntries::Refuse => return Err(e),
+                Err(e) => {
+                    tracing::warn!(
+                        model_name = %entry.model_name,
+                        "{e}; this entry is not served (requests that reach it get a 503 \
+                         while the other models serve; --strict-config refuses such a config)"
+                    );
+                    if !unservable.contains(&entry.model_name) {
+                        unservable.push(entry.model_name.clone());
+                    }
+                }
+            }
         }
-        Self::new(specs, config.policy.clone(), registry)
+        let wildcards = Wildcards::new(patterns, build).map_err(|e| ConfigError::Invalid {
+            path: "model_list".to_owned(),
+            message: format!("wildcard model_name: {e}"),
+        })?;
+        let order = config.model_names();
+        Self::assemble(
+            specs,
+            unservable,
+            wildcards,
+            &order,
+            config.policy.clone(),
+            registry,
+        )
     }
 
     /// A router over `deployments` (config order) with `policy`; checks
     /// that every fallback names a served model_name.
     pub fn new(
         deployments: Vec<DeploymentSpec>,
+        policy: RouterPolicy,
+        registry: &prometheus::Registry,
+    ) -> Result<Self, ConfigError> {
+        Self::assemble(
+            deployments,
+            Vec::new(),
+            Wildcards::none(),
+            &[],
+            policy,
+            registry,
+        )
+    }
+
+    /// The router over built deployments, unservable model_names and
+    /// wildcard entries; model_names listed in `order` (config order),
+    /// wildcard patterns left out (a client cannot ask for `*` itself).
+    /// Every fallback must name a model_name or a name a wildcard serves.
+    fn assemble(
+        deployments: Vec<DeploymentSpec>,
+        mut unservable: Vec<String>,
+        wildcards: Wildcards,
+        order: &[String],
         policy: RouterPolicy,
         registry: &prometheus::Registry,
     ) -> Result<Self, ConfigError> {
@@ -195,6 +340,14 @@ impl Router {
                 .set(0);
             groups.entry(d.model_name.clone()).or_default().push(d);
         }
+        unservable.retain(|n| !groups.contains_key(n));
+        for n in &unservable {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        let position = |n: &String| order.iter().position(|o| o == n).unwrap_or(usize::MAX);
+        names.sort_by_key(position);
         for (kind, list) in [
             ("fallbacks", &policy.fallbacks),
             ("context_window_fallbacks", &policy.context_window_fallbacks),
@@ -202,10 +355,16 @@ impl Router {
         ] {
             for (from, tos) in list {
                 for name in std::iter::once(from).chain(tos) {
-                    if !groups.contains_key(name) {
+                    let known = groups.contains_key(name)
+                        || unservable.contains(name)
+                        || wildcards.matches(name);
+                    if !known {
                         return Err(ConfigError::Invalid {
                             path: kind.to_owned(),
-                            message: format!("`{name}` is not a model_name of model_list"),
+                            message: format!(
+                                "`{name}` is not a model_name of model_list, nor served by a \
+                                 wildcard entry"
+                            ),
                         });
                     }
                 }
@@ -215,10 +374,17 @@ impl Router {
             shared: Arc::new(Shared {
                 policy,
                 metrics,
-                groups,
+                groups: groups.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
                 names,
+                unservable,
+                wildcards,
             }),
         })
+    }
+
+    /// The model_names whose entries could not be built (served as 503).
+    pub fn unservable(&self) -> &[String] {
+        &self.shared.unservable
     }
 
     /// The deployments serving `model_name`.
@@ -226,7 +392,7 @@ impl Router {
         self.shared
             .groups
             .get(model_name)
-            .map_or(&[], Vec::as_slice)
+            .map_or(&[], |g| g.as_slice())
     }
 
     /// The effective policy.
@@ -327,13 +493,7 @@ impl Router {
         est_tokens: u64,
         streaming: bool,
     ) -> Result<(usize, Arc<Deployment>, bool), ProviderError> {
-        let group = self
-            .shared
-            .groups
-            .get(model)
-            .ok_or_else(|| ProviderError::ModelNotFound {
-                model: model.to_owned(),
-            })?;
+        let group = self.shared.group(model)?;
         let now = Instant::now();
         let mut healthy = Vec::with_capacity(group.len());
         for (i, d) in group.iter().enumerate() {
@@ -401,7 +561,9 @@ impl Router {
     /// When the first cooling deployment of `model` comes back, if any
     /// is cooling.
     fn first_back(&self, model: &str) -> Option<Instant> {
-        self.deployments(model)
+        self.shared
+            .group(model)
+            .ok()?
             .iter()
             .filter_map(|d| d.cooldown_until())
             .min()
@@ -485,15 +647,15 @@ impl Router {
             self.shared
                 .metrics
                 .retries
-                .with_label_values(&[model])
+                .with_label_values(&[&d.model_name])
                 .inc();
             exclude = vec![index];
             let other_healthy = has_alternative
-                && self
-                    .deployments(model)
-                    .iter()
-                    .enumerate()
-                    .any(|(i, o)| i != index && !o.cooling(Instant::now()).0);
+                && self.shared.group(model).is_ok_and(|g| {
+                    g.iter()
+                        .enumerate()
+                        .any(|(i, o)| i != index && !o.cooling(Instant::now()).0)
+                });
             if !other_healthy {
                 let wait = retry::backoff(retries_done, &err);
                 tracing::debug!(model, wait_s = wait.as_secs_f64(), error = %err, "retrying");
@@ -513,13 +675,35 @@ impl Router {
             .filter(|m| !m.is_empty())
             .or_else(|| self.shared.names.first().map(String::as_str))
             .unwrap_or_default();
-        self.deployments(name)
+        self.shared
+            .group(name)?
             .first()
             .cloned()
             .ok_or_else(|| ProviderError::ModelNotFound {
                 model: name.to_owned(),
             })
     }
+}
+
+/// Checks at startup what can be checked of a wildcard entry: a fixed
+/// `model` builds as any entry does; `openai/*` builds with a stand-in
+/// name, so an unknown provider prefix or a missing parameter is found
+/// before a request; `*` alone takes its provider from each requested
+/// name, so only requests can tell.
+fn probe_wildcard(
+    pattern: &str,
+    params: &crate::providers::params::DeploymentParams,
+    build: &wildcard::BuildFn,
+) -> Result<(), ProviderError> {
+    let Some(star) = params.model.find('*') else {
+        return build(pattern, params).map(|_| ());
+    };
+    if !params.model[..star].contains('/') {
+        return Ok(());
+    }
+    let mut probe = params.clone();
+    probe.model = params.model.replace('*', "probe");
+    build(pattern, &probe).map(|_| ())
 }
 
 /// Takes LiteLLM's per-request `timeout` (seconds) out of the request's
@@ -550,6 +734,10 @@ impl Provider for Router {
 
     fn health(&self) -> Result<(), ProviderError> {
         Ok(())
+    }
+
+    fn serves(&self, model: &str) -> bool {
+        self.shared.serves(model)
     }
 
     async fn chat(

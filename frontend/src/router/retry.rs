@@ -44,9 +44,9 @@ pub fn classify(e: &ProviderError) -> ErrorClass {
         ProviderError::ModelNotFound { .. } => ErrorClass::NotFound,
         ProviderError::RateLimited { .. } => ErrorClass::RateLimit,
         ProviderError::Timeout => ErrorClass::Timeout,
-        ProviderError::Unavailable { .. } | ProviderError::Internal { .. } => {
-            ErrorClass::InternalServer
-        }
+        ProviderError::Unavailable { .. }
+        | ProviderError::Unservable { .. }
+        | ProviderError::Internal { .. } => ErrorClass::InternalServer,
         ProviderError::Upstream { status, .. } => match status {
             401 | 403 => ErrorClass::Authentication,
             404 => ErrorClass::NotFound,

@@ -1206,3 +1206,198 @@ async fn every_deployment_cooling_past_the_deadline_fails_fast() {
     assert!(err.to_string().contains("cooling down"));
     assert_eq!(a.calls() + b.calls(), 2);
 }
+
+/// The adapters a wildcard router built: (requested name, upstream model).
+type Built = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A router whose wildcard entries build `anth` for `anthropic/...`
+/// models and `oai` for the rest (a `.../bad` model fails to build),
+/// recording what was built.
+fn wildcard_router(
+    specs: Vec<DeploymentSpec>,
+    entries: &[(&str, &str)],
+    policy: RouterPolicy,
+) -> (Result<Router, ConfigError>, Built) {
+    let built: Built = Arc::new(Mutex::new(Vec::new()));
+    let anth = Scripted::ok("anth");
+    let oai = Scripted::ok("oai");
+    let seen = Arc::clone(&built);
+    let build: Arc<wildcard::BuildFn> = Arc::new(move |name: &str, params: &DeploymentParams| {
+        if params.model.ends_with("/bad") {
+            return Err(ProviderError::invalid(
+                "model",
+                format!("cannot infer the provider of `{}`", params.model),
+            ));
+        }
+        seen.lock()
+            .unwrap()
+            .push((name.to_owned(), params.model.clone()));
+        let p = if params.model.starts_with("anthropic/") {
+            &anth
+        } else {
+            &oai
+        };
+        Ok(Arc::clone(p) as Arc<dyn Provider>)
+    });
+    let entries = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (pattern, model))| wildcard::WildcardEntry {
+            pattern: (*pattern).to_owned(),
+            id: format!("w{i}"),
+            params: DeploymentParams {
+                model: (*model).to_owned(),
+                ..plain()
+            },
+        })
+        .collect();
+    let wildcards = Wildcards::new(entries, build).unwrap();
+    let r = Router::assemble(
+        specs,
+        Vec::new(),
+        wildcards,
+        &[],
+        policy,
+        &prometheus::Registry::new(),
+    );
+    (r, built)
+}
+
+#[tokio::test]
+async fn wildcard_entries_serve_requested_names_and_fallback_targets() {
+    let m = Scripted::failing("m", up(500, None));
+    let (r, built) = wildcard_router(
+        vec![spec("m", &m, plain())],
+        &[("*", "openai/*"), ("anthropic/*", "anthropic/*")],
+        RouterPolicy {
+            fallbacks: vec![("m".into(), vec!["anthropic/claude-x".into()])],
+            context_window_fallbacks: vec![("m".into(), vec!["gpt-long".into()])],
+            ..policy(RoutingStrategy::SimpleShuffle)
+        },
+    );
+    let r = r.unwrap();
+    // The generic fallback names a model only `anthropic/*` serves; the
+    // more specific pattern wins over `*`.
+    assert_eq!(answer(&r.chat(req("m")).await.unwrap()), "anth");
+    assert_eq!(
+        *built.lock().unwrap(),
+        [(
+            "anthropic/claude-x".to_owned(),
+            "anthropic/claude-x".to_owned()
+        )]
+    );
+    // `*` with `model: openai/*` sends the requested name to OpenAI.
+    let resp = r.chat(req("gpt-z")).await.unwrap();
+    assert_eq!(answer(&resp), "oai");
+    assert_eq!(
+        built.lock().unwrap()[1],
+        ("gpt-z".into(), "openai/gpt-z".into())
+    );
+    // A name resolved once is kept (its cooldowns and latency with it).
+    r.chat(req("gpt-z")).await.unwrap();
+    assert_eq!(built.lock().unwrap().len(), 2);
+    assert!(r.serves("anything-at-all") && r.serves("m"));
+    // The listing keeps to model_names a client can ask for.
+    let ids: Vec<String> = r.models().into_iter().map(|c| c.id).collect();
+    assert_eq!(ids, ["m"]);
+    // A context-window error uses its own fallback, also wildcard-served.
+    let m2 = Scripted::failing(
+        "m",
+        ProviderError::ContextLengthExceeded {
+            message: "too long".into(),
+        },
+    );
+    let (r2, built2) = wildcard_router(
+        vec![spec("m", &m2, plain())],
+        &[("*", "openai/*")],
+        RouterPolicy {
+            context_window_fallbacks: vec![("m".into(), vec!["gpt-long".into()])],
+            ..policy(RoutingStrategy::SimpleShuffle)
+        },
+    );
+    assert_eq!(answer(&r2.unwrap().chat(req("m")).await.unwrap()), "oai");
+    assert_eq!(built2.lock().unwrap()[0].1, "openai/gpt-long");
+    // A requested name whose provider cannot be inferred is that
+    // request's 400; nothing is kept for it.
+    let err = r.chat(req("bad")).await.unwrap_err();
+    assert_eq!(err.status(), 400, "{err}");
+    assert!(err.to_string().contains("openai/bad"), "{err}");
+}
+
+#[test]
+fn fallback_targets_must_be_model_names_or_wildcard_served() {
+    let m = Scripted::ok("m");
+    let only_anthropic = |to: &str| {
+        wildcard_router(
+            vec![spec("m", &m, plain())],
+            &[("anthropic/*", "anthropic/*")],
+            RouterPolicy {
+                fallbacks: vec![("m".into(), vec![to.into()])],
+                ..RouterPolicy::default()
+            },
+        )
+        .0
+    };
+    assert!(only_anthropic("anthropic/claude-3").is_ok());
+    let err = only_anthropic("gpt-4o").err().unwrap();
+    assert!(
+        err.to_string().contains("gpt-4o") && err.to_string().contains("wildcard"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_entry_that_cannot_be_built_answers_503_while_the_rest_serve() {
+    let yaml = "model_list:\n  - model_name: good\n    litellm_params: {model: local/x}\n  \
+                - model_name: bad\n    litellm_params: {model: llama3}\n  \
+                - model_name: half\n    litellm_params: {model: local/x}\n  \
+                - model_name: half\n    litellm_params: {model: nosuch/model}\n";
+    let config = GatewayConfig::from_yaml(yaml, &|_| None).unwrap();
+    let engine = Scripted::ok("engine");
+    let build = |bad: BadEntries| {
+        Router::from_config_with(
+            &config,
+            Some(Arc::clone(&engine) as Arc<dyn Provider>),
+            reqwest::Client::new(),
+            &prometheus::Registry::new(),
+            bad,
+        )
+    };
+    // --strict-config: refused, naming the entry.
+    let err = build(BadEntries::Refuse).err().unwrap();
+    assert!(
+        matches!(&err, ConfigError::Deployment { index: 1, model_name, .. } if model_name == "bad"),
+        "{err}"
+    );
+    let r = build(BadEntries::Isolate).unwrap();
+    assert_eq!(r.unservable(), ["bad"]);
+    let ids: Vec<String> = r.models().into_iter().map(|c| c.id).collect();
+    assert_eq!(ids, ["good", "bad", "half"]);
+    assert_eq!(answer(&r.chat(req("good")).await.unwrap()), "engine");
+    // A group with one good entry serves on it.
+    assert_eq!(answer(&r.chat(req("half")).await.unwrap()), "engine");
+    assert_eq!(r.deployments("half").len(), 1);
+    let err = r.chat(req("bad")).await.unwrap_err();
+    assert_eq!(err.status(), 503);
+    let body = err.body();
+    assert_eq!(body.error.code.as_deref(), Some("model_not_servable"));
+    assert!(
+        body.error.message.contains("`bad`"),
+        "{}",
+        body.error.message
+    );
+    assert!(r.serves("bad") && !r.serves("ghost"));
+
+    // Fallbacks may name it and may rescue it.
+    let yaml = format!("{yaml}router_settings:\n  fallbacks: [{{bad: [good]}}]\n");
+    let config = GatewayConfig::from_yaml(&yaml, &|_| None).unwrap();
+    let r = Router::from_config_with(
+        &config,
+        Some(Arc::clone(&engine) as Arc<dyn Provider>),
+        reqwest::Client::new(),
+        &prometheus::Registry::new(),
+        BadEntries::Isolate,
+    )
+    .unwrap();
+    assert_eq!(answer(&r.chat(req("bad")).await.unwrap()), "engine");
+}
