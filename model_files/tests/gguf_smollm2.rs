@@ -7,7 +7,7 @@
 //! this test cannot find is a failure.
 
 // Helpers outside #[test] fns unwrap too: a failed fixture setup is a test failure.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::path::Path;
 use std::time::Instant;
