@@ -123,22 +123,24 @@ pub fn max_abs_diff(ours: &Tensor, expected: &[f32]) -> f32 {
 const SMOLLM2_TOL_F32: f32 = 1e-3;
 /// |Δlogit| allowed on SmolLM2's last-position logits (magnitude ~20) in
 /// bf16 against transformers' f32. Measured worst: 0.44 on an H100
-/// (2026-11-25, bench/results/h100/gpu_check.json) and 0.41 on CPU
+/// (2026-11-25, bench/results/h100/gpu_check.json) and 0.43 on CPU
 /// (2026-12-06); the tolerance is that with a margin of about 1.4x. The
 /// earlier 8% of the logits' scale (~2) let a wrong model through.
 const SMOLLM2_TOL_BF16: f32 = 0.6;
-/// The same in f16 (3 more mantissa bits than bf16, so ~1/8 of its error);
-/// measured 0.060 on CPU (2026-12-06).
+/// The same in f16: 3 more mantissa bits than bf16, so about 1/8 of its
+/// error is expected; not measured yet (no f16 run has been made).
 const SMOLLM2_TOL_F16: f32 = 0.1;
 /// A greedy step where our token differs from transformers' is accepted
 /// (in half precision only) when transformers' token scores within this
 /// many logits of our top token: a near tie that rounding may flip. Any
-/// larger gap is a real difference.
+/// larger gap is a real difference. In bf16, logits of SmolLM2's size
+/// (16 to 32) are spaced 0.125 apart: the flips measured on CPU had gaps
+/// 0 (exact ties) and 0.125; this allows two such steps.
 const SMOLLM2_TIE_GAP: f32 = 0.25;
 /// Greedy steps per prompt (of 32, each fed transformers' previous token)
 /// where our token must equal transformers' exactly, in half precision; in
-/// f32 all 32 must.
-const SMOLLM2_MIN_MATCHES_HALF: usize = 29;
+/// f32 all 32 must. Measured in bf16 on CPU: 31, 32, 31, 32, 29.
+const SMOLLM2_MIN_MATCHES_HALF: usize = 28;
 const SMOLLM2_BLOCK: usize = 16;
 
 /// The real SmolLM2 GGUF, loaded on `target` for the group `tp`, against
