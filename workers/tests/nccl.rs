@@ -367,5 +367,8 @@ fn two_rank_collectives_on_two_gpus() {
             assert_eq!(vals, want_vals, "rank {rank}: {what}");
         }
     }
-    eprintln!("two_rank_collectives_on_two_gpus: {} collectives checked on 2 ranks", want.len());
+    eprintln!(
+        "two_rank_collectives_on_two_gpus: {} collectives checked on 2 ranks",
+        want.len()
+    );
 }
