@@ -86,13 +86,27 @@ async def one_request(client, args, prompt, max_tokens):
     return {"ttft": ttft or latency, "latency": latency, "itl": itl, "output_tokens": tokens}
 
 
-async def run(args):
-    rng = random.Random(args.seed)
+def make_requests(rng: random.Random, n: int, input_len: int, output_len: int,
+                  range_ratio: float) -> list:
+    """`n` (prompt, max_tokens) pairs drawn from `rng`: the prompt is
+    `input_len` words (not tokens), both lengths varied by `range_ratio`.
+    bench_serve_hf.py takes its prompts from here too, so that ours and
+    transformers are given the same text."""
     requests = []
-    for _ in range(args.num_prompts):
-        words = max(1, int(args.input_len * rng.uniform(1 - args.range_ratio, 1 + args.range_ratio)))
-        out = max(1, int(args.output_len * rng.uniform(1 - args.range_ratio, 1 + args.range_ratio)))
+    for _ in range(n):
+        words = max(1, int(input_len * rng.uniform(1 - range_ratio, 1 + range_ratio)))
+        out = max(1, int(output_len * rng.uniform(1 - range_ratio, 1 + range_ratio)))
         requests.append((make_prompt(rng, words), out))
+    return requests
+
+
+async def run(args, requests=None):
+    """Sends `requests` ((prompt, max_tokens) pairs; by default
+    `args.num_prompts` of them drawn from `args.seed`) and reports."""
+    rng = random.Random(args.seed)
+    if requests is None:
+        requests = make_requests(rng, args.num_prompts, args.input_len, args.output_len,
+                                 args.range_ratio)
     limits = httpx.Limits(max_connections=max(args.concurrency, 1) + 4)
     sem = asyncio.Semaphore(args.concurrency if args.concurrency > 0 else len(requests))
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
@@ -113,7 +127,7 @@ async def run(args):
     tpot = [(r["latency"] - r["ttft"]) / (r["output_tokens"] - 1) for r in ok if r["output_tokens"] > 1]
     itl = [x for r in ok for x in r["itl"]]
     report = {
-        "base_url": args.base_url, "model": args.model, "num_prompts": args.num_prompts,
+        "base_url": args.base_url, "model": args.model, "num_prompts": len(requests),
         "concurrency": args.concurrency, "request_rate": args.request_rate,
         "input_words": args.input_len, "output_len": args.output_len, "seed": args.seed,
         "completed": len(ok), "failed": len(errors), "errors": errors[:5],

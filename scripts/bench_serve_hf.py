@@ -2,12 +2,19 @@
 """Serving SmolLM2, ours against HF transformers in the same run.
 
 Starts `engine serve --model smollm2` (release build), drives it with
-scripts/bench_serve.py at concurrency 1 and 32 (same prompts, greedy, fixed
-output length), then runs transformers on the same GGUF, device and dtype:
-one request at a time (single stream: how a plain transformers server
-serves) and all 32 as one padded `generate` batch (its best case for
-throughput: static batching, no arrivals). Prints a table of output
-tokens/s and TTFT with ratios and writes bench/results/serve_<device>.json.
+scripts/bench_serve.py at concurrency 1 and 32 (greedy, fixed output
+length), then runs transformers on the same GGUF, device and dtype: one
+request at a time (single stream: how a plain transformers server serves)
+and all 32 as one padded `generate` batch (its best case for throughput:
+static batching, no arrivals). Prints a table of output tokens/s and TTFT
+with ratios and writes bench/results/serve_<device>.json.
+
+Both sides get the same prompts (`prompt_sets`: one list from the seed, cut
+into a warm-up set and the two measured sets), and no measured prompt was
+sent before: prefix caching stays on (the server's default), but the
+warm-up and the single-stream run use prompts the 32-concurrent run never
+sees, so nothing it measures comes from the cache. Prompts are
+`--input-len` words (about 1.2 tokens each), not tokens.
 
 Usage: python scripts/bench_serve_hf.py [--num-prompts 32] [--output-len 64]
        [--device cpu|cuda] [--dtype f32|bf16|f16]
@@ -58,18 +65,32 @@ def start_server(binary: Path, port: int, extra_args: list) -> subprocess.Popen:
     sys.exit(f"engine did not become healthy: see {log_path}")
 
 
-def ours(args, port, concurrency):
+WARMUP_PROMPTS = 2
+
+
+def prompt_sets(args):
+    """(warm-up, single stream, concurrent): disjoint prompt lists cut from
+    one list drawn from `args.seed`, of 2, num_prompts // 4 and num_prompts
+    prompts. Ours and transformers are given the same lists."""
+    singles = max(1, args.num_prompts // 4)
+    requests = bench_serve.make_requests(random.Random(args.seed),
+                                         WARMUP_PROMPTS + singles + args.num_prompts,
+                                         args.input_len, args.output_len, 0.0)
+    texts = [prompt for prompt, _ in requests]
+    return (texts[:WARMUP_PROMPTS], texts[WARMUP_PROMPTS:WARMUP_PROMPTS + singles],
+            texts[WARMUP_PROMPTS + singles:])
+
+
+def ours(args, port, concurrency, texts):
+    """bench_serve.run against our server at `concurrency` over `texts`,
+    each asking for exactly `args.output_len` tokens."""
     ns = argparse.Namespace(base_url=f"http://127.0.0.1:{port}", model="smollm2",
-                            num_prompts=args.num_prompts, concurrency=concurrency,
+                            num_prompts=len(texts), concurrency=concurrency,
                             request_rate=float("inf"), input_len=args.input_len,
                             output_len=args.output_len, range_ratio=0.0, seed=args.seed,
                             result=None)
-    return asyncio.run(bench_serve.run(ns))
-
-
-def prompts(args):
-    rng = random.Random(args.seed)
-    return [bench_serve.make_prompt(rng, args.input_len) for _ in range(args.num_prompts)]
+    requests = [(text, args.output_len) for text in texts]
+    return asyncio.run(bench_serve.run(ns, requests))
 
 
 def synchronize(device: str):
@@ -77,7 +98,7 @@ def synchronize(device: str):
         torch.cuda.synchronize()
 
 
-def hf_runs(args):
+def hf_runs(args, warmup, singles, texts):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     gguf = smollm2_gguf()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -85,14 +106,13 @@ def hf_runs(args):
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=TORCH_DTYPES[args.dtype]).to(args.device).eval()
-    texts = prompts(args)
     n = args.output_len
     gen_kw = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id or 0)
+    with torch.no_grad():  # warm up (CUDA context, kernels) on the warm-up prompts
+        for t in warmup:
+            model.generate(**tok(t, return_tensors="pt", add_special_tokens=False).to(args.device),
+                           max_new_tokens=4, do_sample=False, pad_token_id=gen_kw["pad_token_id"])
     # Single stream: each prompt alone, sequentially.
-    singles = texts[: max(1, args.num_prompts // 4)]
-    with torch.no_grad():  # warm up (CUDA context, kernels)
-        model.generate(**tok(singles[0], return_tensors="pt").to(args.device),
-                       max_new_tokens=4, do_sample=False, pad_token_id=gen_kw["pad_token_id"])
     synchronize(args.device)
     ttfts, start = [], time.perf_counter()
     with torch.no_grad():
@@ -135,19 +155,22 @@ def main():
     device_args = ["--device", args.device, "--dtype", args.dtype]
     if args.device == "cuda":
         device_args += ["--gpu-memory-utilization", "0.5"]
+    warmup, singles, concurrent = prompt_sets(args)
     server = start_server(Path(args.binary), port, device_args)
     try:
-        ours(argparse.Namespace(**{**vars(args), "num_prompts": 2}), port, 1)  # warm up
-        ours1 = ours(argparse.Namespace(**{**vars(args), "num_prompts": max(1, args.num_prompts // 4)}),
-                     port, 1)
-        ours32 = ours(args, port, 32)
+        ours(args, port, 1, warmup)
+        ours1 = ours(args, port, 1, singles)
+        ours32 = ours(args, port, 32, concurrent)
     finally:
         server.terminate()
         server.wait(timeout=30)
-    hf1, hf32 = hf_runs(args)
+    hf1, hf32 = hf_runs(args, warmup, singles, concurrent)
     result = {
         "benchmark": f"SmolLM2-135M-Instruct (Q4_1 GGUF as {args.dtype}) on {args.device}, "
                      "greedy, fixed output length",
+        "prompts": f"{args.input_len}-word prompts from seed {args.seed}, the same on both sides: "
+                   f"{len(warmup)} warm-up, {len(singles)} single-stream and {len(concurrent)} "
+                   "concurrent, no prompt sent twice (prefix caching on, nothing measured cached)",
         "machine": machine(args.device),
         "params": vars(args),
         "ours_single_stream": {"output_throughput": ours1["output_throughput"],

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from bench_decode import machine  # noqa: E402
-from bench_serve_hf import free_port, ours, start_server  # noqa: E402
+from bench_serve_hf import free_port, ours, prompt_sets, start_server  # noqa: E402
 
 # 30 layers x (o_proj + down_proj all-reduce) + embedding all-reduce +
 # LM head all-gather.
@@ -32,11 +32,12 @@ COLLECTIVES_PER_STEP = 62
 def measure(args, tp: int) -> dict:
     port = free_port()
     server = start_server(Path(args.binary), port, ["--tp", str(tp)])
+    # The same prompt sets as bench_serve_hf.py: nothing measured was sent before.
+    warmup, singles, concurrent = prompt_sets(args)
     try:
-        ours(argparse.Namespace(**{**vars(args), "num_prompts": 2}), port, 1)  # warm up
-        single = ours(argparse.Namespace(**{**vars(args), "num_prompts": max(1, args.num_prompts // 4)}),
-                      port, 1)
-        many = ours(args, port, 32)
+        ours(args, port, 1, warmup)
+        single = ours(args, port, 1, singles)
+        many = ours(args, port, 32, concurrent)
     finally:
         server.terminate()
         server.wait(timeout=30)

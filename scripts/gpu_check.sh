@@ -6,7 +6,8 @@
 # communicator (its test binary on cuda:0: one-rank collectives, SmolLM2
 # through a one-rank NCCL group in f32 and bf16; then `engine serve --tp 1
 # --tp-communicator nccl` greedy against the default, scripts/
-# check_serve_nccl.py), then the decode and serving benchmarks in bf16
+# check_serve_nccl.py; with two or more GPUs visible, the two-rank NCCL
+# collectives, rank r on cuda:r), then the decode and serving benchmarks in bf16
 # against transformers on the same GPU. Prints a table and writes
 # gpu_check.json (with decode_cuda.json, serve_cuda.json, nccl_serve.json
 # and the full log) to $OUT, else bench/results/gpu/.
@@ -64,7 +65,9 @@ step() {
     steps+=("$name $rc $((SECONDS - start))")
     echo "=== $name: exit $rc after $((SECONDS - start)) s" | tee -a "$log"
 }
-skip() { steps+=("$1 skipped 0"); echo "=== $1: skipped (no SmolLM2 GGUF)" | tee -a "$log"; }
+# skip NAME [WHY]: records NAME as skipped.
+skip() { steps+=("$1 skipped 0"); echo "=== $1: skipped (${2:-no SmolLM2 GGUF})" | tee -a "$log"; }
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
 
 for dtype in f32 bf16; do
     [[ $wanted == *" parity "* ]] || break
@@ -95,6 +98,14 @@ if [[ $wanted == *" nccl "* ]]; then
         skip nccl_smollm2_bf16
         skip nccl_serve_f32
     fi
+    # NCCL refuses two ranks on one GPU: multi-rank NCCL needs two.
+    if [[ ! -x .gpu/bin/nccl ]]; then
+        :
+    elif ((gpus >= 2)); then
+        step nccl_two_ranks 300 .gpu/bin/nccl --nocapture --exact two_rank_collectives_on_two_gpus
+    else
+        skip nccl_two_ranks "$gpus GPU(s) visible; two-rank NCCL needs two"
+    fi
 fi
 if ((have_model)) && [[ $wanted == *" decode "* ]]; then
     step decode_bf16 300 $py scripts/bench_decode.py --device cuda --dtype bf16 \
@@ -118,7 +129,8 @@ for row in rows:
     result["steps"][name] = {"status": "skipped" if rc == "skipped" else ("pass" if rc == "0" else f"fail (exit {rc})"),
                              "seconds": int(secs)}
 result["smollm2_parity_lines"] = re.findall(r"smollm2 parity: .*", log)
-result["nccl_lines"] = re.findall(r"(?:NCCL \d+\.\d+\.\d+ from .*|smollm2 nccl parity .*|nccl serve: .*)", log)
+result["nccl_lines"] = re.findall(r"(?:NCCL \d+\.\d+\.\d+ from .*|smollm2 nccl parity .*|nccl serve: .*"
+                                  r"|two_rank_collectives_on_two_gpus: .*)", log)
 for name in ("decode_cuda", "serve_cuda", "nccl_serve"):
     p = out / f"{name}.json"
     if p.exists():

@@ -11,6 +11,14 @@ fi
 
 bash scripts/setup.sh
 
+# In CI the services are required: a test whose PostgreSQL, Redis or
+# Chromium is missing fails instead of printing "skipped" (see
+# scripts/require_services.sh, which starts the first two if it can).
+if [[ -n "${CI:-}" || "${REQUIRE_SERVICES:-}" == 1 ]]; then
+  echo "== services (required)"
+  source scripts/require_services.sh
+fi
+
 echo "== fixtures (transformers / gguf-py reference outputs)"
 for script in scripts/fixtures/*.py; do
   python "$script"

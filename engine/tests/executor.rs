@@ -108,6 +108,18 @@ fn generate(exec: &mut dyn Executor, steps: usize) -> Vec<Vec<u32>> {
     outputs
 }
 
+/// Whether process `pid` has exited (gone, or a zombie awaiting its
+/// parent's wait), read from `/proc/<pid>/stat`. Only "no such file" counts
+/// as gone: any other error reading `/proc` fails the test rather than
+/// passing it unchecked.
+fn worker_is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.contains(") Z"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => panic!("cannot read /proc/{pid}/stat to check the worker exited: {e}"),
+    }
+}
+
 #[test]
 fn multiproc_matches_uniproc_and_shuts_down() {
     let mut uni =
@@ -123,14 +135,9 @@ fn multiproc_matches_uniproc_and_shuts_down() {
     assert_eq!(generate(&mut mp, 6), expected);
 
     let pid = mp.worker_pids()[0];
+    assert!(!worker_is_gone(pid), "the check must see a live worker");
     mp.shutdown();
-    assert!(
-        !PathBuf::from(format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.contains(") Z"))
-                .unwrap_or(true),
-        "the worker outlived shutdown"
-    );
+    assert!(worker_is_gone(pid), "the worker outlived shutdown");
     assert!(matches!(
         mp.execute(StepRequest::default()),
         Err(ExecutorError::ShutDown)

@@ -3,8 +3,10 @@
 //!
 //! Needs Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`); without
 //! one each test prints "skipped: no Redis at ..." and passes, unless
-//! `REQUIRE_REDIS=1` (CI) makes that a failure. Every test uses a fresh
-//! random key prefix, so runs and tests never see each other's keys.
+//! `REQUIRE_REDIS=1` makes that a failure (`scripts/test.sh` sets it under
+//! `CI=true` or `REQUIRE_SERVICES=1`, after starting Redis if needed). Every
+//! test uses a fresh random key prefix, so runs and tests never see each
+//! other's keys.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bytes::Bytes;

