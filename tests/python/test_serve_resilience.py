@@ -99,6 +99,7 @@ def test_hung_worker_fails_requests_at_the_step_deadline(tmp_path):
     deadline (`--step-timeout` plus the measured time per token), the
     stream ends with an error, and `/health` turns 503."""
     server = Server(["--step-timeout", "3"], tmp=tmp_path)
+    pids = []
     try:
         pids = worker_pids(server.proc)
         assert len(pids) == 1, pids

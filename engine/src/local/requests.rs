@@ -234,3 +234,19 @@ fn greedy_below_eps(temperature: f32) -> f32 {
         temperature
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temperatures_below_the_epsilon_are_greedy() {
+        for t in [0.0, 1e-40, f32::MIN_POSITIVE, 1e-6, 9.99e-6] {
+            assert_eq!(greedy_below_eps(t), 0.0, "{t}");
+        }
+        // Compared as the worker's sampler does (in f64), so both agree.
+        for t in [2e-5, 0.01, 0.7, 2.0] {
+            assert_eq!(greedy_below_eps(t), t, "{t}");
+        }
+    }
+}
