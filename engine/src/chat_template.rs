@@ -830,7 +830,15 @@ mod tests {
 
     #[test]
     fn malformed_tags_are_syntax_errors_not_panics() {
-        for src in ["{%}", "a{%}b%}", "{%-}", "{%", "%}{%", "{% generation %}{%}", "é{%}é"] {
+        for src in [
+            "{%}",
+            "a{%}b%}",
+            "{%-}",
+            "{%",
+            "%}{%",
+            "{% generation %}{%}",
+            "é{%}é",
+        ] {
             let got = ChatTemplate::new(src, None, SpecialTokens::default());
             assert!(
                 matches!(got, Err(ChatTemplateError::Syntax(_)) | Ok(_)),

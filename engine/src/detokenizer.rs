@@ -280,11 +280,17 @@ mod tests {
     #[test]
     fn overlapping_and_self_similar_stops_match_where_str_find_does() {
         // KMP must fall back inside a partial match ("aab" in "aaab").
-        assert_eq!(run(&["aab"], false, &["a", "a", "a", "b!"]), ("a".into(), true));
+        assert_eq!(
+            run(&["aab"], false, &["a", "a", "a", "b!"]),
+            ("a".into(), true)
+        );
         assert_eq!(run(&["abab"], false, &["xabababy"]), ("x".into(), true));
         // The earliest start wins even when another stop ends first.
         assert_eq!(run(&["bc", "abcd"], false, &["xabcd"]), ("x".into(), true));
-        assert_eq!(run(&["abcd", "bc"], false, &["xab", "cd"]), ("x".into(), true));
+        assert_eq!(
+            run(&["abcd", "bc"], false, &["xab", "cd"]),
+            ("x".into(), true)
+        );
         // Held back while it could still match, released when it cannot.
         let mut c = StopChecker::new(vec!["aab".into()], false);
         assert_eq!(c.push("xaa").emit, "x");

@@ -513,16 +513,25 @@ mod tests {
         check_vocabularies(49152, 49152).unwrap();
         check_vocabularies(32000, 32064).unwrap();
         let err = check_vocabularies(49153, 49152).unwrap_err().to_string();
-        assert!(err.contains("49153 tokens") && err.contains("49152"), "{err}");
+        assert!(
+            err.contains("49153 tokens") && err.contains("49152"),
+            "{err}"
+        );
     }
 
     #[test]
     fn step_timeout_and_max_waiting_flags() {
         let a = args(&[]);
-        assert_eq!(step_timeout(&a).unwrap(), std::time::Duration::from_secs(60));
+        assert_eq!(
+            step_timeout(&a).unwrap(),
+            std::time::Duration::from_secs(60)
+        );
         assert_eq!(a.max_waiting, 1024);
         let a = args(&["--step-timeout", "2.5", "--max-waiting", "0"]);
-        assert_eq!(step_timeout(&a).unwrap(), std::time::Duration::from_millis(2500));
+        assert_eq!(
+            step_timeout(&a).unwrap(),
+            std::time::Duration::from_millis(2500)
+        );
         assert_eq!(a.max_waiting, 0);
         for bad in ["0", "1e20", "inf", "NaN"] {
             let err = step_timeout(&args(&["--step-timeout", bad])).unwrap_err();

@@ -257,7 +257,11 @@ async fn upstream_statuses_and_messages_reach_the_client_in_openai_format() {
 
 #[tokio::test]
 async fn a_huge_timeout_or_retry_after_is_served_not_a_panic() {
-    let limited = Upstream::new("limited", vec![Step::Fail(up(429, "slow", Some(u64::MAX)))], Step::Ok);
+    let limited = Upstream::new(
+        "limited",
+        vec![Step::Fail(up(429, "slow", Some(u64::MAX)))],
+        Step::Ok,
+    );
     let steady = Upstream::new("steady", vec![], Step::Ok);
     let base = serve(
         vec![spec("m", &limited), spec("m", &steady)],

@@ -701,7 +701,12 @@ mod tests {
         let mut r = request("neg", vec![1]);
         r.sampling.temperature = -1.0;
         assert!(matches!(engine.add(r), Err(CoreError::Rejected(_))));
-        assert_eq!(finish(engine.add(request("ok", vec![1])).unwrap()).await.len(), 3);
+        assert_eq!(
+            finish(engine.add(request("ok", vec![1])).unwrap())
+                .await
+                .len(),
+            3
+        );
         engine.shutdown();
     }
 
@@ -719,7 +724,12 @@ mod tests {
         finish(a).await;
         drop(b);
         assert_eq!(engine.num_in_flight(), 0);
-        assert_eq!(finish(engine.add(request("c", vec![3])).unwrap()).await.len(), 3);
+        assert_eq!(
+            finish(engine.add(request("c", vec![3])).unwrap())
+                .await
+                .len(),
+            3
+        );
         engine.shutdown();
     }
 }

@@ -414,12 +414,17 @@ mod tests {
         // Stop strings: at most 16, each at most MAX_STOP_BYTES.
         let long = "x".repeat(MAX_STOP_BYTES + 1);
         assert_eq!(param_of(json!({"prompt": "a", "stop": long})), "stop");
-        assert_eq!(param_of(json!({"prompt": "a", "stop": ["ok", long]})), "stop");
+        assert_eq!(
+            param_of(json!({"prompt": "a", "stop": ["ok", long]})),
+            "stop"
+        );
         let stops: Vec<String> = (0..17).map(|i| i.to_string()).collect();
         assert_eq!(param_of(json!({"prompt": "a", "stop": stops})), "stop");
         let fits = "x".repeat(MAX_STOP_BYTES);
         let stops: Vec<&str> = vec![fits.as_str(); 16];
-        req(json!({"prompt": "a", "stop": stops})).validate().unwrap();
+        req(json!({"prompt": "a", "stop": stops}))
+            .validate()
+            .unwrap();
     }
 
     #[test]

@@ -1210,7 +1210,10 @@ async fn every_deployment_cooling_past_the_deadline_fails_fast() {
 #[tokio::test(start_paused = true)]
 async fn a_timeout_no_clock_can_hold_is_no_timeout_not_a_panic() {
     let a = Scripted::ok("a");
-    let (r, _) = router(vec![spec("m", &a, plain())], policy(RoutingStrategy::SimpleShuffle));
+    let (r, _) = router(
+        vec![spec("m", &a, plain())],
+        policy(RoutingStrategy::SimpleShuffle),
+    );
     for huge in [json!(1e20), json!(1.7976931348623157e308), json!(u64::MAX)] {
         let mut own = req("m");
         own.extra.insert("timeout".into(), huge.clone());
@@ -1224,7 +1227,11 @@ async fn a_timeout_no_clock_can_hold_is_no_timeout_not_a_panic() {
 
 #[tokio::test(start_paused = true)]
 async fn a_retry_after_of_forever_cools_for_the_longest_allowed_cooldown() {
-    let primary = Scripted::new("primary", vec![Step::Fail(up(429, Some(u64::MAX)))], Step::Ok);
+    let primary = Scripted::new(
+        "primary",
+        vec![Step::Fail(up(429, Some(u64::MAX)))],
+        Step::Ok,
+    );
     let backup = Scripted::ok("backup");
     let (r, _) = router(
         vec![spec("m", &primary, plain()), spec("m", &backup, plain())],

@@ -175,7 +175,10 @@ pub fn retry_delay(body: &[u8]) -> Option<u64> {
         .parse::<f64>()
         .ok()
         .filter(|s| !s.is_nan())
-        .map(|s| s.clamp(0.0, crate::providers::http::MAX_RETRY_AFTER_SECS as f64).ceil() as u64)
+        .map(|s| {
+            s.clamp(0.0, crate::providers::http::MAX_RETRY_AFTER_SECS as f64)
+                .ceil() as u64
+        })
 }
 
 /// Gemini's `finishReason` as OpenAI's; `None` for unknown values.

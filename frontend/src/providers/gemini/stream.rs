@@ -234,15 +234,19 @@ mod tests {
     fn a_huge_candidate_index_is_an_error_not_an_allocation() {
         let mut s = GeminiStream::new(ChunkBuilder::new("g", false));
         let err = s
-            .on_event(ev(json!({"candidates": [{"content": {"parts": [{"text": "a"}]},
-                                                "index": 4_000_000_000u64}]})))
+            .on_event(ev(
+                json!({"candidates": [{"content": {"parts": [{"text": "a"}]},
+                                                "index": 4_000_000_000u64}]}),
+            ))
             .unwrap_err();
         assert_eq!(err.status(), 502);
         assert!(err.to_string().contains("4000000000"), "{err}");
         // The largest allowed index still works.
         let mut s = GeminiStream::new(ChunkBuilder::new("g", false));
-        s.on_event(ev(json!({"candidates": [{"content": {"parts": [{"text": "a"}]},
-                                             "index": MAX_CANDIDATES - 1}]})))
-            .unwrap();
+        s.on_event(ev(
+            json!({"candidates": [{"content": {"parts": [{"text": "a"}]},
+                                             "index": MAX_CANDIDATES - 1}]}),
+        ))
+        .unwrap();
     }
 }
