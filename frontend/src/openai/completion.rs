@@ -404,7 +404,7 @@ mod tests {
         assert_eq!(param_of(json!({"prompt": many, "n": 128})), "prompt");
         let batch: Vec<Vec<u32>> = vec![vec![1]; MAX_SEQUENCES_PER_REQUEST + 1];
         assert_eq!(param_of(json!({"prompt": batch})), "prompt");
-        let batch: Vec<Vec<u32>> = vec![vec![1]; 8];
+        let batch: Vec<Vec<u32>> = vec![vec![1]; 9];
         assert_eq!(
             param_of(json!({"prompt": batch, "n": 1, "best_of": 128})),
             "prompt"
