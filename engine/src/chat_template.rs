@@ -655,7 +655,10 @@ fn rewrite_generation_tags(src: &str) -> String {
     while let Some(start) = rest.find("{%") {
         out.push_str(&rest[..start]);
         let tag = &rest[start..];
-        let Some(end) = tag.find("%}") else {
+        // The closing `%}` is searched after the opening `{%`, so `{%}`
+        // (which minijinja then rejects) never makes the body a reversed
+        // range.
+        let Some(end) = tag.get(2..).and_then(|t| t.find("%}")).map(|e| e + 2) else {
             out.push_str(tag);
             return out;
         };
@@ -822,6 +825,34 @@ mod tests {
             t.render(&json!([{"role": "user", "content": "x"}]), false, None)
                 .unwrap(),
             "ok"
+        );
+    }
+
+    #[test]
+    fn malformed_tags_are_syntax_errors_not_panics() {
+        for src in [
+            "{%}",
+            "a{%}b%}",
+            "{%-}",
+            "{%",
+            "%}{%",
+            "{% generation %}{%}",
+            "é{%}é",
+        ] {
+            let got = ChatTemplate::new(src, None, SpecialTokens::default());
+            assert!(
+                matches!(got, Err(ChatTemplateError::Syntax(_)) | Ok(_)),
+                "{src}"
+            );
+        }
+        assert!(matches!(
+            ChatTemplate::new("{%}", None, SpecialTokens::default()),
+            Err(ChatTemplateError::Syntax(_))
+        ));
+        assert_eq!(rewrite_generation_tags("{%}x%}"), "{%}x%}");
+        assert_eq!(
+            rewrite_generation_tags("{%- generation -%}a{% endgeneration %}"),
+            "{%- if true -%}a{% endif %}"
         );
     }
 

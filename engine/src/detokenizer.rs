@@ -86,25 +86,81 @@ pub struct StopUpdate {
 }
 
 /// Applies stop strings to the output text as it grows.
+///
+/// Each stop string runs a Knuth-Morris-Pratt matcher over the output
+/// bytes as they arrive, so a push costs O(delta bytes x stop strings)
+/// (amortized), whatever the stop strings' lengths: the matcher's state is
+/// both "a stop string ended here" and "this many trailing bytes could
+/// still begin one" (the hold-back). Checking every prefix length of every
+/// stop string on every token instead would cost their total length per
+/// token, which a client sending long stop strings turns into a stall.
 pub struct StopChecker {
-    stops: Vec<String>,
+    stops: Vec<StopMatcher>,
     include_stop_str_in_output: bool,
-    /// Longest stop string, in bytes.
-    max_len: usize,
     /// Output text so far (what was emitted plus what is held back).
     text: String,
     emitted: usize,
 }
 
+/// Incremental KMP over one stop string.
+struct StopMatcher {
+    pattern: Vec<u8>,
+    /// `fail[i]`: length of the longest proper prefix of `pattern[..=i]`
+    /// that is also its suffix.
+    fail: Vec<usize>,
+    /// Length of the longest prefix of `pattern` that the text ends with.
+    state: usize,
+}
+
+impl StopMatcher {
+    fn new(pattern: Vec<u8>) -> Self {
+        let mut fail = vec![0; pattern.len()];
+        let mut k = 0;
+        for i in 1..pattern.len() {
+            while k > 0 && pattern[i] != pattern[k] {
+                k = fail[k - 1];
+            }
+            if pattern[i] == pattern[k] {
+                k += 1;
+            }
+            fail[i] = k;
+        }
+        Self {
+            pattern,
+            fail,
+            state: 0,
+        }
+    }
+
+    /// Feeds `bytes`; returns the index in `bytes` where the first full
+    /// match ends (inclusive), if one does.
+    fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        for (i, &b) in bytes.iter().enumerate() {
+            while self.state > 0 && self.pattern[self.state] != b {
+                self.state = self.fail[self.state - 1];
+            }
+            if self.pattern[self.state] == b {
+                self.state += 1;
+            }
+            if self.state == self.pattern.len() {
+                self.state = self.fail[self.state - 1];
+                return Some(i);
+            }
+        }
+        None
+    }
+}
+
 impl StopChecker {
     /// `stops` are matched anywhere in the output; empty strings are ignored.
     pub fn new(stops: Vec<String>, include_stop_str_in_output: bool) -> Self {
-        let stops: Vec<String> = stops.into_iter().filter(|s| !s.is_empty()).collect();
-        let max_len = stops.iter().map(String::len).max().unwrap_or(0);
         Self {
-            stops,
+            stops: stops
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .map(|s| StopMatcher::new(s.into_bytes()))
+                .collect(),
             include_stop_str_in_output,
-            max_len,
             text: String::new(),
             emitted: 0,
         }
@@ -113,10 +169,20 @@ impl StopChecker {
     /// Adds a delta. Returns what can be emitted, and whether a stop string
     /// ended the output.
     pub fn push(&mut self, delta: &str) -> StopUpdate {
-        let search_from =
-            floor_char_boundary(&self.text, self.text.len().saturating_sub(self.max_len));
+        let start = self.text.len();
         self.text.push_str(delta);
-        if let Some((pos, stop)) = self.find_stop(search_from) {
+        // The earliest-starting stop string that ends in this delta.
+        let mut found: Option<(usize, usize)> = None;
+        for m in &mut self.stops {
+            if let Some(end) = m.feed(delta.as_bytes()) {
+                let len = m.pattern.len();
+                let pos = start + end + 1 - len;
+                if found.is_none_or(|(p, _)| pos < p) {
+                    found = Some((pos, len));
+                }
+            }
+        }
+        if let Some((pos, stop)) = found {
             let end = if self.include_stop_str_in_output {
                 pos + stop
             } else {
@@ -135,7 +201,7 @@ impl StopChecker {
             };
         }
         // Hold back a tail that could still grow into a stop string.
-        let hold = self.held_back_len();
+        let hold = self.stops.iter().map(|m| m.state).max().unwrap_or(0);
         let safe = floor_char_boundary(&self.text, self.text.len() - hold);
         let emit = if safe > self.emitted {
             let e = self.text[self.emitted..safe].to_string();
@@ -164,35 +230,6 @@ impl StopChecker {
     /// The whole output text so far (after stop-string truncation).
     pub fn text(&self) -> &str {
         &self.text
-    }
-
-    fn find_stop(&self, from: usize) -> Option<(usize, usize)> {
-        self.stops
-            .iter()
-            .filter_map(|s| {
-                self.text[from..]
-                    .find(s.as_str())
-                    .map(|p| (from + p, s.len()))
-            })
-            .min_by_key(|(p, _)| *p)
-    }
-
-    /// Length of the longest suffix of the text that is a proper prefix of
-    /// a stop string.
-    fn held_back_len(&self) -> usize {
-        let mut best = 0;
-        for stop in &self.stops {
-            for len in (1..stop.len()).rev() {
-                if len <= best {
-                    break;
-                }
-                if stop.is_char_boundary(len) && self.text.ends_with(&stop[..len]) {
-                    best = len;
-                    break;
-                }
-            }
-        }
-        best
     }
 }
 
@@ -238,6 +275,50 @@ mod tests {
         let mut c = StopChecker::new(vec!["STOP".into()], false);
         assert_eq!(c.push("ab ST").emit, "ab ");
         assert_eq!(c.push("AR").emit, "STAR");
+    }
+
+    #[test]
+    fn overlapping_and_self_similar_stops_match_where_str_find_does() {
+        // KMP must fall back inside a partial match ("aab" in "aaab").
+        assert_eq!(
+            run(&["aab"], false, &["a", "a", "a", "b!"]),
+            ("a".into(), true)
+        );
+        assert_eq!(run(&["abab"], false, &["xabababy"]), ("x".into(), true));
+        // The earliest start wins even when another stop ends first.
+        assert_eq!(run(&["bc", "abcd"], false, &["xabcd"]), ("x".into(), true));
+        assert_eq!(
+            run(&["abcd", "bc"], false, &["xab", "cd"]),
+            ("x".into(), true)
+        );
+        // Held back while it could still match, released when it cannot.
+        let mut c = StopChecker::new(vec!["aab".into()], false);
+        assert_eq!(c.push("xaa").emit, "x");
+        assert_eq!(c.push("a").emit, "a");
+        assert_eq!(c.push("c").emit, "aac");
+    }
+
+    #[test]
+    fn long_stop_strings_cost_per_byte_not_per_stop_length() {
+        // 16 stop strings of 1 MiB each over 2,000 tokens: checking every
+        // prefix length per token was 16 x 1 Mi x 2,000 = 3.4e10 steps.
+        let stops: Vec<String> = (0..16)
+            .map(|i| {
+                let mut s = "a".repeat(1 << 20);
+                s.push(char::from(b'A' + i as u8));
+                s
+            })
+            .collect();
+        let mut c = StopChecker::new(stops, false);
+        let mut out = String::new();
+        for _ in 0..2_000 {
+            let u = c.push("aa");
+            assert!(!u.stopped);
+            out.push_str(&u.emit);
+        }
+        // Everything could still become a stop string: all held back.
+        assert_eq!(out, "");
+        assert_eq!(c.flush().len(), 4_000);
     }
 
     #[test]

@@ -63,6 +63,19 @@ pub struct ServeArgs {
     pub max_model_len: Option<usize>,
     #[arg(long, default_value_t = 256)]
     pub max_num_seqs: usize,
+    /// Most sequences waiting for a place in the running batch (each choice
+    /// of each prompt is one); past it new requests get 429 with
+    /// `Retry-After` instead of queueing without bound (TGI's
+    /// `--max-concurrent-requests`, less the running ones).
+    #[arg(long, default_value_t = 1024)]
+    pub max_waiting: usize,
+    /// Seconds a step may take before the worker group is declared hung
+    /// (then every request in flight fails and `/health` answers 503).
+    /// Each step's deadline is this plus ten times the measured time per
+    /// token of recent steps for each token it schedules, so it grows with
+    /// the model and the batch (worker processes only, not `uni`).
+    #[arg(long, default_value_t = 60.0)]
+    pub step_timeout: f64,
     /// Token budget of one step (default: 2048, or max_model_len if larger
     /// without chunked prefill).
     #[arg(long)]
@@ -116,6 +129,54 @@ fn step_token_budget(args: &ServeArgs, max_model_len: usize) -> usize {
         } else {
             max_model_len.max(2048)
         })
+}
+
+/// `--step-timeout` as a duration; refuses one no clock can hold.
+fn step_timeout(args: &ServeArgs) -> Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(args.step_timeout)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= MAX_STEP_TIMEOUT)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--step-timeout must be a positive number of seconds up to {}, got {}",
+                MAX_STEP_TIMEOUT.as_secs(),
+                args.step_timeout
+            )
+        })
+}
+
+/// Longest `--step-timeout`: a day.
+const MAX_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Refuses a tokenizer that can produce ids the model has no row for: every
+/// request whose prompt or output held one would fail the worker's step.
+/// A model vocabulary larger than the tokenizer's (padded embeddings) is
+/// fine.
+fn check_vocabularies(tokenizer_vocab: usize, model_vocab: usize) -> Result<()> {
+    if tokenizer_vocab > model_vocab {
+        bail!(
+            "the tokenizer has {tokenizer_vocab} tokens but the model's vocabulary has \
+             {model_vocab}: ids from {model_vocab} up would fail every step; serve the model \
+             with the tokenizer it was trained with"
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a KV cache that cannot hold one sequence of `max_model_len`
+/// tokens (as vLLM does at startup): such a server would accept requests
+/// it could never finish. The message names the flags that fix it.
+fn check_kv_cache_fits(num_blocks: usize, block_size: usize, max_model_len: usize) -> Result<()> {
+    let capacity = num_blocks.saturating_mul(block_size);
+    if capacity < max_model_len {
+        bail!(
+            "the KV cache holds {capacity} tokens ({num_blocks} blocks of {block_size}), fewer than \
+             one sequence of max_model_len {max_model_len}: lower --max-model-len to at most \
+             {capacity}, or give the cache more memory (--kv-cache-memory-gb on CPU, \
+             --gpu-memory-utilization on GPU)"
+        );
+    }
+    Ok(())
 }
 
 /// Refuses, before anything starts, a communicator the device or this
@@ -297,12 +358,17 @@ fn start_local_engine(
             args.max_model_len.unwrap_or(u32::MAX as usize),
         ),
         worker_binary: None,
+        step_timeout: step_timeout(args)?,
         distributed_executor_backend: args
             .distributed_executor_backend
             .parse()
             .map_err(anyhow::Error::msg)?,
     })
     .context("starting the workers")?;
+    check_vocabularies(
+        tokenizer.vocab_size(),
+        executor.model_info().vocab_size as usize,
+    )?;
     let model_len = executor.model_info().max_position_embeddings as usize;
     let max_model_len = match args.max_model_len {
         Some(n) if n > model_len => {
@@ -318,6 +384,7 @@ fn start_local_engine(
         args.block_size,
         num_blocks * args.block_size
     );
+    check_kv_cache_fits(num_blocks, args.block_size, max_model_len)?;
     let scheduler = Scheduler::new(
         SchedulerConfig {
             max_num_seqs: args.max_num_seqs,
@@ -334,7 +401,8 @@ fn start_local_engine(
         },
     )?;
     let metrics = EngineMetrics::register(registry, &served_names[0])?;
-    let core = spawn_engine_core(scheduler, executor, metrics)?;
+    let max_in_flight = args.max_num_seqs.saturating_add(args.max_waiting);
+    let core = spawn_engine_core(scheduler, executor, metrics, max_in_flight)?;
     let provider = Arc::new(LocalEngine::new(
         served_names,
         tokenizer,
@@ -440,6 +508,52 @@ mod tests {
         Cli::try_parse_from(std::iter::once("serve").chain(flags.iter().copied()))
             .unwrap()
             .serve
+    }
+
+    #[test]
+    fn a_kv_cache_smaller_than_one_sequence_is_refused_naming_the_flags() {
+        check_kv_cache_fits(128, 16, 2048).unwrap();
+        let err = check_kv_cache_fits(36, 16, 2048).unwrap_err().to_string();
+        for needle in [
+            "576 tokens",
+            "max_model_len 2048",
+            "--max-model-len",
+            "--kv-cache-memory-gb",
+            "--gpu-memory-utilization",
+        ] {
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_tokenizer_larger_than_the_model_vocabulary_is_refused() {
+        check_vocabularies(49152, 49152).unwrap();
+        check_vocabularies(32000, 32064).unwrap();
+        let err = check_vocabularies(49153, 49152).unwrap_err().to_string();
+        assert!(
+            err.contains("49153 tokens") && err.contains("49152"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn step_timeout_and_max_waiting_flags() {
+        let a = args(&[]);
+        assert_eq!(
+            step_timeout(&a).unwrap(),
+            std::time::Duration::from_secs(60)
+        );
+        assert_eq!(a.max_waiting, 1024);
+        let a = args(&["--step-timeout", "2.5", "--max-waiting", "0"]);
+        assert_eq!(
+            step_timeout(&a).unwrap(),
+            std::time::Duration::from_millis(2500)
+        );
+        assert_eq!(a.max_waiting, 0);
+        for bad in ["0", "1e20", "inf", "NaN"] {
+            let err = step_timeout(&args(&["--step-timeout", bad])).unwrap_err();
+            assert!(err.to_string().contains("--step-timeout"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -183,6 +183,48 @@ fn a_dead_worker_fails_fast_and_for_good() {
 }
 
 #[test]
+fn a_stopped_worker_fails_the_step_at_its_deadline_and_is_killed() {
+    let mut cfg = config(ExecutorBackend::Multiproc);
+    cfg.step_timeout = Duration::from_secs(2);
+    let mut mp = MultiprocExecutor::start(&cfg).unwrap();
+    generate(&mut mp, 2);
+    let pid = mp.worker_pids()[0];
+    // SIGSTOP: the process lives and its socket stays open, but it never
+    // answers, as a stuck kernel or an NCCL wait would look.
+    let status = std::process::Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let start = Instant::now();
+    let err = mp.execute(StepRequest::default()).unwrap_err();
+    let took = start.elapsed();
+    assert!(
+        matches!(err, ExecutorError::WorkerDied { rank: 0, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--step-timeout"), "{err}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    // The hung group was killed (SIGKILL ends a stopped process too).
+    assert!(
+        !PathBuf::from(format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true),
+        "the stopped worker was not killed"
+    );
+    assert!(matches!(
+        mp.check_health(),
+        Err(ExecutorError::WorkerDied { .. })
+    ));
+    mp.shutdown();
+}
+
+#[test]
 fn start_executor_reports_a_bad_model() {
     let mut cfg = config(ExecutorBackend::Multiproc);
     cfg.model = "/nonexistent/model".into();

@@ -64,6 +64,9 @@ pub enum ProviderError {
     RateLimited {
         /// Why, and when to retry if known.
         message: String,
+        /// Seconds after which a retry may succeed, sent as `Retry-After`
+        /// (the local engine's full queue says 1).
+        retry_after: Option<u64>,
     },
     /// The model refused the input or output on content-policy grounds
     /// (Azure's `content_filter`, Anthropic's refusals): `400` with code
@@ -223,7 +226,7 @@ const SERVER_ERROR: &str = "server_error";
 
 impl IntoResponse for ProviderError {
     fn into_response(self) -> Response {
-        (self.status(), Json(self.body())).into_response()
+        GatewayError::Provider(self).into_response()
     }
 }
 
@@ -361,7 +364,10 @@ impl GatewayError {
     /// upstream's `Retry-After`, or the time to the next rate-limit window.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::Provider(ProviderError::Upstream { retry_after, .. }) => *retry_after,
+            Self::Provider(
+                ProviderError::Upstream { retry_after, .. }
+                | ProviderError::RateLimited { retry_after, .. },
+            ) => *retry_after,
             Self::Control(e) => e.retry_after().map(|d| d.as_secs().max(1)),
             _ => None,
         }
@@ -528,6 +534,7 @@ mod tests {
             (
                 ProviderError::RateLimited {
                     message: "slow down".into(),
+                    retry_after: None,
                 },
                 429,
                 "rate_limit_exceeded",

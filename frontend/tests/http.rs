@@ -734,6 +734,50 @@ async fn bad_requests_get_openai_errors_and_server_keeps_serving() {
 }
 
 #[tokio::test]
+async fn huge_fan_out_is_refused_before_the_provider_sees_it() {
+    let s = Server::start().await;
+    // A million token prompts at n = 128 (about 4 MB of JSON): one 400
+    // naming `prompt`, and the provider is never called.
+    let million: Vec<Vec<u32>> = vec![vec![1]; 1_000_000];
+    let (status, err) = s
+        .post(
+            "/v1/completions",
+            json!({"model": "echo", "prompt": million, "n": 128}),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert_openai_error(&err, "invalid_request_error");
+    assert_eq!(err["error"]["param"], "prompt");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("128000000 sequences"),
+        "{err}"
+    );
+    // 16 stop strings of 1 MiB each (2 MiB would pass the 32 MiB body
+    // limit and get 413): refused by their length.
+    let huge = "x".repeat(1 << 20);
+    let stops = vec![huge.as_str(); 16];
+    let (status, err) = s
+        .post(
+            "/v1/completions",
+            json!({"model": "echo", "prompt": "a", "n": 128, "stop": stops}),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["param"], "stop");
+    let (status, err) = s
+        .post("/v1/chat/completions", chat_body(json!({"stop": [huge]})))
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["param"], "stop");
+    // The server still answers.
+    let (status, body) = s.post("/v1/chat/completions", chat_body(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
 async fn oversized_body_is_413_openai_error() {
     let provider: Arc<dyn Provider> = Arc::new(TestProvider {
         healthy: AtomicBool::new(true),

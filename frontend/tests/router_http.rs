@@ -256,6 +256,34 @@ async fn upstream_statuses_and_messages_reach_the_client_in_openai_format() {
 }
 
 #[tokio::test]
+async fn a_huge_timeout_or_retry_after_is_served_not_a_panic() {
+    let limited = Upstream::new(
+        "limited",
+        vec![Step::Fail(up(429, "slow", Some(u64::MAX)))],
+        Step::Ok,
+    );
+    let steady = Upstream::new("steady", vec![], Step::Ok);
+    let base = serve(
+        vec![spec("m", &limited), spec("m", &steady)],
+        RouterPolicy {
+            num_retries: 1,
+            ..RouterPolicy::default()
+        },
+    )
+    .await;
+    for timeout in [json!(1e20), json!(1.8e19), json!(1e308)] {
+        let mut body = chat("m", false);
+        body["timeout"] = timeout.clone();
+        let (status, body) = post(&base, body).await;
+        assert_eq!(status, 200, "{timeout}: {body}");
+    }
+    // The 429 with a Retry-After of "forever" cooled `limited` down without
+    // overflowing the clock, and the server still answers.
+    let (status, body) = post(&base, chat("m", true)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
 async fn streams_retry_before_the_first_chunk_and_carry_an_error_event_after_it() {
     let u = Upstream::new(
         "u",

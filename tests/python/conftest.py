@@ -74,9 +74,12 @@ class Server:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = (tmp or Path("/tmp")) / f"engine-{self.port}.log"
+        # 2048 unless the test sets its own (a tiny KV cache must, since the
+        # server refuses one that cannot hold a max_model_len sequence).
+        model_len = [] if "--max-model-len" in extra_args else ["--max-model-len", "2048"]
         self.proc = subprocess.Popen(
             [str(ENGINE), "serve", "--model", "smollm2", "--host", "127.0.0.1",
-             "--port", str(self.port), "--max-model-len", "2048", *extra_args],
+             "--port", str(self.port), *model_len, *extra_args],
             cwd=ROOT, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
         wait_healthy(self.base, self.proc, self.log)
 

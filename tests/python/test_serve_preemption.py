@@ -97,7 +97,10 @@ def reference(server, client):
 def test_tiny_kv_cache_preempts_and_keeps_greedy_outputs(reference, prefix_caching, tmp_path):
     from openai import OpenAI
 
+    # max_model_len = the whole tiny cache (576 tokens), as the server
+    # refuses a cache that cannot hold one max_model_len sequence.
     tiny = Server(["--kv-cache-memory-gb", repr(TINY_KV_GB), "--block-size", str(BLOCK_SIZE),
+                   "--max-model-len", str(TINY_BLOCKS * BLOCK_SIZE),
                    "--enable-prefix-caching", prefix_caching], tmp=tmp_path)
     try:
         m = re.search(r"engine: (\d+) KV blocks of (\d+) tokens", tiny.log.read_text())

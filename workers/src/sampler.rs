@@ -17,6 +17,9 @@
 
 use std::collections::HashMap;
 
+/// Temperatures below this sample greedily (vLLM's `_SAMPLING_EPS`).
+pub const MIN_TEMPERATURE: f64 = 1e-5;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tch::{Device, Kind, Tensor};
@@ -118,9 +121,12 @@ impl SamplingParams {
         Ok(())
     }
 
-    /// Whether this picks the argmax.
+    /// Whether this picks the argmax: temperature below
+    /// [`MIN_TEMPERATURE`] (as vLLM's `_SAMPLING_EPS`; dividing logits by
+    /// a subnormal such as 1e-40 gives infinities and NaN probabilities)
+    /// or `top_k` 1.
     pub fn is_greedy(&self) -> bool {
-        self.temperature <= 0.0 || self.top_k == 1
+        self.temperature < MIN_TEMPERATURE || self.top_k == 1
     }
 
     fn has_penalties(&self) -> bool {
@@ -623,10 +629,17 @@ mod tests {
         // Near 0 it is (almost) greedy; very hot it is near uniform.
         assert!(count(0.01, 1) > 390);
         assert!(count(100.0, 4) > 40);
-        // Temperature 0 is greedy exactly.
-        assert!(draws(&params(|p| p.temperature = 0.0), &logits(), &[], 20)
-            .iter()
-            .all(|&t| t == 1));
+        // Temperature 0 is greedy exactly, and so is anything below 1e-5,
+        // subnormals included (1e-40 used to give NaN probabilities).
+        for temp in [0.0, 1e-40, f64::from(f32::MIN_POSITIVE) / 2.0, 1e-6, 9.9e-6] {
+            let p = params(|p| p.temperature = temp);
+            assert!(p.is_greedy(), "{temp}");
+            assert!(
+                draws(&p, &logits(), &[], 20).iter().all(|&t| t == 1),
+                "{temp}"
+            );
+        }
+        assert!(!params(|p| p.temperature = 1e-5).is_greedy());
     }
 
     #[test]

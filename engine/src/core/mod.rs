@@ -10,13 +10,21 @@
 //! unhealthy: the API answers 503 and nothing hangs. `engine serve` then
 //! exits non-zero after a short drain ([`EngineCoreHandle::failed`]), as
 //! vLLM does, for a supervisor to restart it.
+//!
+//! Admission happens on the caller's side of the channel, before anything
+//! is queued ([`CoreLimits`]): a prompt id outside the model's vocabulary
+//! or sampling parameters the worker would refuse fail that request alone
+//! (`Rejected`, a 400), and once `max_num_seqs + max_waiting` sequences
+//! are in flight new ones are refused with `Overloaded` (a 429 with
+//! `Retry-After`, as TGI and vLLM answer a full queue) instead of growing
+//! the waiting queue without bound.
 
 mod metrics;
 mod step;
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -38,7 +46,25 @@ pub enum CoreError {
     Unavailable(String),
     #[error("request rejected by the scheduler: {0}")]
     Rejected(String),
+    /// As many sequences as the engine queues are in flight: retry later.
+    #[error("{0}")]
+    Overloaded(String),
 }
+
+/// What the core admits, checked on the caller's side before a request is
+/// queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreLimits {
+    /// The model's vocabulary (`LoadModelResponse::vocab_size`): prompt
+    /// ids at or above it would fail the worker's step.
+    pub vocab_size: usize,
+    /// Most sequences in flight (running, waiting, or finishing), i.e.
+    /// `max_num_seqs + max_waiting`; further ones get `Overloaded`.
+    pub max_in_flight: usize,
+}
+
+/// Seconds a client refused with `Overloaded` is told to wait.
+pub const OVERLOADED_RETRY_AFTER_SECS: u64 = 1;
 
 /// One request for the core: token ids and how to sample and stop.
 #[derive(Debug, Clone)]
@@ -84,12 +110,28 @@ struct Shared {
 pub struct EngineCoreHandle {
     commands: Sender<Command>,
     shared: Arc<Shared>,
+    limits: CoreLimits,
+    /// Sequences admitted whose [`RequestStream`] is still alive.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// One admitted sequence; dropping it frees its place.
+struct Admission(Arc<AtomicUsize>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl EngineCoreHandle {
     /// Submits a request; its events arrive on the returned stream.
+    /// Refuses it at once when its prompt or sampling parameters cannot
+    /// run on the model (`Rejected`) or the queue is full (`Overloaded`).
     pub fn add(&self, request: CoreRequest) -> Result<RequestStream, CoreError> {
         self.health()?;
+        self.check(&request)?;
+        let admission = self.admit()?;
         let id = request.id.clone();
         let (tx, rx) = unbounded_channel();
         self.commands
@@ -98,7 +140,46 @@ impl EngineCoreHandle {
         Ok(RequestStream {
             events: rx,
             abort: Some((id, self.commands.clone())),
+            _admission: admission,
         })
+    }
+
+    /// Errors that belong to this request alone, found before it is
+    /// queued, so they can never fail a step (and with it every request).
+    fn check(&self, request: &CoreRequest) -> Result<(), CoreError> {
+        let vocab = self.limits.vocab_size;
+        if let Some(bad) = request
+            .prompt_token_ids
+            .iter()
+            .find(|&&t| t as usize >= vocab)
+        {
+            return Err(CoreError::Rejected(format!(
+                "token id {bad} is out of the model's vocabulary ({vocab})"
+            )));
+        }
+        workers::sampler::SamplingParams::from_proto(&step::sampling_to_wire(&request.sampling))
+            .validate()
+            .map_err(CoreError::Rejected)
+    }
+
+    /// Takes a place among the `max_in_flight` sequences, if one is free.
+    fn admit(&self) -> Result<Admission, CoreError> {
+        let max = self.limits.max_in_flight;
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| {
+                CoreError::Overloaded(format!(
+                    "the engine's queue is full ({max} sequences in flight); retry later"
+                ))
+            })?;
+        Ok(Admission(Arc::clone(&self.in_flight)))
+    }
+
+    /// Sequences admitted and not yet over (for tests and metrics).
+    pub fn num_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
     }
 
     /// Ok while the core and its workers can serve.
@@ -142,6 +223,8 @@ impl EngineCoreHandle {
 pub struct RequestStream {
     events: UnboundedReceiver<CoreEvent>,
     abort: Option<(String, Sender<Command>)>,
+    /// Frees the sequence's place in the queue when the stream goes.
+    _admission: Admission,
 }
 
 impl RequestStream {
@@ -197,12 +280,19 @@ struct Timing {
     num_output: usize,
 }
 
-/// Starts the core thread over `scheduler` and `executor`.
+/// Starts the core thread over `scheduler` and `executor`; `max_in_flight`
+/// bounds the sequences queued at once ([`CoreLimits`]; the vocabulary
+/// comes from the executor's model).
 pub fn spawn_engine_core(
     scheduler: Scheduler,
     executor: Box<dyn Executor>,
     metrics: EngineMetrics,
+    max_in_flight: usize,
 ) -> std::io::Result<EngineCoreHandle> {
+    let limits = CoreLimits {
+        vocab_size: executor.model_info().vocab_size as usize,
+        max_in_flight,
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     let shared = Arc::new(Shared {
         healthy: AtomicBool::new(true),
@@ -228,6 +318,8 @@ pub fn spawn_engine_core(
     Ok(EngineCoreHandle {
         commands: tx,
         shared,
+        limits,
+        in_flight: Arc::new(AtomicUsize::new(0)),
     })
 }
 
@@ -479,5 +571,165 @@ impl EngineCore {
             .num_preemptions
             .inc_by(stats.num_preemptions.saturating_sub(self.last_preemptions));
         self.last_preemptions = stats.num_preemptions;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::executor::ExecutorError;
+    use proto::worker::{LoadModelResponse, RequestOutput, StepRequest, StepResult};
+    use scheduler::{KvCacheConfig, SchedulerConfig};
+
+    /// Samples token 7 for every scheduled request; counts its steps.
+    struct FakeExecutor {
+        info: LoadModelResponse,
+        steps: Arc<AtomicUsize>,
+    }
+
+    impl Executor for FakeExecutor {
+        fn execute(&mut self, step: StepRequest) -> Result<StepResult, ExecutorError> {
+            self.steps.fetch_add(1, Ordering::SeqCst);
+            Ok(StepResult {
+                step_id: step.step_id,
+                outputs: step
+                    .scheduled
+                    .iter()
+                    .map(|s| RequestOutput {
+                        req_id: s.req_id.clone(),
+                        sampled_token_ids: vec![7],
+                        logprobs: Vec::new(),
+                    })
+                    .collect(),
+            })
+        }
+        fn num_kv_blocks(&self) -> usize {
+            64
+        }
+        fn model_info(&self) -> &LoadModelResponse {
+            &self.info
+        }
+        fn check_health(&mut self) -> Result<(), ExecutorError> {
+            Ok(())
+        }
+        fn shutdown(&mut self) {}
+    }
+
+    fn start_core(max_in_flight: usize) -> (EngineCoreHandle, Arc<AtomicUsize>) {
+        let scheduler = Scheduler::new(
+            SchedulerConfig {
+                max_num_seqs: 4,
+                max_num_batched_tokens: 64,
+                max_model_len: 64,
+                ..SchedulerConfig::default()
+            },
+            KvCacheConfig {
+                num_blocks: 64,
+                block_size: 4,
+                enable_prefix_caching: false,
+            },
+        )
+        .unwrap();
+        let steps = Arc::new(AtomicUsize::new(0));
+        let executor = FakeExecutor {
+            info: LoadModelResponse {
+                vocab_size: 100,
+                max_position_embeddings: 64,
+            },
+            steps: steps.clone(),
+        };
+        let metrics = EngineMetrics::register(&prometheus::Registry::new(), "m").unwrap();
+        let handle =
+            spawn_engine_core(scheduler, Box::new(executor), metrics, max_in_flight).unwrap();
+        (handle, steps)
+    }
+
+    fn request(id: &str, prompt: Vec<u32>) -> CoreRequest {
+        CoreRequest {
+            id: id.into(),
+            prompt_token_ids: prompt,
+            sampling: SamplingParams {
+                temperature: 0.0,
+                ..SamplingParams::default()
+            },
+            stop: StopParams {
+                max_tokens: 3,
+                ..StopParams::default()
+            },
+            priority: 0,
+        }
+    }
+
+    async fn finish(mut s: RequestStream) -> Vec<u32> {
+        let mut out = Vec::new();
+        while let Some(e) = s.next().await {
+            match e {
+                CoreEvent::Tokens { new_token_ids, .. } => out.extend(new_token_ids),
+                CoreEvent::Error(e) => panic!("{e}"),
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn ids_outside_the_model_vocabulary_fail_that_request_only() {
+        let (engine, steps) = start_core(16);
+        for prompt in [vec![100], vec![1, 2, 99, 100], vec![u32::MAX]] {
+            match engine.add(request("bad", prompt.clone())) {
+                Err(CoreError::Rejected(m)) => assert!(m.contains("vocabulary (100)"), "{m}"),
+                Err(e) => panic!("{prompt:?}: {e}"),
+                Ok(_) => panic!("{prompt:?} was admitted"),
+            }
+        }
+        // Nothing reached a step, nothing is held, and the engine serves on.
+        assert_eq!(steps.load(Ordering::SeqCst), 0);
+        assert_eq!(engine.num_in_flight(), 0);
+        let good = engine.add(request("good", vec![1, 2, 99])).unwrap();
+        assert_eq!(finish(good).await, vec![7, 7, 7]);
+        engine.health().unwrap();
+        engine.shutdown();
+    }
+
+    #[tokio::test]
+    async fn sampling_parameters_the_worker_would_refuse_fail_that_request_only() {
+        let (engine, _) = start_core(16);
+        let mut r = request("nan", vec![1]);
+        r.sampling.temperature = f32::NAN;
+        assert!(matches!(engine.add(r), Err(CoreError::Rejected(_))));
+        let mut r = request("neg", vec![1]);
+        r.sampling.temperature = -1.0;
+        assert!(matches!(engine.add(r), Err(CoreError::Rejected(_))));
+        assert_eq!(
+            finish(engine.add(request("ok", vec![1])).unwrap())
+                .await
+                .len(),
+            3
+        );
+        engine.shutdown();
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_until_a_sequence_ends() {
+        let (engine, _) = start_core(2);
+        let a = engine.add(request("a", vec![1])).unwrap();
+        let b = engine.add(request("b", vec![2])).unwrap();
+        assert_eq!(engine.num_in_flight(), 2);
+        match engine.add(request("c", vec![3])) {
+            Err(CoreError::Overloaded(m)) => assert!(m.contains("2 sequences"), "{m}"),
+            other => panic!("expected Overloaded, got {:?}", other.err()),
+        }
+        // A finished (or dropped) stream frees its place.
+        finish(a).await;
+        drop(b);
+        assert_eq!(engine.num_in_flight(), 0);
+        assert_eq!(
+            finish(engine.add(request("c", vec![3])).unwrap())
+                .await
+                .len(),
+            3
+        );
+        engine.shutdown();
     }
 }

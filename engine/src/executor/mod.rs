@@ -13,6 +13,7 @@ mod multiproc;
 mod uniproc;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use multiproc::MultiprocExecutor;
 use proto::worker::{LoadModelResponse, StepRequest, StepResult};
@@ -86,6 +87,11 @@ pub struct ExecutorConfig {
     pub worker_binary: Option<PathBuf>,
     /// `mp` or `uni`; `ENGINE_EXECUTOR=uniproc` (or `uni`) forces `uni`.
     pub distributed_executor_backend: ExecutorBackend,
+    /// Base deadline of one step (`--step-timeout`); the worker processes'
+    /// executor adds a share per scheduled token from the time per token
+    /// it measured, and declares the group dead past it. The in-process
+    /// executor cannot interrupt its own thread and ignores it.
+    pub step_timeout: Duration,
 }
 
 impl Default for ExecutorConfig {
@@ -104,6 +110,7 @@ impl Default for ExecutorConfig {
             max_num_batched_tokens: 2048,
             worker_binary: None,
             distributed_executor_backend: ExecutorBackend::Multiproc,
+            step_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -15,6 +15,11 @@
 //! leaves the executor failed: every later call returns
 //! [`ExecutorError::WorkerDied`] at once. Workers get `--parent-pid`, so
 //! they exit if this process dies; `Drop` kills any still running.
+//!
+//! Every step has a deadline ([`StepDeadline`]): a worker that stops
+//! answering (SIGSTOP, a stuck kernel, an NCCL wait) fails the step when it
+//! passes, and the group is killed (SIGKILL ends a stopped process too), so
+//! the engine reports unhealthy instead of blocking for ever.
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};
@@ -58,6 +63,7 @@ pub struct MultiprocExecutor {
     workers: Vec<WorkerProcess>,
     info: LoadModelResponse,
     num_blocks: usize,
+    deadline: StepDeadline,
     /// The first fatal failure: `(rank, reason)`.
     failed: Option<(usize, String)>,
     shut_down: bool,
@@ -174,6 +180,7 @@ impl MultiprocExecutor {
             workers: Vec::with_capacity(config.tensor_parallel_size),
             info: LoadModelResponse::default(),
             num_blocks: 0,
+            deadline: StepDeadline::new(config.step_timeout),
             failed: None,
             shut_down: false,
         };
@@ -395,13 +402,22 @@ impl MultiprocExecutor {
 impl Executor for MultiprocExecutor {
     fn execute(&mut self, step: StepRequest) -> Result<StepResult, ExecutorError> {
         self.check_usable()?;
-        let res = self.broadcast(None, move |_, mut c| {
+        let tokens: u64 = step.scheduled.iter().map(|s| u64::from(s.num_tokens)).sum();
+        let deadline = self.deadline.for_step(tokens);
+        let started = Instant::now();
+        let res = self.broadcast(Some(deadline), move |_, mut c| {
             let step = step.clone();
             async move { c.execute_step(step).await }
         });
         match res {
-            Ok(results) => Ok(results.into_iter().next().unwrap_or_default()),
-            Err(e) => Err(self.fail(e)),
+            Ok(results) => {
+                self.deadline.observe(tokens, started.elapsed());
+                Ok(results.into_iter().next().unwrap_or_default())
+            }
+            Err((rank, reason)) => Err(self.fail((
+                rank,
+                format!("{reason} (step deadline {deadline:?}: --step-timeout plus the measured time per token)"),
+            ))),
         }
     }
 
@@ -448,8 +464,82 @@ impl Executor for MultiprocExecutor {
     }
 }
 
+/// The deadline of each step: the configured base plus
+/// [`StepDeadline::HEADROOM`] times the measured seconds per token for
+/// every token the step schedules, so it follows the model, the device and
+/// the batch. The first step (warm-up: allocator, kernels, caches) is not
+/// measured.
+#[derive(Debug, Clone)]
+pub struct StepDeadline {
+    base: Duration,
+    /// Moving average of seconds per scheduled token.
+    secs_per_token: f64,
+    steps_seen: u64,
+}
+
+impl StepDeadline {
+    /// How many times the usual time per token a step may take.
+    pub const HEADROOM: f64 = 10.0;
+    /// Longest deadline, whatever the measurements say.
+    pub const MAX: Duration = Duration::from_secs(24 * 3600);
+
+    /// A deadline of `base` until steps have been measured.
+    pub fn new(base: Duration) -> Self {
+        Self {
+            base,
+            secs_per_token: 0.0,
+            steps_seen: 0,
+        }
+    }
+
+    /// The deadline of a step scheduling `tokens` tokens.
+    pub fn for_step(&self, tokens: u64) -> Duration {
+        let extra = Self::HEADROOM * self.secs_per_token * tokens as f64;
+        Duration::try_from_secs_f64(extra)
+            .map_or(Self::MAX, |e| self.base.saturating_add(e))
+            .min(Self::MAX)
+    }
+
+    /// Records that a step of `tokens` tokens took `took`.
+    pub fn observe(&mut self, tokens: u64, took: Duration) {
+        self.steps_seen += 1;
+        if self.steps_seen == 1 || tokens == 0 {
+            return;
+        }
+        let rate = took.as_secs_f64() / tokens as f64;
+        self.secs_per_token = if self.steps_seen == 2 {
+            rate
+        } else {
+            0.9 * self.secs_per_token + 0.1 * rate
+        };
+    }
+}
+
 impl Drop for MultiprocExecutor {
     fn drop(&mut self) {
         self.kill_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_deadline_grows_with_tokens_and_the_measured_rate() {
+        let mut d = StepDeadline::new(Duration::from_secs(3));
+        assert_eq!(d.for_step(1000), Duration::from_secs(3));
+        // The first (warm-up) step is not measured.
+        d.observe(10, Duration::from_secs(100));
+        assert_eq!(d.for_step(1000), Duration::from_secs(3));
+        d.observe(100, Duration::from_secs(1)); // 10 ms a token
+        assert_eq!(d.for_step(0), Duration::from_secs(3));
+        let one = d.for_step(1);
+        assert!((one.as_secs_f64() - 3.1).abs() < 1e-9, "{one:?}");
+        let many = d.for_step(1000);
+        assert!((many.as_secs_f64() - 103.0).abs() < 1e-6, "{many:?}");
+        // Absurd measurements cannot overflow it.
+        d.observe(1, Duration::MAX);
+        assert_eq!(d.for_step(u64::MAX), StepDeadline::MAX);
     }
 }

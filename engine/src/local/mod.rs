@@ -23,7 +23,8 @@ pub struct LocalEngine {
     /// Names clients may use (`--served-model-name`), first is canonical.
     names: Vec<String>,
     tokenizer: Arc<Tokenizer>,
-    template: Option<ChatTemplate>,
+    /// Shared with the blocking tasks that render it.
+    template: Option<Arc<ChatTemplate>>,
     core: EngineCoreHandle,
     max_model_len: usize,
     /// Whether the scheduler orders by request `priority` (else a nonzero
@@ -44,7 +45,7 @@ impl LocalEngine {
         Self {
             names,
             tokenizer,
-            template,
+            template: template.map(Arc::new),
             core,
             max_model_len,
             priority_scheduling,

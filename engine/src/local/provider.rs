@@ -15,7 +15,7 @@ use frontend::{ChunkStream, Provider, ProviderError};
 use futures::stream::{self, BoxStream, StreamExt};
 
 use super::generation::{generate, ChoiceDelta, TokenLogprob};
-use super::requests::Knobs;
+use super::requests::{off_the_runtime, Knobs};
 use super::{GenerationParams, LocalEngine};
 use crate::core::CoreError;
 
@@ -34,6 +34,10 @@ fn core_error(e: CoreError) -> ProviderError {
     match e {
         CoreError::Unavailable(message) => ProviderError::Unavailable { message },
         CoreError::Rejected(message) => ProviderError::invalid("prompt", message),
+        CoreError::Overloaded(message) => ProviderError::RateLimited {
+            message,
+            retry_after: Some(crate::core::OVERLOADED_RETRY_AFTER_SECS),
+        },
     }
 }
 
@@ -144,44 +148,57 @@ impl LocalEngine {
             .boxed())
     }
 
-    fn start_chat(
+    async fn start_chat(
         &self,
         req: &ChatCompletionRequest,
         id: &str,
     ) -> Result<(Deltas, usize, usize), ProviderError> {
         self.check_model(&req.model)?;
-        let prompt = self.chat_prompt(&req.messages, req.add_generation_prompt.unwrap_or(true))?;
+        let prompt = self
+            .chat_prompt(&req.messages, req.add_generation_prompt.unwrap_or(true))
+            .await?;
         let prompt_len = prompt.len();
         let params = self.params(id.to_string(), prompt, &Knobs::of_chat(req))?;
         let n = params.n;
         Ok((self.start(params, 0)?, n, prompt_len))
     }
 
-    /// Token ids of each prompt of a (possibly batched) completion request.
-    fn completion_prompts(&self, req: &CompletionRequest) -> Result<Vec<Vec<u32>>, ProviderError> {
+    /// Token ids of each prompt of a (possibly batched) completion request;
+    /// text is tokenized off the async workers.
+    async fn completion_prompts(
+        &self,
+        req: &CompletionRequest,
+    ) -> Result<Vec<Vec<u32>>, ProviderError> {
         let add_special = req.add_special_tokens.unwrap_or(true);
-        let encode = |t: &str| {
-            self.tokenizer
-                .encode(t, add_special)
-                .map_err(|e| ProviderError::Internal {
-                    message: e.to_string(),
-                })
+        let texts = match &req.prompt {
+            Prompt::Text(t) => vec![t.clone()],
+            Prompt::Texts(ts) => ts.clone(),
+            Prompt::Tokens(ids) => return Ok(vec![ids.clone()]),
+            Prompt::TokenBatches(b) => return Ok(b.clone()),
         };
-        match &req.prompt {
-            Prompt::Text(t) => Ok(vec![encode(t)?]),
-            Prompt::Texts(ts) => ts.iter().map(|t| encode(t)).collect(),
-            Prompt::Tokens(ids) => Ok(vec![ids.clone()]),
-            Prompt::TokenBatches(b) => Ok(b.clone()),
-        }
+        let tokenizer = self.tokenizer.clone();
+        off_the_runtime(move || {
+            texts
+                .iter()
+                .map(|t| {
+                    tokenizer
+                        .encode(t, add_special)
+                        .map_err(|e| ProviderError::Internal {
+                            message: e.to_string(),
+                        })
+                })
+                .collect()
+        })
+        .await
     }
 
-    fn start_completion(
+    async fn start_completion(
         &self,
         req: &CompletionRequest,
         id: &str,
     ) -> Result<StartedCompletion, ProviderError> {
         self.check_model(&req.model)?;
-        let prompts = self.completion_prompts(req)?;
+        let prompts = self.completion_prompts(req).await?;
         let knobs = Knobs::of_completion(req);
         let mut all = Vec::new();
         let mut n = 1;
@@ -223,7 +240,7 @@ impl Provider for LocalEngine {
         req: ChatCompletionRequest,
     ) -> Result<ChatCompletionResponse, ProviderError> {
         let id = new_id("chatcmpl");
-        let (deltas, n, prompt_len) = self.start_chat(&req, &id)?;
+        let (deltas, n, prompt_len) = self.start_chat(&req, &id).await?;
         let collected = collect(deltas, n).await?;
         let completion_tokens: usize = collected.iter().map(|c| c.num_tokens).sum();
         let choices = collected
@@ -252,7 +269,7 @@ impl Provider for LocalEngine {
         req: ChatCompletionRequest,
     ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
         let id = new_id("chatcmpl");
-        let (deltas, n, prompt_len) = self.start_chat(&req, &id)?;
+        let (deltas, n, prompt_len) = self.start_chat(&req, &id).await?;
         let created = unix_now();
         let model = req.model.clone();
         let want_logprobs = req.logprobs == Some(true);
@@ -330,7 +347,7 @@ impl Provider for LocalEngine {
             choices,
             prompt_tokens,
             prompts,
-        } = self.start_completion(&req, &id)?;
+        } = self.start_completion(&req, &id).await?;
         let per_prompt = choices / prompts.len().max(1);
         let collected = collect(deltas, choices).await?;
         let completion_tokens: usize = collected.iter().map(|c| c.num_tokens).sum();
@@ -379,7 +396,7 @@ impl Provider for LocalEngine {
             choices,
             prompt_tokens,
             ..
-        } = self.start_completion(&req, &id)?;
+        } = self.start_completion(&req, &id).await?;
         let created = unix_now();
         let model = req.model.clone();
         let want_logprobs = req.logprobs.is_some();
@@ -437,14 +454,21 @@ impl Provider for LocalEngine {
             self.check_model(model)?;
         }
         let tokens = match req.input()? {
-            TokenizeInput::Prompt(text) => self
-                .tokenizer
-                .encode(text, req.add_special_tokens.unwrap_or(true))
-                .map_err(|e| ProviderError::Internal {
-                    message: e.to_string(),
-                })?,
+            TokenizeInput::Prompt(text) => {
+                let (tokenizer, text) = (self.tokenizer.clone(), text.to_owned());
+                let add_special = req.add_special_tokens.unwrap_or(true);
+                off_the_runtime(move || {
+                    tokenizer
+                        .encode(&text, add_special)
+                        .map_err(|e| ProviderError::Internal {
+                            message: e.to_string(),
+                        })
+                })
+                .await?
+            }
             TokenizeInput::Messages(messages) => {
-                self.chat_prompt(messages, req.add_generation_prompt.unwrap_or(true))?
+                self.chat_prompt(messages, req.add_generation_prompt.unwrap_or(true))
+                    .await?
             }
         };
         Ok(TokenizeResponse {

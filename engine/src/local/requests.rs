@@ -28,6 +28,9 @@ pub(super) struct Knobs<'a> {
     pub stop_token_ids: Option<&'a Vec<u32>>,
     /// Top logprobs to return per token; `None` for no logprobs.
     pub logprobs: Option<u32>,
+    /// `max_tokens` when the client sent none: OpenAI's and vLLM's 16 for
+    /// text completions; `None` (the rest of the context) for chat.
+    pub default_max_tokens: Option<usize>,
 }
 
 impl<'a> Knobs<'a> {
@@ -50,6 +53,7 @@ impl<'a> Knobs<'a> {
             stop: r.stop.as_ref(),
             stop_token_ids: r.stop_token_ids.as_ref(),
             logprobs: (r.logprobs == Some(true)).then(|| r.top_logprobs.unwrap_or(0).max(0) as u32),
+            default_max_tokens: None,
         }
     }
 
@@ -72,19 +76,34 @@ impl<'a> Knobs<'a> {
             stop: r.stop.as_ref(),
             stop_token_ids: r.stop_token_ids.as_ref(),
             logprobs: r.logprobs.map(|k| k.max(0) as u32),
+            default_max_tokens: Some(frontend::openai::COMPLETION_DEFAULT_MAX_TOKENS as usize),
         }
     }
 }
 
+/// Runs CPU-heavy work (chat templating, tokenizing a large body) on
+/// tokio's blocking pool, so a 30 MB prompt never stalls the async workers
+/// that serve every other connection.
+pub(super) async fn off_the_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ProviderError> + Send + 'static,
+) -> Result<T, ProviderError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ProviderError::Internal {
+            message: format!("tokenizer task failed: {e}"),
+        })?
+}
+
 impl LocalEngine {
     /// Renders `messages` with the model's chat template and tokenizes the
-    /// result (special tokens come from the template itself).
-    pub(super) fn chat_prompt(
+    /// result (special tokens come from the template itself), off the
+    /// async workers.
+    pub(super) async fn chat_prompt(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>, ProviderError> {
-        let template = self.template.as_ref().ok_or_else(|| {
+        let template = self.template.clone().ok_or_else(|| {
             ProviderError::invalid(
                 "messages",
                 "this model has no chat template; use /v1/completions",
@@ -103,18 +122,22 @@ impl LocalEngine {
                 v
             })
             .collect();
-        let text = template
-            .render(
-                &serde_json::Value::Array(messages),
-                add_generation_prompt,
-                None,
-            )
-            .map_err(|e| ProviderError::invalid("messages", format!("chat template: {e}")))?;
-        self.tokenizer
-            .encode(&text, false)
-            .map_err(|e| ProviderError::Internal {
-                message: e.to_string(),
-            })
+        let tokenizer = self.tokenizer.clone();
+        off_the_runtime(move || {
+            let text = template
+                .render(
+                    &serde_json::Value::Array(messages),
+                    add_generation_prompt,
+                    None,
+                )
+                .map_err(|e| ProviderError::invalid("messages", format!("chat template: {e}")))?;
+            tokenizer
+                .encode(&text, false)
+                .map_err(|e| ProviderError::Internal {
+                    message: e.to_string(),
+                })
+        })
+        .await
     }
 
     /// Builds the engine's parameters, refusing prompts that do not fit.
@@ -152,7 +175,7 @@ impl LocalEngine {
         }
         let room = self.max_model_len - prompt_len;
         let max_tokens = match k.max_tokens {
-            None => room,
+            None => k.default_max_tokens.map_or(room, |d| d.min(room)),
             Some(m) => {
                 let m = m.max(1) as usize;
                 if m > room {
@@ -168,7 +191,8 @@ impl LocalEngine {
             }
         };
         let sampling = SamplingParams {
-            temperature: k.temperature.unwrap_or(1.0),
+            // Below 1e-5 (subnormals included) is greedy, as in vLLM.
+            temperature: greedy_below_eps(k.temperature.unwrap_or(1.0)),
             top_p: k.top_p.unwrap_or(1.0),
             top_k: k.top_k.filter(|&t| t > 0).map_or(0, |t| t as u32),
             min_p: k.min_p.unwrap_or(0.0),
@@ -197,5 +221,32 @@ impl LocalEngine {
             skip_special_tokens: k.skip_special_tokens.unwrap_or(true),
             priority,
         })
+    }
+}
+
+/// `temperature`, or 0 (greedy) when it is below
+/// `workers::sampler::MIN_TEMPERATURE` (vLLM's `_SAMPLING_EPS`), so a
+/// subnormal such as `1e-40` never reaches the sampler as a divisor.
+fn greedy_below_eps(temperature: f32) -> f32 {
+    if f64::from(temperature) < workers::sampler::MIN_TEMPERATURE {
+        0.0
+    } else {
+        temperature
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temperatures_below_the_epsilon_are_greedy() {
+        for t in [0.0, 1e-40, f32::MIN_POSITIVE, 1e-6, 9.99e-6] {
+            assert_eq!(greedy_below_eps(t), 0.0, "{t}");
+        }
+        // Compared as the worker's sampler does (in f64), so both agree.
+        for t in [2e-5, 0.01, 0.7, 2.0] {
+            assert_eq!(greedy_below_eps(t), t, "{t}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! response and its streamed chunk.
 
 use super::common::{unix_now, FinishReason, StopSequences, StreamOptions, Usage};
-use super::validate::{logprobs_count, to_u32, Sampling, MAX_N};
+use super::validate::{logprobs_count, to_u32, Sampling, MAX_N, MAX_SEQUENCES_PER_REQUEST};
 use crate::error::ProviderError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -108,6 +108,20 @@ impl CompletionRequest {
             return Err(ProviderError::invalid("suffix", "suffix is not supported"));
         }
         logprobs_count("logprobs", self.logprobs)?;
+        // Checked before anything is tokenized or queued, so a batch of a
+        // million prompts at n = 128 costs one multiplication.
+        let per_prompt = self.n.unwrap_or(1).max(self.best_of.unwrap_or(1)).max(1);
+        let sequences = (self.prompt.len() as u128).saturating_mul(per_prompt as u128);
+        if sequences > MAX_SEQUENCES_PER_REQUEST as u128 {
+            return Err(ProviderError::invalid(
+                "prompt",
+                format!(
+                    "{} prompts x {per_prompt} choices is {sequences} sequences; at most \
+                     {MAX_SEQUENCES_PER_REQUEST} are allowed per request",
+                    self.prompt.len()
+                ),
+            ));
+        }
         if let Some(b) = self.best_of {
             let n = self.n.unwrap_or(1);
             if !(1..=MAX_N).contains(&b) || b < n {
@@ -318,6 +332,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+    use crate::openai::MAX_STOP_BYTES;
     use serde_json::json;
 
     fn req(v: Value) -> CompletionRequest {
@@ -380,6 +395,36 @@ mod tests {
             param_of(json!({"prompt": "a", "temperature": 2.5})),
             "temperature"
         );
+    }
+
+    #[test]
+    fn fan_out_and_stop_strings_are_bounded() {
+        // prompts x n over the cap: refused before anything is tokenized.
+        let many: Vec<&str> = vec!["a"; 9];
+        assert_eq!(param_of(json!({"prompt": many, "n": 128})), "prompt");
+        let batch: Vec<Vec<u32>> = vec![vec![1]; MAX_SEQUENCES_PER_REQUEST + 1];
+        assert_eq!(param_of(json!({"prompt": batch})), "prompt");
+        let batch: Vec<Vec<u32>> = vec![vec![1]; 9];
+        assert_eq!(
+            param_of(json!({"prompt": batch, "n": 1, "best_of": 128})),
+            "prompt"
+        );
+        let ok: Vec<&str> = vec!["a"; 8];
+        req(json!({"prompt": ok, "n": 128})).validate().unwrap();
+        // Stop strings: at most 16, each at most MAX_STOP_BYTES.
+        let long = "x".repeat(MAX_STOP_BYTES + 1);
+        assert_eq!(param_of(json!({"prompt": "a", "stop": long})), "stop");
+        assert_eq!(
+            param_of(json!({"prompt": "a", "stop": ["ok", long]})),
+            "stop"
+        );
+        let stops: Vec<String> = (0..17).map(|i| i.to_string()).collect();
+        assert_eq!(param_of(json!({"prompt": "a", "stop": stops})), "stop");
+        let fits = "x".repeat(MAX_STOP_BYTES);
+        let stops: Vec<&str> = vec![fits.as_str(); 16];
+        req(json!({"prompt": "a", "stop": stops}))
+            .validate()
+            .unwrap();
     }
 
     #[test]

@@ -44,3 +44,4 @@ pub use models::{ModelCard, ModelList};
 pub use tokenize::{
     DetokenizeRequest, DetokenizeResponse, TokenizeInput, TokenizeRequest, TokenizeResponse,
 };
+pub use validate::{MAX_SEQUENCES_PER_REQUEST, MAX_STOP_BYTES};

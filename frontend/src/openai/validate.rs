@@ -8,8 +8,15 @@ use std::collections::BTreeMap;
 
 /// Most stop strings accepted (OpenAI allows 4, vLLM any number).
 pub(crate) const MAX_STOP_SEQUENCES: usize = 16;
+/// Longest stop string, in bytes: OpenAI documents none, and real ones
+/// are a few words; the bound keeps the engine's stop matching and
+/// hold-back small per token.
+pub const MAX_STOP_BYTES: usize = 512;
 /// Most choices per request (`n`, `best_of`).
 pub(crate) const MAX_N: i64 = 128;
+/// Most sequences one text completion may start: prompts in the batch
+/// times `n` (or `best_of`). Each is a request in the engine's queue.
+pub const MAX_SEQUENCES_PER_REQUEST: usize = 1024;
 /// Most top logprobs per token (vLLM's default `max_logprobs`).
 pub(crate) const MAX_LOGPROBS: i64 = 20;
 
@@ -109,6 +116,15 @@ impl Sampling<'_> {
                 return Err(ProviderError::invalid(
                     "stop",
                     "stop sequences must not be empty strings",
+                ));
+            }
+            if let Some(long) = stop.to_vec().iter().find(|s| s.len() > MAX_STOP_BYTES) {
+                return Err(ProviderError::invalid(
+                    "stop",
+                    format!(
+                        "stop sequences must be at most {MAX_STOP_BYTES} bytes, got one of {}",
+                        long.len()
+                    ),
                 ));
             }
         }

@@ -269,8 +269,14 @@ pub fn retry_after(headers: &HeaderMap) -> Option<u64> {
         .trim()
         .parse::<f64>()
         .ok()
-        .map(|s| s.max(0.0).ceil() as u64)
+        .filter(|s| !s.is_nan())
+        .map(|s| s.clamp(0.0, MAX_RETRY_AFTER_SECS as f64).ceil() as u64)
 }
+
+/// Largest `Retry-After` taken from an upstream, in seconds (an hour):
+/// `inf` or `1e30` become this, so no upstream can stall a request or
+/// cool a deployment down for ever.
+pub const MAX_RETRY_AFTER_SECS: u64 = 3600;
 
 /// One server-sent event.
 #[derive(Debug, Clone, PartialEq)]
@@ -415,5 +421,13 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&h), None);
+        for huge in ["inf", "1e30", "18446744073709551616"] {
+            h.insert(RETRY_AFTER, huge.parse().unwrap());
+            assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER_SECS), "{huge}");
+        }
+        h.insert(RETRY_AFTER, "NaN".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, "-inf".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(0));
     }
 }

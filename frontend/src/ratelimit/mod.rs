@@ -187,6 +187,7 @@ impl From<RateLimitError> for ProviderError {
         match e {
             RateLimitError::Limited(limited) => ProviderError::RateLimited {
                 message: limited.to_string(),
+                retry_after: None,
             },
             RateLimitError::Backend(_) => ProviderError::Unavailable {
                 message: e.to_string(),

@@ -28,6 +28,9 @@ pub const FAILURE_RATE_MIN_REQUESTS: u64 = 5;
 pub const SINGLE_DEPLOYMENT_FAILURE_MIN_REQUESTS: u64 = 1000;
 /// Weight of a new sample in the latency moving average.
 const EWMA_ALPHA: f64 = 0.3;
+/// Longest cooldown, whatever the config or an upstream's `Retry-After`
+/// asks for.
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(24 * 3600);
 
 /// What the router needs to build a deployment: who serves it and how it
 /// is limited. Public so tests and embedders can assemble a router
@@ -171,7 +174,9 @@ impl Deployment {
         };
         let already = s.cooldown_until.is_some_and(|u| now < u);
         if !already && (immediate || over) && !cooldown.is_zero() {
-            s.cooldown_until = Some(now + cooldown);
+            // Capped, so no `Retry-After` an upstream sends (`inf`, 1e30)
+            // can overflow the clock or black a deployment out for years.
+            s.cooldown_until = Some(now + cooldown.min(MAX_COOLDOWN));
             FailureOutcome::CooledDown(s.failed_in_window as usize)
         } else {
             FailureOutcome::Counted

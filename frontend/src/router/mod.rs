@@ -409,9 +409,11 @@ impl Router {
         est_tokens: u64,
         attempt: &AttemptFn<'_, T>,
     ) -> Result<T::Output, ProviderError> {
+        // A deadline past what the clock can represent is no deadline
+        // (a client may send `"timeout": 1e20`).
         let deadline = own_timeout
             .or(self.shared.policy.timeout)
-            .map(|t| Instant::now() + t);
+            .and_then(|t| Instant::now().checked_add(t));
         let chain = self.with_fallbacks(model, deadline, est_tokens, attempt);
         match deadline {
             Some(d) => tokio::time::timeout_at(d, chain)
@@ -522,6 +524,7 @@ impl Router {
                      after failures; the first is back in {back_in:.1}s",
                     group.len()
                 ),
+                retry_after: None,
             });
         }
         let others: Vec<usize> = healthy
@@ -554,6 +557,7 @@ impl Router {
                 message: format!(
                     "every deployment of model `{model}` is at its rpm/tpm limit for this minute"
                 ),
+                retry_after: None,
             }),
         }
     }
@@ -707,13 +711,14 @@ fn probe_wildcard(
 }
 
 /// Takes LiteLLM's per-request `timeout` (seconds) out of the request's
-/// extra fields, so it is not forwarded upstream.
+/// extra fields, so it is not forwarded upstream. A value no `Duration`
+/// can hold (`1e20`) means no timeout of the client's own, never a panic.
 fn take_timeout(extra: &mut Map<String, Value>) -> Option<Duration> {
     extra
         .remove("timeout")
         .and_then(|v| v.as_f64())
         .filter(|t| t.is_finite() && *t > 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|t| Duration::try_from_secs_f64(t).ok())
 }
 
 /// A rough input-token estimate (4 bytes a token) for tpm limits before

@@ -7,6 +7,7 @@
 
 use crate::config::{RetryPolicy, RouterPolicy};
 use crate::error::ProviderError;
+use crate::providers::http::MAX_RETRY_AFTER_SECS;
 use std::time::Duration;
 
 /// First backoff step (LiteLLM's `INITIAL_RETRY_DELAY`).
@@ -110,13 +111,19 @@ pub fn cools_immediately(e: &ProviderError) -> bool {
         || matches!(e, ProviderError::Upstream { status: 401, .. })
 }
 
-/// The upstream's Retry-After, if it sent one.
+/// The upstream's (or a local engine's full queue's) Retry-After, if it
+/// sent one, at most [`MAX_RETRY_AFTER_SECS`] (an error built by hand may
+/// carry any value).
 pub fn retry_after(e: &ProviderError) -> Option<Duration> {
     match e {
         ProviderError::Upstream {
             retry_after: Some(s),
             ..
-        } => Some(Duration::from_secs(*s)),
+        }
+        | ProviderError::RateLimited {
+            retry_after: Some(s),
+            ..
+        } => Some(Duration::from_secs((*s).min(MAX_RETRY_AFTER_SECS))),
         _ => None,
     }
 }
@@ -199,6 +206,15 @@ mod tests {
             retry_after: Some(20),
         };
         assert_eq!(backoff(0, &ra), Duration::from_secs(20));
+        let forever = ProviderError::Upstream {
+            status: 429,
+            message: "inf".into(),
+            retry_after: Some(u64::MAX),
+        };
+        assert_eq!(
+            backoff(0, &forever),
+            Duration::from_secs(MAX_RETRY_AFTER_SECS)
+        );
     }
 
     #[test]

@@ -1401,3 +1401,46 @@ async fn an_entry_that_cannot_be_built_answers_503_while_the_rest_serve() {
     .unwrap();
     assert_eq!(answer(&r.chat(req("bad")).await.unwrap()), "engine");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_no_clock_can_hold_is_no_timeout_not_a_panic() {
+    let a = Scripted::ok("a");
+    let (r, _) = router(
+        vec![spec("m", &a, plain())],
+        policy(RoutingStrategy::SimpleShuffle),
+    );
+    for huge in [json!(1e20), json!(1.7976931348623157e308), json!(u64::MAX)] {
+        let mut own = req("m");
+        own.extra.insert("timeout".into(), huge.clone());
+        assert_eq!(answer(&r.chat(own).await.unwrap()), "a", "{huge}");
+    }
+    // Within `Duration` but past what `Instant` can add (about 5.8e11 years).
+    let mut own = req("m");
+    own.extra.insert("timeout".into(), json!(1.8e19));
+    assert_eq!(answer(&r.chat(own).await.unwrap()), "a");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_of_forever_cools_for_the_longest_allowed_cooldown() {
+    let primary = Scripted::new(
+        "primary",
+        vec![Step::Fail(up(429, Some(u64::MAX)))],
+        Step::Ok,
+    );
+    let backup = Scripted::ok("backup");
+    let (r, _) = router(
+        vec![spec("m", &primary, plain()), spec("m", &backup, plain())],
+        policy(RoutingStrategy::SimpleShuffle),
+    );
+    // Shuffle may pick either first; call until the primary has failed.
+    while primary.calls() == 0 {
+        let _ = r.chat(req("m")).await;
+    }
+    let until = r.shared.groups["m"]
+        .iter()
+        .find(|d| d.id == "primary")
+        .and_then(|d| d.cooldown_until())
+        .unwrap();
+    assert!(until <= Instant::now() + deployment::MAX_COOLDOWN);
+    assert_eq!(answer(&r.chat(req("m")).await.unwrap()), "backup");
+}

@@ -174,8 +174,11 @@ pub fn retry_delay(body: &[u8]) -> Option<u64> {
         .strip_suffix('s')?
         .parse::<f64>()
         .ok()
-        .filter(|s| s.is_finite())
-        .map(|s| s.max(0.0).ceil() as u64)
+        .filter(|s| !s.is_nan())
+        .map(|s| {
+            s.clamp(0.0, crate::providers::http::MAX_RETRY_AFTER_SECS as f64)
+                .ceil() as u64
+        })
 }
 
 /// Gemini's `finishReason` as OpenAI's; `None` for unknown values.
@@ -372,6 +375,11 @@ mod tests {
         assert_eq!(retry_delay(body.to_string().as_bytes()), Some(7));
         assert_eq!(retry_delay(b"{\"error\": {\"code\": 429}}"), None);
         assert_eq!(retry_delay(b"not json"), None);
+        let huge = json!({"error": {"details": [{"retryDelay": "1e300s"}]}});
+        assert_eq!(
+            retry_delay(huge.to_string().as_bytes()),
+            Some(crate::providers::http::MAX_RETRY_AFTER_SECS)
+        );
     }
 
     #[test]

@@ -12,6 +12,10 @@ use crate::providers::http::{malformed, SseEvent};
 use crate::providers::stream_pump::{cut_stream, ChunkBuilder, StreamTranslator};
 use serde_json::Value;
 
+/// Most candidates a stream may carry: the most choices (`n`) a request
+/// can ask for; Gemini itself allows 8.
+const MAX_CANDIDATES: usize = 128;
+
 #[derive(Debug, Default)]
 struct CandidateState {
     role_sent: bool,
@@ -53,6 +57,15 @@ impl GeminiStream {
         for (i, c) in resp.candidates.into_iter().enumerate() {
             let index = c.index.unwrap_or(i as u32);
             let slot = index as usize;
+            if slot >= MAX_CANDIDATES {
+                // A candidate index is a position in our table: one from an
+                // upstream that answers more than we could have asked for
+                // would make it allocate without bound.
+                return Err(malformed(
+                    format!("candidate index {index} is not below {MAX_CANDIDATES}"),
+                    b"",
+                ));
+            }
             if self.candidates.len() <= slot {
                 self.candidates
                     .resize_with(slot + 1, CandidateState::default);
@@ -215,5 +228,25 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!(err.status(), 502);
+    }
+
+    #[test]
+    fn a_huge_candidate_index_is_an_error_not_an_allocation() {
+        let mut s = GeminiStream::new(ChunkBuilder::new("g", false));
+        let err = s
+            .on_event(ev(
+                json!({"candidates": [{"content": {"parts": [{"text": "a"}]},
+                                                "index": 4_000_000_000u64}]}),
+            ))
+            .unwrap_err();
+        assert_eq!(err.status(), 502);
+        assert!(err.to_string().contains("4000000000"), "{err}");
+        // The largest allowed index still works.
+        let mut s = GeminiStream::new(ChunkBuilder::new("g", false));
+        s.on_event(ev(
+            json!({"candidates": [{"content": {"parts": [{"text": "a"}]},
+                                             "index": MAX_CANDIDATES - 1}]}),
+        ))
+        .unwrap();
     }
 }
