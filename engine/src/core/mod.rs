@@ -12,6 +12,7 @@
 //! vLLM does, for a supervisor to restart it.
 
 mod metrics;
+mod stats_log;
 mod step;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
 
 pub use self::metrics::EngineMetrics;
+pub use self::stats_log::StatsLogger;
 use self::step::{runner_output, WorkerView};
 use crate::executor::Executor;
 
