@@ -53,7 +53,7 @@ pub fn random(
         bail!("--random-input-len and --random-output-len must be positive");
     }
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut draw = |n: usize, rng: &mut StdRng| {
+    let draw = |n: usize, rng: &mut StdRng| {
         let lo = ((n as f64) * (1.0 - range_ratio)).floor().max(1.0) as usize;
         let hi = ((n as f64) * (1.0 + range_ratio)).ceil() as usize;
         rng.random_range(lo..=hi.max(lo))
