@@ -78,6 +78,7 @@ pub async fn chat_completions(
     let lookup = lookup.map(|l| l.keyed(&req));
     if let Some(hit) = cached(&control, lookup.as_ref(), &req.model).await {
         let resp: crate::openai::ChatCompletionResponse = hit;
+        access.set_usage(&resp.usage);
         gate.finish(Some(&resp.usage), true);
         return Ok(with_cost(Json(resp).into_response(), 0.0, true));
     }
@@ -136,6 +137,7 @@ pub async fn completions(
     let lookup = lookup.map(|l| l.keyed(&req));
     if let Some(hit) = cached(&control, lookup.as_ref(), &req.model).await {
         let resp: crate::openai::CompletionResponse = hit;
+        access.set_usage(&resp.usage);
         gate.finish(Some(&resp.usage), true);
         return Ok(with_cost(Json(resp).into_response(), 0.0, true));
     }
