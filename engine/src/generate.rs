@@ -3,7 +3,8 @@
 //! Prefills the prompt in one forward pass, then decodes a token per step
 //! over a paged KV cache, exactly as a served request would run, and prints
 //! the text as it comes and the decode speed. `--json` prints a machine
-//! readable record instead (used by the benchmark script).
+//! readable record instead (used by the benchmark script). With `--tp N`
+//! (N > 1) it runs N worker processes instead ([`crate::generate_tp`]).
 
 use std::io::Write;
 use std::time::Instant;
@@ -64,6 +65,15 @@ pub struct GenerateArgs {
     /// Print one JSON object (ids, text, timings) instead of streaming text.
     #[arg(long)]
     pub json: bool,
+    /// Tensor-parallel ranks: above 1, one `worker` process per rank (as
+    /// `engine serve --tp N` runs them) instead of this process.
+    #[arg(
+        long = "tensor-parallel-size",
+        short = 't',
+        visible_alias = "tp",
+        default_value_t = 1
+    )]
+    pub tp: usize,
 }
 
 /// Runs `engine generate`.
@@ -91,6 +101,11 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let prompt_ids = tokenizer.encode(&prompt, args.raw)?;
     if prompt_ids.is_empty() {
         bail!("the prompt encodes to no tokens");
+    }
+    match args.tp {
+        0 => bail!("--tp must be at least 1"),
+        1 => {}
+        _ => return crate::generate_tp::run(args, std::sync::Arc::new(tokenizer), prompt_ids),
     }
 
     let load_start = Instant::now();

@@ -5,11 +5,14 @@
 //! It must not parse HTTP: the `frontend` crate owns the API and reaches the
 //! local model through its `Provider` trait.
 
+pub mod bench;
 pub mod chat_template;
 pub mod core;
 pub mod detokenizer;
 pub mod executor;
 pub mod generate;
+pub mod generate_tp;
+pub mod generation_config;
 pub mod local;
 pub mod serve;
 pub mod tokenizer;

@@ -1,13 +1,14 @@
 //! The `engine` command line.
 //!
 //! `engine generate` runs one prompt through a model in this process, for a
-//! quick check of a model and its speed. `engine serve` (issue 4) will
-//! serve the OpenAI API.
+//! quick check of a model and its speed. `engine serve` serves the OpenAI
+//! API. `engine bench serve` benchmarks any OpenAI-compatible server.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use engine::bench::{self, BenchCommand};
 use engine::generate::{self, GenerateArgs};
 use engine::serve::{self, ServeArgs};
 
@@ -28,6 +29,9 @@ enum Command {
     Generate(GenerateArgs),
     /// Serve the OpenAI-compatible API over a local model.
     Serve(ServeArgs),
+    /// Benchmarks (`engine bench serve`: any OpenAI-compatible server).
+    #[command(subcommand)]
+    Bench(BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(args) => generate::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Bench(command) => bench::run(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

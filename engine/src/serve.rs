@@ -15,8 +15,9 @@ use workers::loader::parse_device;
 use workers::parallel::CommunicatorKind;
 
 use crate::chat_template::ChatTemplate;
-use crate::core::{spawn_engine_core, EngineCoreHandle, EngineMetrics};
+use crate::core::{spawn_engine_core, EngineCoreHandle, EngineMetrics, StatsLogger};
 use crate::executor::{start_executor, ExecutorConfig};
+use crate::generation_config::{GenerationConfigSource, SamplingDefaults};
 use crate::local::LocalEngine;
 use crate::tokenizer::Tokenizer;
 
@@ -113,6 +114,25 @@ pub struct ServeArgs {
     /// mp (worker processes, the default) or uni (in this process).
     #[arg(long, default_value = "mp")]
     pub distributed_executor_backend: String,
+    /// Sampling defaults for fields a request leaves out: auto (the
+    /// model's generation_config.json; SmolLM2's model card settings for
+    /// `smollm2`), vllm (none: OpenAI's defaults), or a folder holding a
+    /// generation_config.json.
+    #[arg(long, default_value = "auto")]
+    pub generation_config: GenerationConfigSource,
+    /// A JSON object set over those defaults, e.g.
+    /// '{"temperature": 0.5, "max_tokens": 256}'.
+    #[arg(long)]
+    pub override_generation_config: Option<String>,
+    /// No access-log line per request.
+    #[arg(long)]
+    pub disable_log_requests: bool,
+    /// No periodic stats line (throughput, running/waiting, KV cache).
+    #[arg(long)]
+    pub disable_log_stats: bool,
+    /// Seconds between stats lines while there is work.
+    #[arg(long, default_value_t = 5.0)]
+    pub log_stats_interval: f64,
 }
 
 /// How long a server whose engine failed keeps answering (503, `/health`
@@ -200,6 +220,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         args.served_model_name.clone()
     };
     let registry = prometheus::Registry::new();
+    let example_model = served_names[0].clone();
     let local = start_local_engine(args, &args.model, served_names, &registry)?;
     let result = serve_http(
         args,
@@ -207,6 +228,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         registry,
         Some(&local.core),
         None,
+        &example_model,
     );
     local.core.shutdown();
     result?;
@@ -258,12 +280,14 @@ fn run_gateway(args: &ServeArgs, path: &std::path::Path) -> Result<()> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."))
         .to_path_buf();
+    let example_model = config.model_names().first().cloned().unwrap_or_default();
     let result = serve_http(
         args,
         vec![Arc::new(router)],
         registry,
         local.as_ref().map(|l| &l.core),
         Some((&config, dir)),
+        &example_model,
     );
     if let Some(local) = &local {
         local.core.shutdown();
@@ -311,6 +335,8 @@ fn local_model(
 struct LocalServing {
     provider: Arc<dyn frontend::Provider>,
     core: EngineCoreHandle,
+    /// The periodic stats line; stops with the server.
+    _stats: Option<StatsLogger>,
 }
 
 /// Starts the workers, the scheduler and the engine core for `model`
@@ -323,9 +349,28 @@ fn start_local_engine(
     registry: &prometheus::Registry,
 ) -> Result<LocalServing> {
     check_communicator(args)?;
+    let started = std::time::Instant::now();
     let source = ModelSource::resolve(model)?;
     let tokenizer = Arc::new(Tokenizer::from_model_source(&source)?);
     let template = ChatTemplate::from_model_source(&source, &tokenizer)?;
+    let defaults = SamplingDefaults::load(
+        &source,
+        &args.generation_config,
+        args.override_generation_config.as_deref(),
+    )?;
+    if let Some(d) = defaults.describe() {
+        eprintln!(
+            "engine: default sampling parameters from --generation-config {}: {d} (a request's own fields win)",
+            match &args.generation_config {
+                GenerationConfigSource::Auto => "auto".to_owned(),
+                GenerationConfigSource::Vllm => "vllm".to_owned(),
+                GenerationConfigSource::Folder(p) => p.display().to_string(),
+            }
+        );
+    }
+    if !args.log_stats_interval.is_finite() || args.log_stats_interval <= 0.0 {
+        bail!("--log-stats-interval must be a positive number of seconds");
+    }
     let policy = match args.scheduling_policy.as_str() {
         "fcfs" => SchedulingPolicy::Fcfs,
         "priority" => SchedulingPolicy::Priority,
@@ -401,17 +446,36 @@ fn start_local_engine(
         },
     )?;
     let metrics = EngineMetrics::register(registry, &served_names[0])?;
+    let stats = if args.disable_log_stats {
+        None
+    } else {
+        Some(StatsLogger::spawn(
+            metrics.clone(),
+            std::time::Duration::from_secs_f64(args.log_stats_interval),
+        )?)
+    };
     let max_in_flight = args.max_num_seqs.saturating_add(args.max_waiting);
     let core = spawn_engine_core(scheduler, executor, metrics, max_in_flight)?;
-    let provider = Arc::new(LocalEngine::new(
-        served_names,
-        tokenizer,
-        template,
-        core.clone(),
-        max_model_len,
-        policy == SchedulingPolicy::Priority,
-    ));
-    Ok(LocalServing { provider, core })
+    let provider = Arc::new(
+        LocalEngine::new(
+            served_names,
+            tokenizer,
+            template,
+            core.clone(),
+            max_model_len,
+            policy == SchedulingPolicy::Priority,
+        )
+        .with_sampling_defaults(defaults),
+    );
+    eprintln!(
+        "engine: engine ready in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(LocalServing {
+        provider,
+        core,
+        _stats: stats,
+    })
 }
 
 /// Serves `providers` over HTTP on `--host`/`--port` until Ctrl-C, or,
@@ -423,6 +487,7 @@ fn serve_http(
     registry: prometheus::Registry,
     core: Option<&EngineCoreHandle>,
     gateway: Option<(&frontend::config::GatewayConfig, std::path::PathBuf)>,
+    example_model: &str,
 ) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -434,8 +499,9 @@ fn serve_http(
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        eprintln!("engine: serving on http://{}", listener.local_addr()?);
-        let mut state = frontend::AppState::new(providers, registry.clone())?;
+        let local_addr = listener.local_addr()?;
+        let mut state = frontend::AppState::new(providers, registry.clone())?
+            .with_access_log(!args.disable_log_requests);
         let control = match gateway {
             Some((config, dir)) => {
                 let clock = frontend::control::system_clock();
@@ -448,6 +514,8 @@ fn serve_http(
             }
             None => None,
         };
+        let needs_key = control.as_ref().is_some_and(|c| c.requires_keys());
+        eprintln!("{}", ready_banner(local_addr, example_model, needs_key));
         let shutdown = async move {
             let failed = async {
                 match &engine_failed {
@@ -475,6 +543,32 @@ fn serve_http(
         }
         anyhow::Ok(())
     })
+}
+
+/// What `engine serve` prints once it answers: the URL and a request
+/// that works as pasted (a short answer: `max_tokens` set). A server
+/// bound to every interface is reached on `localhost`. With keys
+/// required the request carries a placeholder, never a real key.
+fn ready_banner(addr: std::net::SocketAddr, model: &str, needs_key: bool) -> String {
+    let host = if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    let body = serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "What is the capital of Japan?"}],
+        "max_tokens": 64,
+    });
+    let auth = if needs_key {
+        " -H 'authorization: Bearer <your key>'"
+    } else {
+        ""
+    };
+    format!(
+        "engine: serving on http://{host} (OpenAI API under /v1; metrics at /metrics)\n\
+         engine: try: curl http://{host}/v1/chat/completions -H 'content-type: application/json'{auth} -d '{body}'"
+    )
 }
 
 /// Resolves on SIGTERM (what service managers and `kill` send), so a
@@ -554,6 +648,40 @@ mod tests {
             let err = step_timeout(&args(&["--step-timeout", bad])).unwrap_err();
             assert!(err.to_string().contains("--step-timeout"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn the_ready_banner_prints_a_request_that_works_as_pasted() {
+        let banner = ready_banner("0.0.0.0:8000".parse().unwrap(), "smollm2", false);
+        assert!(
+            banner.contains("serving on http://localhost:8000"),
+            "{banner}"
+        );
+        let body = banner.split(" -d '").nth(1).unwrap().trim_end_matches('\'');
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["model"], "smollm2");
+        assert_eq!(body["max_tokens"], 64);
+        assert!(!banner.contains("authorization"));
+        let keyed = ready_banner("127.0.0.1:9000".parse().unwrap(), "gpt", true);
+        assert!(
+            keyed.contains("http://127.0.0.1:9000/v1/chat/completions"),
+            "{keyed}"
+        );
+        assert!(keyed.contains("Bearer <your key>"), "{keyed}");
+    }
+
+    #[test]
+    fn generation_config_flags_parse() {
+        assert_eq!(args(&[]).generation_config, GenerationConfigSource::Auto);
+        let a = args(&[
+            "--generation-config",
+            "vllm",
+            "--override-generation-config",
+            r#"{"temperature": 0}"#,
+            "--disable-log-requests",
+        ]);
+        assert_eq!(a.generation_config, GenerationConfigSource::Vllm);
+        assert!(a.disable_log_requests && !a.disable_log_stats);
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub struct AppState {
     http_metrics: HttpMetrics,
     body_limit: usize,
     control: Option<Arc<ControlPlane>>,
+    access_log: bool,
 }
 
 impl AppState {
@@ -51,6 +52,7 @@ impl AppState {
             http_metrics,
             body_limit: DEFAULT_BODY_LIMIT,
             control: None,
+            access_log: true,
         })
     }
 
@@ -65,6 +67,13 @@ impl AppState {
     /// The control plane, when configured.
     pub fn control(&self) -> Option<&Arc<ControlPlane>> {
         self.control.as_ref()
+    }
+
+    /// Turns the per-request access log line ([`crate::access_log`]) on or
+    /// off (`--disable-log-requests`); on by default.
+    pub fn with_access_log(mut self, enabled: bool) -> Self {
+        self.access_log = enabled;
+        self
     }
 
     /// Sets the largest accepted request body (413 above it).
@@ -113,7 +122,7 @@ impl AppState {
 }
 
 /// The application: all routes, OpenAI-shaped 404/405 fallbacks, and the
-/// layers (auth, HTTP metrics, body limit, tracing, the request id,
+/// layers (auth, HTTP metrics, body limit, tracing, the access log, the request id,
 /// permissive CORS).
 pub fn router(state: AppState) -> Router {
     routes::routes()
@@ -129,6 +138,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(state.body_limit))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            state.access_log,
+            crate::access_log::track,
+        ))
         .layer(axum::middleware::from_fn(crate::request_id::assign))
         .layer(CorsLayer::permissive())
         .with_state(state)

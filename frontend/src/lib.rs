@@ -31,6 +31,7 @@
 //! - [`AppState`], [`router`], [`serve`]: wiring, with `TCP_NODELAY` on
 //!   every accepted socket (DESIGN.md's 44 ms Nagle stall).
 
+pub mod access_log;
 pub mod anthropic;
 pub mod app;
 pub mod cache;

@@ -550,6 +550,23 @@ async fn models_lists_cards() {
 }
 
 #[tokio::test]
+async fn models_retrieve_one_card_or_404() {
+    let s = Server::start().await;
+    let card = s.get("/v1/models/slow").await;
+    assert_eq!(card.status(), 200);
+    let card: Value = card.json().await.unwrap();
+    assert_eq!(card["id"], "slow");
+    assert_eq!(card["object"], "model");
+    for unknown in ["/v1/models/nope", "/v1/models/openai/echo"] {
+        let r = s.get(unknown).await;
+        assert_eq!(r.status(), 404, "{unknown}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "model_not_found", "{unknown}");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+    }
+}
+
+#[tokio::test]
 async fn health_follows_provider() {
     let s = Server::start().await;
     let resp = s.get("/health").await;

@@ -17,6 +17,7 @@ journal); the gateway metrics, per key only with the master key."""
 import asyncio
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -366,9 +367,48 @@ def test_metrics_and_no_secret_in_the_log(gw):
         assert "gateway_spend_usd_total" in public
     assert httpx.get(f"{gw.base}/metrics",
                      headers={"Authorization": "Bearer sk-wrong"}).status_code == 401
+    assert sdk(gw, MASTER).models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
+    # One access line per request, naming the key by alias, never by secret.
+    deadline = time.time() + 10
+    while time.time() < deadline and "key=master" not in gw.log.read_text():
+        time.sleep(0.2)
     log = gw.log.read_text()
+    assert re.search(r'"POST /v1/chat/completions" 200 model=gpt-4o-mini tokens_in=\d+ '
+                     r'tokens_out=\d+ latency_ms=\d+ key=metrics-alias request_id=', log), log[-3000:]
+    assert '"GET /v1/models/gpt-4o-mini" 200' in log and "key=master" in log
     for secret in (MASTER, UPSTREAM_KEY, key["key"]):
         assert secret not in log
+
+
+def test_models_retrieve_needs_a_key_and_knows_the_models(gw):
+    key = new_key(gw)["key"]
+    card = sdk(gw, key).models.retrieve("premium")
+    assert card.id == "premium" and card.object == "model"
+    with pytest.raises(openai.NotFoundError) as e:
+        sdk(gw, key).models.retrieve("openai/no-such-model")
+    assert e.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.AuthenticationError):
+        sdk(gw, "sk-wrong").models.retrieve("premium")
+
+
+def bench(base: str, model: str, key: str = None, endpoint="/v1/chat/completions"):
+    from conftest import ENGINE
+    env = {**os.environ, "OPENAI_API_KEY": key or ""}
+    out = subprocess.run(
+        [str(ENGINE), "bench", "serve", "--base-url", base, "--model", model,
+         "--endpoint", endpoint, "--num-prompts", "8", "--random-input-len", "8",
+         "--random-output-len", "8", "--request-rate", "50", "--seed", "2"],
+        capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"Successful requests:\s+8\s", out.stdout), out.stdout
+    assert key is None or key not in out.stdout + out.stderr
+    print(out.stdout)
+    return out.stdout
+
+
+def test_bench_serve_against_aimock_and_through_the_gateway(mock, gw):
+    bench(mock.url, "gpt-4o-mini")
+    bench(gw.base, "gpt-4o-mini", key=new_key(gw)["key"])
 
 
 def two_replicas(mock, tmp, extra):

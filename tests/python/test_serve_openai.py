@@ -1,5 +1,9 @@
 """End to end: the official `openai` SDK against `engine serve --model smollm2`."""
 import concurrent.futures
+import json
+import re
+import subprocess
+import time
 
 import httpx
 import openai
@@ -68,6 +72,7 @@ def test_logprobs(client):
     r = client.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=5, temperature=0,
                                        logprobs=True, top_logprobs=3)
     content = r.choices[0].logprobs.content
+    assert r.choices[0].finish_reason == "length"
     assert len(content) == r.usage.completion_tokens
     for tok in content:
         assert tok.logprob <= 0
@@ -182,3 +187,132 @@ def test_tokenize_and_detokenize(server):
     assert r["count"] == len(r["tokens"]) > 0
     d = httpx.post(f"{server.base}/detokenize", json={"model": MODEL, "tokens": r["tokens"]}).json()
     assert d["prompt"] == "Hello world"
+
+
+# A prompt SmolLM2 answers in a short sentence that ends with EOS.
+SHORT = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def readme_request():
+    """The first `curl ... -d '{...}'` of the README, as written."""
+    from conftest import ROOT
+    readme = (ROOT / "README.md").read_text()
+    m = re.search(r"curl (http://localhost:8000(/v1/chat/completions)) .*?-d '(\{.*?\})'", readme)
+    assert m, "no curl example in the README"
+    return m.group(2), json.loads(m.group(3))
+
+
+def test_the_readme_request_gets_a_short_sensible_answer(server):
+    path, body = readme_request()
+    assert body.get("max_tokens"), "the README request must bound its answer"
+    start = time.time()
+    r = httpx.post(f"{server.base}{path}", json=body, timeout=60)
+    took = time.time() - start
+    assert r.status_code == 200, r.text
+    answer = r.json()["choices"][0]["message"]["content"]
+    assert "Tokyo" in answer, answer
+    assert r.json()["usage"]["completion_tokens"] <= body["max_tokens"]
+    print(f"README request answered in {took:.1f} s: {answer!r}")
+
+
+def test_startup_prints_phases_url_and_a_working_request(server):
+    log = server.log.read_text()
+    for phase in ("model loaded in", "KV cache profiled and allocated in", "engine ready in"):
+        assert phase in log, phase
+    assert f"serving on http://127.0.0.1:{server.port}" in log
+    m = re.search(r"engine: try: curl (\S+) -H 'content-type: application/json' -d '(.*)'", log)
+    assert m, log[-2000:]
+    r = httpx.post(m.group(1), json=json.loads(m.group(2)), timeout=60)
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"], r.text
+    assert "default sampling parameters" in log and "temperature=0.2, top_p=0.9" in log
+
+
+def test_stats_line_and_access_log_appear(server, client):
+    client.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=8, temperature=0)
+    list(client.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=8, temperature=0,
+                                        stream=True))
+    deadline = time.time() + 20
+    stats = access = []
+    while time.time() < deadline:
+        log = server.log.read_text()
+        stats = re.findall(r"Engine 000: Avg prompt throughput: [\d.]+ tokens/s, Avg generation "
+                           r"throughput: [\d.]+ tokens/s, Running: \d+ reqs, Waiting: \d+ reqs, "
+                           r"KV cache usage: [\d.]+%, Prefix cache hit rate: [\d.]+%", log)
+        access = re.findall(r'"POST /v1/chat/completions" 200 model=smollm2 tokens_in=(\d+) '
+                            r'tokens_out=(\d+) latency_ms=\d+ key=\S+ request_id=\S+', log)
+        if stats and len(access) >= 2:
+            break
+        time.sleep(0.5)
+    assert stats, "no stats line"
+    assert len(access) >= 2, "no access line for both requests"
+    # The stream's line has its token counts too (usage asked for by the route).
+    assert all(int(i) > 0 and 0 < int(o) <= 8 for i, o in access[-2:]), access
+
+
+def test_models_retrieve(client, server):
+    m = client.models.retrieve(MODEL)
+    assert m.id == MODEL and m.object == "model" and m.owned_by == "engine"
+    with pytest.raises(openai.NotFoundError) as e:
+        client.models.retrieve("no-such-model")
+    assert e.value.body["code"] == "model_not_found"
+    assert httpx.get(f"{server.base}/v1/models/a/b").json()["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_logprob_tokens_spell_the_content(client, stream):
+    kw = dict(model=MODEL, messages=SHORT, max_tokens=40, temperature=0, logprobs=True,
+              top_logprobs=2)
+    if stream:
+        text, tokens, finish = "", [], None
+        for chunk in client.chat.completions.create(stream=True, **kw):
+            for c in chunk.choices:
+                text += c.delta.content or ""
+                if c.logprobs and c.logprobs.content:
+                    tokens += [t.token for t in c.logprobs.content]
+                finish = c.finish_reason or finish
+    else:
+        r = client.chat.completions.create(**kw)
+        text, finish = r.choices[0].message.content, r.choices[0].finish_reason
+        tokens = [t.token for t in r.choices[0].logprobs.content]
+    assert finish == "stop", "the answer should end with EOS, which must not show"
+    assert "".join(tokens) == text
+    assert "<|im_end|>" not in tokens
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_completion_logprob_tokens_spell_the_text(client, stream):
+    kw = dict(model=MODEL, prompt="<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"
+              "<|im_start|>assistant\n", max_tokens=40, temperature=0, logprobs=1)
+    if stream:
+        text, tokens, finish = "", [], None
+        for chunk in client.completions.create(stream=True, **kw):
+            for c in chunk.choices:
+                text += c.text
+                if c.logprobs:
+                    tokens += c.logprobs.tokens
+                finish = c.finish_reason or finish
+    else:
+        r = client.completions.create(**kw)
+        text, finish, tokens = r.choices[0].text, r.choices[0].finish_reason, r.choices[0].logprobs.tokens
+    assert finish == "stop"
+    assert "".join(tokens) == text
+
+
+def test_bench_serve_against_this_server(server, tmp_path):
+    from conftest import ENGINE
+    out = subprocess.run(
+        [str(ENGINE), "bench", "serve", "--base-url", server.base, "--model", MODEL,
+         "--endpoint", "/v1/completions", "--num-prompts", "4", "--random-input-len", "16",
+         "--random-output-len", "8", "--ignore-eos", "--max-concurrency", "2", "--seed", "1",
+         "--save-result", "--result-dir", str(tmp_path), "--result-filename", "r.json"],
+        capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    print(out.stdout)
+    assert re.search(r"Successful requests:\s+4\s", out.stdout), out.stdout
+    for line in ("Request throughput (req/s):",
+                 "Output token throughput (tok/s):", "Mean TTFT (ms):", "P99 TPOT (ms):",
+                 "Median ITL (ms):", "P90 ITL (ms):"):
+        assert line in out.stdout, line
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["completed"] == 4 and result["total_output_tokens"] == 32
+    assert result["model_id"] == MODEL and result["mean_ttft_ms"] > 0

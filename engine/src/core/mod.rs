@@ -20,6 +20,7 @@
 //! the waiting queue without bound.
 
 mod metrics;
+mod stats_log;
 mod step;
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
 
 pub use self::metrics::EngineMetrics;
+pub use self::stats_log::StatsLogger;
 use self::step::{runner_output, WorkerView};
 use crate::executor::Executor;
 

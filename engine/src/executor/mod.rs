@@ -166,6 +166,12 @@ pub fn start_executor(config: &ExecutorConfig) -> Result<Box<dyn Executor>, Exec
     }
 }
 
+/// Logs one startup phase and its time (`engine: model loaded in 1.2 s`),
+/// so a slow start shows where it spends its time.
+fn log_phase(what: &str, started: std::time::Instant) {
+    eprintln!("engine: {what} in {:.1} s", started.elapsed().as_secs_f64());
+}
+
 /// Wire-form requests every rank gets during bring-up.
 fn load_request(config: &ExecutorConfig) -> proto::worker::LoadModelRequest {
     proto::worker::LoadModelRequest {

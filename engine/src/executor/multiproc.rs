@@ -37,7 +37,9 @@ use tokio::runtime::Runtime;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Response, Status};
 
-use super::{clamp_blocks, load_request, profile_request, Executor, ExecutorConfig, ExecutorError};
+use super::{
+    clamp_blocks, load_request, log_phase, profile_request, Executor, ExecutorConfig, ExecutorError,
+};
 
 /// Environment variable naming the `worker` binary.
 pub const WORKER_BIN_ENV: &str = "ENGINE_WORKER_BIN";
@@ -264,6 +266,7 @@ impl MultiprocExecutor {
             }
         })
         .map_err(setup("Init"))?;
+        let load_started = std::time::Instant::now();
         let load = load_request(config);
         let infos = exec
             .broadcast(None, move |_, mut c| {
@@ -272,6 +275,8 @@ impl MultiprocExecutor {
             })
             .map_err(setup("LoadModel"))?;
         exec.info = infos.into_iter().next().unwrap_or_default();
+        log_phase("model loaded", load_started);
+        let profile_started = std::time::Instant::now();
         let profile = profile_request(config);
         let profiles = exec
             .broadcast(None, move |_, mut c| async move {
@@ -288,6 +293,7 @@ impl MultiprocExecutor {
             move |_, mut c| async move { c.init_kv_cache(kv).await },
         )
         .map_err(setup("InitKvCache"))?;
+        log_phase("KV cache profiled and allocated", profile_started);
         exec.num_blocks = num_blocks as usize;
         Ok(exec)
     }

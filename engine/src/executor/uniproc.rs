@@ -5,7 +5,9 @@
 use proto::worker::{InitKvCacheRequest, InitRequest, LoadModelResponse, StepRequest, StepResult};
 use workers::runner::ModelRunner;
 
-use super::{clamp_blocks, load_request, profile_request, Executor, ExecutorConfig, ExecutorError};
+use super::{
+    clamp_blocks, load_request, log_phase, profile_request, Executor, ExecutorConfig, ExecutorError,
+};
 
 /// A model runner in this process.
 pub struct UniprocExecutor {
@@ -30,13 +32,17 @@ impl UniprocExecutor {
             communicator_id: String::new(),
             communicator: config.tp_communicator.to_string(),
         })?;
+        let load_started = std::time::Instant::now();
         let info = runner.load_model(&load_request(config))?;
+        log_phase("model loaded", load_started);
+        let profile_started = std::time::Instant::now();
         let profile = runner.profile_memory(&profile_request(config))?;
         let num_blocks = clamp_blocks(profile.num_blocks)?;
         runner.init_kv_cache(&InitKvCacheRequest {
             num_blocks,
             block_size: config.block_size as u32,
         })?;
+        log_phase("KV cache profiled and allocated", profile_started);
         Ok(Self {
             runner: Some(runner),
             info,

@@ -44,7 +44,8 @@ pub struct ChoiceDelta {
     pub index: usize,
     pub text: String,
     pub token_ids: Vec<u32>,
-    /// One per token in `token_ids` when logprobs were asked for.
+    /// One per token in `token_ids` when logprobs were asked for, except
+    /// the EOS or stop token that ended the choice (not in the text).
     pub logprobs: Vec<TokenLogprob>,
     /// `"stop"`, `"length"` or `"abort"` on the choice's last delta.
     pub finish_reason: Option<&'static str>,
@@ -177,9 +178,18 @@ fn on_tokens(
         // before the scheduler did; otherwise it is already finished.
         c.events = None;
     }
+    // The EOS or stop token that ended the choice is not part of the
+    // content, so not of its logprobs either (as in OpenAI's API, whose
+    // clients join the logprob tokens to get the content).
+    let spelled =
+        if !stopped && matches!(finish, Some(FinishReason::Eos | FinishReason::StopToken(_))) {
+            kept.len().saturating_sub(1)
+        } else {
+            kept.len()
+        };
     let logprobs = logprobs
         .into_iter()
-        .zip(&kept)
+        .zip(&kept[..spelled])
         .map(|(lp, &id)| TokenLogprob {
             token: token_text(tokenizer, id),
             token_id: id,

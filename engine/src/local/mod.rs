@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::chat_template::ChatTemplate;
 use crate::core::EngineCoreHandle;
+use crate::generation_config::SamplingDefaults;
 use crate::tokenizer::Tokenizer;
 
 pub use generation::{generate, ChoiceDelta, GenerationParams, TokenLogprob};
@@ -30,6 +31,9 @@ pub struct LocalEngine {
     /// Whether the scheduler orders by request `priority` (else a nonzero
     /// one is refused, as vLLM does).
     priority_scheduling: bool,
+    /// Sampling defaults for fields a request leaves out
+    /// (`--generation-config`).
+    defaults: SamplingDefaults,
 }
 
 impl LocalEngine {
@@ -49,6 +53,13 @@ impl LocalEngine {
             core,
             max_model_len,
             priority_scheduling,
+            defaults: SamplingDefaults::default(),
         }
+    }
+
+    /// Uses `defaults` for the sampling fields requests leave out.
+    pub fn with_sampling_defaults(mut self, defaults: SamplingDefaults) -> Self {
+        self.defaults = defaults;
+        self
     }
 }

@@ -1,5 +1,5 @@
 //! OpenAI request parameters to [`GenerationParams`]: defaults as OpenAI and
-//! vLLM define them, prompts through the chat template, and the context
+//! vLLM define them (the model's own, `--generation-config`, first), prompts through the chat template, and the context
 //! length check.
 
 use frontend::openai::{ChatCompletionRequest, ChatMessage, CompletionRequest, StopSequences};
@@ -174,8 +174,18 @@ impl LocalEngine {
             ));
         }
         let room = self.max_model_len - prompt_len;
+        let d = &self.defaults;
         let max_tokens = match k.max_tokens {
-            None => k.default_max_tokens.map_or(room, |d| d.min(room)),
+            // The endpoint's default (16 on /v1/completions) and
+            // generation_config's max_new_tokens only cap.
+            None => [
+                k.default_max_tokens,
+                d.max_tokens.map(|m| m.max(1) as usize),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(room, |m| m.min(room)),
             Some(m) => {
                 let m = m.max(1) as usize;
                 if m > room {
@@ -192,14 +202,18 @@ impl LocalEngine {
         };
         let sampling = SamplingParams {
             // Below 1e-5 (subnormals included) is greedy, as in vLLM.
-            temperature: greedy_below_eps(k.temperature.unwrap_or(1.0)),
-            top_p: k.top_p.unwrap_or(1.0),
-            top_k: k.top_k.filter(|&t| t > 0).map_or(0, |t| t as u32),
-            min_p: k.min_p.unwrap_or(0.0),
+            temperature: greedy_below_eps(k.temperature.or(d.temperature).unwrap_or(1.0)),
+            top_p: k.top_p.or(d.top_p).unwrap_or(1.0),
+            top_k: k
+                .top_k
+                .or(d.top_k)
+                .filter(|&t| t > 0)
+                .map_or(0, |t| t as u32),
+            min_p: k.min_p.or(d.min_p).unwrap_or(0.0),
             seed: k.seed.map(|s| s as u64),
             presence_penalty: k.presence_penalty.unwrap_or(0.0),
             frequency_penalty: k.frequency_penalty.unwrap_or(0.0),
-            repetition_penalty: k.repetition_penalty.unwrap_or(1.0),
+            repetition_penalty: k.repetition_penalty.or(d.repetition_penalty).unwrap_or(1.0),
             logprobs: k.logprobs,
             n: k.n.unwrap_or(1).max(1) as u32,
         };

@@ -8,6 +8,7 @@
 //! are read from `Authorization: Bearer`, `x-api-key` (Anthropic SDKs) or
 //! `x-litellm-api-key`; they are never logged.
 
+use crate::access_log::AccessRecord;
 use crate::app::AppState;
 use crate::control::{Caller, ControlError};
 use crate::error::GatewayError;
@@ -85,6 +86,9 @@ pub(crate) async fn authenticate(
         if let Err(e) = admin_check {
             return refuse(&path, e);
         }
+    }
+    if let Some(record) = req.extensions().get::<AccessRecord>() {
+        record.set_key_label(caller.label());
     }
     req.extensions_mut().insert(caller);
     next.run(req).await

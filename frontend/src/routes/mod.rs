@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 /// Every path served, also the bounded set of `handler` metric labels.
-const PATHS: [&str; 23] = [
+const PATHS: [&str; 24] = [
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/models",
@@ -44,6 +44,7 @@ const PATHS: [&str; 23] = [
     "/global/spend",
     "/global/spend/report",
     "/spend/logs",
+    "/v1/models/{*id}",
 ];
 
 /// All API routes (state not yet applied).
@@ -72,12 +73,19 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(PATHS[20], get(admin::global_spend))
         .route(PATHS[21], get(admin::global_spend_report))
         .route(PATHS[22], get(admin::spend_logs))
+        .route(PATHS[23], get(openai::model))
         .merge(ui::routes())
 }
 
 /// The metric label for `path`: the path itself if it is a route, else
 /// `"other"`.
 pub(crate) fn handler_label(path: &str) -> &'static str {
+    if path
+        .strip_prefix("/v1/models/")
+        .is_some_and(|id| !id.is_empty())
+    {
+        return PATHS[23];
+    }
     PATHS
         .iter()
         .find(|p| **p == path)

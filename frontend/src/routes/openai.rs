@@ -1,5 +1,6 @@
 //! OpenAI-compatible inference routes: `POST /v1/chat/completions`,
-//! `POST /v1/completions`, `POST /v1/embeddings`, `GET /v1/models`.
+//! `POST /v1/completions`, `POST /v1/embeddings`, `GET /v1/models`,
+//! `GET /v1/models/{id}`.
 //!
 //! Each validates the body, routes by `model` to a provider, and answers
 //! one JSON body or an SSE stream (the `sse` module); the provider emits the
@@ -8,6 +9,7 @@
 //! guarded, looked up in the response cache, and charged after; the cost
 //! goes back in `x-litellm-response-cost`.
 
+use crate::access_log::{self, AccessRecord};
 use crate::app::AppState;
 use crate::control::demand::Demand;
 use crate::control::gate::{meter, Gate};
@@ -16,10 +18,10 @@ use crate::error::GatewayError;
 use crate::extract::OpenAiJson;
 use crate::guardrails::TextsMut;
 use crate::openai::{
-    ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ModelList, StreamOptions,
+    ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ModelCard, ModelList, StreamOptions,
 };
 use crate::sse;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -34,15 +36,26 @@ pub const CACHE_HIT_HEADER: &str = "x-litellm-cache-hit";
 pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    Extension(access): Extension<AccessRecord>,
     OpenAiJson(mut req): OpenAiJson<ChatCompletionRequest>,
 ) -> Result<Response, GatewayError> {
     req.validate()?;
     let provider = state.route_model(&mut req.model)?;
+    access.set_model(&req.model);
     let Some(control) = state.control().cloned() else {
         return if req.is_stream() {
-            Ok(sse::response(provider.chat_stream(req).await?))
+            let client_wants_usage = req.include_usage();
+            ask_for_usage(&mut req.stream_options);
+            let chunks = provider.chat_stream(req).await?;
+            Ok(sse::response(access_log::observe(
+                chunks,
+                access,
+                client_wants_usage,
+            )))
         } else {
-            Ok(Json(provider.chat(req).await?).into_response())
+            let resp = provider.chat(req).await?;
+            access.set_usage(&resp.usage);
+            Ok(Json(resp).into_response())
         };
     };
     let gate = Gate::new(
@@ -59,16 +72,18 @@ pub async fn chat_completions(
     if req.is_stream() {
         let client_wants_usage = req.include_usage();
         ask_for_usage(&mut req.stream_options);
-        let chunks = provider.chat_stream(req).await?;
+        let chunks = access_log::observe(provider.chat_stream(req).await?, access, true);
         return Ok(sse::response(meter(chunks, gate, client_wants_usage)));
     }
     let lookup = lookup.map(|l| l.keyed(&req));
     if let Some(hit) = cached(&control, lookup.as_ref(), &req.model).await {
         let resp: crate::openai::ChatCompletionResponse = hit;
+        access.set_usage(&resp.usage);
         gate.finish(Some(&resp.usage), true);
         return Ok(with_cost(Json(resp).into_response(), 0.0, true));
     }
     let resp = provider.chat(req).await?;
+    access.set_usage(&resp.usage);
     let cost = gate.finish(Some(&resp.usage), false);
     if let Some(lookup) = &lookup {
         control.store_cached(lookup, &resp).await;
@@ -80,15 +95,26 @@ pub async fn chat_completions(
 pub async fn completions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    Extension(access): Extension<AccessRecord>,
     OpenAiJson(mut req): OpenAiJson<CompletionRequest>,
 ) -> Result<Response, GatewayError> {
     req.validate()?;
     let provider = state.route_model(&mut req.model)?;
+    access.set_model(&req.model);
     let Some(control) = state.control().cloned() else {
         return if req.is_stream() {
-            Ok(sse::response(provider.completion_stream(req).await?))
+            let client_wants_usage = req.include_usage();
+            ask_for_usage(&mut req.stream_options);
+            let chunks = provider.completion_stream(req).await?;
+            Ok(sse::response(access_log::observe(
+                chunks,
+                access,
+                client_wants_usage,
+            )))
         } else {
-            Ok(Json(provider.completion(req).await?).into_response())
+            let resp = provider.completion(req).await?;
+            access.set_usage(&resp.usage);
+            Ok(Json(resp).into_response())
         };
     };
     let gate = Gate::new(
@@ -105,16 +131,18 @@ pub async fn completions(
     if req.is_stream() {
         let client_wants_usage = req.include_usage();
         ask_for_usage(&mut req.stream_options);
-        let chunks = provider.completion_stream(req).await?;
+        let chunks = access_log::observe(provider.completion_stream(req).await?, access, true);
         return Ok(sse::response(meter(chunks, gate, client_wants_usage)));
     }
     let lookup = lookup.map(|l| l.keyed(&req));
     if let Some(hit) = cached(&control, lookup.as_ref(), &req.model).await {
         let resp: crate::openai::CompletionResponse = hit;
+        access.set_usage(&resp.usage);
         gate.finish(Some(&resp.usage), true);
         return Ok(with_cost(Json(resp).into_response(), 0.0, true));
     }
     let resp = provider.completion(req).await?;
+    access.set_usage(&resp.usage);
     let cost = gate.finish(Some(&resp.usage), false);
     if let Some(lookup) = &lookup {
         control.store_cached(lookup, &resp).await;
@@ -126,10 +154,12 @@ pub async fn completions(
 pub async fn embeddings(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    Extension(access): Extension<AccessRecord>,
     OpenAiJson(mut req): OpenAiJson<EmbeddingRequest>,
 ) -> Result<Response, GatewayError> {
     req.validate()?;
     let provider = state.route_model(&mut req.model)?;
+    access.set_model(&req.model);
     let gate = match state.control() {
         Some(control) => Some(Gate::new(
             Arc::clone(control),
@@ -141,6 +171,7 @@ pub async fn embeddings(
     };
     let base64 = req.wants_base64();
     let resp = provider.embeddings(req).await?;
+    access.set_usage(&crate::openai::Usage::new(resp.usage.prompt_tokens, 0));
     let cost = gate.map(|g| {
         let usage = crate::openai::Usage::new(resp.usage.prompt_tokens, 0);
         g.finish(Some(&usage), false)
@@ -161,6 +192,21 @@ pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
     Json(ModelList::new(
         state.providers().iter().flat_map(|p| p.models()).collect(),
     ))
+}
+
+/// `GET /v1/models/{id}`: one model's card (ids may hold `/`, as
+/// `openai/gpt-4o` does), or 404 in OpenAI's shape (`model_not_found`).
+pub async fn model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ModelCard>, GatewayError> {
+    state
+        .providers()
+        .iter()
+        .flat_map(|p| p.models())
+        .find(|card| card.id == id)
+        .map(Json)
+        .ok_or_else(|| crate::error::ProviderError::ModelNotFound { model: id }.into())
 }
 
 /// Asks the provider for the final usage chunk (the spend needs it).
