@@ -655,7 +655,9 @@ fn rewrite_generation_tags(src: &str) -> String {
     while let Some(start) = rest.find("{%") {
         out.push_str(&rest[..start]);
         let tag = &rest[start..];
-        let Some(end) = tag.find("%}") else {
+        // The closing `%}` is searched after the opening `{%`: in `{%}` the
+        // two overlap, and `end` below must not fall inside the opener.
+        let Some(end) = tag.get(2..).and_then(|t| t.find("%}")).map(|e| e + 2) else {
             out.push_str(tag);
             return out;
         };
