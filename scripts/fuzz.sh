@@ -8,6 +8,9 @@
 #   FUZZ_TARGETS="gguf chat_template" scripts/fuzz.sh 60
 #   FUZZ_SANITIZER=none scripts/fuzz.sh    # no AddressSanitizer
 #   FUZZ_CMIN=0 scripts/fuzz.sh            # keep the corpus as it grew
+#   FUZZ_NO_TORCH=1 scripts/fuzz.sh        # skip the two targets that link
+#                                          # libtorch (safetensors,
+#                                          # chat_template): a much shorter build
 #
 # Toolchain: cargo-fuzz passes nightly-only flags (-Zsanitizer,
 # sanitizer-coverage passes). Nothing here downloads a nightly: the pinned
@@ -29,7 +32,14 @@ source scripts/env.sh
 
 SECONDS_PER_TARGET=${1:-120}
 SANITIZER=${FUZZ_SANITIZER:-address}
-TARGETS=${FUZZ_TARGETS:-"gguf dequantize safetensors openai_request anthropic_request chat_template provider_stream litellm_config"}
+if [ "${FUZZ_NO_TORCH:-0}" = 1 ]; then
+    FEATURES=(--no-default-features)
+    ALL_TARGETS="gguf dequantize openai_request anthropic_request provider_stream litellm_config"
+else
+    FEATURES=()
+    ALL_TARGETS="gguf dequantize safetensors openai_request anthropic_request chat_template provider_stream litellm_config"
+fi
+TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 # The fuzz crate links libtorch (the safetensors target and the engine's
 # chat templates); its binaries find it through the loader path.
 TORCH_LIB=$(python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
@@ -44,7 +54,7 @@ fi
 echo "$(cargo fuzz --version), $(rustc --version) with RUSTC_BOOTSTRAP=1, sanitizer: $SANITIZER"
 
 # One build for every target (they share the dependency tree).
-cargo fuzz build -s "$SANITIZER" || exit 1
+cargo fuzz build -s "$SANITIZER" "${FEATURES[@]}" || exit 1
 
 mkdir -p bench/results
 LOGS=$(mktemp -d)
@@ -59,7 +69,7 @@ for target in $TARGETS; do
     # allocating more than -rss_limit_mb (libFuzzer's default 2 GB).
     # -fork=1 with -ignore_*: keep fuzzing after a finding (each is saved
     # to artifacts/) so one bug does not hide the rest of the budget.
-    cargo fuzz run -s "$SANITIZER" "$target" "fuzz/corpus/$target" -- \
+    cargo fuzz run -s "$SANITIZER" "${FEATURES[@]}" "$target" "fuzz/corpus/$target" -- \
         -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -max_len=16384 \
         -print_final_stats=1 -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
         -artifact_prefix="fuzz/artifacts/$target/" >"$log" 2>&1
@@ -83,7 +93,7 @@ for target in $TARGETS; do
         keep="$LOGS/$target.regressions"
         mkdir -p "$keep"
         find "fuzz/corpus/$target" -name 'regression-*' -exec mv {} "$keep/" \;
-        cargo fuzz cmin -s "$SANITIZER" "$target" "fuzz/corpus/$target" -- -max_len=16384 >"$LOGS/$target.cmin.log" 2>&1 \
+        cargo fuzz cmin -s "$SANITIZER" "${FEATURES[@]}" "$target" "fuzz/corpus/$target" -- -max_len=16384 >"$LOGS/$target.cmin.log" 2>&1 \
             || echo "  cmin failed: $LOGS/$target.cmin.log"
         find "$keep" -type f -exec mv {} "fuzz/corpus/$target/" \;
     fi
