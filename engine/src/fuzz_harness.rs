@@ -23,7 +23,9 @@ pub fn chat_template(data: &[u8]) {
     let template = parts.next().unwrap_or_default();
     let messages = match parts.next() {
         None => json!([{"role": "user", "content": "Hello"}]),
-        Some(m) => serde_json::from_str(m).unwrap_or_else(|_| json!([{"role": "user", "content": m}])),
+        Some(m) => {
+            serde_json::from_str(m).unwrap_or_else(|_| json!([{"role": "user", "content": m}]))
+        }
     };
     let tools: Option<Value> = parts.next().and_then(|t| serde_json::from_str(t).ok());
     let kwargs: Option<Value> = parts.next().and_then(|k| serde_json::from_str(k).ok());

@@ -67,7 +67,7 @@ pub fn openai_request(data: &[u8]) {
             };
             if req.validate().is_ok() {
                 let _ = Demand::embeddings(&req).output_tokens(0);
-                let _ = (req.texts(), req.wants_base64());
+                let _ = (req.input.texts(), req.wants_base64());
             }
         }
         3 => {
@@ -267,7 +267,10 @@ async fn drain_chat(s: ChunkStream<ChatCompletionChunk>) {
 /// Two chunk streams with the items of `s` (it is finite here).
 async fn tee(
     mut s: ChunkStream<ChatCompletionChunk>,
-) -> (ChunkStream<ChatCompletionChunk>, ChunkStream<ChatCompletionChunk>) {
+) -> (
+    ChunkStream<ChatCompletionChunk>,
+    ChunkStream<ChatCompletionChunk>,
+) {
     let mut items = Vec::new();
     while let Some(item) = s.next().await {
         let end = item.is_err();

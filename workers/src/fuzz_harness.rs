@@ -9,7 +9,7 @@ use std::path::Path;
 
 use tch::{Device, Kind};
 
-use crate::weights::{SafetensorsSource, Shard, WeightSource, Weights};
+use crate::weights::{SafetensorsSource, Shard, Weights};
 
 /// At most this many tensors are loaded per input (each load is linear in
 /// its bytes; the cap keeps one input's work near its size).
@@ -44,6 +44,7 @@ pub fn safetensors(data: &[u8]) {
 /// Loads one tensor as stored, for the replay test's own check.
 #[cfg(test)]
 fn load_raw(data: &[u8], name: &str) -> Option<tch::Tensor> {
+    use crate::weights::WeightSource;
     SafetensorsSource::from_bytes(Path::new("t"), data)
         .ok()?
         .load(name, &[])
