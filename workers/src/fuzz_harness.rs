@@ -123,6 +123,9 @@ mod tests {
             world_size: 2,
         };
         let err = weights.get("w", &[], Some(half)).unwrap_err();
-        assert!(matches!(err, crate::weights::WeightError::Torch { .. }), "{err}");
+        assert!(
+            matches!(err, crate::weights::WeightError::Torch { .. }),
+            "{err}"
+        );
     }
 }
