@@ -10,6 +10,7 @@ pub mod chat_template;
 pub mod core;
 pub mod detokenizer;
 pub mod executor;
+pub mod fuzz_harness;
 pub mod generate;
 pub mod generate_tp;
 pub mod generation_config;

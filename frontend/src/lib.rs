@@ -40,6 +40,7 @@ pub mod control;
 pub mod error;
 pub mod extract;
 pub mod fetch;
+pub mod fuzz_harness;
 pub mod guardrails;
 pub mod metrics;
 pub mod openai;

@@ -14,6 +14,7 @@
 //! other, so the format lives here once.
 
 pub mod config;
+pub mod fuzz_harness;
 pub mod gguf;
 pub mod source;
 

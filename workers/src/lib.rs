@@ -13,6 +13,7 @@
 
 pub mod attention;
 pub mod batch;
+pub mod fuzz_harness;
 pub mod grpc;
 pub mod layers;
 pub mod loader;

@@ -339,7 +339,7 @@ fn parse_response(v: &Value, model_name: &str) -> Result<ChatCompletionResponse,
 
 /// A streamed `/v2/chat` answer's translation: one SSE event at a time,
 /// complete at `message-end`.
-struct CohereStream {
+pub(crate) struct CohereStream {
     builder: ChunkBuilder,
     done: bool,
 }
@@ -398,7 +398,7 @@ impl StreamTranslator<SseEvent> for CohereStream {
     }
 }
 
-fn cohere_stream(model_name: &str, include_usage: bool) -> CohereStream {
+pub(crate) fn cohere_stream(model_name: &str, include_usage: bool) -> CohereStream {
     CohereStream {
         builder: ChunkBuilder::new(model_name, include_usage),
         done: false,

@@ -398,7 +398,7 @@ fn parse_response(v: &Value, model_name: &str) -> Result<ChatCompletionResponse,
 
 /// A streamed `/api/chat` answer's translation: one NDJSON line at a time,
 /// complete at the `done: true` line.
-struct OllamaStream {
+pub(crate) struct OllamaStream {
     builder: ChunkBuilder,
     done: bool,
 }
@@ -445,7 +445,7 @@ impl StreamTranslator<Value> for OllamaStream {
     }
 }
 
-fn ollama_stream(model_name: &str, include_usage: bool) -> OllamaStream {
+pub(crate) fn ollama_stream(model_name: &str, include_usage: bool) -> OllamaStream {
     OllamaStream {
         builder: ChunkBuilder::new(model_name, include_usage),
         done: false,

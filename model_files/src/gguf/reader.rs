@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapMut};
 
 use super::dequant;
 use super::error::GgufError;
@@ -101,6 +101,31 @@ impl GgufFile {
         let parsed = Parser::new(&path, &mmap).parse()?;
         Ok(GgufFile {
             path,
+            mmap,
+            index: parsed.index,
+            version: parsed.version,
+            metadata: parsed.metadata,
+            tensors: parsed.tensors,
+        })
+    }
+
+    /// Validates `bytes` as [`GgufFile::open`] validates a file's
+    /// contents, naming `path` in errors. The bytes are copied into an
+    /// anonymous map, so the fuzz harness ([`crate::fuzz_harness`]) drives
+    /// exactly the parser and accessors that `open` hands out, with no file.
+    pub(crate) fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, GgufError> {
+        let parsed = Parser::new(path, bytes).parse()?;
+        let io = |source| GgufError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        // A file that parsed holds at least its magic, so the map is never
+        // empty (a zero-length anonymous map is an error).
+        let mut map = MmapMut::map_anon(bytes.len()).map_err(io)?;
+        map.copy_from_slice(bytes);
+        let mmap = map.make_read_only().map_err(io)?;
+        Ok(GgufFile {
+            path: path.to_path_buf(),
             mmap,
             index: parsed.index,
             version: parsed.version,

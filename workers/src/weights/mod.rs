@@ -129,6 +129,11 @@ impl Weights {
                 got,
             });
         }
+        let torch_error = |source| WeightError::Torch {
+            file: self.source.file(),
+            tensor: name.to_string(),
+            source,
+        };
         let tensor = match shard {
             Some(s) if s.world_size > 1 => {
                 let size = shape.get(s.dim).copied().unwrap_or(0);
@@ -143,7 +148,11 @@ impl Weights {
                     });
                 }
                 let len = size / parts;
-                tensor.narrow(s.dim as i64, len * s.rank as i64, len)
+                // f_narrow: a dimension the tensor lacks is an error, not a
+                // panic.
+                tensor
+                    .f_narrow(s.dim as i64, len * s.rank as i64, len)
+                    .map_err(torch_error)?
             }
             _ => tensor,
         };
@@ -151,10 +160,6 @@ impl Weights {
             .f_to_device(self.device)
             .and_then(|t| t.f_to_kind(self.kind))
             .and_then(|t| t.f_contiguous())
-            .map_err(|source| WeightError::Torch {
-                file: self.source.file(),
-                tensor: name.to_string(),
-                source,
-            })
+            .map_err(torch_error)
     }
 }

@@ -100,6 +100,11 @@ fn map_shard(path: &Path) -> Result<Shard, WeightError> {
         file: path.to_path_buf(),
         source,
     })?;
+    shard(path, mmap)
+}
+
+/// Validates the header of a mapped file.
+fn shard(path: &Path, mmap: Mmap) -> Result<Shard, WeightError> {
     let (header_len, metadata) =
         SafeTensors::read_metadata(&mmap).map_err(|e| WeightError::Safetensors {
             file: path.to_path_buf(),
@@ -111,6 +116,42 @@ fn map_shard(path: &Path) -> Result<Shard, WeightError> {
         mmap,
         metadata,
     })
+}
+
+impl SafetensorsSource {
+    /// The source [`SafetensorsSource::open`] makes of a folder holding one
+    /// file with these contents (copied into an anonymous map): for the
+    /// fuzz harness ([`crate::fuzz_harness`]), which has no files.
+    pub(crate) fn from_bytes(name: &Path, bytes: &[u8]) -> Result<Self, WeightError> {
+        let io = |source| WeightError::Io {
+            file: name.to_path_buf(),
+            source,
+        };
+        // memmap2 maps an empty input too (its map then reads as empty).
+        let mut map = memmap2::MmapMut::map_anon(bytes.len()).map_err(io)?;
+        map.copy_from_slice(bytes);
+        let shard = shard(name, map.make_read_only().map_err(io)?)?;
+        let index = shard
+            .metadata
+            .tensors()
+            .into_keys()
+            .map(|n| (n, 0))
+            .collect();
+        Ok(Self {
+            dir: name.to_path_buf(),
+            shards: vec![shard],
+            index,
+        })
+    }
+
+    /// Tensor names and shapes, in the header's order.
+    pub(crate) fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.metadata.tensors())
+            .map(|(name, info)| (name, info.shape.clone()))
+            .collect()
+    }
 }
 
 fn torch_kind(dtype: Dtype) -> Option<Kind> {
