@@ -99,12 +99,17 @@ impl StatsLogger {
         std::thread::Builder::new()
             .name("stats-log".into())
             .spawn(move || {
-                let mut window = StatsWindow::default();
-                window.last = StatsSnapshot::read(&metrics);
+                let mut window = StatsWindow {
+                    last: StatsSnapshot::read(&metrics),
+                    ..StatsWindow::default()
+                };
                 let mut last = Instant::now();
                 // Sleep in short slices so a drop stops the thread quickly.
                 let slice = interval.min(Duration::from_millis(200));
                 while !stopped.load(Ordering::Relaxed) {
+                    // A thread of its own, not an async task: sleeping
+                    // blocks nothing else.
+                    #[allow(clippy::disallowed_methods)]
                     std::thread::sleep(slice);
                     if last.elapsed() < interval {
                         continue;
