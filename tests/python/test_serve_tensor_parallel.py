@@ -118,3 +118,23 @@ def alive(pid: int) -> bool:
             return f.read().split(") ", 1)[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def generate(*extra: str) -> subprocess.CompletedProcess:
+    """`engine generate` (greedy by default): the text on stdout, logs on stderr."""
+    out = subprocess.run(
+        [str(ENGINE), "generate", "--model", MODEL, "--max-tokens", "24",
+         "--prompt", PROMPTS[2], *extra],
+        capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_generate_tp3_prints_what_tp1_prints():
+    """`engine generate --tp 3` runs three worker processes, as `engine serve
+    --tp 3` does, and greedy decoding gives the same text as one rank."""
+    one = generate()
+    three = generate("--tp", "3")
+    assert one.stdout.strip(), one
+    assert "rank 2 of 3" in three.stderr and "over 3 ranks" in three.stderr, three.stderr
+    assert three.stdout == one.stdout
