@@ -136,5 +136,5 @@ def test_generate_tp3_prints_what_tp1_prints():
     one = generate()
     three = generate("--tp", "3")
     assert one.stdout.strip(), one
-    assert "rank 2 of 3" in three.stderr and "over 3 ranks" in three.stderr, three.stderr
+    assert "over 3 ranks" in three.stderr, three.stderr
     assert three.stdout == one.stdout
