@@ -610,8 +610,14 @@ def test_kill_9_while_postgres_is_down_loses_at_most_the_batch_interval(mock, tm
         time.sleep(1.5)
         proxy.cut()
         cut_at = time.monotonic()
-        # Keys stay cached for up to 5 s after the last written batch.
+        # Keys stay cached for up to 5 s after the last written batch. A
+        # batch write fails at once on a connection the cut broke, or after
+        # the pool's 3 s acquire timeout on a fresh one: wait for that
+        # failure (the journal's reason to exist), within the cache window.
         time.sleep(2.5)
+        deadline = cut_at + 4.5
+        while "writing spend logs failed" not in gw.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
         killed_at = time.monotonic()
         gw.proc.send_signal(signal.SIGKILL)
         gw.proc.wait()
