@@ -258,10 +258,16 @@ def test_models_retrieve(client, server):
     assert httpx.get(f"{server.base}/v1/models/a/b").json()["error"]["code"] == "model_not_found"
 
 
+# "Par" ends the answer inside the token " Paris": the logprobs must stop
+# where the content does.
+STOPS = [None, ["Par"]]
+
+
+@pytest.mark.parametrize("stop", STOPS)
 @pytest.mark.parametrize("stream", [False, True])
-def test_chat_logprob_tokens_spell_the_content(client, stream):
+def test_chat_logprob_tokens_spell_the_content(client, stream, stop):
     kw = dict(model=MODEL, messages=SHORT, max_tokens=40, temperature=0, logprobs=True,
-              top_logprobs=2)
+              top_logprobs=2, stop=stop)
     if stream:
         text, tokens, finish = "", [], None
         for chunk in client.chat.completions.create(stream=True, **kw):
@@ -277,12 +283,15 @@ def test_chat_logprob_tokens_spell_the_content(client, stream):
     assert finish == "stop", "the answer should end with EOS, which must not show"
     assert "".join(tokens) == text
     assert "<|im_end|>" not in tokens
+    if stop:
+        assert text and "Paris" not in text, text
 
 
+@pytest.mark.parametrize("stop", STOPS)
 @pytest.mark.parametrize("stream", [False, True])
-def test_completion_logprob_tokens_spell_the_text(client, stream):
+def test_completion_logprob_tokens_spell_the_text(client, stream, stop):
     kw = dict(model=MODEL, prompt="<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"
-              "<|im_start|>assistant\n", max_tokens=40, temperature=0, logprobs=1)
+              "<|im_start|>assistant\n", max_tokens=40, temperature=0, logprobs=1, stop=stop)
     if stream:
         text, tokens, finish = "", [], None
         for chunk in client.completions.create(stream=True, **kw):
@@ -296,6 +305,8 @@ def test_completion_logprob_tokens_spell_the_text(client, stream):
         text, finish, tokens = r.choices[0].text, r.choices[0].finish_reason, r.choices[0].logprobs.tokens
     assert finish == "stop"
     assert "".join(tokens) == text
+    if stop:
+        assert text and "Paris" not in text, text
 
 
 def test_bench_serve_against_this_server(server, tmp_path):

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use futures::stream::{self, BoxStream, StreamExt};
 use scheduler::{FinishReason, SamplingParams, StopParams};
 
+use super::logprob_holdback::LogprobHoldback;
 use crate::core::{CoreError, CoreEvent, CoreRequest, EngineCoreHandle};
 use crate::detokenizer::{IncrementalDetokenizer, StopChecker};
 use crate::tokenizer::Tokenizer;
@@ -44,8 +45,10 @@ pub struct ChoiceDelta {
     pub index: usize,
     pub text: String,
     pub token_ids: Vec<u32>,
-    /// One per token in `token_ids` when logprobs were asked for, except
-    /// the EOS or stop token that ended the choice (not in the text).
+    /// When logprobs were asked for, those of the tokens whose text this
+    /// delta's content completes (see [`LogprobHoldback`]): joined over the
+    /// choice they spell its content, without the EOS or stop token that
+    /// ended it, and cut where a stop string matched.
     pub logprobs: Vec<TokenLogprob>,
     /// `"stop"`, `"length"` or `"abort"` on the choice's last delta.
     pub finish_reason: Option<&'static str>,
@@ -62,6 +65,8 @@ struct Choice {
     events: Option<crate::core::RequestStream>,
     detok: IncrementalDetokenizer,
     stops: StopChecker,
+    /// Logprobs wait here until the content covers their text.
+    logprobs: LogprobHoldback,
     num_output: usize,
     done: bool,
 }
@@ -97,6 +102,7 @@ pub fn generate(
                 params.stop_strings.clone(),
                 params.include_stop_str_in_output,
             ),
+            logprobs: LogprobHoldback::default(),
             num_output: 0,
             done: false,
         });
@@ -187,7 +193,7 @@ fn on_tokens(
         } else {
             kept.len()
         };
-    let logprobs = logprobs
+    let sampled = logprobs
         .into_iter()
         .zip(&kept[..spelled])
         .map(|(lp, &id)| TokenLogprob {
@@ -202,6 +208,10 @@ fn on_tokens(
                 .collect(),
         })
         .collect();
+    let mut logprobs = c.logprobs.push(sampled, text.len());
+    if finish_reason.is_some() {
+        logprobs.extend(c.logprobs.finish(stopped));
+    }
     ChoiceDelta {
         index: c.index,
         text,

@@ -7,6 +7,7 @@
 //! trait implementation that shapes responses and chunks.
 
 mod generation;
+mod logprob_holdback;
 mod provider;
 mod requests;
 
