@@ -368,7 +368,8 @@ fn start_local_engine(
             }
         );
     }
-    if !args.log_stats_interval.is_finite() || args.log_stats_interval <= 0.0 {
+    if std::time::Duration::try_from_secs_f64(args.log_stats_interval).map_or(true, |d| d.is_zero())
+    {
         bail!("--log-stats-interval must be a positive number of seconds");
     }
     let policy = match args.scheduling_policy.as_str() {

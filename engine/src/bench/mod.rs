@@ -167,7 +167,8 @@ fn arrival_gaps(n: usize, rate: f64, seed: u64) -> Vec<Duration> {
                 Duration::ZERO
             } else {
                 let u: f64 = rng.random_range(f64::EPSILON..1.0);
-                Duration::from_secs_f64(-u.ln() / rate)
+                // A rate near zero waits "forever", never panics.
+                Duration::try_from_secs_f64(-u.ln() / rate).unwrap_or(Duration::MAX)
             }
         })
         .collect()

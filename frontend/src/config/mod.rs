@@ -27,6 +27,19 @@ pub use settings::{
 };
 
 use crate::providers::params::DeploymentParams;
+use std::time::Duration;
+
+/// The longest duration a config value may set (a year): longer ones are
+/// clamped, so that no `Instant + Duration` downstream can overflow and a
+/// `timeout: 1e20` means "very long", never a panic at startup.
+pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Seconds from a config file as a duration: `None` unless finite and not
+/// negative, clamped to [`MAX_CONFIG_DURATION`].
+pub fn config_duration(secs: f64) -> Option<Duration> {
+    (secs.is_finite() && secs >= 0.0)
+        .then(|| Duration::from_secs_f64(secs.min(MAX_CONFIG_DURATION.as_secs_f64())))
+}
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};

@@ -52,10 +52,7 @@ impl RouterPolicy {
     /// out; LiteLLM's defaults fill the rest. Fallback lists of both
     /// sections are concatenated (router's first).
     pub fn merge(router: &RouterSettings, litellm: &LitellmSettings) -> Self {
-        let secs = |s: Option<f64>| {
-            s.filter(|t| t.is_finite() && *t > 0.0)
-                .map(Duration::from_secs_f64)
-        };
+        let secs = |s: Option<f64>| s.filter(|t| *t > 0.0).and_then(super::config_duration);
         Self {
             strategy: router.routing_strategy.unwrap_or_default(),
             lowest_latency_buffer: router
@@ -73,8 +70,8 @@ impl RouterPolicy {
             allowed_fails: router.allowed_fails,
             cooldown_time: router
                 .cooldown_time
-                .filter(|t| t.is_finite() && *t >= 0.0)
-                .map_or(DEFAULT_COOLDOWN, Duration::from_secs_f64),
+                .and_then(super::config_duration)
+                .unwrap_or(DEFAULT_COOLDOWN),
             fallbacks: flatten(&[&router.fallbacks, &litellm.fallbacks]),
             context_window_fallbacks: flatten(&[
                 &router.context_window_fallbacks,

@@ -365,3 +365,27 @@ fn redis_settings_fall_back_to_litellm_s_environment_variables() {
     // ... only where it is used.
     GatewayConfig::from_yaml("router_settings: {num_retries: 1}\n", &bad).unwrap();
 }
+
+#[test]
+fn durations_no_clock_can_hold_are_clamped_not_a_panic() {
+    let c = GatewayConfig::from_yaml(
+        "router_settings: {timeout: 1e20, cooldown_time: 1.8e19}\n\
+         litellm_settings: {request_timeout: 1e300}\n\
+         model_list:\n\
+         - model_name: m\n\
+         \x20 litellm_params: {model: openai/gpt-4o, timeout: 1e20, stream_timeout: 1e20}\n",
+        &env,
+    )
+    .unwrap();
+    assert_eq!(c.policy.timeout, Some(MAX_CONFIG_DURATION));
+    assert_eq!(c.policy.cooldown_time, MAX_CONFIG_DURATION);
+    let p = &c.model_list[0].litellm_params;
+    assert_eq!(p.timeout(), MAX_CONFIG_DURATION);
+    assert_eq!(p.stream_timeout(), MAX_CONFIG_DURATION);
+    assert!(std::time::Instant::now()
+        .checked_add(MAX_CONFIG_DURATION)
+        .is_some());
+    assert_eq!(config_duration(f64::NAN), None);
+    assert_eq!(config_duration(-1.0), None);
+    assert_eq!(config_duration(2.5), Some(Duration::from_millis(2500)));
+}

@@ -11,7 +11,8 @@
 //! `"20_000"` stays a string), its constructors for `int` (underscores,
 //! `0x`, `0b`, leading-zero octal, base 60) and `float`, and `<<` merge
 //! keys. Two YAML 1.2 spellings PyYAML leaves as strings are read as
-//! numbers too (`1e3` and `0o17`): LiteLLM's typed settings would coerce
+//! numbers too (exponents without a sign or a dot, `1e3`, `1.5e3`, and
+//! `0o17`): LiteLLM's typed settings would coerce
 //! those strings to numbers, so reading them as numbers serves the same
 //! files.
 //!
@@ -51,7 +52,8 @@ struct Resolver {
     int: Regex,
     float: Regex,
     null: Regex,
-    /// `1e3`, `-2E-5`: a YAML 1.2 float without a dot.
+    /// `1e3`, `-2E-5`, `1.5e3`: YAML 1.2 floats whose exponent has no
+    /// sign or whose mantissa has no dot (PyYAML wants both).
     exp_float: Regex,
     /// `0o17`: a YAML 1.2 octal.
     octal12: Regex,
@@ -79,7 +81,7 @@ impl Resolver {
                 r"|\.(?:nan|NaN|NAN))$"
             ))?,
             null: re(r"^(?:~|null|Null|NULL|)$")?,
-            exp_float: re(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$")?,
+            exp_float: re(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")?,
             octal12: re(r"^[-+]?0o[0-7_]+$")?,
         })
     }

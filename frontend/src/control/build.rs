@@ -197,10 +197,9 @@ impl ControlPlane {
 
 /// `secs` as a duration, `default` when unset or not positive.
 fn seconds(secs: Option<f64>, default: f64) -> Duration {
-    Duration::from_secs_f64(
-        secs.filter(|s| s.is_finite() && *s > 0.0)
-            .unwrap_or(default),
-    )
+    secs.filter(|s| *s > 0.0)
+        .and_then(crate::config::config_duration)
+        .unwrap_or(Duration::from_secs_f64(default))
 }
 
 /// The store `database_url` names: `postgres://`/`postgresql://` or

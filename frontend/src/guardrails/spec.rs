@@ -40,7 +40,6 @@ use super::webhook::WebhookGuard;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// One entry of the `guardrails:` list.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -336,7 +335,7 @@ impl GuardrailSpec {
         }
         let timeout = match p.timeout {
             None => None,
-            Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+            Some(t) if t.is_finite() && t > 0.0 => crate::config::config_duration(t),
             Some(t) => return Err(invalid(format!("timeout {t} is not a positive number"))),
         };
         let fail_open_unreachable = match p.unreachable_fallback.as_deref() {

@@ -91,16 +91,17 @@ impl DeploymentParams {
     /// The deployment's request timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
-            .filter(|t| t.is_finite() && *t > 0.0)
-            .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64)
+            .filter(|t| *t > 0.0)
+            .and_then(crate::config::config_duration)
+            .unwrap_or(DEFAULT_TIMEOUT)
     }
 
     /// The deployment's stream timeout: to the first byte, and between
     /// reads after it (`stream_timeout`, else [`Self::timeout`]).
     pub fn stream_timeout(&self) -> Duration {
         self.stream_timeout
-            .filter(|t| t.is_finite() && *t > 0.0)
-            .and_then(|t| Duration::try_from_secs_f64(t).ok())
+            .filter(|t| *t > 0.0)
+            .and_then(crate::config::config_duration)
             .unwrap_or_else(|| self.timeout())
     }
 
