@@ -71,8 +71,8 @@ gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
 
 for dtype in f32 bf16; do
     [[ $wanted == *" parity "* ]] || break
-    step "tiny_llama_parity_$dtype" 300 env ENGINE_TEST_DEVICE=cuda ENGINE_TEST_DTYPE=$dtype \
-        .gpu/bin/tiny_llama_parity --nocapture --test-threads=1
+    step "model_parity_$dtype" 300 env ENGINE_TEST_DEVICE=cuda ENGINE_TEST_DTYPE=$dtype \
+        .gpu/bin/model_parity --nocapture --test-threads=1
     if ((have_model)); then
         step "smollm2_parity_$dtype" 300 env ENGINE_TEST_DEVICE=cuda ENGINE_TEST_DTYPE=$dtype \
             .gpu/bin/smollm2_parity --nocapture

@@ -22,7 +22,7 @@ for f in scripts/fixtures/*.py; do .venv/bin/python "$f"; done
 
 cargo build --release --features engine/cuda,engine/nccl -p engine -p workers --bins
 tests=$(cargo test --release --features workers/cuda,workers/nccl -p workers \
-    --test tiny_llama_parity --test smollm2_parity --test nccl --no-run --message-format=json \
+    --test model_parity --test smollm2_parity --test nccl --no-run --message-format=json \
     | .venv/bin/python -c '
 import json, sys
 for line in sys.stdin:
@@ -36,6 +36,8 @@ while read -r name exe; do cp "$exe" ".gpu/bin/$name"; done <<<"$tests"
 strip .gpu/bin/*
 cp -r tests/fixtures/generated/tiny_llama tests/fixtures/generated/tiny_llama_sharded \
     tests/fixtures/generated/tiny_llama_expected.json \
+    tests/fixtures/generated/tiny_qwen3 tests/fixtures/generated/tiny_qwen3_expected.json \
+    tests/fixtures/generated/tiny_mistral tests/fixtures/generated/tiny_mistral_expected.json \
     tests/fixtures/generated/smollm2_expected.json .gpu/fixtures/
 gguf_version=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("gguf"))')
 .venv/bin/python -m pip download -q --no-deps --only-binary=:all: -d .gpu/whl "gguf==$gguf_version"

@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use model_files::ModelSource;
+use workers::attention::BackendChoice;
 use workers::batch::{BatchLimits, ForwardBatch, SequenceChunk};
 use workers::loader::{self, LoadOptions};
 use workers::paged_kv::PagedKvCache;
@@ -59,6 +60,12 @@ pub struct GenerateArgs {
     /// auto, safetensors, gguf or dummy.
     #[arg(long, default_value = "auto")]
     pub load_format: String,
+    /// Attention backend: auto or torch.
+    #[arg(long, default_value = "auto")]
+    pub attention_backend: BackendChoice,
+    /// A JSON object merged into the checkpoint's config (vLLM's flag).
+    #[arg(long, default_value = "")]
+    pub hf_overrides: String,
     /// KV cache block size in tokens.
     #[arg(long, default_value_t = 16)]
     pub block_size: usize,
@@ -84,6 +91,8 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         device,
         kind: loader::parse_dtype(&args.dtype, device).map_err(anyhow::Error::msg)?,
         seed: args.seed.unwrap_or(0),
+        attention_backend: args.attention_backend,
+        hf_overrides: loader::parse_hf_overrides(&args.hf_overrides).map_err(anyhow::Error::msg)?,
     };
     if args.block_size == 0 {
         bail!("--block-size must be positive");

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use model_files::ModelSource;
 use scheduler::{KvCacheConfig, Scheduler, SchedulerConfig, SchedulingPolicy};
+use workers::attention::BackendChoice;
 use workers::loader::parse_device;
 use workers::parallel::CommunicatorKind;
 
@@ -59,6 +60,14 @@ pub struct ServeArgs {
     /// nccl (even at --tp 1, so every collective runs through NCCL).
     #[arg(long, default_value = "auto")]
     pub tp_communicator: CommunicatorKind,
+    /// Attention backend of the workers: auto (the fastest this build has
+    /// for the device) or torch (the torch-ops reference).
+    #[arg(long, default_value = "auto")]
+    pub attention_backend: BackendChoice,
+    /// A JSON object merged into the checkpoint's config, as vLLM's
+    /// `--hf-overrides` (e.g. '{"num_hidden_layers": 2}').
+    #[arg(long, default_value = "")]
+    pub hf_overrides: String,
     /// Context length (default: the model's).
     #[arg(long)]
     pub max_model_len: Option<usize>,
@@ -380,6 +389,7 @@ fn start_local_engine(
     if args.block_size == 0 || args.block_size > 1024 {
         bail!("--block-size must be in 1..=1024");
     }
+    workers::loader::parse_hf_overrides(&args.hf_overrides).map_err(anyhow::Error::msg)?;
 
     eprintln!(
         "engine: starting {} worker(s) for {}",
@@ -393,6 +403,8 @@ fn start_local_engine(
         device: args.device.clone(),
         tensor_parallel_size: args.tensor_parallel_size,
         tp_communicator: args.tp_communicator,
+        attention_backend: args.attention_backend,
+        hf_overrides: args.hf_overrides.clone(),
         block_size: args.block_size,
         gpu_memory_utilization: args.gpu_memory_utilization,
         cpu_kv_cache_bytes: (args.kv_cache_memory_gb * (1u64 << 30) as f64) as u64,

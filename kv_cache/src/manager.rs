@@ -349,6 +349,24 @@ impl KvCacheManager {
         entry.num_cached = keep;
     }
 
+    /// Withdraws `blocks` from the prefix cache whoever holds them: a step
+    /// that was to compute them failed, so no later lookup may find them.
+    pub fn uncache_blocks(&mut self, blocks: &[BlockId]) {
+        for &id in blocks {
+            if (id as usize) < self.pool.num_blocks() {
+                self.pool.uncache(id);
+            }
+        }
+        for entry in self.requests.values_mut() {
+            if let Some(first) = entry.blocks[..entry.num_cached]
+                .iter()
+                .position(|b| blocks.contains(b))
+            {
+                entry.num_cached = first;
+            }
+        }
+    }
+
     /// Forgets every cached prefix (e.g. after swapping weights). Returns
     /// false and does nothing while any request still holds blocks.
     pub fn reset_prefix_cache(&mut self) -> bool {

@@ -1,10 +1,14 @@
-//! The HF `config.json` of the Llama family, read from the file or rebuilt
-//! from GGUF metadata, so one struct describes the model whatever the
-//! container.
+//! The HF `config.json` of the architectures we run, read from the file or
+//! rebuilt from GGUF metadata, so one struct describes the model whatever
+//! the container. [`Architecture`] names which model code runs it (the
+//! workers' registry keys on it); the fields are the union of what the
+//! supported families read, each defaulted as transformers defaults it.
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use serde_json::Value;
 
 use crate::gguf::{GgufError, GgufFile};
 
@@ -23,14 +27,17 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     Gguf(#[from] GgufError),
-    #[error("{path}: unsupported architecture `{arch}` (supported: llama)")]
+    #[error(
+        "{path}: unsupported architecture `{arch}` (supported: {})",
+        Architecture::SUPPORTED
+    )]
     UnknownArchitecture { path: PathBuf, arch: String },
     #[error("{path}: invalid config: {reason}")]
     Invalid { path: PathBuf, reason: String },
 }
 
 /// Llama-3 style frequency-dependent rope scaling (`rope_type: "llama3"`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct RopeScaling {
     /// `"llama3"`; other kinds are refused at validation.
     #[serde(alias = "type")]
@@ -63,9 +70,76 @@ fn default_max_pos() -> usize {
     2048
 }
 
-/// The fields of HF's `LlamaConfig` that change the computation.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct LlamaConfig {
+/// Merges `overrides` into `base`: objects key by key (recursively), any
+/// other value replaces.
+fn merge(base: &mut Value, overrides: &Value) {
+    match (base, overrides) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v.clone(),
+    }
+}
+
+/// The model families the workers implement, by the HF class name in
+/// `architectures` (or GGUF's `general.architecture`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// `LlamaForCausalLM` (SmolLM2 and other Llama-shaped models).
+    Llama,
+    /// `Qwen3ForCausalLM`: Llama plus an RMSNorm over each query and key
+    /// head before rotary.
+    Qwen3,
+    /// `MistralForCausalLM`: Llama with sliding-window attention.
+    Mistral,
+}
+
+impl Architecture {
+    /// The class names accepted, for messages.
+    pub const SUPPORTED: &'static str =
+        "LlamaForCausalLM, Qwen3ForCausalLM, MistralForCausalLM; GGUF llama";
+
+    /// The architecture an HF class name names.
+    pub fn from_hf_class(name: &str) -> Option<Self> {
+        match name {
+            "LlamaForCausalLM" => Some(Self::Llama),
+            "Qwen3ForCausalLM" => Some(Self::Qwen3),
+            "MistralForCausalLM" => Some(Self::Mistral),
+            _ => None,
+        }
+    }
+
+    /// The architecture a GGUF `general.architecture` names (llama.cpp
+    /// writes Mistral models as `llama`). GGUF `qwen3` (unpermuted q/k,
+    /// `attn_q_norm`) is not mapped yet: no fixture checks it.
+    pub fn from_gguf(name: &str) -> Option<Self> {
+        match name {
+            "llama" => Some(Self::Llama),
+            _ => None,
+        }
+    }
+
+    /// HF's class name.
+    pub fn hf_class(self) -> &'static str {
+        match self {
+            Self::Llama => "LlamaForCausalLM",
+            Self::Qwen3 => "Qwen3ForCausalLM",
+            Self::Mistral => "MistralForCausalLM",
+        }
+    }
+}
+
+/// The fields of an HF model config that change the computation, for every
+/// supported [`Architecture`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ModelConfig {
     /// HF class names, e.g. `["LlamaForCausalLM"]`; checked against what we
     /// implement.
     #[serde(default)]
@@ -103,10 +177,20 @@ pub struct LlamaConfig {
     pub mlp_bias: bool,
     #[serde(default)]
     pub hidden_act: Option<String>,
+    /// Keys a query may see: the last `sliding_window` positions
+    /// (Mistral on every layer; Qwen3 only on the layers `layer_types`
+    /// marks, and only with `use_sliding_window`).
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
+    #[serde(default)]
+    pub use_sliding_window: Option<bool>,
+    /// Per layer, `"full_attention"` or `"sliding_attention"`.
+    #[serde(default)]
+    pub layer_types: Option<Vec<String>>,
 }
 
 /// `eos_token_id` as config.json writes it: one id or several.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum EosTokenIds {
     One(u32),
@@ -123,20 +207,34 @@ impl EosTokenIds {
     }
 }
 
-impl LlamaConfig {
+impl ModelConfig {
     /// Reads and validates `<dir>/config.json`.
     pub fn from_hf_dir(dir: &Path) -> Result<Self, ConfigError> {
+        Self::from_hf_dir_with(dir, None)
+    }
+
+    /// Reads `<dir>/config.json` with `overrides` (vLLM's `--hf-overrides`:
+    /// a JSON object merged key by key, nested objects recursively) applied
+    /// before it is validated.
+    pub fn from_hf_dir_with(dir: &Path, overrides: Option<&Value>) -> Result<Self, ConfigError> {
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
             path: path.clone(),
             source,
         })?;
-        let config: Self = serde_json::from_str(&text).map_err(|source| ConfigError::Json {
+        let mut raw: Value = serde_json::from_str(&text).map_err(|source| ConfigError::Json {
+            path: path.clone(),
+            source,
+        })?;
+        if let Some(o) = overrides {
+            merge(&mut raw, o);
+        }
+        let config: Self = serde_json::from_value(raw).map_err(|source| ConfigError::Json {
             path: path.clone(),
             source,
         })?;
         if let Some(arch) = config.architectures.first() {
-            if arch != "LlamaForCausalLM" {
+            if Architecture::from_hf_class(arch).is_none() {
                 return Err(ConfigError::UnknownArchitecture {
                     path,
                     arch: arch.clone(),
@@ -147,15 +245,33 @@ impl LlamaConfig {
         Ok(config)
     }
 
-    /// Rebuilds the config from llama.cpp's `llama.*` metadata keys.
+    /// [`Self::from_gguf`] with `--hf-overrides` applied to the rebuilt
+    /// config, as if it had been a `config.json`.
+    pub fn from_gguf_with(file: &GgufFile, overrides: Option<&Value>) -> Result<Self, ConfigError> {
+        let config = Self::from_gguf(file)?;
+        let Some(o) = overrides else {
+            return Ok(config);
+        };
+        let json = |source| ConfigError::Json {
+            path: file.path().to_path_buf(),
+            source,
+        };
+        let mut raw = serde_json::to_value(&config).map_err(json)?;
+        merge(&mut raw, o);
+        let config: Self = serde_json::from_value(raw).map_err(json)?;
+        config.validate(file.path())?;
+        Ok(config)
+    }
+
+    /// Rebuilds the config from llama.cpp's `<arch>.*` metadata keys.
     pub fn from_gguf(file: &GgufFile) -> Result<Self, ConfigError> {
         let arch = file.architecture()?.to_string();
-        if arch != "llama" {
+        let Some(architecture) = Architecture::from_gguf(&arch) else {
             return Err(ConfigError::UnknownArchitecture {
                 path: file.path().to_path_buf(),
                 arch,
             });
-        }
+        };
         let key = |k: &str| format!("{arch}.{k}");
         let usize_key = |k: &str| -> Result<usize, ConfigError> {
             Ok(usize::try_from(file.get_u64(&key(k))?).unwrap_or(usize::MAX))
@@ -193,7 +309,7 @@ impl LlamaConfig {
         };
         let tied = file.tensor("output.weight").is_err();
         let config = Self {
-            architectures: vec!["LlamaForCausalLM".into()],
+            architectures: vec![architecture.hf_class().into()],
             vocab_size,
             hidden_size,
             intermediate_size: usize_key("feed_forward_length")?,
@@ -217,9 +333,44 @@ impl LlamaConfig {
             attention_bias: false,
             mlp_bias: false,
             hidden_act: Some("silu".into()),
+            sliding_window: None,
+            use_sliding_window: None,
+            layer_types: None,
         };
         config.validate(file.path())?;
         Ok(config)
+    }
+
+    /// Which model code runs this config (`architectures[0]`; Llama when
+    /// the list is empty, as configs of Llama-shaped models often leave it).
+    pub fn architecture(&self) -> Architecture {
+        self.architectures
+            .first()
+            .and_then(|a| Architecture::from_hf_class(a))
+            .unwrap_or(Architecture::Llama)
+    }
+
+    /// The sliding window of layer `layer`, if it has one: `layer_types`
+    /// decides where given (Qwen3 also needs `use_sliding_window`), else
+    /// Mistral slides on every layer and the others on none (as
+    /// transformers reads these configs).
+    pub fn sliding_window_for(&self, layer: usize) -> Option<usize> {
+        let window = self.sliding_window?;
+        let marked = self
+            .layer_types
+            .as_ref()
+            .map(|types| types.get(layer).map(String::as_str) == Some("sliding_attention"));
+        let slides = match self.architecture() {
+            Architecture::Mistral => marked.unwrap_or(true),
+            Architecture::Qwen3 => self.use_sliding_window == Some(true) && marked == Some(true),
+            Architecture::Llama => marked.unwrap_or(false),
+        };
+        slides.then_some(window)
+    }
+
+    /// Whether each query and key head is RMS-normalized before rotary.
+    pub fn qk_norm(&self) -> bool {
+        self.architecture() == Architecture::Qwen3
     }
 
     /// Number of KV heads (GQA groups).
@@ -271,6 +422,24 @@ impl LlamaConfig {
         if self.attention_bias || self.mlp_bias {
             return invalid("attention_bias / mlp_bias are not supported".into());
         }
+        if self.sliding_window == Some(0) {
+            return invalid("sliding_window must be positive".into());
+        }
+        if let Some(types) = &self.layer_types {
+            if types.len() != self.num_hidden_layers {
+                return invalid(format!(
+                    "layer_types lists {} layers, num_hidden_layers is {}",
+                    types.len(),
+                    self.num_hidden_layers
+                ));
+            }
+            if let Some(t) = types
+                .iter()
+                .find(|t| *t != "full_attention" && *t != "sliding_attention")
+            {
+                return invalid(format!("layer type `{t}` is not supported"));
+            }
+        }
         Ok(())
     }
 }
@@ -294,7 +463,7 @@ mod tests {
             "rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,
             "high_freq_factor":4.0,"original_max_position_embeddings":64}}"#,
         );
-        let c = LlamaConfig::from_hf_dir(dir.path()).unwrap();
+        let c = ModelConfig::from_hf_dir(dir.path()).unwrap();
         assert_eq!(c.num_kv_heads(), 2);
         assert_eq!(c.head_dim(), 16);
         assert_eq!(c.eos_token_id.unwrap().to_vec(), vec![1, 2]);
@@ -309,7 +478,7 @@ mod tests {
             r#"{"architectures":["GPTNeoXForCausalLM"],"vocab_size":1,"hidden_size":4,
             "intermediate_size":4,"num_hidden_layers":1,"num_attention_heads":1}"#,
         );
-        let err = LlamaConfig::from_hf_dir(dir.path())
+        let err = ModelConfig::from_hf_dir(dir.path())
             .unwrap_err()
             .to_string();
         assert!(err.contains("GPTNeoXForCausalLM"), "{err}");
@@ -324,7 +493,7 @@ mod tests {
             r#"{"vocab_size":1,"hidden_size":12,"intermediate_size":4,
             "num_hidden_layers":1,"num_attention_heads":3,"num_key_value_heads":2}"#,
         );
-        let err = LlamaConfig::from_hf_dir(dir.path())
+        let err = ModelConfig::from_hf_dir(dir.path())
             .unwrap_err()
             .to_string();
         assert!(err.contains("multiple"), "{err}");
@@ -334,9 +503,78 @@ mod tests {
     fn malformed_json_names_file() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "{ not json");
-        let err = LlamaConfig::from_hf_dir(dir.path())
+        let err = ModelConfig::from_hf_dir(dir.path())
             .unwrap_err()
             .to_string();
         assert!(err.contains("config.json"), "{err}");
+    }
+
+    #[test]
+    fn architectures_pick_the_model_code_and_its_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = r#""vocab_size":10,"hidden_size":16,"intermediate_size":8,
+            "num_hidden_layers":2,"num_attention_heads":2"#;
+        write(
+            dir.path(),
+            &format!(r#"{{"architectures":["MistralForCausalLM"],"sliding_window":8,{base}}}"#),
+        );
+        let c = ModelConfig::from_hf_dir(dir.path()).unwrap();
+        assert_eq!(c.architecture(), Architecture::Mistral);
+        assert_eq!(c.sliding_window_for(1), Some(8));
+        assert!(!c.qk_norm());
+        // Qwen3 has a sliding_window field but uses it only when asked.
+        write(
+            dir.path(),
+            &format!(
+                r#"{{"architectures":["Qwen3ForCausalLM"],"sliding_window":8,
+                "use_sliding_window":false,
+                "layer_types":["full_attention","sliding_attention"],{base}}}"#
+            ),
+        );
+        let c = ModelConfig::from_hf_dir(dir.path()).unwrap();
+        assert_eq!(c.architecture(), Architecture::Qwen3);
+        assert!(c.qk_norm());
+        assert_eq!(c.sliding_window_for(1), None);
+        let c = ModelConfig {
+            use_sliding_window: Some(true),
+            ..c
+        };
+        assert_eq!(
+            (c.sliding_window_for(0), c.sliding_window_for(1)),
+            (None, Some(8))
+        );
+        write(
+            dir.path(),
+            &format!(r#"{{"layer_types":["full_attention"],{base}}}"#),
+        );
+        let err = ModelConfig::from_hf_dir(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("layer_types lists 1"), "{err}");
+    }
+
+    #[test]
+    fn hf_overrides_merge_before_validation() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            r#"{"vocab_size":10,"hidden_size":16,"intermediate_size":8,
+            "num_hidden_layers":4,"num_attention_heads":2,
+            "rope_scaling":{"rope_type":"llama3","factor":8.0}}"#,
+        );
+        let o = serde_json::json!({"num_hidden_layers": 1, "rope_scaling": {"factor": 2.0}});
+        let c = ModelConfig::from_hf_dir_with(dir.path(), Some(&o)).unwrap();
+        assert_eq!(c.num_hidden_layers, 1);
+        let scaling = c.rope_scaling.unwrap();
+        assert_eq!(
+            (scaling.rope_type.as_str(), scaling.factor),
+            ("llama3", 2.0)
+        );
+        // Overrides are validated like the file.
+        let o = serde_json::json!({"num_attention_heads": 3});
+        let err = ModelConfig::from_hf_dir_with(dir.path(), Some(&o))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("head"), "{err}");
     }
 }

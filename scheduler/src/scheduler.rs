@@ -495,6 +495,61 @@ impl Scheduler {
         aborted
     }
 
+    /// Ends the requests a worker could not run in the step `output`
+    /// scheduled, and with them every request of that step that reads a
+    /// block one of them was to compute (two prompts sharing a prefix
+    /// within one step share its blocks before they hold KV). Those blocks
+    /// hold no valid KV, so they leave the prefix cache; blocks computed in
+    /// earlier steps stay cached. Returns the requests ended beyond
+    /// `failed` (each read a failed request's blocks); call
+    /// [`Self::update_from_output`] after this, so their tokens are
+    /// dropped.
+    pub fn fail_in_step(
+        &mut self,
+        failed: &[RequestId],
+        output: &SchedulerOutput,
+    ) -> Vec<RequestId> {
+        let bs = self.kv.block_size();
+        let start_of: FxHashMap<&RequestId, usize> = output
+            .scheduled_new_reqs
+            .iter()
+            .map(|r| (&r.req_id, r.num_computed_tokens))
+            .chain(
+                output
+                    .scheduled_cached_reqs
+                    .iter()
+                    .map(|r| (&r.req_id, r.num_computed_tokens)),
+            )
+            .collect();
+        let mut ended: FxHashSet<RequestId> = failed.iter().cloned().collect();
+        let mut bad_blocks: Vec<kv_cache::BlockId> = Vec::new();
+        let mut todo: Vec<RequestId> = failed.to_vec();
+        while let Some(id) = todo.pop() {
+            let Some(&start) = start_of.get(&id) else {
+                continue;
+            };
+            let fresh = self.kv.block_ids(&id).get(start / bs..).unwrap_or(&[]);
+            bad_blocks.extend_from_slice(fresh);
+            for (other, _) in &output.num_scheduled_tokens {
+                if !ended.contains(other)
+                    && self.kv.block_ids(other).iter().any(|b| fresh.contains(b))
+                {
+                    ended.insert(other.clone());
+                    todo.push(other.clone());
+                }
+            }
+        }
+        self.kv.uncache_blocks(&bad_blocks);
+        let named: FxHashSet<&RequestId> = failed.iter().collect();
+        let dependents: Vec<RequestId> = ended
+            .iter()
+            .filter(|id| !named.contains(id))
+            .cloned()
+            .collect();
+        self.abort(failed.iter().chain(&dependents));
+        dependents
+    }
+
     /// Checks that queues, request states and the KV cache agree: each
     /// request is in exactly one queue matching its status, waiting requests
     /// hold no blocks, running ones hold enough for their computed tokens,

@@ -746,3 +746,112 @@ fn undone_schedule_does_not_leave_uncomputed_blocks_in_the_prefix_cache() {
         "only the blocks actually computed are hits"
     );
 }
+
+// ---- a worker fails requests of a step ---------------------------------
+
+/// A worker's output without the request it failed.
+fn without(mut mro: ModelRunnerOutput, failed: &str) -> ModelRunnerOutput {
+    let i = mro.req_ids.iter().position(|r| *r == id(failed)).unwrap();
+    mro.req_ids.remove(i);
+    mro.sampled_token_ids.remove(i);
+    mro
+}
+
+#[test]
+fn a_failed_request_ends_alone_and_its_fresh_blocks_leave_the_cache() {
+    let mut s = create_scheduler(config());
+    let system = prompt(48, 5_000); // 3 full blocks
+    s.add_request(Request::builder("a", system.clone()).max_tokens(4).build())
+        .unwrap();
+    step(&mut s); // a computed: its 3 blocks are valid and cached
+    s.add_request(
+        Request::builder("b", prompt(40, 9_000))
+            .max_tokens(4)
+            .build(),
+    )
+    .unwrap();
+    // One step: a decodes, b prefills (two full blocks registered).
+    let out = s.schedule().unwrap();
+    let b_blocks = s.block_ids(&id("b")).to_vec();
+    // The worker runs the step without b and reports b failed.
+    let mro = without(run_model(&s, &out, |_, pos| token_at(pos)), "b");
+    let dependents = s.fail_in_step(&[id("b")], &out);
+    assert!(dependents.is_empty(), "a shares nothing with b");
+    let res = s.update_from_output(&out, &mro);
+    assert_eq!(res.len(), 1, "only a gets its token");
+    assert_eq!(res[0].req_id, id("a"));
+    assert!(s.get_request(&id("b")).is_none());
+    s.check_invariants().unwrap();
+    for blk in &b_blocks[..2] {
+        assert_eq!(s.kv_cache().pool().block_hash(*blk), None);
+    }
+    // The same prompt again is computed from scratch; a's prefix still hits.
+    s.add_request(
+        Request::builder("b2", prompt(40, 9_000))
+            .max_tokens(4)
+            .build(),
+    )
+    .unwrap();
+    s.add_request(
+        Request::builder(
+            "c",
+            system.iter().copied().chain([1, 2]).collect::<Vec<u32>>(),
+        )
+        .max_tokens(4)
+        .build(),
+    )
+    .unwrap();
+    let (out, _) = step(&mut s);
+    let start = |r: &str| {
+        out.scheduled_new_reqs
+            .iter()
+            .find(|n| n.req_id == id(r))
+            .unwrap()
+            .num_computed_tokens
+    };
+    assert_eq!(start("b2"), 0);
+    assert_eq!(start("c"), 48);
+}
+
+#[test]
+fn requests_reading_a_failed_requests_fresh_blocks_end_with_it() {
+    let mut s = create_scheduler(config());
+    let shared = prompt(48, 5_000);
+    let with = |x: u32| -> Vec<u32> { shared.iter().copied().chain([x]).collect() };
+    // In one step: "a" prefills the shared prefix, "b" finds a's blocks
+    // (registered at allocation) and computes only its last token, "c" is
+    // unrelated.
+    s.add_request(Request::builder("a", with(1)).max_tokens(4).build())
+        .unwrap();
+    s.add_request(Request::builder("b", with(2)).max_tokens(4).build())
+        .unwrap();
+    s.add_request(
+        Request::builder("c", prompt(20, 20_000))
+            .max_tokens(4)
+            .build(),
+    )
+    .unwrap();
+    let out = s.schedule().unwrap();
+    let b = out
+        .scheduled_new_reqs
+        .iter()
+        .find(|n| n.req_id == id("b"))
+        .unwrap();
+    assert_eq!(b.num_computed_tokens, 48, "b shares a's uncomputed blocks");
+    let mro = without(run_model(&s, &out, |_, pos| token_at(pos)), "a");
+    let dependents = s.fail_in_step(&[id("a")], &out);
+    assert_eq!(dependents, vec![id("b")]);
+    let res = s.update_from_output(&out, &mro);
+    assert_eq!(res.len(), 1);
+    assert_eq!(res[0].req_id, id("c"));
+    s.check_invariants().unwrap();
+    assert_eq!(
+        s.kv_cache().pool().num_cached_blocks(),
+        1,
+        "only c's full block"
+    );
+    s.add_request(Request::builder("d", with(3)).max_tokens(4).build())
+        .unwrap();
+    let (out, _) = step(&mut s);
+    assert_eq!(out.scheduled_new_reqs[0].num_computed_tokens, 0);
+}

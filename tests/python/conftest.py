@@ -68,7 +68,7 @@ def wait_healthy(base: str, proc: subprocess.Popen, log: Path) -> None:
 
 
 class Server:
-    def __init__(self, extra_args=(), tmp: Path = None):
+    def __init__(self, extra_args=(), tmp: Path = None, model="smollm2", env=None):
         if not ENGINE.exists():
             raise RuntimeError(f"{ENGINE} missing: cargo build -p engine -p workers --bins")
         self.port = free_port()
@@ -78,9 +78,10 @@ class Server:
         # server refuses one that cannot hold a max_model_len sequence).
         model_len = [] if "--max-model-len" in extra_args else ["--max-model-len", "2048"]
         self.proc = subprocess.Popen(
-            [str(ENGINE), "serve", "--model", "smollm2", "--host", "127.0.0.1",
+            [str(ENGINE), "serve", "--model", model, "--host", "127.0.0.1",
              "--port", str(self.port), *model_len, *extra_args],
-            cwd=ROOT, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+            cwd=ROOT, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})})
         wait_healthy(self.base, self.proc, self.log)
 
     def stop(self):

@@ -2,7 +2,7 @@
 //! descriptions and validated here, so the model never sees an id out of
 //! range or a slot outside the cache.
 
-use tch::{Device, Tensor};
+use tch::{Device, TchError, Tensor};
 
 use crate::attention::AttentionMetadata;
 
@@ -21,6 +21,57 @@ pub struct SequenceChunk {
     /// Whether to return logits for the last token of the chunk (false for
     /// a prefill chunk that does not finish the prompt).
     pub want_logits: bool,
+}
+
+impl SequenceChunk {
+    /// Checks this chunk (sequence `seq` of its batch) against `limits`:
+    /// what [`ForwardBatch::build`] refuses, asked one sequence at a time,
+    /// so a worker can drop the one bad sequence of a step and run the
+    /// rest.
+    pub fn check(&self, seq: usize, limits: BatchLimits) -> Result<(), BatchError> {
+        if self.token_ids.is_empty() {
+            return Err(BatchError::EmptyChunk { seq });
+        }
+        let end = self.num_computed + self.token_ids.len();
+        if end > limits.max_positions {
+            return Err(BatchError::TooLong {
+                seq,
+                position: end,
+                max: limits.max_positions,
+            });
+        }
+        let blocks_needed = end.div_ceil(limits.block_size.max(1));
+        if self.block_table.len() < blocks_needed {
+            return Err(BatchError::BlockTableTooShort {
+                seq,
+                needed: end,
+                blocks_needed,
+                have: self.block_table.len(),
+            });
+        }
+        if let Some(&block) = self.block_table[..blocks_needed]
+            .iter()
+            .find(|&&b| b as usize >= limits.num_blocks)
+        {
+            return Err(BatchError::BlockOutOfRange {
+                seq,
+                block,
+                num_blocks: limits.num_blocks,
+            });
+        }
+        if let Some(&id) = self
+            .token_ids
+            .iter()
+            .find(|&&id| id as usize >= limits.vocab_size)
+        {
+            return Err(BatchError::TokenOutOfRange {
+                seq,
+                id,
+                vocab_size: limits.vocab_size,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Why a batch was refused.
@@ -57,6 +108,9 @@ pub enum BatchError {
     },
     #[error("empty batch")]
     Empty,
+    /// Copying the batch to the device failed (out of memory).
+    #[error("could not copy the batch to the device: {0}")]
+    Device(String),
 }
 
 /// Limits a batch is validated against.
@@ -102,44 +156,9 @@ impl ForwardBatch {
         let bs = limits.block_size;
         query_start_loc.push(0i64);
         for (seq, chunk) in chunks.iter().enumerate() {
-            if chunk.token_ids.is_empty() {
-                return Err(BatchError::EmptyChunk { seq });
-            }
+            chunk.check(seq, limits)?;
             let end = chunk.num_computed + chunk.token_ids.len();
-            if end > limits.max_positions {
-                return Err(BatchError::TooLong {
-                    seq,
-                    position: end,
-                    max: limits.max_positions,
-                });
-            }
-            let blocks_needed = end.div_ceil(bs);
-            if chunk.block_table.len() < blocks_needed {
-                return Err(BatchError::BlockTableTooShort {
-                    seq,
-                    needed: end,
-                    blocks_needed,
-                    have: chunk.block_table.len(),
-                });
-            }
-            if let Some(&block) = chunk.block_table[..blocks_needed]
-                .iter()
-                .find(|&&b| b as usize >= limits.num_blocks)
-            {
-                return Err(BatchError::BlockOutOfRange {
-                    seq,
-                    block,
-                    num_blocks: limits.num_blocks,
-                });
-            }
             for (i, &id) in chunk.token_ids.iter().enumerate() {
-                if id as usize >= limits.vocab_size {
-                    return Err(BatchError::TokenOutOfRange {
-                        seq,
-                        id,
-                        vocab_size: limits.vocab_size,
-                    });
-                }
                 let pos = chunk.num_computed + i;
                 ids.push(i64::from(id));
                 positions.push(pos as i64);
@@ -155,11 +174,18 @@ impl ForwardBatch {
             }
         }
         let tables: Vec<Vec<u32>> = chunks.iter().map(|c| c.block_table.clone()).collect();
-        let attn = AttentionMetadata::new(&slots, query_start_loc, seq_lens, &tables, bs, device);
+        let on_device = |e: TchError| BatchError::Device(e.to_string());
+        let upload = |v: &[i64]| {
+            Tensor::f_from_slice(v)
+                .and_then(|t| t.f_to_device(device))
+                .map_err(on_device)
+        };
+        let attn = AttentionMetadata::new(&slots, query_start_loc, seq_lens, &tables, bs, device)
+            .map_err(on_device)?;
         Ok(Self {
-            input_ids: Tensor::from_slice(&ids).to_device(device),
-            positions: Tensor::from_slice(&positions).to_device(device),
-            logits_indices: Tensor::from_slice(&logits_indices).to_device(device),
+            input_ids: upload(&ids)?,
+            positions: upload(&positions)?,
+            logits_indices: upload(&logits_indices)?,
             logits_rows,
             attn,
         })

@@ -1,15 +1,13 @@
 //! From a resolved model source and load options to a ready model: reads
 //! the config, opens the right weight container, and builds the model.
 
-use std::sync::Arc;
-
 use model_files::config::ConfigError;
 use model_files::gguf::GgufFile;
-use model_files::{LlamaConfig, ModelFormat, ModelSource};
+use model_files::{ModelConfig, ModelFormat, ModelSource};
 use tch::{Device, Kind};
 
-use crate::attention::TorchRefBackend;
-use crate::models::llama::{LlamaModel, ModelError};
+use crate::attention::{select_backend, BackendChoice};
+use crate::models::{build_model, CausalLm, ModelError};
 use crate::parallel::TpGroup;
 use crate::weights::{
     DummySource, GgufSource, SafetensorsSource, WeightError, WeightSource, Weights,
@@ -59,6 +57,18 @@ pub fn parse_dtype(s: &str, device: Device) -> Result<Kind, String> {
     }
 }
 
+/// `--hf-overrides`: empty for none, else a JSON object.
+pub fn parse_hf_overrides(s: &str) -> Result<Option<serde_json::Value>, String> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    match serde_json::from_str::<serde_json::Value>(s) {
+        Ok(v) if v.is_object() => Ok(Some(v)),
+        Ok(_) => Err("--hf-overrides must be a JSON object".into()),
+        Err(e) => Err(format!("--hf-overrides is not valid JSON: {e}")),
+    }
+}
+
 /// `--device`: `cpu`, `cuda` or `cuda:N`.
 pub fn parse_device(s: &str) -> Result<Device, String> {
     match s {
@@ -73,13 +83,17 @@ pub fn parse_device(s: &str) -> Result<Device, String> {
 }
 
 /// How to load a model.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub format: LoadFormat,
     pub device: Device,
     pub kind: Kind,
     /// Seed of dummy weights.
     pub seed: u64,
+    /// `--attention-backend` (`auto` picks for the device).
+    pub attention_backend: BackendChoice,
+    /// `--hf-overrides`: a JSON object merged into the checkpoint's config.
+    pub hf_overrides: Option<serde_json::Value>,
 }
 
 /// Why a model could not be loaded.
@@ -101,13 +115,17 @@ pub enum LoadError {
     DeviceUnavailable(Device),
 }
 
-/// Reads the model's config from `config.json` or GGUF metadata.
-pub fn load_config(source: &ModelSource) -> Result<LlamaConfig, LoadError> {
+/// Reads the model's config from `config.json` or GGUF metadata, with
+/// `overrides` (`--hf-overrides`) merged in.
+pub fn load_config(
+    source: &ModelSource,
+    overrides: Option<&serde_json::Value>,
+) -> Result<ModelConfig, LoadError> {
     Ok(match source.format {
-        ModelFormat::HfFolder => LlamaConfig::from_hf_dir(&source.path)?,
+        ModelFormat::HfFolder => ModelConfig::from_hf_dir_with(&source.path, overrides)?,
         ModelFormat::Gguf => {
             let file = GgufFile::open(&source.path).map_err(ConfigError::from)?;
-            LlamaConfig::from_gguf(&file)?
+            ModelConfig::from_gguf_with(&file, overrides)?
         }
     })
 }
@@ -115,7 +133,7 @@ pub fn load_config(source: &ModelSource) -> Result<LlamaConfig, LoadError> {
 /// Opens the weight container `options.format` asks for.
 pub fn open_weights(
     source: &ModelSource,
-    config: &LlamaConfig,
+    config: &ModelConfig,
     options: &LoadOptions,
 ) -> Result<Weights, LoadError> {
     if let Device::Cuda(i) = options.device {
@@ -145,21 +163,16 @@ pub fn open_weights(
     Ok(Weights::new(boxed, options.device, options.kind))
 }
 
-/// Loads config and weights and builds the model with the reference
-/// attention backend.
+/// Loads config and weights and builds the model its architecture names,
+/// with the attention backend `options` asks for.
 pub fn load_model(
     source: &ModelSource,
     options: &LoadOptions,
     tp: &TpGroup,
     on_layer: impl FnMut(usize, usize),
-) -> Result<LlamaModel, LoadError> {
-    let config = load_config(source)?;
+) -> Result<Box<dyn CausalLm>, LoadError> {
+    let config = load_config(source, options.hf_overrides.as_ref())?;
+    let backend = select_backend(options.attention_backend, options.device);
     let weights = open_weights(source, &config, options)?;
-    Ok(LlamaModel::load(
-        &config,
-        &weights,
-        Arc::new(TorchRefBackend),
-        tp,
-        on_layer,
-    )?)
+    Ok(build_model(&config, &weights, backend, tp, on_layer)?)
 }

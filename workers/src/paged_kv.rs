@@ -6,16 +6,20 @@
 //! (`block * block_size + offset`), reads gather a sequence's blocks through
 //! its block table.
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind, TchError, Tensor};
 
 /// Shape of the cache, fixed when it is allocated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvCacheSpec {
     pub num_layers: usize,
     pub num_blocks: usize,
     pub block_size: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
+    /// Per layer, the sliding window of its attention (`None`: full). Every
+    /// layer holds the same blocks today; a hybrid allocator can give the
+    /// windowed layers only the blocks their window still sees.
+    pub sliding_windows: Vec<Option<usize>>,
 }
 
 impl KvCacheSpec {
@@ -37,21 +41,24 @@ pub struct LayerKvCache {
 
 impl LayerKvCache {
     /// Stores `k`, `v` (`[T, kv_heads, head_dim]`) at flat `slots` (`[T]`).
-    pub fn write(&mut self, slots: &Tensor, k: &Tensor, v: &Tensor) {
+    pub fn write(&mut self, slots: &Tensor, k: &Tensor, v: &Tensor) -> Result<(), TchError> {
         let (nb, bs, h, d) = dims4(&self.key);
-        let mut flat_k = self.key.view([nb * bs, h, d]);
-        let mut flat_v = self.value.view([nb * bs, h, d]);
-        let _ = flat_k.index_copy_(0, slots, k);
-        let _ = flat_v.index_copy_(0, slots, v);
+        let mut flat_k = self.key.f_view([nb * bs, h, d])?;
+        let mut flat_v = self.value.f_view([nb * bs, h, d])?;
+        let _ = flat_k.f_index_copy_(0, slots, k)?;
+        let _ = flat_v.f_index_copy_(0, slots, v)?;
+        Ok(())
     }
 
     /// K and V rows at flat `slots`, `[len(slots), kv_heads, head_dim]`.
-    pub fn gather(&self, slots: &Tensor) -> (Tensor, Tensor) {
+    pub fn gather(&self, slots: &Tensor) -> Result<(Tensor, Tensor), TchError> {
         let (nb, bs, h, d) = dims4(&self.key);
-        (
-            self.key.view([nb * bs, h, d]).index_select(0, slots),
-            self.value.view([nb * bs, h, d]).index_select(0, slots),
-        )
+        Ok((
+            self.key.f_view([nb * bs, h, d])?.f_index_select(0, slots)?,
+            self.value
+                .f_view([nb * bs, h, d])?
+                .f_index_select(0, slots)?,
+        ))
     }
 }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use model_files::ModelSource;
 use safetensors::tensor::{SafeTensors, TensorView};
 use tch::{Device, Kind};
+use workers::attention::BackendChoice;
 use workers::loader::{load_model, LoadError, LoadFormat, LoadOptions};
 use workers::parallel::TpGroup;
 
@@ -32,6 +33,8 @@ fn load(path: &Path) -> Result<(), LoadError> {
         device: Device::Cpu,
         kind: Kind::Float,
         seed: 0,
+        attention_backend: BackendChoice::Auto,
+        hf_overrides: None,
     };
     load_model(&source, &options, &TpGroup::single(), |_, _| {}).map(|_| ())
 }
@@ -184,6 +187,8 @@ fn dummy_weights_load_at_real_shapes() {
         device: Device::Cpu,
         kind: Kind::Float,
         seed: 3,
+        attention_backend: BackendChoice::Auto,
+        hf_overrides: None,
     };
     let model = load_model(&source, &options, &TpGroup::single(), |_, _| {}).unwrap();
     assert_eq!(model.config().num_hidden_layers, 2);

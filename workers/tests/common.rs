@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use model_files::ModelSource;
 use tch::{Device, Kind, Tensor};
+use workers::attention::BackendChoice;
 use workers::batch::{BatchLimits, ForwardBatch, SequenceChunk};
 use workers::loader::{load_model, LoadFormat, LoadOptions};
 use workers::paged_kv::PagedKvCache;
@@ -162,6 +163,8 @@ pub fn smollm2_matches_transformers(tp: &TpGroup, target: Target) -> String {
         device: target.device,
         kind: target.kind,
         seed: 0,
+        attention_backend: BackendChoice::Auto,
+        hf_overrides: None,
     };
     let model = load_model(&source, &options, tp, |_, _| {}).unwrap();
     let num_blocks = 64;

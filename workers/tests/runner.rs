@@ -43,6 +43,8 @@ fn runner() -> ModelRunner {
             load_format: "auto".into(),
             dtype: "float32".into(),
             seed: 0,
+            attention_backend: "auto".into(),
+            hf_overrides: String::new(),
         })
         .unwrap();
     assert_eq!(info.vocab_size, 256);
@@ -277,12 +279,9 @@ fn finished_requests_are_dropped() {
     })
     .unwrap();
     assert!(r.input_batch().is_empty());
-    // A delta for it now is refused.
+    // A delta for it now fails it alone.
     let step = d.step(&mut [&mut s], &[1]);
-    assert!(matches!(
-        r.execute_step(&step),
-        Err(WorkerError::UnknownRequest { .. })
-    ));
+    assert_eq!(failed_ids(&r.execute_step(&step).unwrap()), ["a"]);
 }
 
 #[test]
@@ -353,8 +352,13 @@ fn logprobs_come_back_when_asked() {
     assert!((lp[0].logprob - lp[0].top_logprobs[0]).abs() < 1e-6);
 }
 
+/// The ids a step failed, in order.
+fn failed_ids(result: &StepResult) -> Vec<&str> {
+    result.failed.iter().map(|f| f.req_id.as_str()).collect()
+}
+
 #[test]
-fn bad_input_is_an_error_not_a_panic() {
+fn bad_requests_fail_alone_not_the_step() {
     let mut r = runner();
     // A delta for a request the worker never saw.
     let ghost = StepRequest {
@@ -370,10 +374,7 @@ fn bad_input_is_an_error_not_a_panic() {
         }],
         ..Default::default()
     };
-    assert!(matches!(
-        r.execute_step(&ghost),
-        Err(WorkerError::UnknownRequest { .. })
-    ));
+    assert_eq!(failed_ids(&r.execute_step(&ghost).unwrap()), ["ghost"]);
     // Scheduled but never sent.
     let unsent = StepRequest {
         scheduled: vec![ScheduledTokens {
@@ -382,16 +383,21 @@ fn bad_input_is_an_error_not_a_panic() {
         }],
         ..Default::default()
     };
-    assert!(r.execute_step(&unsent).is_err());
+    let result = r.execute_step(&unsent).unwrap();
+    assert_eq!(failed_ids(&result), ["nobody"]);
+    assert!(result.failed[0].reason.contains("not held"), "{result:?}");
     // More tokens scheduled than known, blocks out of range, bad params.
     let mut d = Driver::new(0);
     let mut s = Seq::new("a", &PROMPT, greedy());
     let mut step = d.step(&mut [&mut s], &[0]);
     step.scheduled[0].num_tokens = 50;
-    assert!(matches!(
-        r.execute_step(&step),
-        Err(WorkerError::ScheduledPastKnownTokens { .. })
-    ));
+    let result = r.execute_step(&step).unwrap();
+    assert_eq!(failed_ids(&result), ["a"]);
+    assert!(result.outputs.is_empty());
+    assert!(
+        r.input_batch().get("a").is_none(),
+        "a failed request is forgotten"
+    );
     let bad_block = StepRequest {
         new_requests: vec![NewRequest {
             req_id: "b".into(),
@@ -406,10 +412,12 @@ fn bad_input_is_an_error_not_a_panic() {
         }],
         ..Default::default()
     };
-    assert!(matches!(
-        r.execute_step(&bad_block),
-        Err(WorkerError::Batch(_))
-    ));
+    let result = r.execute_step(&bad_block).unwrap();
+    assert_eq!(failed_ids(&result), ["b"]);
+    assert!(
+        result.failed[0].reason.contains("outside the cache"),
+        "{result:?}"
+    );
     let bad_params = StepRequest {
         new_requests: vec![NewRequest {
             req_id: "c".into(),
@@ -421,12 +429,18 @@ fn bad_input_is_an_error_not_a_panic() {
             block_ids: vec![0],
             num_computed_tokens: 0,
         }],
+        scheduled: vec![ScheduledTokens {
+            req_id: "c".into(),
+            num_tokens: 1,
+        }],
         ..Default::default()
     };
-    assert!(matches!(
-        r.execute_step(&bad_params),
-        Err(WorkerError::InvalidSampling { .. })
-    ));
+    let result = r.execute_step(&bad_params).unwrap();
+    assert_eq!(failed_ids(&result), ["c"]);
+    assert!(
+        result.failed[0].reason.contains("temperature"),
+        "{result:?}"
+    );
     // The runner still works.
     let mut d = Driver::new(0);
     let mut s = Seq::new("ok", &PROMPT, greedy());
@@ -450,4 +464,47 @@ fn bad_input_is_an_error_not_a_panic() {
         ..Default::default()
     })
     .is_err());
+}
+
+/// A token id past the model's vocabulary in one request of a step (the
+/// engine checks prompts, so this is a worker that disagrees with it):
+/// that request fails, the other request of the same step gets exactly the
+/// tokens it gets alone, and the runner goes on.
+#[test]
+fn one_bad_request_leaves_its_step_mates_alone() {
+    let expected = one_shot_greedy(4);
+    let mut r = runner();
+    let mut d = Driver::new(0);
+    let mut good = Seq::new("good", &PROMPT, greedy());
+    let mut step = d.step(&mut [&mut good], &[0]);
+    step.new_requests.push(NewRequest {
+        req_id: "evil".into(),
+        prompt_token_ids: vec![1, 999, 2],
+        sampling: Some(greedy()),
+        block_ids: vec![NUM_BLOCKS - 1],
+        num_computed_tokens: 0,
+    });
+    step.scheduled.push(ScheduledTokens {
+        req_id: "evil".into(),
+        num_tokens: 3,
+    });
+    let result = r.execute_step(&step).unwrap();
+    assert_eq!(failed_ids(&result), ["evil"]);
+    assert!(
+        result.failed[0].reason.contains("token id 999"),
+        "{result:?}"
+    );
+    assert_eq!(result.outputs.len(), 1);
+    assert_eq!(result.outputs[0].req_id, "good");
+    good.computed += PROMPT.len();
+    good.tokens.extend(&result.outputs[0].sampled_token_ids);
+    assert!(r.input_batch().get("evil").is_none());
+    // The engine then lists the failed id as finished; that is harmless.
+    let mut next = d.step(&mut [&mut good], &[1]);
+    next.finished_req_ids.push("evil".into());
+    let result = r.execute_step(&next).unwrap();
+    assert!(result.failed.is_empty());
+    Driver::update(&mut [&mut good], &next, &result);
+    d.decode(&mut r, &mut [&mut good], 3);
+    assert_eq!(good.output(), expected.as_slice());
 }

@@ -19,9 +19,10 @@ use std::time::Duration;
 use common::{floats, ids, max_abs_diff, read_json};
 use model_files::ModelSource;
 use tch::{Device, Kind, Tensor};
+use workers::attention::BackendChoice;
 use workers::batch::{BatchLimits, ForwardBatch, SequenceChunk};
 use workers::loader::{load_model, LoadError, LoadFormat, LoadOptions};
-use workers::models::llama::{LlamaModel, ModelError};
+use workers::models::{CausalLm, ModelError};
 use workers::paged_kv::PagedKvCache;
 use workers::parallel::{TcpOptions, TpGroup};
 
@@ -57,10 +58,12 @@ fn cpu_f32() -> LoadOptions {
         device: Device::Cpu,
         kind: Kind::Float,
         seed: 0,
+        attention_backend: BackendChoice::Auto,
+        hf_overrides: None,
     }
 }
 
-fn load(model: &str, tp: &TpGroup) -> Result<LlamaModel, LoadError> {
+fn load(model: &str, tp: &TpGroup) -> Result<Box<dyn CausalLm>, LoadError> {
     let source = ModelSource::resolve(model).unwrap();
     load_model(&source, &cpu_f32(), tp, |_, _| {})
 }
@@ -73,7 +76,7 @@ fn tiny_path() -> String {
         .to_string()
 }
 
-fn limits(model: &LlamaModel, num_blocks: usize, block_size: usize) -> BatchLimits {
+fn limits(model: &dyn CausalLm, num_blocks: usize, block_size: usize) -> BatchLimits {
     BatchLimits {
         vocab_size: model.config().vocab_size,
         num_blocks,
@@ -108,7 +111,7 @@ fn tiny_run(tp: TpGroup, prompts: Vec<Vec<u32>>) -> TinyRun {
         Device::Cpu,
     )
     .unwrap();
-    let lim = limits(&model, num_blocks, BLOCK);
+    let lim = limits(&*model, num_blocks, BLOCK);
     let tables: Vec<Vec<u32>> = (0..prompts.len() as u32)
         .map(|i| (i * 8..i * 8 + 8).collect())
         .collect();
@@ -185,7 +188,7 @@ fn smollm2_tp_3_greedy_equals_transformers() {
     let runs = on_ranks(3, move |tp| {
         let model = load("smollm2", &tp).unwrap();
         let (num_blocks, block) = (64, 16);
-        let lim = limits(&model, num_blocks, block);
+        let lim = limits(&*model, num_blocks, block);
         let mut out = Vec::new();
         for prompt in &prompts {
             let mut kv = PagedKvCache::new(

@@ -31,8 +31,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use proto::worker::TokenLogprobs;
-use scheduler::{FinishReason, Request, RequestId, SamplingParams, Scheduler, StopParams};
+use proto::worker::{FailedRequest, TokenLogprobs};
+use scheduler::{
+    FinishReason, Request, RequestId, SamplingParams, Scheduler, SchedulerOutput, StopParams,
+};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
 
@@ -48,6 +50,10 @@ pub enum CoreError {
     Unavailable(String),
     #[error("request rejected by the scheduler: {0}")]
     Rejected(String),
+    /// A worker could not run this request (it failed alone; the engine
+    /// and the other requests go on). The reason is for the log.
+    #[error("the engine could not run the request: {0}")]
+    Failed(String),
     /// As many sequences as the engine queues are in flight: retry later.
     #[error("{0}")]
     Overloaded(String),
@@ -492,10 +498,13 @@ impl EngineCore {
         }
         self.step_id += 1;
         let wire = self.view.step_request(self.step_id, &out, &self.scheduler);
-        let result = match self.executor.execute(wire) {
+        let mut result = match self.executor.execute(wire) {
             Ok(r) => r,
             Err(e) => return self.fail(e.to_string()),
         };
+        if !result.failed.is_empty() {
+            self.end_failed(&out, std::mem::take(&mut result.failed));
+        }
         let (runner_out, mut logprobs) = runner_output(result);
         let outputs = self.scheduler.update_from_output(&out, &runner_out);
         let now = Instant::now();
@@ -551,6 +560,31 @@ impl EngineCore {
         self.update_gauges();
     }
 
+    /// Ends the requests a worker could not run in step `out` (and those
+    /// that read their uncomputed blocks), each with its own error; the
+    /// engine and the rest of the step go on.
+    fn end_failed(&mut self, out: &SchedulerOutput, failed: Vec<FailedRequest>) {
+        let ids: Vec<RequestId> = failed
+            .iter()
+            .map(|f| RequestId::from(f.req_id.as_str()))
+            .collect();
+        let dependents = self.scheduler.fail_in_step(&ids, out);
+        let reasons = failed
+            .into_iter()
+            .map(|f| (RequestId::from(f.req_id), f.reason))
+            .chain(dependents.into_iter().map(|id| {
+                let why = "it shared prompt blocks with a request that failed in the same step";
+                (id, why.to_string())
+            }));
+        for (id, reason) in reasons {
+            tracing::warn!(request = %id, %reason, "the worker failed a request");
+            self.timings.remove(&id);
+            if let Some(events) = self.streams.remove(&id) {
+                let _ = events.send(CoreEvent::Error(CoreError::Failed(reason)));
+            }
+        }
+    }
+
     fn update_gauges(&mut self) {
         let stats = self.scheduler.stats();
         self.metrics
@@ -585,24 +619,44 @@ mod tests {
     use proto::worker::{LoadModelResponse, RequestOutput, StepRequest, StepResult};
     use scheduler::{KvCacheConfig, SchedulerConfig};
 
-    /// Samples token 7 for every scheduled request; counts its steps.
+    /// Samples token 7 for every scheduled request; counts its steps. Like
+    /// a worker that cannot run one request, it fails (alone) every request
+    /// whose prompt starts with [`REFUSED`].
     struct FakeExecutor {
         info: LoadModelResponse,
         steps: Arc<AtomicUsize>,
+        refused: Vec<String>,
     }
+
+    const REFUSED: u32 = 66;
 
     impl Executor for FakeExecutor {
         fn execute(&mut self, step: StepRequest) -> Result<StepResult, ExecutorError> {
             self.steps.fetch_add(1, Ordering::SeqCst);
+            for new in &step.new_requests {
+                if new.prompt_token_ids.first() == Some(&REFUSED) {
+                    self.refused.push(new.req_id.clone());
+                }
+            }
+            let (bad, good): (Vec<_>, Vec<_>) = step
+                .scheduled
+                .iter()
+                .partition(|s| self.refused.contains(&s.req_id));
             Ok(StepResult {
                 step_id: step.step_id,
-                outputs: step
-                    .scheduled
+                outputs: good
                     .iter()
                     .map(|s| RequestOutput {
                         req_id: s.req_id.clone(),
                         sampled_token_ids: vec![7],
                         logprobs: Vec::new(),
+                    })
+                    .collect(),
+                failed: bad
+                    .iter()
+                    .map(|s| FailedRequest {
+                        req_id: s.req_id.clone(),
+                        reason: "refused by the fake worker".into(),
                     })
                     .collect(),
             })
@@ -641,6 +695,7 @@ mod tests {
                 max_position_embeddings: 64,
             },
             steps: steps.clone(),
+            refused: Vec::new(),
         };
         let metrics = EngineMetrics::register(&prometheus::Registry::new(), "m").unwrap();
         let handle =
@@ -691,6 +746,30 @@ mod tests {
         let good = engine.add(request("good", vec![1, 2, 99])).unwrap();
         assert_eq!(finish(good).await, vec![7, 7, 7]);
         engine.health().unwrap();
+        engine.shutdown();
+    }
+
+    #[tokio::test]
+    async fn a_request_the_worker_fails_ends_alone_and_the_engine_serves_on() {
+        let (engine, steps) = start_core(16);
+        let a = engine.add(request("a", vec![1, 2])).unwrap();
+        let mut bad = engine.add(request("bad", vec![REFUSED, 3])).unwrap();
+        let b = engine.add(request("b", vec![4])).unwrap();
+        match bad.next().await {
+            Some(CoreEvent::Error(CoreError::Failed(m))) => {
+                assert!(m.contains("fake worker"), "{m}")
+            }
+            other => panic!("expected the request to fail, got {other:?}"),
+        }
+        assert!(bad.next().await.is_none(), "nothing follows the error");
+        drop(bad);
+        assert_eq!(finish(a).await, vec![7, 7, 7]);
+        assert_eq!(finish(b).await, vec![7, 7, 7]);
+        engine.health().unwrap();
+        assert_eq!(engine.num_in_flight(), 0);
+        let later = engine.add(request("later", vec![5])).unwrap();
+        assert_eq!(finish(later).await, vec![7, 7, 7]);
+        assert!(steps.load(Ordering::SeqCst) >= 3);
         engine.shutdown();
     }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 pub use multiproc::MultiprocExecutor;
 use proto::worker::{LoadModelResponse, StepRequest, StepResult};
 pub use uniproc::UniprocExecutor;
+use workers::attention::BackendChoice;
 use workers::parallel::CommunicatorKind;
 use workers::runner::WorkerError;
 
@@ -74,6 +75,10 @@ pub struct ExecutorConfig {
     /// a build with the `nccl` feature, else TCP; none for one rank), tcp,
     /// or nccl (even for one rank).
     pub tp_communicator: CommunicatorKind,
+    /// The workers' attention backend (`--attention-backend`).
+    pub attention_backend: BackendChoice,
+    /// `--hf-overrides` as given (a JSON object, or empty).
+    pub hf_overrides: String,
     /// Tokens per KV block.
     pub block_size: usize,
     /// Fraction of GPU memory the workers may use.
@@ -104,6 +109,8 @@ impl Default for ExecutorConfig {
             device: "cpu".into(),
             tensor_parallel_size: 1,
             tp_communicator: CommunicatorKind::Auto,
+            attention_backend: BackendChoice::Auto,
+            hf_overrides: String::new(),
             block_size: 16,
             gpu_memory_utilization: 0.9,
             cpu_kv_cache_bytes: 4 << 30,
@@ -179,6 +186,8 @@ fn load_request(config: &ExecutorConfig) -> proto::worker::LoadModelRequest {
         load_format: config.load_format.clone(),
         dtype: config.dtype.clone(),
         seed: config.seed,
+        attention_backend: config.attention_backend.as_str().into(),
+        hf_overrides: config.hf_overrides.clone(),
     }
 }
 

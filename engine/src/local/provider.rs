@@ -34,6 +34,9 @@ fn core_error(e: CoreError) -> ProviderError {
     match e {
         CoreError::Unavailable(message) => ProviderError::Unavailable { message },
         CoreError::Rejected(message) => ProviderError::invalid("prompt", message),
+        e @ CoreError::Failed(_) => ProviderError::Internal {
+            message: e.to_string(),
+        },
         CoreError::Overloaded(message) => ProviderError::RateLimited {
             message,
             retry_after: Some(crate::core::OVERLOADED_RETRY_AFTER_SECS),

@@ -1,15 +1,19 @@
 //! Attention over the paged KV cache, behind one trait so the CUDA kernels
-//! of `kernels` and the torch-ops reference are interchangeable.
+//! of `kernels` and the torch-ops reference are interchangeable; which one
+//! runs is chosen once at startup ([`select_backend`]), not by the models.
 //!
 //! A forward pass covers a flat batch: sequence `i` owns query rows
 //! `query_start_loc[i]..query_start_loc[i+1]` and, after this step's keys are
 //! written, `seq_lens[i]` keys in its blocks. Its queries are the last
 //! `q_len` positions of that context (a prefill chunk or one decode token),
-//! so the causal mask is aligned bottom-right.
+//! so the causal mask is aligned bottom-right. A layer with a sliding
+//! window also hides keys more than `window - 1` positions behind a query.
 
 mod torch_ref;
 
-use tch::{Device, Tensor};
+use std::sync::Arc;
+
+use tch::{Device, TchError, Tensor};
 
 use crate::paged_kv::LayerKvCache;
 
@@ -23,13 +27,17 @@ pub struct AttentionMetadata {
     pub query_start_loc: Vec<i64>,
     /// Host copy of each sequence's context length after this step.
     pub seq_lens: Vec<i64>,
-    /// Per sequence, `[seq_len]` int64 flat slots of its whole context, in
-    /// position order (from its block table).
-    pub context_slots: Vec<Tensor>,
+    /// `[sum of seq_lens]` int64: every sequence's context slots in
+    /// position order, back to back (sequence `i` from `context_start[i]`):
+    /// one host-to-device copy per step, not one per sequence.
+    pub context_slots: Tensor,
+    /// Offsets into `context_slots`, `B + 1` entries.
+    pub context_start: Vec<i64>,
 }
 
 impl AttentionMetadata {
-    /// Builds the metadata from host-side block tables.
+    /// Builds the metadata from host-side block tables (each covering its
+    /// sequence's `seq_lens` positions; `ForwardBatch` has checked that).
     pub fn new(
         slot_mapping: &[i64],
         query_start_loc: Vec<i64>,
@@ -37,26 +45,24 @@ impl AttentionMetadata {
         block_tables: &[Vec<u32>],
         block_size: usize,
         device: Device,
-    ) -> Self {
-        let context_slots = block_tables
-            .iter()
-            .zip(&seq_lens)
-            .map(|(table, &len)| {
-                let slots: Vec<i64> = (0..len as usize)
-                    .map(|p| {
-                        i64::from(table[p / block_size]) * block_size as i64
-                            + (p % block_size) as i64
-                    })
-                    .collect();
-                Tensor::from_slice(&slots).to_device(device)
-            })
-            .collect();
-        Self {
-            slot_mapping: Tensor::from_slice(slot_mapping).to_device(device),
+    ) -> Result<Self, TchError> {
+        let total: i64 = seq_lens.iter().sum();
+        let mut slots = Vec::with_capacity(total.max(0) as usize);
+        let mut context_start = Vec::with_capacity(seq_lens.len() + 1);
+        context_start.push(0);
+        for (table, &len) in block_tables.iter().zip(&seq_lens) {
+            slots.extend((0..len.max(0) as usize).map(|p| {
+                i64::from(table[p / block_size]) * block_size as i64 + (p % block_size) as i64
+            }));
+            context_start.push(slots.len() as i64);
+        }
+        Ok(Self {
+            slot_mapping: Tensor::f_from_slice(slot_mapping)?.f_to_device(device)?,
             query_start_loc,
             seq_lens,
-            context_slots,
-        }
+            context_slots: Tensor::f_from_slice(&slots)?.f_to_device(device)?,
+            context_start,
+        })
     }
 
     /// Number of sequences in the batch.
@@ -65,10 +71,24 @@ impl AttentionMetadata {
     }
 }
 
+/// One attention layer's constants, as its model gives them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionLayer {
+    /// Softmax scale (usually `head_dim^-0.5`).
+    pub scale: f64,
+    /// Keys a query sees: the last `window` positions up to its own
+    /// (Mistral, Qwen3's sliding layers); `None` for full attention.
+    pub sliding_window: Option<usize>,
+}
+
 /// Writes this step's K/V into the cache and attends.
 pub trait AttentionBackend: Send + Sync {
+    /// The name `select_backend` knows it by.
+    fn name(&self) -> &'static str;
+
     /// `q` `[T, heads, head_dim]`, `k`/`v` `[T, kv_heads, head_dim]`;
-    /// returns `[T, heads * head_dim]`.
+    /// returns `[T, heads * head_dim]`. An error (out of memory, a device
+    /// failure) fails the step, never the process.
     fn forward(
         &self,
         q: &Tensor,
@@ -76,6 +96,53 @@ pub trait AttentionBackend: Send + Sync {
         v: &Tensor,
         cache: &mut LayerKvCache,
         meta: &AttentionMetadata,
-        scale: f64,
-    ) -> Tensor;
+        layer: &AttentionLayer,
+    ) -> Result<Tensor, TchError>;
+}
+
+/// `--attention-backend`: which [`AttentionBackend`] a worker builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// The fastest this build has for the device: today the torch
+    /// reference everywhere; the CUDA kernels will be chosen here.
+    #[default]
+    Auto,
+    /// The torch-ops reference ([`TorchRefBackend`]).
+    Torch,
+}
+
+impl BackendChoice {
+    /// The name `--attention-backend` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Torch => "torch",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" | "" => Ok(Self::Auto),
+            "torch" => Ok(Self::Torch),
+            other => Err(format!(
+                "unknown attention backend `{other}` (this build has: auto, torch)"
+            )),
+        }
+    }
+}
+
+/// Builds the backend `choice` names for `device`, once at startup.
+pub fn select_backend(choice: BackendChoice, device: Device) -> Arc<dyn AttentionBackend> {
+    match (choice, device) {
+        (BackendChoice::Auto | BackendChoice::Torch, _) => Arc::new(TorchRefBackend),
+    }
 }

@@ -2,16 +2,21 @@
 //! on CPU (and on GPU, slowly) and is the ground truth the CUDA kernels are
 //! tested against.
 
-use tch::{Kind, Tensor};
+use tch::{Kind, TchError, Tensor};
 
-use super::{AttentionBackend, AttentionMetadata};
+use super::{AttentionBackend, AttentionLayer, AttentionMetadata};
 use crate::paged_kv::LayerKvCache;
 
-/// Gathers each sequence's context from its blocks and runs
-/// `scaled_dot_product_attention` with a bottom-right causal mask.
+/// Gathers each sequence's visible context from its blocks and runs
+/// `scaled_dot_product_attention` with a bottom-right causal mask (and the
+/// layer's sliding window).
 pub struct TorchRefBackend;
 
 impl AttentionBackend for TorchRefBackend {
+    fn name(&self) -> &'static str {
+        "torch"
+    }
+
     fn forward(
         &self,
         q: &Tensor,
@@ -19,58 +24,81 @@ impl AttentionBackend for TorchRefBackend {
         v: &Tensor,
         cache: &mut LayerKvCache,
         meta: &AttentionMetadata,
-        scale: f64,
-    ) -> Tensor {
-        cache.write(&meta.slot_mapping, k, v);
+        layer: &AttentionLayer,
+    ) -> Result<Tensor, TchError> {
+        cache.write(&meta.slot_mapping, k, v)?;
         let heads = q.size()[1];
         let head_dim = q.size()[2];
         let mut outputs = Vec::with_capacity(meta.num_seqs());
-        for (i, slots) in meta.context_slots.iter().enumerate() {
+        for i in 0..meta.num_seqs() {
             let start = meta.query_start_loc[i];
             let q_len = meta.query_start_loc[i + 1] - start;
             let ctx = meta.seq_lens[i];
-            // [1, heads, q_len, d] and [1, kv_heads, ctx, d]
-            let qi = q.narrow(0, start, q_len).transpose(0, 1).unsqueeze(0);
-            let (ki, vi) = cache.gather(slots);
-            let ki = ki.transpose(0, 1).unsqueeze(0);
-            let vi = vi.transpose(0, 1).unsqueeze(0);
-            let out = if q_len == 1 || q_len == ctx {
-                Tensor::scaled_dot_product_attention::<Tensor>(
+            // Keys before `first` are out of every query's window.
+            let first = match layer.sliding_window {
+                Some(w) => (ctx - q_len + 1 - w as i64).max(0),
+                None => 0,
+            };
+            let visible = ctx - first;
+            let slots = meta
+                .context_slots
+                .f_narrow(0, meta.context_start[i] + first, visible)?;
+            // [1, heads, q_len, d] and [1, kv_heads, visible, d]
+            let qi = q
+                .f_narrow(0, start, q_len)?
+                .f_transpose(0, 1)?
+                .f_unsqueeze(0)?;
+            let (ki, vi) = cache.gather(&slots)?;
+            let ki = ki.f_transpose(0, 1)?.f_unsqueeze(0)?;
+            let vi = vi.f_transpose(0, 1)?.f_unsqueeze(0)?;
+            let out = if q_len == 1 || (q_len == ctx && layer.sliding_window.is_none()) {
+                // One query sees every visible key; a whole prompt without a
+                // window is plain causal.
+                Tensor::f_scaled_dot_product_attention::<Tensor>(
                     &qi,
                     &ki,
                     &vi,
                     None,
                     0.0,
                     q_len > 1,
-                    scale,
+                    layer.scale,
                     true,
-                )
+                )?
             } else {
-                // Query j sits at position ctx - q_len + j and sees keys 0..=that.
-                let rows =
-                    Tensor::arange(q_len, (Kind::Int64, q.device())).unsqueeze(1) + (ctx - q_len);
-                let cols = Tensor::arange(ctx, (Kind::Int64, q.device())).unsqueeze(0);
-                let mask = cols.le_tensor(&rows);
-                Tensor::scaled_dot_product_attention(
+                // Query j sits at position ctx - q_len + j and sees keys
+                // 0..=that (and, with a window w, only those after that - w).
+                let device = q.device();
+                let rows = Tensor::f_arange(q_len, (Kind::Int64, device))?
+                    .f_unsqueeze(1)?
+                    .f_add_scalar(ctx - q_len)?;
+                let cols = Tensor::f_arange(visible, (Kind::Int64, device))?
+                    .f_add_scalar(first)?
+                    .f_unsqueeze(0)?;
+                let mut mask = cols.f_le_tensor(&rows)?;
+                if let Some(w) = layer.sliding_window {
+                    let after = cols.f_gt_tensor(&rows.f_sub_scalar(w as i64)?)?;
+                    mask = mask.f_logical_and(&after)?;
+                }
+                Tensor::f_scaled_dot_product_attention(
                     &qi,
                     &ki,
                     &vi,
                     Some(&mask),
                     0.0,
                     false,
-                    scale,
+                    layer.scale,
                     true,
-                )
+                )?
             };
             outputs.push(
-                out.squeeze_dim(0)
-                    .transpose(0, 1)
-                    .reshape([q_len, heads * head_dim]),
+                out.f_squeeze_dim(0)?
+                    .f_transpose(0, 1)?
+                    .f_reshape([q_len, heads * head_dim])?,
             );
         }
         match outputs.len() {
-            1 => outputs.swap_remove(0),
-            _ => Tensor::cat(&outputs, 0),
+            1 => Ok(outputs.swap_remove(0)),
+            _ => Tensor::f_cat(&outputs, 0),
         }
     }
 }

@@ -3,7 +3,8 @@
 
 use tch::{Kind, Tensor};
 
-use crate::parallel::{CommError, TpGroup};
+use super::ForwardError;
+use crate::parallel::TpGroup;
 use crate::weights::{Shard, WeightError, Weights};
 
 /// Token embedding table `[vocab, hidden]`, split by vocabulary rows.
@@ -40,16 +41,20 @@ impl VocabParallelEmbedding {
 
     /// Rows for `ids` (`[T]` int64), `[T, hidden]`. Ids outside this rank's
     /// slice contribute zeros; the all-reduce fills them in from their rank.
-    pub fn forward(&self, ids: &Tensor) -> Result<Tensor, CommError> {
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor, ForwardError> {
         if self.tp.skips_collectives() {
-            return Ok(self.weight.index_select(0, ids));
+            return Ok(self.weight.f_index_select(0, ids)?);
         }
-        let local = ids - self.vocab_start;
-        let mask = local.ge(0).logical_and(&local.lt(self.vocab_per_rank));
-        let safe = local.where_self(&mask, &local.zeros_like());
-        let rows =
-            self.weight.index_select(0, &safe) * mask.unsqueeze(-1).to_kind(self.weight.kind());
-        self.tp.comm.all_reduce_sum(&rows)
+        let local = ids.f_sub_scalar(self.vocab_start)?;
+        let mask = local
+            .f_ge(0)?
+            .f_logical_and(&local.f_lt(self.vocab_per_rank)?)?;
+        let safe = local.f_where_self(&mask, &local.f_zeros_like()?)?;
+        let rows = self
+            .weight
+            .f_index_select(0, &safe)?
+            .f_mul(&mask.f_unsqueeze(-1)?.f_to_kind(self.weight.kind())?)?;
+        Ok(self.tp.comm.all_reduce_sum(&rows)?)
     }
 
     /// The table itself, for a tied LM head.
@@ -95,14 +100,14 @@ impl ParallelLmHead {
     }
 
     /// Full-vocabulary logits in f32, `[N, vocab]`, on every rank.
-    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor, CommError> {
+    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor, ForwardError> {
         let local = hidden
-            .linear::<&Tensor>(&self.weight, None)
-            .to_kind(Kind::Float);
+            .f_linear::<&Tensor>(&self.weight, None)?
+            .f_to_kind(Kind::Float)?;
         if self.tp.skips_collectives() {
             Ok(local)
         } else {
-            self.tp.comm.all_gather(&local, -1)
+            Ok(self.tp.comm.all_gather(&local, -1)?)
         }
     }
 }

@@ -13,7 +13,8 @@
 
 use tch::Tensor;
 
-use crate::parallel::{CommError, TpGroup};
+use super::ForwardError;
+use crate::parallel::TpGroup;
 use crate::weights::{Shard, WeightError, Weights};
 
 /// Column-parallel projections of the same input as one matrix (one part
@@ -59,8 +60,8 @@ impl MergedColumnParallelLinear {
     }
 
     /// `x W^T` for every part at once: `[tokens, sum of parts' features]`.
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear::<&Tensor>(&self.weight, None)
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, ForwardError> {
+        Ok(x.f_linear::<&Tensor>(&self.weight, None)?)
     }
 }
 
@@ -94,23 +95,23 @@ impl RowParallelLinear {
 
     /// `x` holds this rank's slice of the input features; returns the full
     /// output, reduced over ranks (an error if a peer fails).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor, CommError> {
-        let partial = x.linear::<&Tensor>(&self.weight, None);
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, ForwardError> {
+        let partial = x.f_linear::<&Tensor>(&self.weight, None)?;
         if self.tp.skips_collectives() {
             Ok(partial)
         } else {
-            self.tp.comm.all_reduce_sum(&partial)
+            Ok(self.tp.comm.all_reduce_sum(&partial)?)
         }
     }
 
     /// `residual + x W^T` for a 2-D `x`; with one rank (and no
     /// communicator to run) a single GEMM that accumulates onto the
     /// residual.
-    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor, CommError> {
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor, ForwardError> {
         if self.tp.skips_collectives() {
-            Ok(residual.addmm(x, &self.weight.tr()))
+            Ok(residual.f_addmm(x, &self.weight.f_tr()?)?)
         } else {
-            Ok(residual + self.forward(x)?)
+            Ok(residual.f_add(&self.forward(x)?)?)
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use tch::Tensor;
 
+use super::ForwardError;
 use crate::weights::{WeightError, Weights};
 
 /// Root-mean-square layer norm with a learned scale.
@@ -22,9 +23,10 @@ impl RmsNorm {
         })
     }
 
-    /// Normalizes over the last dimension.
-    pub fn forward(&self, x: &Tensor) -> Tensor {
+    /// Normalizes over the last dimension (which must be the weight's
+    /// size: the hidden size, or one head's for a QK norm).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, ForwardError> {
         let hidden = self.weight.size()[0];
-        x.rms_norm([hidden], Some(&self.weight), self.eps)
+        Ok(x.f_rms_norm([hidden], Some(&self.weight), self.eps)?)
     }
 }

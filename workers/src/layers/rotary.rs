@@ -1,8 +1,8 @@
 //! Rotary position embeddings as HF's Llama applies them (rotate the two
 //! halves of each head), with llama3 frequency-dependent scaling.
 
-use model_files::{LlamaConfig, RopeScaling};
-use tch::{Device, Kind, Tensor};
+use model_files::{ModelConfig, RopeScaling};
+use tch::{Device, Kind, TchError, Tensor};
 
 /// Inverse frequencies for one head dimension; applied per position.
 pub struct RotaryEmbedding {
@@ -12,7 +12,7 @@ pub struct RotaryEmbedding {
 
 impl RotaryEmbedding {
     /// Builds the frequencies for `config` on `device`.
-    pub fn new(config: &LlamaConfig, device: Device) -> Self {
+    pub fn new(config: &ModelConfig, device: Device) -> Self {
         let dim = config.head_dim();
         let base = config.rope_theta;
         let mut inv: Vec<f32> = (0..dim / 2)
@@ -35,28 +35,31 @@ impl RotaryEmbedding {
     /// The tables [`Self::apply`] takes for `positions` `[T]`, once per
     /// step for every layer: `cos` and a signed `sin` (`[-sin, sin]` over
     /// the two halves), each `[T, 1, head_dim]` in `kind`.
-    pub fn cos_sin(&self, positions: &Tensor, kind: Kind) -> (Tensor, Tensor) {
-        let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * self.inv_freq.unsqueeze(0);
-        let emb = Tensor::cat(&[&freqs, &freqs], -1);
-        let sin = freqs.sin();
-        let signed_sin = Tensor::cat(&[&sin.neg(), &sin], -1);
-        (
-            emb.cos().to_kind(kind).unsqueeze(1),
-            signed_sin.to_kind(kind).unsqueeze(1),
-        )
+    pub fn cos_sin(&self, positions: &Tensor, kind: Kind) -> Result<(Tensor, Tensor), TchError> {
+        let freqs = positions
+            .f_to_kind(Kind::Float)?
+            .f_unsqueeze(-1)?
+            .f_mul(&self.inv_freq.f_unsqueeze(0)?)?;
+        let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?;
+        let sin = freqs.f_sin()?;
+        let signed_sin = Tensor::f_cat(&[&sin.f_neg()?, &sin], -1)?;
+        Ok((
+            emb.f_cos()?.f_to_kind(kind)?.f_unsqueeze(1)?,
+            signed_sin.f_to_kind(kind)?.f_unsqueeze(1)?,
+        ))
     }
 
     /// Rotates `x` `[T, heads, head_dim]` as HF's `x * cos + rotate_half(x)
     /// * sin`, in three kernels: swapping the halves is a flip of
     /// `[.., 2, half]`, and the signed sine supplies rotate_half's minus.
-    pub fn apply(x: &Tensor, cos: &Tensor, signed_sin: &Tensor) -> Tensor {
+    pub fn apply(x: &Tensor, cos: &Tensor, signed_sin: &Tensor) -> Result<Tensor, TchError> {
         let size = x.size();
         let half = size.last().copied().unwrap_or(0) / 2;
-        let swapped =
-            x.reshape([size[0], size[1], 2, half])
-                .flip([2])
-                .view([size[0], size[1], 2 * half]);
-        (x * cos).addcmul(&swapped, signed_sin)
+        let swapped = x
+            .f_reshape([size[0], size[1], 2, half])?
+            .f_flip([2])?
+            .f_view([size[0], size[1], 2 * half])?;
+        x.f_mul(cos)?.f_addcmul(&swapped, signed_sin)
     }
 }
 

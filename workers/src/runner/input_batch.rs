@@ -14,9 +14,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use proto::worker::StepRequest;
+use proto::worker::{FailedRequest, StepRequest};
 
-use super::WorkerError;
 use crate::sampler::SamplingParams;
 
 /// What the worker knows of one request.
@@ -77,8 +76,14 @@ impl InputBatch {
 
     /// Applies the deltas of `step`: drops finished and preempted ids, adds
     /// new requests, appends (or, on resume, replaces) blocks and tokens.
-    /// Checks every delta first, so a refused step changes nothing.
-    pub fn apply(&mut self, step: &StepRequest) -> Result<(), WorkerError> {
+    ///
+    /// What the worker cannot take comes back in the returned list, to be
+    /// failed alone while the rest of the step runs: a new request with
+    /// invalid sampling parameters (not added), and a delta for a request
+    /// the worker does not hold (the engine and the worker disagree about
+    /// that one request; the delta is ignored).
+    pub fn apply(&mut self, step: &StepRequest) -> Vec<FailedRequest> {
+        let mut refused = Vec::new();
         let mut new_params = Vec::with_capacity(step.new_requests.len());
         for new in &step.new_requests {
             let params = new
@@ -86,13 +91,16 @@ impl InputBatch {
                 .as_ref()
                 .map(SamplingParams::from_proto)
                 .unwrap_or_default();
-            params
-                .validate()
-                .map_err(|reason| WorkerError::InvalidSampling {
-                    req_id: new.req_id.clone(),
-                    reason,
-                })?;
-            new_params.push(params);
+            match params.validate() {
+                Ok(()) => new_params.push(Some(params)),
+                Err(reason) => {
+                    refused.push(FailedRequest {
+                        req_id: new.req_id.clone(),
+                        reason: format!("invalid sampling parameters: {reason}"),
+                    });
+                    new_params.push(None);
+                }
+            }
         }
         let finished: HashSet<&str> = step.finished_req_ids.iter().map(String::as_str).collect();
         let preempting: HashSet<&str> = step.preempted_req_ids.iter().map(String::as_str).collect();
@@ -101,6 +109,7 @@ impl InputBatch {
             .iter()
             .map(|r| r.req_id.as_str())
             .collect();
+        let mut unknown: HashSet<&str> = HashSet::new();
         for cached in &step.cached_requests {
             let id = cached.req_id.as_str();
             let running =
@@ -110,13 +119,15 @@ impl InputBatch {
             let known =
                 new_ids.contains(id) || running || (cached.resumed_from_preemption && waiting);
             if !known {
-                return Err(WorkerError::UnknownRequest {
+                unknown.insert(id);
+                refused.push(FailedRequest {
                     req_id: cached.req_id.clone(),
-                    context: if cached.resumed_from_preemption {
-                        "resumed request it never held"
+                    reason: if cached.resumed_from_preemption {
+                        "the worker was asked to resume a request it never held"
                     } else {
-                        "delta for a request it does not run"
-                    },
+                        "the worker got a delta for a request it does not run"
+                    }
+                    .into(),
                 });
             }
         }
@@ -134,6 +145,9 @@ impl InputBatch {
         }
         for (new, sampling) in step.new_requests.iter().zip(new_params) {
             self.preempted.remove(&new.req_id);
+            let Some(sampling) = sampling else {
+                continue;
+            };
             self.running.insert(
                 new.req_id.clone(),
                 RequestState {
@@ -147,13 +161,16 @@ impl InputBatch {
         }
         for cached in &step.cached_requests {
             let id = &cached.req_id;
+            if unknown.contains(id.as_str()) {
+                continue;
+            }
             if cached.resumed_from_preemption {
                 let Some(mut state) = self
                     .preempted
                     .remove(id)
                     .or_else(|| self.running.remove(id))
                 else {
-                    continue; // checked above
+                    continue; // refused above
                 };
                 state.block_table = cached.new_block_ids.clone();
                 state.token_ids = cached.new_token_ids.clone();
@@ -165,7 +182,14 @@ impl InputBatch {
                 state.num_computed_tokens = cached.num_computed_tokens as usize;
             }
         }
-        Ok(())
+        refused
+    }
+
+    /// Forgets a request (running or preempted): the worker failed it and
+    /// the engine will not schedule it again.
+    pub fn forget(&mut self, req_id: &str) {
+        self.running.remove(req_id);
+        self.preempted.remove(req_id);
     }
 }
 
@@ -201,13 +225,11 @@ mod tests {
         b.apply(&StepRequest {
             new_requests: vec![new_req("a", &[1, 2, 3], &[7])],
             ..Default::default()
-        })
-        .unwrap();
+        });
         b.apply(&StepRequest {
             cached_requests: vec![delta("a", &[9], &[4], 3)],
             ..Default::default()
-        })
-        .unwrap();
+        });
         let a = b.get("a").unwrap();
         assert_eq!(a.token_ids, vec![1, 2, 3, 4]);
         assert_eq!(a.block_table, vec![7, 9]);
@@ -215,8 +237,7 @@ mod tests {
         b.apply(&StepRequest {
             finished_req_ids: vec!["a".into()],
             ..Default::default()
-        })
-        .unwrap();
+        });
         assert!(b.is_empty());
     }
 
@@ -226,28 +247,25 @@ mod tests {
         b.apply(&StepRequest {
             new_requests: vec![new_req("a", &[1, 2], &[7])],
             ..Default::default()
-        })
-        .unwrap();
+        });
         b.apply(&StepRequest {
             preempted_req_ids: vec!["a".into()],
             ..Default::default()
-        })
-        .unwrap();
+        });
         assert!(b.get("a").is_none() && b.is_preempted("a"));
-        // A plain delta for a preempted request is refused.
-        assert!(b
-            .apply(&StepRequest {
-                cached_requests: vec![delta("a", &[1], &[5], 2)],
-                ..Default::default()
-            })
-            .is_err());
+        // A plain delta for a preempted request is refused, alone.
+        let refused = b.apply(&StepRequest {
+            cached_requests: vec![delta("a", &[1], &[5], 2)],
+            ..Default::default()
+        });
+        assert_eq!(refused.len(), 1);
+        assert!(b.get("a").is_none() && b.is_preempted("a"));
         let mut resume = delta("a", &[3, 4], &[1, 2, 5], 0);
         resume.resumed_from_preemption = true;
         b.apply(&StepRequest {
             cached_requests: vec![resume],
             ..Default::default()
-        })
-        .unwrap();
+        });
         let a = b.get("a").unwrap();
         assert_eq!(a.token_ids, vec![1, 2, 5]);
         assert_eq!(a.block_table, vec![3, 4]);
@@ -255,23 +273,33 @@ mod tests {
     }
 
     #[test]
-    fn unknown_ids_are_errors_and_change_nothing() {
+    fn unknown_ids_and_bad_params_fail_alone() {
         let mut b = InputBatch::new();
+        let mut bad = new_req("bad", &[1], &[1]);
+        bad.sampling = Some(proto::worker::SamplingParams {
+            temperature: f32::NAN,
+            ..Default::default()
+        });
         let step = StepRequest {
-            new_requests: vec![new_req("a", &[1], &[0])],
+            new_requests: vec![new_req("a", &[1], &[0]), bad],
             cached_requests: vec![delta("ghost", &[], &[1], 1)],
             ..Default::default()
         };
-        assert!(matches!(
-            b.apply(&step),
-            Err(WorkerError::UnknownRequest { .. })
-        ));
-        assert!(b.is_empty());
+        let refused = b.apply(&step);
+        let ids: Vec<&str> = refused.iter().map(|f| f.req_id.as_str()).collect();
+        assert_eq!(ids, ["bad", "ghost"]);
+        assert!(refused[0].reason.contains("temperature"), "{refused:?}");
+        // The good request of the same step is held.
+        assert_eq!(b.len(), 1);
+        assert!(b.get("a").is_some() && b.get("bad").is_none());
         // Finishing an unknown id is harmless (an abort may race a finish).
-        b.apply(&StepRequest {
-            finished_req_ids: vec!["nobody".into()],
-            ..Default::default()
-        })
-        .unwrap();
+        assert!(b
+            .apply(&StepRequest {
+                finished_req_ids: vec!["nobody".into()],
+                ..Default::default()
+            })
+            .is_empty());
+        b.forget("a");
+        assert!(b.is_empty());
     }
 }

@@ -17,6 +17,7 @@ pub use input_batch::{InputBatch, RequestState};
 pub use model_runner::ModelRunner;
 
 use crate::batch::BatchError;
+use crate::layers::ForwardError;
 use crate::loader::LoadError;
 use crate::parallel::CommError;
 use crate::sampler::SamplerError;
@@ -40,8 +41,6 @@ pub enum WorkerError {
         req_id: String,
         context: &'static str,
     },
-    #[error("request `{req_id}`: invalid sampling parameters: {reason}")]
-    InvalidSampling { req_id: String, reason: String },
     #[error(
         "request `{req_id}`: {num_tokens} tokens scheduled from {start} but only {known} are known"
     )]
@@ -63,6 +62,9 @@ pub enum WorkerError {
     Memory(String),
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+    /// The forward pass failed (a torch op or a collective).
+    #[error("forward pass: {0}")]
+    Forward(#[from] ForwardError),
 }
 
 impl WorkerError {
@@ -73,9 +75,15 @@ impl WorkerError {
             self,
             Self::InvalidArgument(_)
                 | Self::UnknownRequest { .. }
-                | Self::InvalidSampling { .. }
                 | Self::ScheduledPastKnownTokens { .. }
-                | Self::Batch(_)
+                | Self::Batch(
+                    BatchError::EmptyChunk { .. }
+                        | BatchError::TokenOutOfRange { .. }
+                        | BatchError::BlockTableTooShort { .. }
+                        | BatchError::BlockOutOfRange { .. }
+                        | BatchError::TooLong { .. }
+                        | BatchError::Empty
+                )
                 | Self::Source(_)
                 | Self::Comm(CommError::BadId { .. } | CommError::NcclUnavailable(_))
         )

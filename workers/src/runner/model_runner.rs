@@ -12,8 +12,9 @@
 
 use model_files::ModelSource;
 use proto::worker::{
-    InitKvCacheRequest, InitKvCacheResponse, InitRequest, LoadModelRequest, LoadModelResponse,
-    ProfileMemoryRequest, ProfileMemoryResponse, RequestOutput, StepRequest, StepResult,
+    FailedRequest, InitKvCacheRequest, InitKvCacheResponse, InitRequest, LoadModelRequest,
+    LoadModelResponse, ProfileMemoryRequest, ProfileMemoryResponse, RequestOutput, ScheduledTokens,
+    StepRequest, StepResult,
 };
 use tch::{Device, Kind};
 
@@ -21,14 +22,14 @@ use super::device_memory::cuda_mem_info;
 use super::{InputBatch, WorkerError};
 use crate::batch::{BatchLimits, ForwardBatch, SequenceChunk};
 use crate::loader::{self, LoadOptions};
-use crate::models::llama::LlamaModel;
+use crate::models::CausalLm;
 use crate::paged_kv::PagedKvCache;
 use crate::parallel::{CommunicatorKind, TcpOptions, TpGroup};
 use crate::progress::LoadProgress;
 use crate::sampler::{Sampler, SamplerRow};
 
 struct Loaded {
-    model: LlamaModel,
+    model: Box<dyn CausalLm>,
     kind: Kind,
     info: LoadModelResponse,
 }
@@ -128,6 +129,12 @@ impl ModelRunner {
             kind: loader::parse_dtype(&req.dtype, self.device)
                 .map_err(WorkerError::InvalidArgument)?,
             seed: req.seed,
+            attention_backend: req
+                .attention_backend
+                .parse()
+                .map_err(WorkerError::InvalidArgument)?,
+            hf_overrides: loader::parse_hf_overrides(&req.hf_overrides)
+                .map_err(WorkerError::InvalidArgument)?,
         };
         self.kv = None;
         self.loaded = None;
@@ -259,90 +266,171 @@ impl ModelRunner {
     }
 
     /// Applies the step's deltas, runs the scheduled tokens and samples.
+    ///
+    /// A request the worker cannot run (invalid sampling parameters, a
+    /// chunk outside the vocabulary, the cache or the model's positions, a
+    /// request it does not hold) is left out of the step, forgotten, and
+    /// named in `StepResult::failed`; the others run. At tp 1 a forward or
+    /// sampler error fails the step's requests the same way and leaves the
+    /// worker usable (nothing was advanced); in a group of several ranks it
+    /// is an error, since the ranks may no longer agree.
     pub fn execute_step(&mut self, step: &StepRequest) -> Result<StepResult, WorkerError> {
         let (Some(loaded), Some(kv)) = (self.loaded.as_ref(), self.kv.as_mut()) else {
             return Err(WorkerError::NotReady(
                 "KV cache not initialized (call LoadModel and InitKvCache first)",
             ));
         };
-        self.batch.apply(step)?;
-        let mut result = StepResult {
-            step_id: step.step_id,
-            outputs: Vec::new(),
-        };
-        if step.scheduled.is_empty() {
-            return Ok(result);
-        }
-
+        let mut failed = self.batch.apply(step);
+        let mut runnable = Vec::with_capacity(step.scheduled.len());
         let mut chunks = Vec::with_capacity(step.scheduled.len());
         for s in &step.scheduled {
-            let state = self
-                .batch
-                .get(&s.req_id)
-                .ok_or_else(|| WorkerError::UnknownRequest {
-                    req_id: s.req_id.clone(),
-                    context: "scheduled but not held",
-                })?;
-            let start = state.num_computed_tokens;
-            let end = start + s.num_tokens as usize;
-            let token_ids = state.token_ids.get(start..end).ok_or_else(|| {
-                WorkerError::ScheduledPastKnownTokens {
-                    req_id: s.req_id.clone(),
-                    start,
-                    num_tokens: s.num_tokens as usize,
-                    known: state.token_ids.len(),
+            if failed.iter().any(|f| f.req_id == s.req_id) {
+                continue;
+            }
+            match chunk_for(&self.batch, s, kv.limits, runnable.len()) {
+                Ok(chunk) => {
+                    runnable.push(s);
+                    chunks.push(chunk);
                 }
-            })?;
-            chunks.push(SequenceChunk {
-                token_ids: token_ids.to_vec(),
-                num_computed: start,
-                block_table: state.block_table.clone(),
-                want_logits: end == state.token_ids.len(),
-            });
+                Err(reason) => failed.push(FailedRequest {
+                    req_id: s.req_id.clone(),
+                    reason,
+                }),
+            }
         }
-        let batch = ForwardBatch::build(&chunks, kv.limits, self.device)?;
-        let logits = loaded.model.forward(&batch, &mut kv.cache)?;
-
-        if self.tp.rank == 0 {
-            let mut rows = Vec::new();
-            for (s, row) in step.scheduled.iter().zip(&batch.logits_rows) {
-                if row.is_some() {
-                    if let Some(state) = self.batch.get(&s.req_id) {
-                        rows.push(SamplerRow {
-                            params: &state.sampling,
-                            token_ids: &state.token_ids,
-                            num_prompt_tokens: state.num_prompt_tokens,
-                        });
+        let outputs = if chunks.is_empty() {
+            Ok(Vec::new())
+        } else {
+            forward_and_sample(
+                loaded,
+                kv,
+                &mut self.sampler,
+                &self.batch,
+                self.tp.rank == 0,
+                &runnable,
+                &chunks,
+                self.device,
+            )
+        };
+        let outputs = match outputs {
+            Ok(outputs) => {
+                for s in &runnable {
+                    if let Some(state) = self.batch.get_mut(&s.req_id) {
+                        state.num_computed_tokens += s.num_tokens as usize;
                     }
                 }
+                outputs
             }
-            let mut sampled = self.sampler.sample(&logits, &rows)?.into_iter();
-            for (s, row) in step.scheduled.iter().zip(&batch.logits_rows) {
-                let mut out = RequestOutput {
+            Err(e) if self.tp.world_size == 1 => {
+                tracing::warn!(error = %e, requests = runnable.len(), "step failed; failing its requests");
+                let reason = e.to_string();
+                failed.extend(runnable.iter().map(|s| FailedRequest {
                     req_id: s.req_id.clone(),
-                    ..Default::default()
-                };
-                if row.is_some() {
-                    if let Some(token) = sampled.next() {
-                        out.sampled_token_ids.push(token.token);
-                        if let Some(lp) = token.logprobs {
-                            out.logprobs.push(proto::worker::TokenLogprobs {
-                                logprob: lp.logprob,
-                                rank: lp.rank,
-                                top_token_ids: lp.top_token_ids,
-                                top_logprobs: lp.top_logprobs,
-                            });
-                        }
-                    }
-                }
-                result.outputs.push(out);
+                    reason: reason.clone(),
+                }));
+                Vec::new()
             }
+            Err(e) => return Err(e),
+        };
+        for f in &failed {
+            self.batch.forget(&f.req_id);
         }
-        for s in &step.scheduled {
-            if let Some(state) = self.batch.get_mut(&s.req_id) {
-                state.num_computed_tokens += s.num_tokens as usize;
-            }
-        }
-        Ok(result)
+        Ok(StepResult {
+            step_id: step.step_id,
+            outputs,
+            failed,
+        })
     }
+}
+
+/// The chunk `s` asks for of a request the worker holds, checked against
+/// the cache's limits; the reason it cannot run otherwise.
+fn chunk_for(
+    batch: &InputBatch,
+    s: &ScheduledTokens,
+    limits: BatchLimits,
+    seq: usize,
+) -> Result<SequenceChunk, String> {
+    let state = batch.get(&s.req_id).ok_or_else(|| {
+        WorkerError::UnknownRequest {
+            req_id: s.req_id.clone(),
+            context: "scheduled but not held",
+        }
+        .to_string()
+    })?;
+    let start = state.num_computed_tokens;
+    let end = start + s.num_tokens as usize;
+    let token_ids = state.token_ids.get(start..end).ok_or_else(|| {
+        WorkerError::ScheduledPastKnownTokens {
+            req_id: s.req_id.clone(),
+            start,
+            num_tokens: s.num_tokens as usize,
+            known: state.token_ids.len(),
+        }
+        .to_string()
+    })?;
+    let chunk = SequenceChunk {
+        token_ids: token_ids.to_vec(),
+        num_computed: start,
+        block_table: state.block_table.clone(),
+        want_logits: end == state.token_ids.len(),
+    };
+    chunk.check(seq, limits).map_err(|e| e.to_string())?;
+    Ok(chunk)
+}
+
+/// Runs the model over `chunks` (one per `scheduled` request, same order)
+/// and, on the sampling rank, draws a token for each chunk that finishes
+/// its known tokens. Advances nothing: the caller does once it succeeds.
+#[allow(clippy::too_many_arguments)]
+fn forward_and_sample(
+    loaded: &Loaded,
+    kv: &mut KvCache,
+    sampler: &mut Sampler,
+    batch: &InputBatch,
+    samples: bool,
+    scheduled: &[&ScheduledTokens],
+    chunks: &[SequenceChunk],
+    device: Device,
+) -> Result<Vec<RequestOutput>, WorkerError> {
+    let forward = ForwardBatch::build(chunks, kv.limits, device)?;
+    let logits = loaded.model.forward(&forward, &mut kv.cache)?;
+    if !samples {
+        return Ok(Vec::new());
+    }
+    let mut rows = Vec::new();
+    for (s, row) in scheduled.iter().zip(&forward.logits_rows) {
+        if row.is_some() {
+            if let Some(state) = batch.get(&s.req_id) {
+                rows.push(SamplerRow {
+                    params: &state.sampling,
+                    token_ids: &state.token_ids,
+                    num_prompt_tokens: state.num_prompt_tokens,
+                });
+            }
+        }
+    }
+    let mut sampled = sampler.sample(&logits, &rows)?.into_iter();
+    let mut outputs = Vec::with_capacity(scheduled.len());
+    for (s, row) in scheduled.iter().zip(&forward.logits_rows) {
+        let mut out = RequestOutput {
+            req_id: s.req_id.clone(),
+            ..Default::default()
+        };
+        if row.is_some() {
+            if let Some(token) = sampled.next() {
+                out.sampled_token_ids.push(token.token);
+                if let Some(lp) = token.logprobs {
+                    out.logprobs.push(proto::worker::TokenLogprobs {
+                        logprob: lp.logprob,
+                        rank: lp.rank,
+                        top_token_ids: lp.top_token_ids,
+                        top_logprobs: lp.top_logprobs,
+                    });
+                }
+            }
+        }
+        outputs.push(out);
+    }
+    Ok(outputs)
 }

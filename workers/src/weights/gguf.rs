@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use model_files::gguf::GgufFile;
-use model_files::LlamaConfig;
+use model_files::ModelConfig;
 use tch::Tensor;
 
 use super::{WeightError, WeightSource};
@@ -23,13 +23,13 @@ pub struct GgufSource {
 
 impl GgufSource {
     /// Opens and validates `path` (header, metadata, tensor infos).
-    pub fn open(path: &Path, config: &LlamaConfig) -> Result<Self, WeightError> {
+    pub fn open(path: &Path, config: &ModelConfig) -> Result<Self, WeightError> {
         let file = GgufFile::open(path)?;
         Ok(Self::from_file(file, config))
     }
 
     /// Wraps an already opened file.
-    pub fn from_file(file: GgufFile, config: &LlamaConfig) -> Self {
+    pub fn from_file(file: GgufFile, config: &ModelConfig) -> Self {
         Self {
             file,
             num_heads: config.num_attention_heads as i64,

@@ -1,9 +1,13 @@
-//! Logits of our Llama against transformers on a tiny random checkpoint
-//! (GQA 8/4 heads, llama3 rope scaling, untied embeddings), through the
-//! paths a serving engine uses: a batch mixing sequences of different
-//! lengths, a prompt prefilled in several chunks, and decode steps over a
-//! non-contiguous block table. Tolerance: max |Δlogit| ≤ 1e-4 (f32); in
-//! half precision on a GPU, a fraction of the logits' scale (`common::Target`).
+//! Logits of our models against transformers on tiny random checkpoints,
+//! one per dense family: Llama (GQA 8/4, llama3 rope scaling, untied
+//! embeddings), Qwen3 (QK norm, tied embeddings) and Mistral (a sliding
+//! window of 8 tokens, GQA 8/2), through the paths a serving engine uses:
+//! a batch mixing sequences of different lengths, a prompt prefilled in
+//! several chunks (crossing the window), decode steps over a
+//! non-contiguous block table, and 32 greedy steps, also across a
+//! preemption (the cache dropped and the sequence recomputed elsewhere).
+//! Tolerance: max |Δlogit| ≤ 1e-4 (f32); in half precision on a GPU, a
+//! fraction of the logits' scale (`common::Target`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -13,11 +17,17 @@ use std::path::Path;
 
 use common::{floats, ids, max_abs_diff, read_json, scale, Target};
 use model_files::ModelSource;
+use tch::Tensor;
+use workers::attention::BackendChoice;
 use workers::batch::{BatchLimits, ForwardBatch, SequenceChunk};
 use workers::loader::{load_model, LoadFormat, LoadOptions};
-use workers::models::llama::LlamaModel;
+use workers::models::CausalLm;
 use workers::paged_kv::PagedKvCache;
 use workers::parallel::TpGroup;
+
+/// The tiny checkpoints (`scripts/fixtures/llama_parity.py`,
+/// `scripts/fixtures/model_families.py`).
+const FAMILIES: [&str; 3] = ["tiny_llama", "tiny_qwen3", "tiny_mistral"];
 
 const TOL: f32 = 1e-4;
 const BLOCK: usize = 4;
@@ -29,8 +39,8 @@ struct Case {
     logits: Vec<Vec<f32>>,
 }
 
-fn cases() -> Vec<Case> {
-    let v = read_json("tiny_llama_expected.json");
+fn cases(family: &str) -> Vec<Case> {
+    let v = read_json(&format!("{family}_expected.json"));
     v["sequences"]
         .as_array()
         .unwrap()
@@ -49,7 +59,7 @@ fn check(ours: &tch::Tensor, expected: &[f32], what: &str) {
     assert!(diff <= tol, "{what}: max |Δ| {diff} > {tol}");
 }
 
-fn load(folder: &str) -> LlamaModel {
+fn load(folder: &str) -> Box<dyn CausalLm> {
     let path = common::fixtures().join(folder);
     let source = ModelSource::resolve(path.to_str().unwrap()).unwrap();
     let target = Target::from_env();
@@ -58,11 +68,13 @@ fn load(folder: &str) -> LlamaModel {
         device: target.device,
         kind: target.kind,
         seed: 0,
+        attention_backend: BackendChoice::Auto,
+        hf_overrides: None,
     };
     load_model(&source, &options, &TpGroup::single(), |_, _| {}).unwrap()
 }
 
-fn cache(model: &LlamaModel) -> PagedKvCache {
+fn cache(model: &dyn CausalLm) -> PagedKvCache {
     let target = Target::from_env();
     PagedKvCache::new(
         model.kv_cache_spec(NUM_BLOCKS, BLOCK),
@@ -72,7 +84,7 @@ fn cache(model: &LlamaModel) -> PagedKvCache {
     .unwrap()
 }
 
-fn limits(model: &LlamaModel) -> BatchLimits {
+fn limits(model: &dyn CausalLm) -> BatchLimits {
     BatchLimits {
         vocab_size: model.config().vocab_size,
         num_blocks: NUM_BLOCKS,
@@ -88,10 +100,14 @@ fn table(first: u32, blocks: u32) -> Vec<u32> {
 
 #[test]
 fn mixed_length_batch_matches_transformers() {
-    let cases = cases();
-    for folder in ["tiny_llama", "tiny_llama_sharded"] {
+    let runs = FAMILIES
+        .iter()
+        .map(|f| (*f, *f))
+        .chain([("tiny_llama_sharded", "tiny_llama")]);
+    for (folder, family) in runs {
+        let cases = cases(family);
         let model = load(folder);
-        let mut kv = cache(&model);
+        let mut kv = cache(&*model);
         // Sequences of length 7, 13, 1, 20 prefilled together.
         let chunks: Vec<SequenceChunk> = cases[..4]
             .iter()
@@ -104,7 +120,7 @@ fn mixed_length_batch_matches_transformers() {
             })
             .collect();
         let batch =
-            ForwardBatch::build(&chunks, limits(&model), Target::from_env().device).unwrap();
+            ForwardBatch::build(&chunks, limits(&*model), Target::from_env().device).unwrap();
         let logits = model.forward(&batch, &mut kv).unwrap();
         for (i, c) in cases[..4].iter().enumerate() {
             let row = batch.logits_rows[i].unwrap() as i64;
@@ -119,9 +135,15 @@ fn mixed_length_batch_matches_transformers() {
 
 #[test]
 fn chunked_prefill_matches_transformers() {
-    let cases = cases();
-    let model = load("tiny_llama");
-    let mut kv = cache(&model);
+    for family in FAMILIES {
+        chunked_prefill(family);
+    }
+}
+
+fn chunked_prefill(family: &str) {
+    let cases = cases(family);
+    let model = load(family);
+    let mut kv = cache(&*model);
     let long = &cases[5]; // 40 tokens
     let other = &cases[1]; // 13 tokens, prefilled alongside the first chunk
     let bounds = [0usize, 9, 16, 31, 40];
@@ -142,18 +164,18 @@ fn chunked_prefill_matches_transformers() {
             });
         }
         let batch =
-            ForwardBatch::build(&chunks, limits(&model), Target::from_env().device).unwrap();
+            ForwardBatch::build(&chunks, limits(&*model), Target::from_env().device).unwrap();
         let logits = model.forward(&batch, &mut kv).unwrap();
         check(
             &logits.get(0),
             &long.logits[end - 1],
-            &format!("chunk ending at {end}"),
+            &format!("{family} chunk ending at {end}"),
         );
         if start == 0 {
             check(
                 &logits.get(1),
                 other.logits.last().unwrap(),
-                "co-scheduled prefill",
+                &format!("{family} co-scheduled prefill"),
             );
         }
     }
@@ -161,9 +183,15 @@ fn chunked_prefill_matches_transformers() {
 
 #[test]
 fn decode_over_non_contiguous_blocks_matches_transformers() {
-    let cases = cases();
-    let model = load("tiny_llama");
-    let mut kv = cache(&model);
+    for family in FAMILIES {
+        decode_over_non_contiguous_blocks(family);
+    }
+}
+
+fn decode_over_non_contiguous_blocks(family: &str) {
+    let cases = cases(family);
+    let model = load(family);
+    let mut kv = cache(&*model);
     // Two sequences decoding side by side, blocks scattered and interleaved.
     let seqs = [
         (&cases[3], vec![17u32, 3, 40, 9, 22, 5]),
@@ -179,7 +207,7 @@ fn decode_over_non_contiguous_blocks_matches_transformers() {
             want_logits: true,
         })
         .collect::<Vec<_>>();
-    let batch = ForwardBatch::build(&first, limits(&model), Target::from_env().device).unwrap();
+    let batch = ForwardBatch::build(&first, limits(&*model), Target::from_env().device).unwrap();
     let _ = model.forward(&batch, &mut kv).unwrap();
     // Teacher-forced decode: one token per sequence per step.
     for pos in prompt..12 {
@@ -193,13 +221,13 @@ fn decode_over_non_contiguous_blocks_matches_transformers() {
             })
             .collect::<Vec<_>>();
         let batch =
-            ForwardBatch::build(&chunks, limits(&model), Target::from_env().device).unwrap();
+            ForwardBatch::build(&chunks, limits(&*model), Target::from_env().device).unwrap();
         let logits = model.forward(&batch, &mut kv).unwrap();
         for (i, (c, _)) in seqs.iter().enumerate() {
             check(
                 &logits.get(i as i64),
                 &c.logits[pos],
-                &format!("seq {i} decode at {pos}"),
+                &format!("{family} seq {i} decode at {pos}"),
             );
         }
     }
@@ -217,7 +245,7 @@ fn sharded_and_single_files_load_the_same_model() {
         block_table: vec![0],
         want_logits: true,
     };
-    let run = |m: &LlamaModel| {
+    let run = |m: &dyn CausalLm| {
         let mut kv = cache(m);
         let batch = ForwardBatch::build(
             std::slice::from_ref(&chunk),
@@ -227,5 +255,61 @@ fn sharded_and_single_files_load_the_same_model() {
         .unwrap();
         m.forward(&batch, &mut kv).unwrap()
     };
-    assert!(run(&a).equal(&run(&b)));
+    assert!(run(&*a).equal(&run(&*b)));
+}
+
+/// One forward over `chunks`, logits `[N, vocab]`.
+fn run(model: &dyn CausalLm, kv: &mut PagedKvCache, chunks: &[SequenceChunk]) -> Tensor {
+    let batch = ForwardBatch::build(chunks, limits(model), Target::from_env().device).unwrap();
+    model.forward(&batch, kv).unwrap()
+}
+
+fn argmax(logits: &Tensor) -> u32 {
+    logits.argmax(-1, false).int64_value(&[]) as u32
+}
+
+/// 32 greedy steps after a 20-token prompt equal transformers' (which
+/// decodes with its own KV cache), over scattered blocks; and again with a
+/// preemption after 10 steps: the cache is dropped and prompt plus output
+/// so far are recomputed in one chunk into other blocks, as a resumed
+/// request is.
+#[test]
+fn greedy_decode_and_resume_after_preemption_match_transformers() {
+    for family in ["tiny_qwen3", "tiny_mistral"] {
+        let v = read_json(&format!("{family}_expected.json"));
+        let prompt = ids(&v["greedy"]["prompt"]);
+        let expected = ids(&v["greedy"]["tokens"]);
+        assert_eq!(expected.len(), 32);
+        let model = load(family);
+        for preempt_at in [None, Some(10)] {
+            let mut kv = cache(&*model);
+            // Blocks 50, 3, 41, 7, ... : never two neighbours in a row.
+            let mut table: Vec<u32> = (0..16).map(|i| (i * 37 + 50) % 64).collect();
+            let mut tokens = prompt.clone();
+            let mut computed = 0;
+            let mut ours = Vec::new();
+            while ours.len() < expected.len() {
+                if preempt_at == Some(ours.len()) && computed > 0 {
+                    kv = cache(&*model);
+                    table = (0..16).map(|i| (i * 29 + 11) % 64).collect();
+                    computed = 0;
+                }
+                let chunk = SequenceChunk {
+                    token_ids: tokens[computed..].to_vec(),
+                    num_computed: computed,
+                    block_table: table.clone(),
+                    want_logits: true,
+                };
+                let logits = run(model.as_ref(), &mut kv, &[chunk]);
+                computed = tokens.len();
+                let next = argmax(&logits.get(0));
+                ours.push(next);
+                tokens.push(next);
+            }
+            assert_eq!(
+                ours, expected,
+                "{family}, preempted at {preempt_at:?}: greedy tokens differ"
+            );
+        }
+    }
 }
