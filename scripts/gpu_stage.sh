@@ -38,6 +38,8 @@ cp -r tests/fixtures/generated/tiny_llama tests/fixtures/generated/tiny_llama_sh
     tests/fixtures/generated/tiny_llama_expected.json \
     tests/fixtures/generated/tiny_qwen3 tests/fixtures/generated/tiny_qwen3_expected.json \
     tests/fixtures/generated/tiny_mistral tests/fixtures/generated/tiny_mistral_expected.json \
+    tests/fixtures/generated/tiny_mixtral tests/fixtures/generated/tiny_mixtral_expected.json \
+    tests/fixtures/generated/tiny_qwen3_moe tests/fixtures/generated/tiny_qwen3_moe_expected.json \
     tests/fixtures/generated/smollm2_expected.json .gpu/fixtures/
 gguf_version=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("gguf"))')
 .venv/bin/python -m pip download -q --no-deps --only-binary=:all: -d .gpu/whl "gguf==$gguf_version"

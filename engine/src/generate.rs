@@ -14,6 +14,7 @@ use clap::Args;
 use model_files::ModelSource;
 use workers::attention::BackendChoice;
 use workers::batch::{BatchLimits, ForwardBatch, SequenceChunk};
+use workers::layers::moe::ExpertPlacement;
 use workers::loader::{self, LoadOptions};
 use workers::paged_kv::PagedKvCache;
 use workers::parallel::TpGroup;
@@ -66,6 +67,9 @@ pub struct GenerateArgs {
     /// A JSON object merged into the checkpoint's config (vLLM's flag).
     #[arg(long, default_value = "")]
     pub hf_overrides: String,
+    /// Mixture-of-experts models: whole experts per rank (with `--tp`).
+    #[arg(long)]
+    pub enable_expert_parallel: bool,
     /// KV cache block size in tokens.
     #[arg(long, default_value_t = 16)]
     pub block_size: usize,
@@ -93,6 +97,11 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         seed: args.seed.unwrap_or(0),
         attention_backend: args.attention_backend,
         hf_overrides: loader::parse_hf_overrides(&args.hf_overrides).map_err(anyhow::Error::msg)?,
+        expert_placement: if args.enable_expert_parallel {
+            ExpertPlacement::WholeExperts
+        } else {
+            ExpertPlacement::SplitIntermediate
+        },
     };
     if args.block_size == 0 {
         bail!("--block-size must be positive");

@@ -42,6 +42,7 @@ pub fn run(args: &GenerateArgs, tokenizer: Arc<Tokenizer>, prompt_ids: Vec<u32>)
         tp_communicator: CommunicatorKind::Auto,
         attention_backend: args.attention_backend,
         hf_overrides: args.hf_overrides.clone(),
+        enable_expert_parallel: args.enable_expert_parallel,
         block_size: args.block_size,
         gpu_memory_utilization: 0.9,
         cpu_kv_cache_bytes: KV_CACHE_BYTES,

@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// `--hf-overrides` (e.g. '{"num_hidden_layers": 2}').
     #[arg(long, default_value = "")]
     pub hf_overrides: String,
+    /// Mixture-of-experts models: each rank holds whole experts (an even
+    /// share) instead of a slice of every expert (vLLM's flag).
+    #[arg(long)]
+    pub enable_expert_parallel: bool,
     /// Context length (default: the model's).
     #[arg(long)]
     pub max_model_len: Option<usize>,
@@ -405,6 +409,7 @@ fn start_local_engine(
         tp_communicator: args.tp_communicator,
         attention_backend: args.attention_backend,
         hf_overrides: args.hf_overrides.clone(),
+        enable_expert_parallel: args.enable_expert_parallel,
         block_size: args.block_size,
         gpu_memory_utilization: args.gpu_memory_utilization,
         cpu_kv_cache_bytes: (args.kv_cache_memory_gb * (1u64 << 30) as f64) as u64,

@@ -99,12 +99,19 @@ pub enum Architecture {
     Qwen3,
     /// `MistralForCausalLM`: Llama with sliding-window attention.
     Mistral,
+    /// `MixtralForCausalLM`: Mistral whose MLP is a mixture of experts
+    /// (softmax over the experts, top-k renormalized).
+    Mixtral,
+    /// `Qwen3MoeForCausalLM`: Qwen3 with mixture-of-experts MLPs on the
+    /// layers `decoder_sparse_step` and `mlp_only_layers` pick.
+    Qwen3Moe,
 }
 
 impl Architecture {
     /// The class names accepted, for messages.
     pub const SUPPORTED: &'static str =
-        "LlamaForCausalLM, Qwen3ForCausalLM, MistralForCausalLM; GGUF llama";
+        "LlamaForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, MixtralForCausalLM, \
+         Qwen3MoeForCausalLM; GGUF llama";
 
     /// The architecture an HF class name names.
     pub fn from_hf_class(name: &str) -> Option<Self> {
@@ -112,6 +119,8 @@ impl Architecture {
             "LlamaForCausalLM" => Some(Self::Llama),
             "Qwen3ForCausalLM" => Some(Self::Qwen3),
             "MistralForCausalLM" => Some(Self::Mistral),
+            "MixtralForCausalLM" => Some(Self::Mixtral),
+            "Qwen3MoeForCausalLM" => Some(Self::Qwen3Moe),
             _ => None,
         }
     }
@@ -132,6 +141,8 @@ impl Architecture {
             Self::Llama => "LlamaForCausalLM",
             Self::Qwen3 => "Qwen3ForCausalLM",
             Self::Mistral => "MistralForCausalLM",
+            Self::Mixtral => "MixtralForCausalLM",
+            Self::Qwen3Moe => "Qwen3MoeForCausalLM",
         }
     }
 }
@@ -187,6 +198,41 @@ pub struct ModelConfig {
     /// Per layer, `"full_attention"` or `"sliding_attention"`.
     #[serde(default)]
     pub layer_types: Option<Vec<String>>,
+    /// Mixtral's expert count.
+    #[serde(default)]
+    pub num_local_experts: Option<usize>,
+    /// Qwen3-MoE's expert count.
+    #[serde(default)]
+    pub num_experts: Option<usize>,
+    /// Experts each token is routed to.
+    #[serde(default)]
+    pub num_experts_per_tok: Option<usize>,
+    /// Qwen3-MoE: each expert's intermediate size (`intermediate_size` is
+    /// then the dense layers').
+    #[serde(default)]
+    pub moe_intermediate_size: Option<usize>,
+    /// Qwen3-MoE: renormalize the top-k routing weights to sum to one
+    /// (Mixtral always does).
+    #[serde(default)]
+    pub norm_topk_prob: Option<bool>,
+    /// Qwen3-MoE: every `decoder_sparse_step`-th layer is sparse...
+    #[serde(default)]
+    pub decoder_sparse_step: Option<usize>,
+    /// ...except these, which keep a dense MLP.
+    #[serde(default)]
+    pub mlp_only_layers: Option<Vec<usize>>,
+}
+
+/// A mixture-of-experts MLP: what one sparse layer routes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MoeSpec {
+    pub num_experts: usize,
+    /// Experts per token.
+    pub top_k: usize,
+    /// Each expert's intermediate size.
+    pub intermediate_size: usize,
+    /// Whether the top-k weights are renormalized to sum to one.
+    pub renormalize: bool,
 }
 
 /// `eos_token_id` as config.json writes it: one id or several.
@@ -336,6 +382,13 @@ impl ModelConfig {
             sliding_window: None,
             use_sliding_window: None,
             layer_types: None,
+            num_local_experts: None,
+            num_experts: None,
+            num_experts_per_tok: None,
+            moe_intermediate_size: None,
+            norm_topk_prob: None,
+            decoder_sparse_step: None,
+            mlp_only_layers: None,
         };
         config.validate(file.path())?;
         Ok(config)
@@ -361,8 +414,13 @@ impl ModelConfig {
             .as_ref()
             .map(|types| types.get(layer).map(String::as_str) == Some("sliding_attention"));
         let slides = match self.architecture() {
-            Architecture::Mistral => marked.unwrap_or(true),
+            Architecture::Mistral | Architecture::Mixtral => marked.unwrap_or(true),
             Architecture::Qwen3 => self.use_sliding_window == Some(true) && marked == Some(true),
+            // transformers' Qwen3-MoE keeps the window only with
+            // use_sliding_window, then on every layer.
+            Architecture::Qwen3Moe => {
+                self.use_sliding_window == Some(true) && marked.unwrap_or(true)
+            }
             Architecture::Llama => marked.unwrap_or(false),
         };
         slides.then_some(window)
@@ -370,7 +428,53 @@ impl ModelConfig {
 
     /// Whether each query and key head is RMS-normalized before rotary.
     pub fn qk_norm(&self) -> bool {
-        self.architecture() == Architecture::Qwen3
+        matches!(
+            self.architecture(),
+            Architecture::Qwen3 | Architecture::Qwen3Moe
+        )
+    }
+
+    /// The mixture of experts of layer `layer`, or `None` for a dense MLP
+    /// (as transformers' Mixtral and Qwen3-MoE decoder layers decide).
+    pub fn moe_for_layer(&self, layer: usize) -> Option<MoeSpec> {
+        let spec = self.moe_spec()?;
+        match self.architecture() {
+            Architecture::Qwen3Moe => {
+                let step = self.decoder_sparse_step.unwrap_or(1).max(1);
+                let dense = self
+                    .mlp_only_layers
+                    .as_ref()
+                    .is_some_and(|l| l.contains(&layer));
+                (!dense && (layer + 1) % step == 0).then_some(spec)
+            }
+            _ => Some(spec),
+        }
+    }
+
+    /// The experts of this model's sparse layers (all alike), if it has any.
+    pub fn moe_spec(&self) -> Option<MoeSpec> {
+        let top_k = self.num_experts_per_tok.unwrap_or(2);
+        match self.architecture() {
+            Architecture::Mixtral => Some(MoeSpec {
+                num_experts: self.num_local_experts.unwrap_or(8),
+                top_k,
+                intermediate_size: self.intermediate_size,
+                renormalize: true,
+            }),
+            Architecture::Qwen3Moe => {
+                Some(self.num_experts.unwrap_or(0))
+                    .filter(|&n| n > 0)
+                    .map(|num_experts| MoeSpec {
+                        num_experts,
+                        top_k,
+                        intermediate_size: self
+                            .moe_intermediate_size
+                            .unwrap_or(self.intermediate_size),
+                        renormalize: self.norm_topk_prob.unwrap_or(false),
+                    })
+            }
+            Architecture::Llama | Architecture::Qwen3 | Architecture::Mistral => None,
+        }
     }
 
     /// Number of KV heads (GQA groups).
@@ -421,6 +525,14 @@ impl ModelConfig {
         }
         if self.attention_bias || self.mlp_bias {
             return invalid("attention_bias / mlp_bias are not supported".into());
+        }
+        if let Some(moe) = self.moe_spec() {
+            if moe.top_k == 0 || moe.top_k > moe.num_experts || moe.intermediate_size == 0 {
+                return invalid(format!(
+                    "{} experts per token of {} (intermediate size {}) cannot be routed",
+                    moe.top_k, moe.num_experts, moe.intermediate_size
+                ));
+            }
         }
         if self.sliding_window == Some(0) {
             return invalid("sliding_window must be positive".into());

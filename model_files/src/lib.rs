@@ -18,5 +18,5 @@ pub mod fuzz_harness;
 pub mod gguf;
 pub mod source;
 
-pub use config::{Architecture, ModelConfig, RopeScaling};
+pub use config::{Architecture, ModelConfig, MoeSpec, RopeScaling};
 pub use source::{ModelFormat, ModelSource};

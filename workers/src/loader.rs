@@ -7,6 +7,7 @@ use model_files::{ModelConfig, ModelFormat, ModelSource};
 use tch::{Device, Kind};
 
 use crate::attention::{select_backend, BackendChoice};
+use crate::layers::moe::ExpertPlacement;
 use crate::models::{build_model, CausalLm, ModelError};
 use crate::parallel::TpGroup;
 use crate::weights::{
@@ -94,6 +95,9 @@ pub struct LoadOptions {
     pub attention_backend: BackendChoice,
     /// `--hf-overrides`: a JSON object merged into the checkpoint's config.
     pub hf_overrides: Option<serde_json::Value>,
+    /// `--enable-expert-parallel`: whole experts per rank instead of every
+    /// expert split along its intermediate dimension.
+    pub expert_placement: ExpertPlacement,
 }
 
 /// Why a model could not be loaded.
@@ -174,5 +178,12 @@ pub fn load_model(
     let config = load_config(source, options.hf_overrides.as_ref())?;
     let backend = select_backend(options.attention_backend, options.device);
     let weights = open_weights(source, &config, options)?;
-    Ok(build_model(&config, &weights, backend, tp, on_layer)?)
+    Ok(build_model(
+        &config,
+        &weights,
+        backend,
+        options.expert_placement,
+        tp,
+        on_layer,
+    )?)
 }

@@ -12,6 +12,7 @@ use model_files::ModelSource;
 use safetensors::tensor::{SafeTensors, TensorView};
 use tch::{Device, Kind};
 use workers::attention::BackendChoice;
+use workers::layers::moe::ExpertPlacement;
 use workers::loader::{load_model, LoadError, LoadFormat, LoadOptions};
 use workers::parallel::TpGroup;
 
@@ -35,6 +36,7 @@ fn load(path: &Path) -> Result<(), LoadError> {
         seed: 0,
         attention_backend: BackendChoice::Auto,
         hf_overrides: None,
+        expert_placement: ExpertPlacement::SplitIntermediate,
     };
     load_model(&source, &options, &TpGroup::single(), |_, _| {}).map(|_| ())
 }
@@ -189,6 +191,7 @@ fn dummy_weights_load_at_real_shapes() {
         seed: 3,
         attention_backend: BackendChoice::Auto,
         hf_overrides: None,
+        expert_placement: ExpertPlacement::SplitIntermediate,
     };
     let model = load_model(&source, &options, &TpGroup::single(), |_, _| {}).unwrap();
     assert_eq!(model.config().num_hidden_layers, 2);

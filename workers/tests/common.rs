@@ -10,6 +10,7 @@ use model_files::ModelSource;
 use tch::{Device, Kind, Tensor};
 use workers::attention::BackendChoice;
 use workers::batch::{BatchLimits, ForwardBatch, SequenceChunk};
+use workers::layers::moe::ExpertPlacement;
 use workers::loader::{load_model, LoadFormat, LoadOptions};
 use workers::paged_kv::PagedKvCache;
 use workers::parallel::TpGroup;
@@ -165,6 +166,7 @@ pub fn smollm2_matches_transformers(tp: &TpGroup, target: Target) -> String {
         seed: 0,
         attention_backend: BackendChoice::Auto,
         hf_overrides: None,
+        expert_placement: ExpertPlacement::SplitIntermediate,
     };
     let model = load_model(&source, &options, tp, |_, _| {}).unwrap();
     let num_blocks = 64;

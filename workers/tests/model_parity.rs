@@ -1,7 +1,8 @@
 //! Logits of our models against transformers on tiny random checkpoints,
-//! one per dense family: Llama (GQA 8/4, llama3 rope scaling, untied
-//! embeddings), Qwen3 (QK norm, tied embeddings) and Mistral (a sliding
-//! window of 8 tokens, GQA 8/2), through the paths a serving engine uses:
+//! one per family: Llama (GQA 8/4, llama3 rope scaling, untied
+//! embeddings), Qwen3 (QK norm, tied embeddings), Mistral (a sliding
+//! window of 8 tokens, GQA 8/2), Mixtral (4 experts, top-2) and Qwen3-MoE
+//! (8 experts, top-2 unnormalized, one dense layer), through the paths a serving engine uses:
 //! a batch mixing sequences of different lengths, a prompt prefilled in
 //! several chunks (crossing the window), decode steps over a
 //! non-contiguous block table, and 32 greedy steps, also across a
@@ -20,6 +21,7 @@ use model_files::ModelSource;
 use tch::Tensor;
 use workers::attention::BackendChoice;
 use workers::batch::{BatchLimits, ForwardBatch, SequenceChunk};
+use workers::layers::moe::ExpertPlacement;
 use workers::loader::{load_model, LoadFormat, LoadOptions};
 use workers::models::CausalLm;
 use workers::paged_kv::PagedKvCache;
@@ -27,7 +29,13 @@ use workers::parallel::TpGroup;
 
 /// The tiny checkpoints (`scripts/fixtures/llama_parity.py`,
 /// `scripts/fixtures/model_families.py`).
-const FAMILIES: [&str; 3] = ["tiny_llama", "tiny_qwen3", "tiny_mistral"];
+const FAMILIES: [&str; 5] = [
+    "tiny_llama",
+    "tiny_qwen3",
+    "tiny_mistral",
+    "tiny_mixtral",
+    "tiny_qwen3_moe",
+];
 
 const TOL: f32 = 1e-4;
 const BLOCK: usize = 4;
@@ -70,6 +78,7 @@ fn load(folder: &str) -> Box<dyn CausalLm> {
         seed: 0,
         attention_backend: BackendChoice::Auto,
         hf_overrides: None,
+        expert_placement: ExpertPlacement::SplitIntermediate,
     };
     load_model(&source, &options, &TpGroup::single(), |_, _| {}).unwrap()
 }
@@ -275,7 +284,7 @@ fn argmax(logits: &Tensor) -> u32 {
 /// request is.
 #[test]
 fn greedy_decode_and_resume_after_preemption_match_transformers() {
-    for family in ["tiny_qwen3", "tiny_mistral"] {
+    for family in &FAMILIES[1..] {
         let v = read_json(&format!("{family}_expected.json"));
         let prompt = ids(&v["greedy"]["prompt"]);
         let expected = ids(&v["greedy"]["tokens"]);

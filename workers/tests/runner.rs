@@ -45,6 +45,7 @@ fn runner() -> ModelRunner {
             seed: 0,
             attention_backend: "auto".into(),
             hf_overrides: String::new(),
+            enable_expert_parallel: false,
         })
         .unwrap();
     assert_eq!(info.vocab_size, 256);

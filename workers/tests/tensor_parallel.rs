@@ -21,6 +21,7 @@ use model_files::ModelSource;
 use tch::{Device, Kind, Tensor};
 use workers::attention::BackendChoice;
 use workers::batch::{BatchLimits, ForwardBatch, SequenceChunk};
+use workers::layers::moe::ExpertPlacement;
 use workers::loader::{load_model, LoadError, LoadFormat, LoadOptions};
 use workers::models::{CausalLm, ModelError};
 use workers::paged_kv::PagedKvCache;
@@ -60,17 +61,30 @@ fn cpu_f32() -> LoadOptions {
         seed: 0,
         attention_backend: BackendChoice::Auto,
         hf_overrides: None,
+        expert_placement: ExpertPlacement::SplitIntermediate,
     }
 }
 
 fn load(model: &str, tp: &TpGroup) -> Result<Box<dyn CausalLm>, LoadError> {
-    let source = ModelSource::resolve(model).unwrap();
-    load_model(&source, &cpu_f32(), tp, |_, _| {})
+    load_placed(model, ExpertPlacement::SplitIntermediate, tp)
 }
 
-fn tiny_path() -> String {
+fn load_placed(
+    model: &str,
+    placement: ExpertPlacement,
+    tp: &TpGroup,
+) -> Result<Box<dyn CausalLm>, LoadError> {
+    let source = ModelSource::resolve(model).unwrap();
+    let options = LoadOptions {
+        expert_placement: placement,
+        ..cpu_f32()
+    };
+    load_model(&source, &options, tp, |_, _| {})
+}
+
+fn tiny_path(family: &str) -> String {
     common::fixtures()
-        .join("tiny_llama")
+        .join(family)
         .to_str()
         .unwrap()
         .to_string()
@@ -102,8 +116,13 @@ struct TinyRun {
 const DECODE: usize = 8;
 const BLOCK: usize = 4;
 
-fn tiny_run(tp: TpGroup, prompts: Vec<Vec<u32>>) -> TinyRun {
-    let model = load(&tiny_path(), &tp).unwrap();
+fn tiny_run(
+    family: &str,
+    placement: ExpertPlacement,
+    tp: TpGroup,
+    prompts: Vec<Vec<u32>>,
+) -> TinyRun {
+    let model = load_placed(&tiny_path(family), placement, &tp).unwrap();
     let num_blocks = 64;
     let mut kv = PagedKvCache::new(
         model.kv_cache_spec(num_blocks, BLOCK),
@@ -144,9 +163,11 @@ fn tiny_run(tp: TpGroup, prompts: Vec<Vec<u32>>) -> TinyRun {
     TinyRun { prefill, greedy }
 }
 
-#[test]
-fn tiny_llama_tp_2_4_8_match_transformers_and_tp_1() {
-    let v = read_json("tiny_llama_expected.json");
+/// `family` at tensor-parallel sizes `sizes` on the CPU communicator:
+/// every rank's prefill logits within tolerance of transformers, its greedy
+/// tokens those of tp 1, and all ranks bit-identical.
+fn tp_matches_transformers_and_tp_1(family: &str, placement: ExpertPlacement, sizes: &[usize]) {
+    let v = read_json(&format!("{family}_expected.json"));
     let seqs = v["sequences"].as_array().unwrap();
     // Lengths 7, 13, 1, 20.
     let prompts: Vec<Vec<u32>> = seqs[..4].iter().map(|s| ids(&s["ids"])).collect();
@@ -154,23 +175,59 @@ fn tiny_llama_tp_2_4_8_match_transformers_and_tp_1() {
         .iter()
         .map(|s| floats(s["logits"].as_array().unwrap().last().unwrap()))
         .collect();
-    let p = prompts.clone();
-    let single = tiny_run(TpGroup::single(), p);
-    for n in [2, 4, 8] {
-        let p = prompts.clone();
-        let runs = on_ranks(n, move |tp| tiny_run(tp, p.clone()));
+    let single = tiny_run(family, placement, TpGroup::single(), prompts.clone());
+    for &n in sizes {
+        let (p, f) = (prompts.clone(), family.to_string());
+        let runs = on_ranks(n, move |tp| tiny_run(&f, placement, tp, p.clone()));
         for (rank, run) in runs.iter().enumerate() {
+            let what = format!("{family} {placement:?} tp {n} rank {rank}");
             for (i, want) in expected.iter().enumerate() {
                 let diff = max_abs_diff(&Tensor::from_slice(&run.prefill[i]), want);
-                assert!(diff <= TOL, "tp {n} rank {rank} seq {i}: max |Δ| {diff}");
+                assert!(diff <= TOL, "{what} seq {i}: max |Δ| {diff}");
             }
-            assert_eq!(
-                run.greedy, single.greedy,
-                "tp {n} rank {rank}: greedy tokens"
-            );
+            assert_eq!(run.greedy, single.greedy, "{what}: greedy tokens");
             // Every rank holds the same logits, bit for bit.
-            assert_eq!(run.prefill, runs[0].prefill, "tp {n} rank {rank}");
+            assert_eq!(run.prefill, runs[0].prefill, "{what}");
         }
+    }
+}
+
+#[test]
+fn tiny_llama_tp_2_4_8_match_transformers_and_tp_1() {
+    tp_matches_transformers_and_tp_1("tiny_llama", ExpertPlacement::default(), &[2, 4, 8]);
+}
+
+/// Mixtral (4 experts) and Qwen3-MoE (8 experts, one dense layer) at tp 2
+/// and 4, experts split along their intermediate dimension and placed
+/// whole (`--enable-expert-parallel`).
+#[test]
+fn moe_tp_2_4_both_expert_placements_match_transformers_and_tp_1() {
+    for family in ["tiny_mixtral", "tiny_qwen3_moe"] {
+        for placement in [
+            ExpertPlacement::SplitIntermediate,
+            ExpertPlacement::WholeExperts,
+        ] {
+            tp_matches_transformers_and_tp_1(family, placement, &[2, 4]);
+        }
+    }
+}
+
+#[test]
+fn experts_that_do_not_split_are_refused_with_the_sizes_that_work() {
+    // Mixtral's 4 experts cannot be placed whole on 8 ranks.
+    let errs = on_ranks(8, |tp| {
+        load_placed(
+            &tiny_path("tiny_mixtral"),
+            ExpertPlacement::WholeExperts,
+            &tp,
+        )
+        .err()
+        .map(|e| e.to_string())
+    });
+    for e in errs {
+        let msg = e.expect("tp 8 with whole experts must be refused");
+        assert!(msg.contains("number of experts (4)"), "{msg}");
+        assert!(msg.contains("sizes that work: 1, 2, 4"), "{msg}");
     }
 }
 

@@ -79,6 +79,8 @@ pub struct ExecutorConfig {
     pub attention_backend: BackendChoice,
     /// `--hf-overrides` as given (a JSON object, or empty).
     pub hf_overrides: String,
+    /// `--enable-expert-parallel`.
+    pub enable_expert_parallel: bool,
     /// Tokens per KV block.
     pub block_size: usize,
     /// Fraction of GPU memory the workers may use.
@@ -111,6 +113,7 @@ impl Default for ExecutorConfig {
             tp_communicator: CommunicatorKind::Auto,
             attention_backend: BackendChoice::Auto,
             hf_overrides: String::new(),
+            enable_expert_parallel: false,
             block_size: 16,
             gpu_memory_utilization: 0.9,
             cpu_kv_cache_bytes: 4 << 30,
@@ -188,6 +191,7 @@ fn load_request(config: &ExecutorConfig) -> proto::worker::LoadModelRequest {
         seed: config.seed,
         attention_backend: config.attention_backend.as_str().into(),
         hf_overrides: config.hf_overrides.clone(),
+        enable_expert_parallel: config.enable_expert_parallel,
     }
 }
 

@@ -1,11 +1,11 @@
 //! The models: a [`CausalLm`] trait the runner holds, and a registry that
 //! builds one from a [`ModelConfig`] by its [`Architecture`] (vLLM's
-//! `ModelRegistry`). A model file assembles `crate::layers`; Llama, Mistral
-//! and Qwen3 are one decoder (`llama.rs`) whose layers read their
-//! differences (QK norm, sliding windows) from the config, as vLLM runs
-//! Mistral with its Llama class.
+//! `ModelRegistry`). A model file assembles `crate::layers`; Llama, Mistral,
+//! Qwen3, Mixtral and Qwen3-MoE are one decoder (`decoder.rs`) whose layers
+//! read their differences (QK norm, sliding windows, sparse MLPs) from the
+//! config, as vLLM runs Mistral with its Llama class.
 
-pub mod llama;
+pub mod decoder;
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use tch::{Device, Tensor};
 
 use crate::attention::AttentionBackend;
 use crate::batch::ForwardBatch;
+use crate::layers::moe::ExpertPlacement;
 use crate::layers::ForwardError;
 use crate::paged_kv::{KvCacheSpec, PagedKvCache};
 use crate::parallel::TpGroup;
@@ -84,46 +85,61 @@ pub fn build_model(
     config: &ModelConfig,
     weights: &Weights,
     backend: Arc<dyn AttentionBackend>,
+    placement: ExpertPlacement,
     tp: &TpGroup,
     on_layer: impl FnMut(usize, usize),
 ) -> Result<Box<dyn CausalLm>, ModelError> {
-    if let Some((what, count)) = indivisible(config, tp.world_size) {
+    if let Some((what, count)) = indivisible(config, placement, tp.world_size) {
         return Err(ModelError::Indivisible {
             what,
             count,
             world_size: tp.world_size,
-            valid: valid_tp_sizes(config),
+            valid: valid_tp_sizes(config, placement),
         });
     }
     match config.architecture() {
-        Architecture::Llama | Architecture::Qwen3 | Architecture::Mistral => Ok(Box::new(
-            llama::LlamaModel::load(config, weights, backend, tp, on_layer)?,
-        )),
+        Architecture::Llama
+        | Architecture::Qwen3
+        | Architecture::Mistral
+        | Architecture::Mixtral
+        | Architecture::Qwen3Moe => Ok(Box::new(decoder::DecoderModel::load(
+            config, weights, backend, placement, tp, on_layer,
+        )?)),
     }
 }
 
 /// The first count that tensor-parallel size `world_size` cannot split,
 /// as `(name, count)`: query heads, intermediate size and vocabulary must
 /// divide evenly; K/V heads must divide evenly or divide the size (then
-/// they are replicated, see `layers::linear::kv_head_shard`).
-fn indivisible(config: &ModelConfig, world_size: usize) -> Option<(&'static str, usize)> {
+/// they are replicated, see `layers::linear::kv_head_shard`); experts
+/// split their intermediate size, or, placed whole, their count.
+fn indivisible(
+    config: &ModelConfig,
+    placement: ExpertPlacement,
+    world_size: usize,
+) -> Option<(&'static str, usize)> {
     let kv = config.num_kv_heads();
     if kv % world_size != 0 && world_size % kv.max(1) != 0 {
         return Some(("num_key_value_heads", kv));
     }
+    let experts = config.moe_spec().map(|moe| match placement {
+        ExpertPlacement::SplitIntermediate => ("expert intermediate size", moe.intermediate_size),
+        ExpertPlacement::WholeExperts => ("number of experts", moe.num_experts),
+    });
     [
         ("num_attention_heads", config.num_attention_heads),
         ("intermediate_size", config.intermediate_size),
         ("vocab_size", config.vocab_size),
     ]
     .into_iter()
+    .chain(experts)
     .find(|&(_, count)| count % world_size != 0)
 }
 
 /// Every tensor-parallel size up to the number of query heads that can
-/// split `config`.
-pub fn valid_tp_sizes(config: &ModelConfig) -> Vec<usize> {
+/// split `config` with `placement`.
+pub fn valid_tp_sizes(config: &ModelConfig, placement: ExpertPlacement) -> Vec<usize> {
     (1..=config.num_attention_heads.max(1))
-        .filter(|&n| indivisible(config, n).is_none())
+        .filter(|&n| indivisible(config, placement, n).is_none())
         .collect()
 }

@@ -21,6 +21,7 @@ use tch::{Device, Kind};
 use super::device_memory::cuda_mem_info;
 use super::{InputBatch, WorkerError};
 use crate::batch::{BatchLimits, ForwardBatch, SequenceChunk};
+use crate::layers::moe::ExpertPlacement;
 use crate::loader::{self, LoadOptions};
 use crate::models::CausalLm;
 use crate::paged_kv::PagedKvCache;
@@ -135,6 +136,11 @@ impl ModelRunner {
                 .map_err(WorkerError::InvalidArgument)?,
             hf_overrides: loader::parse_hf_overrides(&req.hf_overrides)
                 .map_err(WorkerError::InvalidArgument)?,
+            expert_placement: if req.enable_expert_parallel {
+                ExpertPlacement::WholeExperts
+            } else {
+                ExpertPlacement::SplitIntermediate
+            },
         };
         self.kv = None;
         self.loaded = None;

@@ -1,14 +1,16 @@
 //! The Llama-shaped decoder: embeddings, decoder layers of grouped-query
-//! attention over the paged KV cache and a SwiGLU MLP, final RMSNorm, tied
-//! or untied LM head. It also runs Mistral (sliding-window layers) and
-//! Qwen3 (QK norm): `layers::attention` reads both from the config.
+//! attention over the paged KV cache and a SwiGLU MLP (or a mixture of
+//! experts), final RMSNorm, tied or untied LM head. It runs Llama, Mistral
+//! (sliding-window layers), Qwen3 (QK norm), Mixtral and Qwen3-MoE (sparse
+//! MLPs): `layers::attention` and the config decide the differences, as
+//! vLLM's Llama class also runs Mistral.
 //!
 //! Follows HF's `modeling_llama.py` op for op so logits match transformers;
 //! weight names are HF's, whatever the container.
 
 use std::sync::Arc;
 
-use model_files::ModelConfig;
+use model_files::{Architecture, ModelConfig};
 use tch::{Device, Tensor};
 
 use super::{CausalLm, ModelError};
@@ -17,22 +19,76 @@ use crate::batch::ForwardBatch;
 use crate::layers::attention::{Attention, StepContext};
 use crate::layers::embedding::{ParallelLmHead, VocabParallelEmbedding};
 use crate::layers::mlp::GatedMlp;
+use crate::layers::moe::{ExpertPlacement, FusedMoe, MoeNames};
 use crate::layers::norm::RmsNorm;
 use crate::layers::rotary::RotaryEmbedding;
 use crate::layers::ForwardError;
 use crate::paged_kv::{KvCacheSpec, PagedKvCache};
 use crate::parallel::TpGroup;
-use crate::weights::Weights;
+use crate::weights::{WeightError, Weights};
+
+/// A layer's feed-forward block.
+enum FeedForward {
+    Dense(GatedMlp),
+    Sparse(FusedMoe),
+}
+
+impl FeedForward {
+    /// Loads layer `layer`'s MLP under `prefix` (`model.layers.{i}`),
+    /// sparse where the config says so, with the checkpoint's names.
+    fn load(
+        weights: &Weights,
+        prefix: &str,
+        config: &ModelConfig,
+        layer: usize,
+        placement: ExpertPlacement,
+        tp: &TpGroup,
+    ) -> Result<Self, WeightError> {
+        let hidden = config.hidden_size as i64;
+        let Some(spec) = config.moe_for_layer(layer) else {
+            let inter = config.intermediate_size as i64;
+            return Ok(Self::Dense(GatedMlp::load(
+                weights,
+                &format!("{prefix}.mlp"),
+                hidden,
+                inter,
+                tp,
+            )?));
+        };
+        let names = match config.architecture() {
+            Architecture::Mixtral => MoeNames {
+                router: format!("{prefix}.block_sparse_moe.gate.weight"),
+                experts: format!("{prefix}.block_sparse_moe.experts"),
+                gate_up_down: ["w1", "w3", "w2"],
+            },
+            _ => MoeNames {
+                router: format!("{prefix}.mlp.gate.weight"),
+                experts: format!("{prefix}.mlp.experts"),
+                gate_up_down: ["gate_proj", "up_proj", "down_proj"],
+            },
+        };
+        Ok(Self::Sparse(FusedMoe::load(
+            weights, &names, hidden, spec, placement, tp,
+        )?))
+    }
+
+    fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor, ForwardError> {
+        match self {
+            Self::Dense(mlp) => mlp.forward_add(x, residual),
+            Self::Sparse(moe) => moe.forward_add(x, residual),
+        }
+    }
+}
 
 struct DecoderLayer {
     input_layernorm: RmsNorm,
     self_attn: Attention,
     post_attention_layernorm: RmsNorm,
-    mlp: GatedMlp,
+    mlp: FeedForward,
 }
 
 /// A loaded Llama-shaped model for one tensor-parallel rank.
-pub struct LlamaModel {
+pub struct DecoderModel {
     config: ModelConfig,
     embed_tokens: VocabParallelEmbedding,
     layers: Vec<DecoderLayer>,
@@ -44,7 +100,7 @@ pub struct LlamaModel {
     device: Device,
 }
 
-impl LlamaModel {
+impl DecoderModel {
     /// Loads every weight (checking names and shapes) for rank `tp.rank`;
     /// the registry (`models::build_model`) has checked that `tp` splits
     /// the config.
@@ -52,11 +108,11 @@ impl LlamaModel {
         config: &ModelConfig,
         weights: &Weights,
         backend: Arc<dyn AttentionBackend>,
+        placement: ExpertPlacement,
         tp: &TpGroup,
         mut on_layer: impl FnMut(usize, usize),
     ) -> Result<Self, ModelError> {
         let hidden = config.hidden_size as i64;
-        let inter = config.intermediate_size as i64;
         let vocab = config.vocab_size as i64;
         let eps = config.rms_norm_eps;
         let embed_tokens =
@@ -70,7 +126,7 @@ impl LlamaModel {
                 input_layernorm: norm("input_layernorm")?,
                 self_attn: Attention::load(weights, &format!("{p}.self_attn"), config, i, tp)?,
                 post_attention_layernorm: norm("post_attention_layernorm")?,
-                mlp: GatedMlp::load(weights, &format!("{p}.mlp"), hidden, inter, tp)?,
+                mlp: FeedForward::load(weights, &p, config, i, placement, tp)?,
             });
             on_layer(i + 1, config.num_hidden_layers);
         }
@@ -94,7 +150,7 @@ impl LlamaModel {
     }
 }
 
-impl CausalLm for LlamaModel {
+impl CausalLm for DecoderModel {
     fn config(&self) -> &ModelConfig {
         &self.config
     }
