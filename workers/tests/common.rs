@@ -124,11 +124,16 @@ pub fn max_abs_diff(ours: &Tensor, expected: &[f32]) -> f32 {
 /// measured 4.4e-5 on CPU, 4.9e-5 on an H100).
 const SMOLLM2_TOL_F32: f32 = 1e-3;
 /// |Δlogit| allowed on SmolLM2's last-position logits (magnitude ~20) in
-/// bf16 against transformers' f32. Measured worst: 0.44 on an H100
-/// (2026-11-25, bench/results/h100/gpu_check.json) and 0.43 on CPU
-/// (2026-12-06); the tolerance is that with a margin of about 1.4x. The
-/// earlier 8% of the logits' scale (~2) let a wrong model through.
+/// bf16 against transformers' f32, on a GPU. Measured worst: 0.44 on an
+/// H100 (2026-11-25, bench/results/h100/gpu_check.json); the tolerance is
+/// that with a margin of about 1.4x. The earlier 8% of the logits' scale
+/// (~2) let a wrong model through.
 const SMOLLM2_TOL_BF16: f32 = 0.6;
+/// The same on CPU, where torch's bf16 kernels depend on the processor:
+/// measured 0.43 on one 2-vCPU machine and 0.65 on another whose Xeon has
+/// AMX-BF16 (2026-12-06, the same build and inputs); the tolerance is the
+/// larger with the same margin.
+const SMOLLM2_TOL_BF16_CPU: f32 = 0.9;
 /// The same in f16: 3 more mantissa bits than bf16, so about 1/8 of its
 /// error is expected; not measured yet (no f16 run has been made).
 const SMOLLM2_TOL_F16: f32 = 0.1;
@@ -177,6 +182,9 @@ pub fn smollm2_matches_transformers(tp: &TpGroup, target: Target) -> String {
         max_positions: model.config().max_position_embeddings,
     };
     let (tol, min_matches) = match target.kind {
+        Kind::BFloat16 if target.device == Device::Cpu => {
+            (SMOLLM2_TOL_BF16_CPU, SMOLLM2_MIN_MATCHES_HALF)
+        }
         Kind::BFloat16 => (SMOLLM2_TOL_BF16, SMOLLM2_MIN_MATCHES_HALF),
         Kind::Half => (SMOLLM2_TOL_F16, SMOLLM2_MIN_MATCHES_HALF),
         _ => (SMOLLM2_TOL_F32, usize::MAX),
