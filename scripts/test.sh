@@ -30,15 +30,23 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The NCCL communicator (feature `nccl`) compiles and lints without CUDA.
 cargo clippy -p workers -p engine --all-targets --features workers/nccl,engine/nccl -- -D warnings
 
+# One build configuration for tests and binaries: the NCCL communicator
+# (feature `nccl`; libnccl from the torch wheel is loaded at run time, GPU
+# tests skip) is a superset of the default build, which clippy above
+# already checked. A second feature set would compile the workers, the
+# engine and every crate above them twice.
+FEATURES=(--features workers/nccl,engine/nccl)
+
 echo "== cargo test"
-cargo test --workspace
+cargo test --workspace "${FEATURES[@]}"
 
-echo "== cargo test, feature nccl (libnccl from the torch wheel loads; GPU tests skip)"
-cargo test -p workers --features nccl --lib --test nccl
-cargo test -p engine --features nccl --lib
-
-echo "== binaries for the end-to-end tests (engine, worker)"
-cargo build --workspace --bins
+# The end-to-end tests run target/debug/{engine,worker}: `cargo test`
+# built them for the engine's and the workers' integration tests, with the
+# test build's features. A separate `cargo build --bins` would resolve
+# features without the dev-dependencies and compile the engine again.
+for bin in engine worker; do
+  [[ -x "target/debug/$bin" ]] || { echo "target/debug/$bin missing after cargo test" >&2; exit 1; }
+done
 
 echo "== pytest"
 if compgen -G "tests/python/test_*.py" >/dev/null; then

@@ -177,6 +177,7 @@ mod tests {
             name: dir.display().to_string(),
             format: ModelFormat::HfFolder,
             path: dir.to_path_buf(),
+            builtin_config: None,
         }
     }
 
@@ -185,6 +186,7 @@ mod tests {
             name: "smollm2".into(),
             format: ModelFormat::Gguf,
             path: PathBuf::from("/nonexistent.gguf"),
+            builtin_config: None,
         }
     }
 

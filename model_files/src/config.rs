@@ -88,6 +88,78 @@ fn merge(base: &mut Value, overrides: &Value) {
     }
 }
 
+/// The text model's config of a multimodal Llama 4 config (its
+/// `text_config`, named by the multimodal class); any other config as is.
+fn text_half(mut raw: Value) -> Value {
+    let multimodal = raw
+        .get("architectures")
+        .and_then(|a| a.get(0))
+        .and_then(Value::as_str)
+        == Some(LLAMA4_MULTIMODAL);
+    if !multimodal {
+        return raw;
+    }
+    match raw.get_mut("text_config").map(Value::take) {
+        Some(Value::Object(mut text)) => {
+            text.insert(
+                "architectures".into(),
+                Value::Array(vec![Value::String(LLAMA4_MULTIMODAL.into())]),
+            );
+            Value::Object(text)
+        }
+        _ => raw,
+    }
+}
+
+/// Llama 4's multimodal class: its config nests the text model's under
+/// `text_config` and its checkpoint the text weights under `language_model.`.
+const LLAMA4_MULTIMODAL: &str = "Llama4ForConditionalGeneration";
+
+/// Which keys a layer's queries attend to, besides causality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionWindow {
+    /// Every earlier position.
+    Full,
+    /// The last `n` positions up to the query's own (Mistral).
+    Sliding(usize),
+    /// Positions in the query's own chunk of `n` (`[p - p % n, p]`):
+    /// Llama 4's local attention.
+    Chunked(usize),
+}
+
+impl AttentionWindow {
+    /// The earliest position a query at `position` sees.
+    pub fn first_visible(self, position: usize) -> usize {
+        match self {
+            Self::Full => 0,
+            Self::Sliding(n) => (position + 1).saturating_sub(n),
+            Self::Chunked(n) => position - position % n.max(1),
+        }
+    }
+}
+
+/// How a layer normalizes each query and key head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QkNorm {
+    None,
+    /// A learned RMSNorm per head before rotary (Qwen3's `q_norm`, `k_norm`).
+    RmsBeforeRope,
+    /// A weightless L2 (RMS) norm after rotary (Llama 4's rotary layers).
+    L2AfterRope,
+}
+
+/// How a sparse layer turns router logits into expert weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoeRouting {
+    /// Softmax over all experts, the top k kept (renormalized to sum to one
+    /// when `renormalize`); the experts' outputs are weighted (Mixtral,
+    /// Qwen3-MoE).
+    Softmax { renormalize: bool },
+    /// The top k logits through a sigmoid; each expert's *input* is scaled
+    /// by its weight (Llama 4).
+    SigmoidScalesInput,
+}
+
 /// The model families the workers implement, by the HF class name in
 /// `architectures` (or GGUF's `general.architecture`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,13 +177,22 @@ pub enum Architecture {
     /// `Qwen3MoeForCausalLM`: Qwen3 with mixture-of-experts MLPs on the
     /// layers `decoder_sparse_step` and `mlp_only_layers` pick.
     Qwen3Moe,
+    /// `Llama4ForCausalLM`, or the text half of
+    /// `Llama4ForConditionalGeneration` (its `text_config`, weights under
+    /// `language_model.`): chunked local attention with rotary (interleaved
+    /// pairs) and a weightless QK L2 norm on three layers of four, global
+    /// attention without rotary (NoPE, with attention temperature tuning)
+    /// on the fourth; sigmoid top-1 experts plus a shared expert on the
+    /// `moe_layers`.
+    Llama4,
 }
 
 impl Architecture {
     /// The class names accepted, for messages.
     pub const SUPPORTED: &'static str =
         "LlamaForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, MixtralForCausalLM, \
-         Qwen3MoeForCausalLM; GGUF llama";
+         Qwen3MoeForCausalLM, Llama4ForCausalLM, Llama4ForConditionalGeneration (text); \
+         GGUF llama";
 
     /// The architecture an HF class name names.
     pub fn from_hf_class(name: &str) -> Option<Self> {
@@ -121,6 +202,7 @@ impl Architecture {
             "MistralForCausalLM" => Some(Self::Mistral),
             "MixtralForCausalLM" => Some(Self::Mixtral),
             "Qwen3MoeForCausalLM" => Some(Self::Qwen3Moe),
+            "Llama4ForCausalLM" | LLAMA4_MULTIMODAL => Some(Self::Llama4),
             _ => None,
         }
     }
@@ -143,6 +225,7 @@ impl Architecture {
             Self::Mistral => "MistralForCausalLM",
             Self::Mixtral => "MixtralForCausalLM",
             Self::Qwen3Moe => "Qwen3MoeForCausalLM",
+            Self::Llama4 => "Llama4ForCausalLM",
         }
     }
 }
@@ -221,6 +304,37 @@ pub struct ModelConfig {
     /// ...except these, which keep a dense MLP.
     #[serde(default)]
     pub mlp_only_layers: Option<Vec<usize>>,
+    /// Llama 4: the dense layers' intermediate size (`intermediate_size`
+    /// is then each expert's and the shared expert's).
+    #[serde(default)]
+    pub intermediate_size_mlp: Option<usize>,
+    /// Llama 4: the sparse layers, else every `interleave_moe_layer_step`-th.
+    #[serde(default)]
+    pub moe_layers: Option<Vec<usize>>,
+    #[serde(default)]
+    pub interleave_moe_layer_step: Option<usize>,
+    /// Llama 4: per layer, 1 where it uses rotary and 0 where it does not
+    /// (the name is transformers'); else every `no_rope_layer_interval`-th
+    /// layer goes without.
+    #[serde(default)]
+    pub no_rope_layers: Option<Vec<u8>>,
+    #[serde(default)]
+    pub no_rope_layer_interval: Option<usize>,
+    /// Llama 4: the chunk of its local-attention layers.
+    #[serde(default)]
+    pub attention_chunk_size: Option<usize>,
+    /// Llama 4: the L2 QK norm of its rotary layers.
+    #[serde(default)]
+    pub use_qk_norm: Option<bool>,
+    /// Llama 4: scale the queries of its NoPE layers by
+    /// `1 + attn_scale * ln(1 + floor((p + 1) / floor_scale))` (a bool,
+    /// or a number read as one, as published configs write it).
+    #[serde(default)]
+    pub attn_temperature_tuning: Option<Value>,
+    #[serde(default)]
+    pub floor_scale: Option<f64>,
+    #[serde(default)]
+    pub attn_scale: Option<f64>,
 }
 
 /// A mixture-of-experts MLP: what one sparse layer routes over.
@@ -231,8 +345,10 @@ pub struct MoeSpec {
     pub top_k: usize,
     /// Each expert's intermediate size.
     pub intermediate_size: usize,
-    /// Whether the top-k weights are renormalized to sum to one.
-    pub renormalize: bool,
+    pub routing: MoeRouting,
+    /// The intermediate size of an expert every token also runs through
+    /// (Llama 4's shared expert), if there is one.
+    pub shared_expert_intermediate_size: Option<usize>,
 }
 
 /// `eos_token_id` as config.json writes it: one id or several.
@@ -268,13 +384,28 @@ impl ModelConfig {
             path: path.clone(),
             source,
         })?;
-        let mut raw: Value = serde_json::from_str(&text).map_err(|source| ConfigError::Json {
+        Self::from_json_with(&text, overrides, &path)
+    }
+
+    /// Reads a `config.json` text (`path` names it in errors) with
+    /// `overrides` merged in. A multimodal Llama 4 config gives its
+    /// `text_config` (after the merge, so overrides go under
+    /// `text_config` as in vLLM), keeping the multimodal class name so the
+    /// loader finds the text weights under `language_model.`.
+    pub fn from_json_with(
+        text: &str,
+        overrides: Option<&Value>,
+        path: &Path,
+    ) -> Result<Self, ConfigError> {
+        let path = path.to_path_buf();
+        let mut raw: Value = serde_json::from_str(text).map_err(|source| ConfigError::Json {
             path: path.clone(),
             source,
         })?;
         if let Some(o) = overrides {
             merge(&mut raw, o);
         }
+        let raw = text_half(raw);
         let config: Self = serde_json::from_value(raw).map_err(|source| ConfigError::Json {
             path: path.clone(),
             source,
@@ -389,6 +520,16 @@ impl ModelConfig {
             norm_topk_prob: None,
             decoder_sparse_step: None,
             mlp_only_layers: None,
+            intermediate_size_mlp: None,
+            moe_layers: None,
+            interleave_moe_layer_step: None,
+            no_rope_layers: None,
+            no_rope_layer_interval: None,
+            attention_chunk_size: None,
+            use_qk_norm: None,
+            attn_temperature_tuning: None,
+            floor_scale: None,
+            attn_scale: None,
         };
         config.validate(file.path())?;
         Ok(config)
@@ -403,16 +544,27 @@ impl ModelConfig {
             .unwrap_or(Architecture::Llama)
     }
 
-    /// The sliding window of layer `layer`, if it has one: `layer_types`
-    /// decides where given (Qwen3 also needs `use_sliding_window`), else
-    /// Mistral slides on every layer and the others on none (as
-    /// transformers reads these configs).
-    pub fn sliding_window_for(&self, layer: usize) -> Option<usize> {
-        let window = self.sliding_window?;
-        let marked = self
-            .layer_types
-            .as_ref()
-            .map(|types| types.get(layer).map(String::as_str) == Some("sliding_attention"));
+    /// Which keys layer `layer` attends to. `layer_types` decides where
+    /// given (Qwen3 also needs `use_sliding_window`); else Mistral slides
+    /// on every layer, Llama 4 chunks its rotary layers, and the others
+    /// attend to everything (as transformers reads these configs).
+    pub fn attention_window(&self, layer: usize) -> AttentionWindow {
+        let typed = |want: &str| {
+            self.layer_types
+                .as_ref()
+                .map(|types| types.get(layer).map(String::as_str) == Some(want))
+        };
+        if self.architecture() == Architecture::Llama4 {
+            let chunked = typed("chunked_attention").unwrap_or_else(|| self.uses_rope(layer));
+            return match self.attention_chunk_size {
+                Some(n) if chunked => AttentionWindow::Chunked(n),
+                _ => AttentionWindow::Full,
+            };
+        }
+        let Some(window) = self.sliding_window else {
+            return AttentionWindow::Full;
+        };
+        let marked = typed("sliding_attention");
         let slides = match self.architecture() {
             Architecture::Mistral | Architecture::Mixtral => marked.unwrap_or(true),
             Architecture::Qwen3 => self.use_sliding_window == Some(true) && marked == Some(true),
@@ -421,21 +573,83 @@ impl ModelConfig {
             Architecture::Qwen3Moe => {
                 self.use_sliding_window == Some(true) && marked.unwrap_or(true)
             }
-            Architecture::Llama => marked.unwrap_or(false),
+            Architecture::Llama | Architecture::Llama4 => marked.unwrap_or(false),
         };
-        slides.then_some(window)
+        if slides {
+            AttentionWindow::Sliding(window)
+        } else {
+            AttentionWindow::Full
+        }
     }
 
-    /// Whether each query and key head is RMS-normalized before rotary.
-    pub fn qk_norm(&self) -> bool {
-        matches!(
-            self.architecture(),
-            Architecture::Qwen3 | Architecture::Qwen3Moe
-        )
+    /// Whether layer `layer` rotates its queries and keys (Llama 4's NoPE
+    /// layers do not).
+    pub fn uses_rope(&self, layer: usize) -> bool {
+        if self.architecture() != Architecture::Llama4 {
+            return true;
+        }
+        match self.no_rope_layers.as_deref() {
+            Some(flags) if !flags.is_empty() => flags.get(layer).is_some_and(|&f| f != 0),
+            _ => (layer + 1) % self.no_rope_layer_interval.unwrap_or(4).max(1) != 0,
+        }
+    }
+
+    /// Whether rotary turns adjacent pairs `(x[2i], x[2i+1])` (Llama 4's
+    /// complex form) rather than the two halves of each head.
+    pub fn rope_interleaved(&self) -> bool {
+        self.architecture() == Architecture::Llama4
+    }
+
+    /// How layer `layer` normalizes its query and key heads.
+    pub fn qk_norm(&self, layer: usize) -> QkNorm {
+        match self.architecture() {
+            Architecture::Qwen3 | Architecture::Qwen3Moe => QkNorm::RmsBeforeRope,
+            Architecture::Llama4 if self.use_qk_norm.unwrap_or(true) && self.uses_rope(layer) => {
+                QkNorm::L2AfterRope
+            }
+            _ => QkNorm::None,
+        }
+    }
+
+    /// Llama 4's attention temperature tuning on layer `layer`, as
+    /// `(floor_scale, attn_scale)`: its NoPE layers scale each query by
+    /// `1 + attn_scale * ln(1 + floor((position + 1) / floor_scale))`.
+    pub fn attn_temperature(&self, layer: usize) -> Option<(f64, f64)> {
+        let on = match &self.attn_temperature_tuning {
+            None => true,
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Number(n)) => n.as_f64().is_some_and(|v| v != 0.0),
+            Some(_) => false,
+        };
+        (self.architecture() == Architecture::Llama4 && on && !self.uses_rope(layer)).then(|| {
+            (
+                self.floor_scale.unwrap_or(8192.0),
+                self.attn_scale.unwrap_or(0.1),
+            )
+        })
+    }
+
+    /// The intermediate size of the dense MLP layers.
+    pub fn mlp_intermediate_size(&self) -> usize {
+        match self.architecture() {
+            Architecture::Llama4 => self.intermediate_size_mlp.unwrap_or(self.intermediate_size),
+            _ => self.intermediate_size,
+        }
+    }
+
+    /// Where the text model's weights sit in the checkpoint: `""`, or
+    /// `"language_model."` for a multimodal Llama 4.
+    pub fn weight_prefix(&self) -> &'static str {
+        if self.architectures.first().map(String::as_str) == Some(LLAMA4_MULTIMODAL) {
+            "language_model."
+        } else {
+            ""
+        }
     }
 
     /// The mixture of experts of layer `layer`, or `None` for a dense MLP
-    /// (as transformers' Mixtral and Qwen3-MoE decoder layers decide).
+    /// (as transformers' Mixtral, Qwen3-MoE and Llama 4 decoder layers
+    /// decide).
     pub fn moe_for_layer(&self, layer: usize) -> Option<MoeSpec> {
         let spec = self.moe_spec()?;
         match self.architecture() {
@@ -447,6 +661,16 @@ impl ModelConfig {
                     .is_some_and(|l| l.contains(&layer));
                 (!dense && (layer + 1) % step == 0).then_some(spec)
             }
+            Architecture::Llama4 => {
+                let sparse = match &self.moe_layers {
+                    Some(layers) => layers.contains(&layer),
+                    None => {
+                        let step = self.interleave_moe_layer_step.unwrap_or(1).max(1);
+                        (layer + 1) % step == 0
+                    }
+                };
+                sparse.then_some(spec)
+            }
             _ => Some(spec),
         }
     }
@@ -454,25 +678,37 @@ impl ModelConfig {
     /// The experts of this model's sparse layers (all alike), if it has any.
     pub fn moe_spec(&self) -> Option<MoeSpec> {
         let top_k = self.num_experts_per_tok.unwrap_or(2);
+        let softmax = |num_experts, intermediate_size, renormalize| MoeSpec {
+            num_experts,
+            top_k,
+            intermediate_size,
+            routing: MoeRouting::Softmax { renormalize },
+            shared_expert_intermediate_size: None,
+        };
         match self.architecture() {
-            Architecture::Mixtral => Some(MoeSpec {
-                num_experts: self.num_local_experts.unwrap_or(8),
-                top_k,
-                intermediate_size: self.intermediate_size,
-                renormalize: true,
-            }),
+            Architecture::Mixtral => Some(softmax(
+                self.num_local_experts.unwrap_or(8),
+                self.intermediate_size,
+                true,
+            )),
             Architecture::Qwen3Moe => {
                 Some(self.num_experts.unwrap_or(0))
                     .filter(|&n| n > 0)
-                    .map(|num_experts| MoeSpec {
-                        num_experts,
-                        top_k,
-                        intermediate_size: self
-                            .moe_intermediate_size
-                            .unwrap_or(self.intermediate_size),
-                        renormalize: self.norm_topk_prob.unwrap_or(false),
+                    .map(|n| {
+                        softmax(
+                            n,
+                            self.moe_intermediate_size.unwrap_or(self.intermediate_size),
+                            self.norm_topk_prob.unwrap_or(false),
+                        )
                     })
             }
+            Architecture::Llama4 => Some(MoeSpec {
+                num_experts: self.num_local_experts.unwrap_or(16),
+                top_k: self.num_experts_per_tok.unwrap_or(1),
+                intermediate_size: self.intermediate_size,
+                routing: MoeRouting::SigmoidScalesInput,
+                shared_expert_intermediate_size: Some(self.intermediate_size),
+            }),
             Architecture::Llama | Architecture::Qwen3 | Architecture::Mistral => None,
         }
     }
@@ -526,6 +762,9 @@ impl ModelConfig {
         if self.attention_bias || self.mlp_bias {
             return invalid("attention_bias / mlp_bias are not supported".into());
         }
+        if self.mlp_intermediate_size() == 0 {
+            return invalid("intermediate size must be positive".into());
+        }
         if let Some(moe) = self.moe_spec() {
             if moe.top_k == 0 || moe.top_k > moe.num_experts || moe.intermediate_size == 0 {
                 return invalid(format!(
@@ -534,22 +773,37 @@ impl ModelConfig {
                 ));
             }
         }
-        if self.sliding_window == Some(0) {
-            return invalid("sliding_window must be positive".into());
+        if self.sliding_window == Some(0) || self.attention_chunk_size == Some(0) {
+            return invalid("sliding_window and attention_chunk_size must be positive".into());
         }
+        if self.floor_scale.is_some_and(|f| !f.is_finite() || f <= 0.0) {
+            return invalid("floor_scale must be positive".into());
+        }
+        // Per-layer lists may run longer than the layers (`--hf-overrides`
+        // with fewer layers keeps the checkpoint's lists); never shorter.
+        let layers = self.num_hidden_layers;
         if let Some(types) = &self.layer_types {
-            if types.len() != self.num_hidden_layers {
+            if types.len() < layers {
                 return invalid(format!(
-                    "layer_types lists {} layers, num_hidden_layers is {}",
+                    "layer_types lists {} layers, num_hidden_layers is {layers}",
                     types.len(),
-                    self.num_hidden_layers
                 ));
             }
-            if let Some(t) = types
-                .iter()
-                .find(|t| *t != "full_attention" && *t != "sliding_attention")
-            {
+            let known: &[&str] = if self.architecture() == Architecture::Llama4 {
+                &["full_attention", "chunked_attention"]
+            } else {
+                &["full_attention", "sliding_attention"]
+            };
+            if let Some(t) = types.iter().find(|t| !known.contains(&t.as_str())) {
                 return invalid(format!("layer type `{t}` is not supported"));
+            }
+        }
+        if let Some(flags) = self.no_rope_layers.as_ref().filter(|f| !f.is_empty()) {
+            if flags.len() < layers {
+                return invalid(format!(
+                    "no_rope_layers lists {} layers, num_hidden_layers is {layers}",
+                    flags.len()
+                ));
             }
         }
         Ok(())
@@ -632,8 +886,8 @@ mod tests {
         );
         let c = ModelConfig::from_hf_dir(dir.path()).unwrap();
         assert_eq!(c.architecture(), Architecture::Mistral);
-        assert_eq!(c.sliding_window_for(1), Some(8));
-        assert!(!c.qk_norm());
+        assert_eq!(c.attention_window(1), AttentionWindow::Sliding(8));
+        assert_eq!(c.qk_norm(0), QkNorm::None);
         // Qwen3 has a sliding_window field but uses it only when asked.
         write(
             dir.path(),
@@ -645,15 +899,15 @@ mod tests {
         );
         let c = ModelConfig::from_hf_dir(dir.path()).unwrap();
         assert_eq!(c.architecture(), Architecture::Qwen3);
-        assert!(c.qk_norm());
-        assert_eq!(c.sliding_window_for(1), None);
+        assert_eq!(c.qk_norm(0), QkNorm::RmsBeforeRope);
+        assert_eq!(c.attention_window(1), AttentionWindow::Full);
         let c = ModelConfig {
             use_sliding_window: Some(true),
             ..c
         };
         assert_eq!(
-            (c.sliding_window_for(0), c.sliding_window_for(1)),
-            (None, Some(8))
+            (c.attention_window(0), c.attention_window(1)),
+            (AttentionWindow::Full, AttentionWindow::Sliding(8))
         );
         write(
             dir.path(),
@@ -688,5 +942,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("head"), "{err}");
+    }
+
+    #[test]
+    fn llama4_reads_its_text_config_and_layer_pattern() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            r#"{"architectures":["Llama4ForConditionalGeneration"],
+            "vision_config":{"hidden_size":8},
+            "text_config":{"vocab_size":10,"hidden_size":16,"intermediate_size":8,
+            "intermediate_size_mlp":24,"num_hidden_layers":8,"num_attention_heads":2,
+            "attention_chunk_size":4,"interleave_moe_layer_step":2,"num_local_experts":4,
+            "attn_temperature_tuning":4,"no_rope_layers":[]}}"#,
+        );
+        // Overrides go under text_config, as vLLM's do.
+        let o = serde_json::json!({"text_config": {"num_hidden_layers": 4}});
+        let c = ModelConfig::from_hf_dir_with(dir.path(), Some(&o)).unwrap();
+        assert_eq!(c.architecture(), Architecture::Llama4);
+        assert_eq!(c.weight_prefix(), "language_model.");
+        assert_eq!(c.num_hidden_layers, 4);
+        let ropes: Vec<bool> = (0..4).map(|i| c.uses_rope(i)).collect();
+        assert_eq!(ropes, [true, true, true, false]);
+        assert_eq!(c.attention_window(0), AttentionWindow::Chunked(4));
+        assert_eq!(c.attention_window(3), AttentionWindow::Full);
+        assert_eq!(c.qk_norm(0), QkNorm::L2AfterRope);
+        assert_eq!(c.qk_norm(3), QkNorm::None);
+        assert_eq!(c.attn_temperature(0), None);
+        assert_eq!(c.attn_temperature(3), Some((8192.0, 0.1)));
+        let sparse: Vec<bool> = (0..4).map(|i| c.moe_for_layer(i).is_some()).collect();
+        assert_eq!(sparse, [false, true, false, true]);
+        let moe = c.moe_for_layer(1).unwrap();
+        assert_eq!((moe.num_experts, moe.top_k), (4, 1));
+        assert_eq!(moe.routing, MoeRouting::SigmoidScalesInput);
+        assert_eq!(moe.shared_expert_intermediate_size, Some(8));
+        assert_eq!(c.mlp_intermediate_size(), 24);
+        assert_eq!(AttentionWindow::Chunked(4).first_visible(6), 4);
+        assert_eq!(AttentionWindow::Sliding(4).first_visible(6), 3);
+        assert_eq!(AttentionWindow::Sliding(8).first_visible(2), 0);
     }
 }

@@ -18,5 +18,7 @@ pub mod fuzz_harness;
 pub mod gguf;
 pub mod source;
 
-pub use config::{Architecture, ModelConfig, MoeSpec, RopeScaling};
+pub use config::{
+    Architecture, AttentionWindow, ModelConfig, MoeRouting, MoeSpec, QkNorm, RopeScaling,
+};
 pub use source::{ModelFormat, ModelSource};

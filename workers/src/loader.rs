@@ -117,6 +117,11 @@ pub enum LoadError {
     },
     #[error("device {0:?} is not available (built without CUDA, or no GPU visible)")]
     DeviceUnavailable(Device),
+    #[error(
+        "model `{0}` is a built-in shape with no weights: pass --load-format dummy \
+         for random weights at its shapes"
+    )]
+    NoWeights(String),
 }
 
 /// Reads the model's config from `config.json` or GGUF metadata, with
@@ -125,6 +130,10 @@ pub fn load_config(
     source: &ModelSource,
     overrides: Option<&serde_json::Value>,
 ) -> Result<ModelConfig, LoadError> {
+    if let Some(json) = source.builtin_config {
+        let path = std::path::PathBuf::from(format!("<built-in {} config>", source.name));
+        return Ok(ModelConfig::from_json_with(json, overrides, &path)?);
+    }
     Ok(match source.format {
         ModelFormat::HfFolder => ModelConfig::from_hf_dir_with(&source.path, overrides)?,
         ModelFormat::Gguf => {
@@ -147,6 +156,9 @@ pub fn open_weights(
     }
     let boxed: Box<dyn WeightSource> = match (options.format, source.format) {
         (LoadFormat::Dummy, _) => Box::new(DummySource::new(options.seed)),
+        _ if source.builtin_config.is_some() => {
+            return Err(LoadError::NoWeights(source.name.clone()))
+        }
         (LoadFormat::Auto | LoadFormat::Gguf, ModelFormat::Gguf) => {
             Box::new(GgufSource::open(&source.path, config)?)
         }

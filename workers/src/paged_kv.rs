@@ -6,6 +6,7 @@
 //! (`block * block_size + offset`), reads gather a sequence's blocks through
 //! its block table.
 
+use model_files::AttentionWindow;
 use tch::{Device, Kind, TchError, Tensor};
 
 /// Shape of the cache, fixed when it is allocated.
@@ -16,10 +17,10 @@ pub struct KvCacheSpec {
     pub block_size: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
-    /// Per layer, the sliding window of its attention (`None`: full). Every
-    /// layer holds the same blocks today; a hybrid allocator can give the
-    /// windowed layers only the blocks their window still sees.
-    pub sliding_windows: Vec<Option<usize>>,
+    /// Per layer, which keys its attention sees. Every layer holds the
+    /// same blocks today; a hybrid allocator can give the windowed and
+    /// chunked layers only the blocks their window still sees.
+    pub windows: Vec<AttentionWindow>,
 }
 
 impl KvCacheSpec {

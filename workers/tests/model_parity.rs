@@ -29,12 +29,13 @@ use workers::parallel::TpGroup;
 
 /// The tiny checkpoints (`scripts/fixtures/llama_parity.py`,
 /// `scripts/fixtures/model_families.py`).
-const FAMILIES: [&str; 5] = [
+const FAMILIES: [&str; 6] = [
     "tiny_llama",
     "tiny_qwen3",
     "tiny_mistral",
     "tiny_mixtral",
     "tiny_qwen3_moe",
+    "tiny_llama4",
 ];
 
 const TOL: f32 = 1e-4;
@@ -278,7 +279,8 @@ fn argmax(logits: &Tensor) -> u32 {
 }
 
 /// 32 greedy steps after a 20-token prompt equal transformers' (which
-/// decodes with its own KV cache), over scattered blocks; and again with a
+/// decodes with its own KV cache; for Llama 4 it recomputes the whole
+/// sequence each step), over scattered blocks; and again with a
 /// preemption after 10 steps: the cache is dropped and prompt plus output
 /// so far are recomputed in one chunk into other blocks, as a resumed
 /// request is.

@@ -197,12 +197,13 @@ fn tiny_llama_tp_2_4_8_match_transformers_and_tp_1() {
     tp_matches_transformers_and_tp_1("tiny_llama", ExpertPlacement::default(), &[2, 4, 8]);
 }
 
-/// Mixtral (4 experts) and Qwen3-MoE (8 experts, one dense layer) at tp 2
+/// Mixtral (4 experts), Qwen3-MoE (8 experts, one dense layer) and Llama
+/// 4 (4 stacked experts and a shared one on two of four layers) at tp 2
 /// and 4, experts split along their intermediate dimension and placed
 /// whole (`--enable-expert-parallel`).
 #[test]
 fn moe_tp_2_4_both_expert_placements_match_transformers_and_tp_1() {
-    for family in ["tiny_mixtral", "tiny_qwen3_moe"] {
+    for family in ["tiny_mixtral", "tiny_qwen3_moe", "tiny_llama4"] {
         for placement in [
             ExpertPlacement::SplitIntermediate,
             ExpertPlacement::WholeExperts,

@@ -13,6 +13,7 @@ mod torch_ref;
 
 use std::sync::Arc;
 
+use model_files::AttentionWindow;
 use tch::{Device, TchError, Tensor};
 
 use crate::paged_kv::LayerKvCache;
@@ -76,9 +77,10 @@ impl AttentionMetadata {
 pub struct AttentionLayer {
     /// Softmax scale (usually `head_dim^-0.5`).
     pub scale: f64,
-    /// Keys a query sees: the last `window` positions up to its own
-    /// (Mistral, Qwen3's sliding layers); `None` for full attention.
-    pub sliding_window: Option<usize>,
+    /// Which earlier keys a query sees: all, the last `n` positions
+    /// (Mistral, Qwen3's sliding layers) or its own chunk (Llama 4's local
+    /// layers).
+    pub window: AttentionWindow,
 }
 
 /// Writes this step's K/V into the cache and attends.

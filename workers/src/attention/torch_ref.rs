@@ -4,12 +4,14 @@
 
 use tch::{Kind, TchError, Tensor};
 
+use model_files::AttentionWindow;
+
 use super::{AttentionBackend, AttentionLayer, AttentionMetadata};
 use crate::paged_kv::LayerKvCache;
 
 /// Gathers each sequence's visible context from its blocks and runs
 /// `scaled_dot_product_attention` with a bottom-right causal mask (and the
-/// layer's sliding window).
+/// layer's sliding window or attention chunk).
 pub struct TorchRefBackend;
 
 impl AttentionBackend for TorchRefBackend {
@@ -34,11 +36,9 @@ impl AttentionBackend for TorchRefBackend {
             let start = meta.query_start_loc[i];
             let q_len = meta.query_start_loc[i + 1] - start;
             let ctx = meta.seq_lens[i];
-            // Keys before `first` are out of every query's window.
-            let first = match layer.sliding_window {
-                Some(w) => (ctx - q_len + 1 - w as i64).max(0),
-                None => 0,
-            };
+            // Keys before `first` are out of every query's window (the
+            // first query's window starts earliest).
+            let first = layer.window.first_visible((ctx - q_len).max(0) as usize) as i64;
             let visible = ctx - first;
             let slots = meta
                 .context_slots
@@ -51,7 +51,8 @@ impl AttentionBackend for TorchRefBackend {
             let (ki, vi) = cache.gather(&slots)?;
             let ki = ki.f_transpose(0, 1)?.f_unsqueeze(0)?;
             let vi = vi.f_transpose(0, 1)?.f_unsqueeze(0)?;
-            let out = if q_len == 1 || (q_len == ctx && layer.sliding_window.is_none()) {
+            let full = layer.window == AttentionWindow::Full;
+            let out = if q_len == 1 || (q_len == ctx && full) {
                 // One query sees every visible key; a whole prompt without a
                 // window is plain causal.
                 Tensor::f_scaled_dot_product_attention::<Tensor>(
@@ -66,7 +67,7 @@ impl AttentionBackend for TorchRefBackend {
                 )?
             } else {
                 // Query j sits at position ctx - q_len + j and sees keys
-                // 0..=that (and, with a window w, only those after that - w).
+                // 0..=that, from its window's first position on.
                 let device = q.device();
                 let rows = Tensor::f_arange(q_len, (Kind::Int64, device))?
                     .f_unsqueeze(1)?
@@ -75,9 +76,15 @@ impl AttentionBackend for TorchRefBackend {
                     .f_add_scalar(first)?
                     .f_unsqueeze(0)?;
                 let mut mask = cols.f_le_tensor(&rows)?;
-                if let Some(w) = layer.sliding_window {
-                    let after = cols.f_gt_tensor(&rows.f_sub_scalar(w as i64)?)?;
-                    mask = mask.f_logical_and(&after)?;
+                let window_start = match layer.window {
+                    AttentionWindow::Full => None,
+                    AttentionWindow::Sliding(w) => Some(rows.f_sub_scalar(w as i64 - 1)?),
+                    AttentionWindow::Chunked(c) => {
+                        Some(rows.f_sub(&rows.f_remainder(c.max(1) as i64)?)?)
+                    }
+                };
+                if let Some(start) = window_start {
+                    mask = mask.f_logical_and(&cols.f_ge_tensor(&start)?)?;
                 }
                 Tensor::f_scaled_dot_product_attention(
                     &qi,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use tch::{Device, Kind, Tensor};
-use workers::layers::moe::{fused_moe, route};
+use workers::layers::moe::{fused_moe, route, ScaleAt};
 
 #[derive(Parser)]
 struct Args {
@@ -50,7 +50,15 @@ fn main() -> anyhow::Result<()> {
         let call = || -> anyhow::Result<Tensor> {
             let logits = x.f_linear::<&Tensor>(&router, None)?;
             let (weights, ids) = route(&logits, args.top_k, true, Kind::Float)?;
-            Ok(fused_moe(&x, &weights, &ids, &w13, &w2, 0)?)
+            Ok(fused_moe(
+                &x,
+                &weights,
+                &ids,
+                &w13,
+                &w2,
+                0,
+                ScaleAt::Output,
+            )?)
         };
         for _ in 0..args.warmup {
             let _ = call()?;

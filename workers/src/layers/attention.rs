@@ -1,27 +1,55 @@
 //! The self-attention block of a decoder layer: merged q/k/v projection,
-//! optional per-head RMSNorm of q and k (Qwen3), rotary on q and k, paged
-//! attention through the step's backend (with the layer's sliding window),
+//! rotary on q and k (unless the layer has none: Llama 4's NoPE layers),
+//! the layer's QK norm (Qwen3's learned one before rotary, Llama 4's
+//! weightless one after), Llama 4's query temperature on NoPE layers,
+//! paged attention through the step's backend (with the layer's window),
 //! and the row-parallel output projection that adds the residual.
 
-use model_files::ModelConfig;
-use tch::Tensor;
+use model_files::{ModelConfig, QkNorm};
+use tch::{Kind, Tensor};
 
 use super::linear::{kv_head_shard, MergedColumnParallelLinear, RowParallelLinear};
 use super::norm::RmsNorm;
-use super::rotary::RotaryEmbedding;
+use super::rotary::RopeTables;
 use super::ForwardError;
 use crate::attention::{AttentionBackend, AttentionLayer, AttentionMetadata};
 use crate::paged_kv::LayerKvCache;
 use crate::parallel::TpGroup;
 use crate::weights::{Shard, WeightError, Weights};
 
-/// What every layer of one step shares: the backend, its metadata and
-/// the rotary tables of the step's positions.
+/// What every layer of one step shares: the backend, its metadata, the
+/// rotary tables of the step's positions and, for models with attention
+/// temperature tuning, each position's query scale.
 pub struct StepContext<'a> {
     pub backend: &'a dyn AttentionBackend,
     pub meta: &'a AttentionMetadata,
-    /// `cos` and signed `sin` from [`RotaryEmbedding::cos_sin`].
-    pub rope: (&'a Tensor, &'a Tensor),
+    pub rope: &'a RopeTables,
+    /// `[T, 1, 1]` f32, from [`attention_temperature`].
+    pub temperature: Option<&'a Tensor>,
+}
+
+/// Llama 4's query scale for NoPE layers at `positions` `[T]`:
+/// `1 + attn_scale * ln(1 + floor((p + 1) / floor_scale))`, `[T, 1, 1]` f32.
+pub fn attention_temperature(
+    positions: &Tensor,
+    (floor_scale, attn_scale): (f64, f64),
+) -> Result<Tensor, ForwardError> {
+    Ok(positions
+        .f_to_kind(Kind::Float)?
+        .f_add_scalar(1.0)?
+        .f_div_scalar(floor_scale)?
+        .f_floor()?
+        .f_log1p()?
+        .f_mul_scalar(attn_scale)?
+        .f_add_scalar(1.0)?
+        .f_view([-1, 1, 1])?)
+}
+
+/// A layer's QK norm, loaded.
+enum QkNormLayer {
+    None,
+    RmsBeforeRope { q: RmsNorm, k: RmsNorm },
+    L2AfterRope { eps: f64 },
 }
 
 /// One layer's attention, for one tensor-parallel rank.
@@ -29,8 +57,10 @@ pub struct Attention {
     /// q, k and v projections as one matrix.
     qkv_proj: MergedColumnParallelLinear,
     o_proj: RowParallelLinear,
-    q_norm: Option<RmsNorm>,
-    k_norm: Option<RmsNorm>,
+    qk_norm: QkNormLayer,
+    use_rope: bool,
+    /// Scales queries by the step's temperature (Llama 4's NoPE layers).
+    temperature_tuning: bool,
     /// Heads on this rank.
     num_heads: i64,
     num_kv_heads: i64,
@@ -39,8 +69,8 @@ pub struct Attention {
 }
 
 impl Attention {
-    /// Loads `{prefix}.{q,k,v,o}_proj` (and `{q,k}_norm` when the config
-    /// has QK norm) for layer `layer_idx`.
+    /// Loads `{prefix}.{q,k,v,o}_proj` (and `{q,k}_norm` when the layer has
+    /// a learned QK norm) for layer `layer_idx`.
     pub fn load(
         weights: &Weights,
         prefix: &str,
@@ -67,10 +97,15 @@ impl Attention {
                 cfg.rms_norm_eps,
             )
         };
-        let (q_norm, k_norm) = if cfg.qk_norm() {
-            (Some(norm("q_norm")?), Some(norm("k_norm")?))
-        } else {
-            (None, None)
+        let qk_norm = match cfg.qk_norm(layer_idx) {
+            QkNorm::None => QkNormLayer::None,
+            QkNorm::RmsBeforeRope => QkNormLayer::RmsBeforeRope {
+                q: norm("q_norm")?,
+                k: norm("k_norm")?,
+            },
+            QkNorm::L2AfterRope => QkNormLayer::L2AfterRope {
+                eps: cfg.rms_norm_eps,
+            },
         };
         Ok(Self {
             qkv_proj: MergedColumnParallelLinear::load_parts(
@@ -101,15 +136,16 @@ impl Attention {
                 hidden,
                 tp,
             )?,
-            q_norm,
-            k_norm,
+            qk_norm,
+            use_rope: cfg.uses_rope(layer_idx),
+            temperature_tuning: cfg.attn_temperature(layer_idx).is_some(),
             num_heads: heads / ws,
             // One replicated head when the ranks outnumber the K/V heads.
             num_kv_heads: (kv_heads / ws).max(1),
             head_dim,
             layer: AttentionLayer {
                 scale: 1.0 / (head_dim as f64).sqrt(),
-                sliding_window: cfg.sliding_window_for(layer_idx),
+                window: cfg.attention_window(layer_idx),
             },
         })
     }
@@ -130,26 +166,29 @@ impl Attention {
                 .forward(x)?
                 .f_view([tokens, heads + 2 * kv_heads, self.head_dim])?;
         let v = qkv.f_narrow(1, heads + kv_heads, kv_heads)?;
-        let (cos, sin) = step.rope;
-        let (q, k) = match (&self.q_norm, &self.k_norm) {
-            (Some(q_norm), Some(k_norm)) => {
-                let q = q_norm.forward(&qkv.f_narrow(1, 0, heads)?)?;
-                let k = k_norm.forward(&qkv.f_narrow(1, heads, kv_heads)?)?;
-                (
-                    RotaryEmbedding::apply(&q, cos, sin)?,
-                    RotaryEmbedding::apply(&k, cos, sin)?,
-                )
-            }
-            _ => {
-                // Rotate q and k together, v as is.
-                let rotated =
-                    RotaryEmbedding::apply(&qkv.f_narrow(1, 0, heads + kv_heads)?, cos, sin)?;
-                (
-                    rotated.f_narrow(1, 0, heads)?,
-                    rotated.f_narrow(1, heads, kv_heads)?,
-                )
-            }
+        // q and k heads side by side, so rotary and an L2 norm run once.
+        let mut qk = match &self.qk_norm {
+            QkNormLayer::RmsBeforeRope { q, k } => Tensor::f_cat(
+                &[
+                    q.forward(&qkv.f_narrow(1, 0, heads)?)?,
+                    k.forward(&qkv.f_narrow(1, heads, kv_heads)?)?,
+                ],
+                1,
+            )?,
+            _ => qkv.f_narrow(1, 0, heads + kv_heads)?,
         };
+        if self.use_rope {
+            qk = step.rope.apply(&qk)?;
+        }
+        if let QkNormLayer::L2AfterRope { eps } = self.qk_norm {
+            qk = qk.f_rms_norm([self.head_dim], None::<&Tensor>, eps)?;
+        }
+        let mut q = qk.f_narrow(1, 0, heads)?;
+        let k = qk.f_narrow(1, heads, kv_heads)?;
+        if let (true, Some(t)) = (self.temperature_tuning, step.temperature) {
+            // In f32, as transformers scales them, then back.
+            q = q.f_to_kind(Kind::Float)?.f_mul(t)?.f_to_kind(q.kind())?;
+        }
         let attn = step
             .backend
             .forward(&q, &k, &v, cache, step.meta, &self.layer)?;

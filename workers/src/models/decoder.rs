@@ -2,11 +2,14 @@
 //! attention over the paged KV cache and a SwiGLU MLP (or a mixture of
 //! experts), final RMSNorm, tied or untied LM head. It runs Llama, Mistral
 //! (sliding-window layers), Qwen3 (QK norm), Mixtral and Qwen3-MoE (sparse
-//! MLPs): `layers::attention` and the config decide the differences, as
-//! vLLM's Llama class also runs Mistral.
+//! MLPs) and Llama 4's text model (chunked and NoPE layers, interleaved
+//! rotary, sigmoid-routed experts with a shared one): `layers::attention`,
+//! `layers::moe` and the config decide the differences, as vLLM's Llama
+//! class also runs Mistral.
 //!
-//! Follows HF's `modeling_llama.py` op for op so logits match transformers;
-//! weight names are HF's, whatever the container.
+//! Follows HF's `modeling_llama.py` (and `modeling_llama4.py`) op for op
+//! so logits match transformers; weight names are HF's, whatever the
+//! container.
 
 use std::sync::Arc;
 
@@ -16,10 +19,10 @@ use tch::{Device, Tensor};
 use super::{CausalLm, ModelError};
 use crate::attention::AttentionBackend;
 use crate::batch::ForwardBatch;
-use crate::layers::attention::{Attention, StepContext};
+use crate::layers::attention::{attention_temperature, Attention, StepContext};
 use crate::layers::embedding::{ParallelLmHead, VocabParallelEmbedding};
 use crate::layers::mlp::GatedMlp;
-use crate::layers::moe::{ExpertPlacement, FusedMoe, MoeNames};
+use crate::layers::moe::{ExpertLayout, ExpertPlacement, FusedMoe, MoeNames};
 use crate::layers::norm::RmsNorm;
 use crate::layers::rotary::RotaryEmbedding;
 use crate::layers::ForwardError;
@@ -35,7 +38,8 @@ enum FeedForward {
 
 impl FeedForward {
     /// Loads layer `layer`'s MLP under `prefix` (`model.layers.{i}`),
-    /// sparse where the config says so, with the checkpoint's names.
+    /// sparse where the config says so, with the checkpoint's names
+    /// (Llama 4 calls it `feed_forward`).
     fn load(
         weights: &Weights,
         prefix: &str,
@@ -45,26 +49,39 @@ impl FeedForward {
         tp: &TpGroup,
     ) -> Result<Self, WeightError> {
         let hidden = config.hidden_size as i64;
+        let mlp = match config.architecture() {
+            Architecture::Llama4 => format!("{prefix}.feed_forward"),
+            _ => format!("{prefix}.mlp"),
+        };
         let Some(spec) = config.moe_for_layer(layer) else {
-            let inter = config.intermediate_size as i64;
+            let inter = config.mlp_intermediate_size() as i64;
             return Ok(Self::Dense(GatedMlp::load(
-                weights,
-                &format!("{prefix}.mlp"),
-                hidden,
-                inter,
-                tp,
+                weights, &mlp, hidden, inter, tp,
             )?));
         };
         let names = match config.architecture() {
             Architecture::Mixtral => MoeNames {
                 router: format!("{prefix}.block_sparse_moe.gate.weight"),
-                experts: format!("{prefix}.block_sparse_moe.experts"),
-                gate_up_down: ["w1", "w3", "w2"],
+                experts: ExpertLayout::PerExpert {
+                    prefix: format!("{prefix}.block_sparse_moe.experts"),
+                    gate_up_down: ["w1", "w3", "w2"],
+                },
+                shared_expert: None,
+            },
+            Architecture::Llama4 => MoeNames {
+                router: format!("{mlp}.router.weight"),
+                experts: ExpertLayout::Stacked {
+                    prefix: format!("{mlp}.experts"),
+                },
+                shared_expert: Some(format!("{mlp}.shared_expert")),
             },
             _ => MoeNames {
-                router: format!("{prefix}.mlp.gate.weight"),
-                experts: format!("{prefix}.mlp.experts"),
-                gate_up_down: ["gate_proj", "up_proj", "down_proj"],
+                router: format!("{mlp}.gate.weight"),
+                experts: ExpertLayout::PerExpert {
+                    prefix: format!("{mlp}.experts"),
+                    gate_up_down: ["gate_proj", "up_proj", "down_proj"],
+                },
+                shared_expert: None,
             },
         };
         Ok(Self::Sparse(FusedMoe::load(
@@ -95,6 +112,9 @@ pub struct DecoderModel {
     norm: RmsNorm,
     lm_head: ParallelLmHead,
     rotary: RotaryEmbedding,
+    /// `(floor_scale, attn_scale)` when some layer tunes its attention
+    /// temperature (Llama 4's NoPE layers).
+    temperature: Option<(f64, f64)>,
     backend: Arc<dyn AttentionBackend>,
     tp: TpGroup,
     device: Device,
@@ -115,11 +135,17 @@ impl DecoderModel {
         let hidden = config.hidden_size as i64;
         let vocab = config.vocab_size as i64;
         let eps = config.rms_norm_eps;
-        let embed_tokens =
-            VocabParallelEmbedding::load(weights, "model.embed_tokens.weight", vocab, hidden, tp)?;
+        let root = config.weight_prefix();
+        let embed_tokens = VocabParallelEmbedding::load(
+            weights,
+            &format!("{root}model.embed_tokens.weight"),
+            vocab,
+            hidden,
+            tp,
+        )?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
-            let p = format!("model.layers.{i}");
+            let p = format!("{root}model.layers.{i}");
             let norm =
                 |name: &str| RmsNorm::load(weights, &format!("{p}.{name}.weight"), hidden, eps);
             layers.push(DecoderLayer {
@@ -130,11 +156,11 @@ impl DecoderModel {
             });
             on_layer(i + 1, config.num_hidden_layers);
         }
-        let norm = RmsNorm::load(weights, "model.norm.weight", hidden, eps)?;
+        let norm = RmsNorm::load(weights, &format!("{root}model.norm.weight"), hidden, eps)?;
         let lm_head = if config.tie_word_embeddings {
             ParallelLmHead::tied(&embed_tokens, tp)
         } else {
-            ParallelLmHead::load(weights, "lm_head.weight", vocab, hidden, tp)?
+            ParallelLmHead::load(weights, &format!("{root}lm_head.weight"), vocab, hidden, tp)?
         };
         Ok(Self {
             config: config.clone(),
@@ -143,6 +169,7 @@ impl DecoderModel {
             norm,
             lm_head,
             rotary: RotaryEmbedding::new(config, weights.device()),
+            temperature: (0..config.num_hidden_layers).find_map(|i| config.attn_temperature(i)),
             backend,
             tp: tp.clone(),
             device: weights.device(),
@@ -166,8 +193,8 @@ impl CausalLm for DecoderModel {
             block_size,
             num_kv_heads: (self.config.num_kv_heads() / self.tp.world_size).max(1),
             head_dim: self.config.head_dim(),
-            sliding_windows: (0..self.config.num_hidden_layers)
-                .map(|i| self.config.sliding_window_for(i))
+            windows: (0..self.config.num_hidden_layers)
+                .map(|i| self.config.attention_window(i))
                 .collect(),
         }
     }
@@ -179,11 +206,16 @@ impl CausalLm for DecoderModel {
     ) -> Result<Tensor, ForwardError> {
         let _guard = tch::no_grad_guard();
         let mut hidden = self.embed_tokens.forward(&batch.input_ids)?;
-        let (cos, sin) = self.rotary.cos_sin(&batch.positions, hidden.kind())?;
+        let rope = self.rotary.tables(&batch.positions, hidden.kind())?;
+        let temperature = self
+            .temperature
+            .map(|t| attention_temperature(&batch.positions, t))
+            .transpose()?;
         let step = StepContext {
             backend: self.backend.as_ref(),
             meta: &batch.attn,
-            rope: (&cos, &sin),
+            rope: &rope,
+            temperature: temperature.as_ref(),
         };
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let x = layer.input_layernorm.forward(&hidden)?;

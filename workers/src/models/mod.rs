@@ -29,9 +29,9 @@ pub trait CausalLm: Send {
     fn device(&self) -> Device;
 
     /// The KV cache this rank needs for `num_blocks` blocks of
-    /// `block_size` tokens. Layers with a sliding window are listed in
-    /// `KvCacheSpec::sliding_windows`, so a cache manager can hold only the
-    /// blocks their window still sees.
+    /// `block_size` tokens. Each layer's attention window is listed in
+    /// `KvCacheSpec::windows`, so a cache manager can hold only the blocks
+    /// a window still sees.
     fn kv_cache_spec(&self, num_blocks: usize, block_size: usize) -> KvCacheSpec;
 
     /// Runs one step over the flat batch, writing its K/V into `cache`;
@@ -102,7 +102,8 @@ pub fn build_model(
         | Architecture::Qwen3
         | Architecture::Mistral
         | Architecture::Mixtral
-        | Architecture::Qwen3Moe => Ok(Box::new(decoder::DecoderModel::load(
+        | Architecture::Qwen3Moe
+        | Architecture::Llama4 => Ok(Box::new(decoder::DecoderModel::load(
             config, weights, backend, placement, tp, on_layer,
         )?)),
     }
@@ -126,13 +127,18 @@ fn indivisible(
         ExpertPlacement::SplitIntermediate => ("expert intermediate size", moe.intermediate_size),
         ExpertPlacement::WholeExperts => ("number of experts", moe.num_experts),
     });
+    let shared = config
+        .moe_spec()
+        .and_then(|moe| moe.shared_expert_intermediate_size)
+        .map(|n| ("shared expert intermediate size", n));
     [
         ("num_attention_heads", config.num_attention_heads),
-        ("intermediate_size", config.intermediate_size),
+        ("intermediate_size", config.mlp_intermediate_size()),
         ("vocab_size", config.vocab_size),
     ]
     .into_iter()
     .chain(experts)
+    .chain(shared)
     .find(|&(_, count)| count % world_size != 0)
 }
 

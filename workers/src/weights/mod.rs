@@ -101,6 +101,11 @@ impl Weights {
         }
     }
 
+    /// The file (or description) errors name.
+    pub fn file(&self) -> PathBuf {
+        self.source.file()
+    }
+
     /// The target dtype of the model's parameters.
     pub fn kind(&self) -> Kind {
         self.kind
