@@ -2,7 +2,7 @@
 //! wrong shape, wrong content type, too large) answer in OpenAI's error
 //! shape instead of axum's plain text.
 
-use crate::error::GatewayError;
+use crate::gateway_error::GatewayError;
 use axum::extract::{FromRequest, Request};
 use axum::Json;
 use serde::de::DeserializeOwned;

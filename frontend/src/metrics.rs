@@ -72,7 +72,7 @@ pub(crate) async fn track(
 ) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let handler = crate::routes::handler_label(req.uri().path());
+    let handler = crate::route_paths::handler_label(req.uri().path());
     let response = next.run(req).await;
     metrics.observe(
         handler,

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{fixture, Aimock};
-use frontend::providers::params::DeploymentParams;
+use frontend::config::params::DeploymentParams;
 use frontend::{router, serve, AppState};
 use serde_json::{json, Value};
 

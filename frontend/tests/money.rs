@@ -19,9 +19,9 @@ mod store_support;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{fixture, Aimock};
+use frontend::config::params::DeploymentParams;
 use frontend::config::GatewayConfig;
 use frontend::control::{secret, Caller, ControlError, ControlPlane, Outcome};
-use frontend::providers::params::DeploymentParams;
 use frontend::router::Router;
 use frontend::store::{
     KeyFilter, KeyRecord, KeyUpdate, NewKey, NewTeam, NewUser, SpendLog, SpendQuery, SpendStatus,

@@ -8,11 +8,11 @@
 mod common;
 
 use common::{fixture, Aimock};
+use frontend::config::params::DeploymentParams;
 use frontend::openai::{
     ChatCompletionChunk, ChatCompletionRequest, CompletionRequest, EmbeddingRequest, FinishReason,
 };
 use frontend::providers::anthropic::AnthropicProvider;
-use frontend::providers::params::DeploymentParams;
 use frontend::providers::resolve::resolve;
 use frontend::{Provider, ProviderError};
 use futures::StreamExt;

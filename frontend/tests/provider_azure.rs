@@ -6,8 +6,8 @@ mod common;
 mod provider_support;
 
 use common::{fixture, Aimock};
+use frontend::config::params::DeploymentParams;
 use frontend::openai::{EmbeddingRequest, FinishReason};
-use frontend::providers::params::DeploymentParams;
 use frontend::ProviderError;
 use provider_support::*;
 use serde_json::json;

@@ -12,10 +12,11 @@
 mod common;
 
 use common::{fixture, Aimock};
+use frontend::config::params::DeploymentParams;
 use frontend::openai::{
     ChatCompletionChunk, ChatCompletionRequest, CompletionRequest, FinishReason,
 };
-use frontend::providers::{build, http, params::DeploymentParams};
+use frontend::providers::{build, http};
 use frontend::{Provider, ProviderError};
 use futures::StreamExt;
 use serde_json::{json, Value};

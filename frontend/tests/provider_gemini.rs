@@ -10,10 +10,11 @@
 mod common;
 
 use common::{fixture, Aimock};
+use frontend::config::params::DeploymentParams;
 use frontend::openai::{
     ChatCompletionChunk, ChatCompletionRequest, CompletionRequest, EmbeddingRequest, FinishReason,
 };
-use frontend::providers::{build, http, params::DeploymentParams};
+use frontend::providers::{build, http};
 use frontend::{Provider, ProviderError};
 use futures::StreamExt;
 use serde_json::{json, Value};

@@ -6,8 +6,8 @@ mod common;
 mod provider_support;
 
 use common::{fixture, Aimock};
+use frontend::config::params::DeploymentParams;
 use frontend::openai::{CompletionRequest, EmbeddingRequest, FinishReason};
-use frontend::providers::params::DeploymentParams;
 use frontend::ProviderError;
 use futures::StreamExt;
 use provider_support::*;

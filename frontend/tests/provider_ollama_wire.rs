@@ -9,7 +9,7 @@ mod provider_support;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use frontend::providers::params::DeploymentParams;
+use frontend::config::params::DeploymentParams;
 use provider_support::*;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};

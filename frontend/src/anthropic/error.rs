@@ -1,14 +1,12 @@
 //! Anthropic's error shape and the one mapping between HTTP statuses and
-//! Anthropic error types, used both ways: the ingress answers a
-//! [`GatewayError`] as `{"type":"error","error":{"type","message"}}` with
-//! the same status, and the adapter turns a stream's `error` event (which
-//! has a type but no status) back into a status.
+//! Anthropic error types, used both ways: the ingress answers a route's
+//! failure as `{"type":"error","error":{"type","message"}}` with the same
+//! status (`crate::gateway_error::AnthropicError`), and the adapter turns a
+//! stream's `error` event (which has a type but no status) back into a
+//! status.
 
 use super::types::{ErrorObject, ErrorResponse};
-use crate::error::{GatewayError, ProviderError};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 
 /// Anthropic's error `type` for an HTTP status
 /// (<https://docs.anthropic.com/en/api/errors>).
@@ -55,39 +53,6 @@ pub fn error_body(status: StatusCode, message: impl Into<String>) -> ErrorRespon
     }
 }
 
-/// A failure on the `/v1/messages` route, answered in Anthropic's shape
-/// with the status the same failure has on the OpenAI routes.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct AnthropicError(#[from] pub GatewayError);
-
-impl From<ProviderError> for AnthropicError {
-    fn from(e: ProviderError) -> Self {
-        Self(GatewayError::Provider(e))
-    }
-}
-
-impl AnthropicError {
-    /// The status this error answers with.
-    pub fn status(&self) -> StatusCode {
-        self.0.status()
-    }
-
-    /// The Anthropic-shaped body.
-    pub fn body(&self) -> ErrorResponse {
-        error_body(self.status(), self.0.body().error.message)
-    }
-}
-
-impl IntoResponse for AnthropicError {
-    fn into_response(self) -> Response {
-        let mut resp = (self.status(), Json(self.body())).into_response();
-        // Anthropic SDKs honour Retry-After on 429/529 as the OpenAI ones do.
-        self.0.set_retry_after(&mut resp);
-        resp
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -119,25 +84,5 @@ mod tests {
             "overloaded_error"
         );
         assert_eq!(status_of("something_new"), 500);
-    }
-
-    #[test]
-    fn gateway_errors_keep_status_and_message() {
-        let e: AnthropicError = ProviderError::Upstream {
-            status: 429,
-            message: "slow down".into(),
-            retry_after: Some(7),
-        }
-        .into();
-        assert_eq!(e.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(
-            serde_json::to_value(e.body()).unwrap(),
-            serde_json::json!({"type": "error",
-                "error": {"type": "rate_limit_error", "message": "slow down"}})
-        );
-        let resp = e.into_response();
-        assert_eq!(resp.headers()["retry-after"], "7");
-        let e: AnthropicError = ProviderError::ModelNotFound { model: "x".into() }.into();
-        assert_eq!(e.body().error.kind, "not_found_error");
     }
 }

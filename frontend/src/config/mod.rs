@@ -15,6 +15,7 @@
 //! ([`crate::router::Router::from_config`]).
 
 pub mod env;
+pub mod params;
 pub mod policy;
 pub mod redis_env;
 pub mod settings;
@@ -26,7 +27,7 @@ pub use settings::{
     RoutingStrategy, RoutingStrategyArgs,
 };
 
-use crate::providers::params::DeploymentParams;
+use params::DeploymentParams;
 use std::time::Duration;
 
 /// The longest duration a config value may set (a year): longer ones are

@@ -5,8 +5,7 @@
 //! `metadata`), as LiteLLM selects them.
 
 use super::{Caller, ControlPlane};
-use crate::error::GatewayError;
-use crate::guardrails::{requested_guardrails, TextsMut};
+use crate::guardrails::{requested_guardrails, GuardrailError, TextsMut};
 use serde_json::{Map, Value};
 
 impl ControlPlane {
@@ -18,7 +17,7 @@ impl ControlPlane {
         caller: &Caller,
         model: &str,
         extra: &mut Map<String, Value>,
-    ) -> Result<Vec<String>, GatewayError> {
+    ) -> Result<Vec<String>, GuardrailError> {
         let mut requested = requested_guardrails(extra);
         extra.remove("guardrails");
         requested.extend(self.model_guardrails(model).iter().cloned());
@@ -40,7 +39,7 @@ impl ControlPlane {
         &self,
         names: &[String],
         texts: TextsMut<'_>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), GuardrailError> {
         if names.is_empty() {
             return Ok(());
         }

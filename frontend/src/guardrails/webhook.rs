@@ -24,7 +24,7 @@
 
 use super::error::GuardrailError;
 use super::texts::TextsMut;
-use crate::providers::params::DEFAULT_TIMEOUT;
+use crate::config::params::DEFAULT_TIMEOUT;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::time::Duration;

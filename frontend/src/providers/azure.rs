@@ -10,8 +10,8 @@
 
 use super::http;
 use super::openai::{Auth, OpenAiWire};
-use super::params::DeploymentParams;
 use super::resolve::Resolved;
+use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
 use crate::openai::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk,

@@ -5,7 +5,7 @@
 //! ([`crate::router`]) owns retries, fallbacks and cooldowns; an adapter
 //! makes exactly one upstream call per method call.
 //!
-//! Shared pieces: [`params`] (what a deployment says), [`resolve`] (which
+//! Shared pieces: [`crate::config::params`] (what a deployment says), [`resolve`] (which
 //! wire format a model string means), [`http`] (client, error mapping,
 //! stream framing), [`check_chat_params`] (`drop_params`),
 //! [`request_shapes`] (OpenAI's tool/image/response-format shapes, typed),
@@ -22,16 +22,15 @@ pub mod gemini;
 pub mod http;
 pub mod ollama;
 pub mod openai;
-pub mod params;
 pub mod request_shapes;
 pub mod resolve;
 pub mod stream_pump;
 
+use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
 use crate::fetch::SafeFetcher;
 use crate::openai::ChatCompletionRequest;
 use crate::provider::Provider;
-use params::DeploymentParams;
 use resolve::ProviderKind;
 use std::sync::Arc;
 

@@ -17,9 +17,9 @@
 use super::chat_as_completion;
 use super::check_chat_params;
 use super::http;
-use super::params::DeploymentParams;
 use super::resolve::Resolved;
 use super::stream_pump::{self, cut_stream, pump, ChunkBuilder, StreamTranslator};
+use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
 use crate::fetch::SafeFetcher;
 use crate::openai::{

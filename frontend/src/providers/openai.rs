@@ -12,8 +12,8 @@
 
 use super::check_chat_params;
 use super::http::{self, SseEvent};
-use super::params::DeploymentParams;
 use super::resolve::{Compatible, ProviderKind, Resolved};
+use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
 use crate::openai::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk,

@@ -6,8 +6,8 @@
 //! windows with tokio's paused clock. The state lock is a `std` mutex held
 //! for a few arithmetic operations, never across an await.
 
+use crate::config::params::DeploymentParams;
 use crate::provider::Provider;
-use crate::providers::params::DeploymentParams;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

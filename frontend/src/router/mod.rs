@@ -215,7 +215,7 @@ impl Router {
                     message: e.to_string(),
                 })?;
         let build: Arc<wildcard::BuildFn> = Arc::new(
-            move |name: &str, params: &crate::providers::params::DeploymentParams| {
+            move |name: &str, params: &crate::config::params::DeploymentParams| {
                 crate::providers::build_with_images(name, params, &client, &images)
             },
         );
@@ -696,7 +696,7 @@ impl Router {
 /// name, so only requests can tell.
 fn probe_wildcard(
     pattern: &str,
-    params: &crate::providers::params::DeploymentParams,
+    params: &crate::config::params::DeploymentParams,
     build: &wildcard::BuildFn,
 ) -> Result<(), ProviderError> {
     let Some(star) = params.model.find('*') else {

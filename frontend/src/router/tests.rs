@@ -4,10 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
+use crate::config::params::DeploymentParams;
 use crate::config::policy::DEFAULT_COOLDOWN;
 use crate::config::{RetryPolicy, RoutingStrategy};
 use crate::openai::Usage;
-use crate::providers::params::DeploymentParams;
 use futures::StreamExt;
 use serde_json::json;
 use std::collections::VecDeque;

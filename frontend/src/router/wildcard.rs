@@ -18,9 +18,9 @@
 //! series without bound.
 
 use super::deployment::{Deployment, DeploymentSpec};
+use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
 use crate::provider::Provider;
-use crate::providers::params::DeploymentParams;
 use regex::Regex;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -6,10 +6,10 @@
 //! response fields are LiteLLM's; a key's id is `token`, the SHA-256 of its
 //! secret, and the secret itself is answered once, by `/key/generate`.
 
-use crate::app::AppState;
 use crate::control::{secret, store_error, ControlError, ControlPlane};
-use crate::error::GatewayError;
 use crate::extract::OpenAiJson;
+use crate::gateway_error::GatewayError;
+use crate::state::AppState;
 use crate::store::{
     BudgetDuration, KeyFilter, KeyRecord, KeyUpdate, NewKey, NewTeam, NewUser, SpendGroup,
     SpendQuery, TeamRecord, UserRecord,

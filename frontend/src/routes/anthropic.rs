@@ -5,17 +5,17 @@
 //! translated back ([`crate::anthropic`]). Errors answer in Anthropic's
 //! shape with the status the OpenAI routes would use.
 
-use crate::anthropic::error::AnthropicError;
 use crate::anthropic::events::events;
 use crate::anthropic::response::from_openai;
 use crate::anthropic::types::{ErrorObject, MessagesRequest};
-use crate::app::AppState;
 use crate::control::demand::Demand;
 use crate::control::gate::{meter, Gate};
 use crate::control::Caller;
-use crate::error::GatewayError;
 use crate::extract::OpenAiJson;
+use crate::gateway_error::AnthropicError;
+use crate::gateway_error::GatewayError;
 use crate::guardrails::TextsMut;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};

@@ -9,9 +9,9 @@
 //! `x-litellm-api-key`; they are never logged.
 
 use crate::access_log::AccessRecord;
-use crate::app::AppState;
 use crate::control::{Caller, ControlError};
-use crate::error::GatewayError;
+use crate::gateway_error::GatewayError;
+use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
@@ -98,7 +98,7 @@ pub(crate) async fn authenticate(
 fn refuse(path: &str, e: ControlError) -> Response {
     let e = GatewayError::Control(e);
     if path == "/v1/messages" {
-        crate::anthropic::error::AnthropicError(e).into_response()
+        crate::gateway_error::AnthropicError(e).into_response()
     } else {
         e.into_response()
     }

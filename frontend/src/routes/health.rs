@@ -2,8 +2,9 @@
 //! (as vLLM answers), else the first provider's error (503 for
 //! `Unavailable`) so a load balancer takes the replica out.
 
-use crate::app::AppState;
-use crate::error::{GatewayError, ProviderError};
+use crate::error::ProviderError;
+use crate::gateway_error::GatewayError;
+use crate::state::AppState;
 use axum::extract::State;
 
 /// `GET /health`.

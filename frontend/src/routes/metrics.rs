@@ -9,9 +9,10 @@
 //! not. The sum is taken on the encoded text, sample by sample, which is
 //! exact for counters and histograms (buckets, sums and counts add).
 
-use crate::app::AppState;
 use crate::control::Caller;
-use crate::error::{GatewayError, ProviderError};
+use crate::error::ProviderError;
+use crate::gateway_error::GatewayError;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};

@@ -2,7 +2,8 @@
 //! path, wrong method) that keep every error OpenAI-shaped. Handlers are
 //! short: extract, validate, pick a provider, call it, serialize;
 //! cross-cutting work (tracing, limits, metrics) is in tower layers
-//! ([`crate::app::router`]).
+//! ([`crate::app::router`]). The paths themselves are in
+//! [`crate::route_paths`], which the HTTP metrics also label by.
 
 pub mod admin;
 pub mod anthropic;
@@ -13,39 +14,12 @@ pub mod openai;
 pub mod tokenize;
 pub mod ui;
 
-use crate::app::AppState;
-use crate::error::GatewayError;
+use crate::gateway_error::GatewayError;
+use crate::route_paths::PATHS;
+use crate::state::AppState;
 use axum::http::{Method, Uri};
 use axum::routing::{get, post};
 use axum::Router;
-
-/// Every path served, also the bounded set of `handler` metric labels.
-const PATHS: [&str; 24] = [
-    "/v1/chat/completions",
-    "/v1/completions",
-    "/v1/models",
-    "/health",
-    "/metrics",
-    "/tokenize",
-    "/detokenize",
-    "/v1/embeddings",
-    "/v1/messages",
-    "/key/generate",
-    "/key/info",
-    "/key/update",
-    "/key/delete",
-    "/key/list",
-    "/team/new",
-    "/team/info",
-    "/team/list",
-    "/team/delete",
-    "/user/new",
-    "/user/info",
-    "/global/spend",
-    "/global/spend/report",
-    "/spend/logs",
-    "/v1/models/{*id}",
-];
 
 /// All API routes (state not yet applied).
 pub(crate) fn routes() -> Router<AppState> {
@@ -75,22 +49,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(PATHS[22], get(admin::spend_logs))
         .route(PATHS[23], get(openai::model))
         .merge(ui::routes())
-}
-
-/// The metric label for `path`: the path itself if it is a route, else
-/// `"other"`.
-pub(crate) fn handler_label(path: &str) -> &'static str {
-    if path
-        .strip_prefix("/v1/models/")
-        .is_some_and(|id| !id.is_empty())
-    {
-        return PATHS[23];
-    }
-    PATHS
-        .iter()
-        .find(|p| **p == path)
-        .copied()
-        .unwrap_or("other")
 }
 
 /// Unknown path: 404 in OpenAI's shape ("Invalid URL (GET /x)").

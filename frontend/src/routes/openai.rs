@@ -10,17 +10,17 @@
 //! goes back in `x-litellm-response-cost`.
 
 use crate::access_log::{self, AccessRecord};
-use crate::app::AppState;
 use crate::control::demand::Demand;
 use crate::control::gate::{meter, Gate};
 use crate::control::{Caller, ControlPlane};
-use crate::error::GatewayError;
 use crate::extract::OpenAiJson;
+use crate::gateway_error::GatewayError;
 use crate::guardrails::TextsMut;
 use crate::openai::{
     ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ModelCard, ModelList, StreamOptions,
 };
 use crate::sse;
+use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};

@@ -6,12 +6,12 @@
 //! reach a model it may not call or to spend tokenizer time without limit;
 //! they are settled at no cost.
 
-use crate::app::AppState;
 use crate::control::gate::Gate;
 use crate::control::Caller;
-use crate::error::GatewayError;
 use crate::extract::OpenAiJson;
+use crate::gateway_error::GatewayError;
 use crate::openai::{DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse};
+use crate::state::AppState;
 use axum::extract::State;
 use axum::{Extension, Json};
 use std::sync::Arc;

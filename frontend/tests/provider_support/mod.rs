@@ -4,8 +4,9 @@
 //! assert on the whole of it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use frontend::config::params::DeploymentParams;
 use frontend::openai::{ChatCompletionRequest, FinishReason, Usage};
-use frontend::providers::{self, params::DeploymentParams};
+use frontend::providers;
 use frontend::{ChunkStream, Provider, ProviderError};
 use futures::StreamExt;
 use serde_json::{json, Value};

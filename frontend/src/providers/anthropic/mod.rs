@@ -14,6 +14,7 @@ pub mod response;
 pub mod stream;
 
 use crate::anthropic::types::{MessagesResponse, ANTHROPIC_VERSION};
+use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
 use crate::openai::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage,
@@ -21,7 +22,6 @@ use crate::openai::{
 };
 use crate::provider::{ChunkStream, Provider};
 use crate::providers::http;
-use crate::providers::params::DeploymentParams;
 use crate::providers::resolve::Resolved;
 use crate::providers::stream_pump::{pump, ChunkBuilder};
 use futures::StreamExt;

@@ -20,9 +20,9 @@ pub mod stream;
 use super::chat_as_completion;
 use super::check_chat_params;
 use super::http;
-use super::params::DeploymentParams;
 use super::resolve::Resolved;
 use super::stream_pump::{pump, ChunkBuilder};
+use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
 use crate::openai::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk,

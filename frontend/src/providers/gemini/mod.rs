@@ -14,9 +14,9 @@ pub mod stream;
 
 use super::chat_as_completion;
 use super::http;
-use super::params::DeploymentParams;
 use super::resolve::{ProviderKind, Resolved};
 use super::stream_pump::{pump, ChunkBuilder};
+use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
 use crate::openai::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk,

@@ -18,7 +18,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct DeploymentParams {
     /// LiteLLM's model string: `anthropic/claude-3-5-sonnet-20240620`,
-    /// `azure/<deployment>`, `gpt-4o`, ... (see [`super::resolve`]).
+    /// `azure/<deployment>`, `gpt-4o`, ... (see [`crate::providers::resolve`]).
     pub model: String,
     /// Base URL; each provider has a default.
     #[serde(default)]
@@ -92,7 +92,7 @@ impl DeploymentParams {
     pub fn timeout(&self) -> Duration {
         self.timeout
             .filter(|t| *t > 0.0)
-            .and_then(crate::config::config_duration)
+            .and_then(super::config_duration)
             .unwrap_or(DEFAULT_TIMEOUT)
     }
 
@@ -101,7 +101,7 @@ impl DeploymentParams {
     pub fn stream_timeout(&self) -> Duration {
         self.stream_timeout
             .filter(|t| *t > 0.0)
-            .and_then(crate::config::config_duration)
+            .and_then(super::config_duration)
             .unwrap_or_else(|| self.timeout())
     }
 
