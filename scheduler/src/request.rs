@@ -98,17 +98,6 @@ pub enum FinishReason {
     Aborted,
 }
 
-impl FinishReason {
-    /// The OpenAI `finish_reason` string this maps to.
-    pub fn as_openai_str(self) -> &'static str {
-        match self {
-            FinishReason::Eos | FinishReason::StopToken(_) => "stop",
-            FinishReason::MaxTokens | FinishReason::MaxModelLen => "length",
-            FinishReason::Aborted => "abort",
-        }
-    }
-}
-
 /// Where a request is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RequestStatus {

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use frontend::openai::FinishReason as OpenAiFinish;
 use futures::stream::{self, BoxStream, StreamExt};
 use scheduler::{FinishReason, SamplingParams, StopParams};
 
@@ -51,7 +52,7 @@ pub struct ChoiceDelta {
     /// ended it, and cut where a stop string matched.
     pub logprobs: Vec<TokenLogprob>,
     /// `"stop"`, `"length"` or `"abort"` on the choice's last delta.
-    pub finish_reason: Option<&'static str>,
+    pub finish_reason: Option<OpenAiFinish>,
     /// Total output tokens of this choice so far.
     pub num_output_tokens: usize,
     /// Prompt tokens served from the prefix cache (first delta only).
@@ -147,6 +148,17 @@ pub fn generate(
     Ok(stream::select_all(streams).boxed())
 }
 
+/// The OpenAI `finish_reason` of a scheduler's finish (the only place the
+/// two meet): EOS and stop tokens are `stop`, both length limits are
+/// `length`, an abort is `abort` as in vLLM.
+fn openai_finish(reason: FinishReason) -> OpenAiFinish {
+    match reason {
+        FinishReason::Eos | FinishReason::StopToken(_) => OpenAiFinish::Stop,
+        FinishReason::MaxTokens | FinishReason::MaxModelLen => OpenAiFinish::Length,
+        FinishReason::Aborted => OpenAiFinish::Abort,
+    }
+}
+
 fn on_tokens(
     c: &mut Choice,
     tokenizer: &Tokenizer,
@@ -171,9 +183,9 @@ fn on_tokens(
     }
     c.num_output += kept.len();
     let finish_reason = if stopped {
-        Some("stop")
+        Some(OpenAiFinish::Stop)
     } else {
-        finish.map(FinishReason::as_openai_str)
+        finish.map(openai_finish)
     };
     if finish_reason.is_some() {
         if !stopped {
@@ -226,4 +238,24 @@ fn on_tokens(
 /// A token's own text (as decoded alone), for logprobs.
 fn token_text(tokenizer: &Tokenizer, id: u32) -> String {
     tokenizer.decode(&[id], false).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scheduler_finish_has_its_openai_reason() {
+        let cases = [
+            (FinishReason::Eos, "stop"),
+            (FinishReason::StopToken(7), "stop"),
+            (FinishReason::MaxTokens, "length"),
+            (FinishReason::MaxModelLen, "length"),
+            (FinishReason::Aborted, "abort"),
+        ];
+        for (reason, wire) in cases {
+            let json = serde_json::to_value(openai_finish(reason)).unwrap();
+            assert_eq!(json, wire, "{reason:?}");
+        }
+    }
 }

@@ -44,19 +44,12 @@ fn core_error(e: CoreError) -> ProviderError {
     }
 }
 
-fn finish(reason: Option<&'static str>) -> Option<FinishReason> {
-    reason.map(|r| match r {
-        "length" => FinishReason::Length,
-        _ => FinishReason::Stop,
-    })
-}
-
 /// Everything one choice produced, for non-streaming answers.
 #[derive(Default)]
 struct Collected {
     text: String,
     logprobs: Vec<TokenLogprob>,
-    finish_reason: Option<&'static str>,
+    finish_reason: Option<FinishReason>,
     num_tokens: usize,
 }
 
@@ -256,7 +249,7 @@ impl Provider for LocalEngine {
                     .logprobs
                     .filter(|&l| l)
                     .map(|_| chat_logprobs(&c.logprobs)),
-                finish_reason: finish(c.finish_reason),
+                finish_reason: c.finish_reason,
             })
             .collect();
         Ok(ChatCompletionResponse::new(
@@ -317,7 +310,7 @@ impl Provider for LocalEngine {
                         tool_calls: None,
                     },
                     logprobs: want_logprobs.then(|| chat_logprobs(&d.logprobs)),
-                    finish_reason: finish(d.finish_reason),
+                    finish_reason: d.finish_reason,
                 };
                 let total: usize = tokens_per_choice.iter().sum();
                 Some((
@@ -372,7 +365,7 @@ impl Provider for LocalEngine {
                     .logprobs
                     .map(|_| completion_logprobs(&c.logprobs, prefix.len())),
                 text: prefix + &c.text,
-                finish_reason: finish(c.finish_reason),
+                finish_reason: c.finish_reason,
             });
         }
         Ok(CompletionResponse::new(
@@ -434,7 +427,7 @@ impl Provider for LocalEngine {
                             logprobs: want_logprobs
                                 .then(|| completion_logprobs(&d.logprobs, offset)),
                             text: d.text,
-                            finish_reason: finish(d.finish_reason),
+                            finish_reason: d.finish_reason,
                         }],
                     ),
                     total,

@@ -7,10 +7,11 @@ use crate::openai::{ChatCompletionResponse, FinishReason, Usage};
 use serde_json::{Map, Value};
 
 /// stop → end_turn, length → max_tokens, tool_calls → tool_use,
-/// content_filter → refusal.
+/// content_filter → refusal; abort (which Anthropic's API has no name
+/// for) → end_turn.
 pub fn stop_reason(reason: FinishReason) -> StopReason {
     match reason {
-        FinishReason::Stop => StopReason::EndTurn,
+        FinishReason::Stop | FinishReason::Abort => StopReason::EndTurn,
         FinishReason::Length => StopReason::MaxTokens,
         FinishReason::ToolCalls => StopReason::ToolUse,
         FinishReason::ContentFilter => StopReason::Refusal,

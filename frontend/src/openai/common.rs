@@ -95,6 +95,8 @@ pub enum FinishReason {
     ToolCalls,
     /// A guardrail cut the output.
     ContentFilter,
+    /// The engine aborted the request before it ended (vLLM's `"abort"`).
+    Abort,
 }
 
 /// Seconds since the Unix epoch, for the `created` fields.
