@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use proto::worker::{FailedRequest, TokenLogprobs};
+use proto::worker::FailedRequest;
 use scheduler::{
     FinishReason, Request, RequestId, SamplingParams, Scheduler, SchedulerOutput, StopParams,
 };
@@ -84,13 +84,22 @@ pub struct CoreRequest {
     pub priority: i32,
 }
 
+/// A sampled token's log-probability and the most likely alternatives,
+/// as the worker measured them (before penalties and temperature).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampledLogprobs {
+    pub logprob: f32,
+    /// The most likely tokens and their log-probabilities, best first.
+    pub top: Vec<(u32, f32)>,
+}
+
 /// What the core reports about a request, step by step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CoreEvent {
     /// Tokens appended this step; `finish_reason` set on the last event.
     Tokens {
         new_token_ids: Vec<u32>,
-        logprobs: Vec<TokenLogprobs>,
+        logprobs: Vec<SampledLogprobs>,
         finish_reason: Option<FinishReason>,
         /// Prompt tokens served from the prefix cache (on the first event).
         num_cached_tokens: Option<usize>,

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use proto::worker as pb;
 use scheduler::{ModelRunnerOutput, RequestId, Scheduler, SchedulerOutput};
 
+use super::SampledLogprobs;
+
 /// How many tokens of each request the workers hold.
 #[derive(Default)]
 pub struct WorkerView {
@@ -116,16 +118,21 @@ pub fn sampling_to_wire(p: &scheduler::SamplingParams) -> pb::SamplingParams {
 /// the API layer needs.
 pub fn runner_output(
     result: pb::StepResult,
-) -> (
-    ModelRunnerOutput,
-    HashMap<RequestId, Vec<pb::TokenLogprobs>>,
-) {
+) -> (ModelRunnerOutput, HashMap<RequestId, Vec<SampledLogprobs>>) {
     let mut out = ModelRunnerOutput::default();
     let mut logprobs = HashMap::new();
     for r in result.outputs {
         let id = RequestId::from(r.req_id);
         if !r.logprobs.is_empty() {
-            logprobs.insert(id.clone(), r.logprobs);
+            let sampled = r
+                .logprobs
+                .into_iter()
+                .map(|lp| SampledLogprobs {
+                    logprob: lp.logprob,
+                    top: lp.top_token_ids.into_iter().zip(lp.top_logprobs).collect(),
+                })
+                .collect();
+            logprobs.insert(id.clone(), sampled);
         }
         out.req_ids.push(id);
         out.sampled_token_ids.push(r.sampled_token_ids);

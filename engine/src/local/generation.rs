@@ -12,7 +12,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use scheduler::{FinishReason, SamplingParams, StopParams};
 
 use super::logprob_holdback::LogprobHoldback;
-use crate::core::{CoreError, CoreEvent, CoreRequest, EngineCoreHandle};
+use crate::core::{CoreError, CoreEvent, CoreRequest, EngineCoreHandle, SampledLogprobs};
 use crate::detokenizer::{IncrementalDetokenizer, StopChecker};
 use crate::tokenizer::Tokenizer;
 
@@ -163,7 +163,7 @@ fn on_tokens(
     c: &mut Choice,
     tokenizer: &Tokenizer,
     token_ids: Vec<u32>,
-    logprobs: Vec<proto::worker::TokenLogprobs>,
+    logprobs: Vec<SampledLogprobs>,
     finish: Option<FinishReason>,
     num_cached_tokens: Option<usize>,
 ) -> ChoiceDelta {
@@ -213,10 +213,9 @@ fn on_tokens(
             token_id: id,
             logprob: lp.logprob,
             top: lp
-                .top_token_ids
+                .top
                 .iter()
-                .zip(&lp.top_logprobs)
-                .map(|(&t, &l)| (token_text(tokenizer, t), t, l))
+                .map(|&(t, l)| (token_text(tokenizer, t), t, l))
                 .collect(),
         })
         .collect();
