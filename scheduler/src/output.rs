@@ -2,10 +2,12 @@
 //!
 //! Plain data, mirroring vLLM v1's `vllm/v1/core/sched/output.py`: new
 //! requests are sent in full once; requests the workers already hold are
-//! sent as deltas (new block ids and the computed-token count); a request
-//! resumed after preemption is re-sent with its whole block table and
-//! token ids, since its old blocks were freed. Block ids are plain `u32`
-//! and every field maps one to one onto a `proto` message.
+//! sent as deltas (the tokens sampled since, new block ids and the
+//! computed-token count); a request resumed after preemption is re-sent
+//! with its whole block table and token ids, since its old blocks were
+//! freed. An output stands on its own: turning it into the workers' step
+//! needs nothing else from the scheduler. Block ids are plain `u32` and
+//! every field maps one to one onto a `proto` message.
 
 use std::sync::Arc;
 
@@ -34,13 +36,14 @@ pub struct CachedRequestData {
     /// The request.
     pub req_id: RequestId,
     /// True when it was preempted and comes back: `new_block_ids` then is
-    /// its whole block table and replaces the old one, and
-    /// `resumed_token_ids` carries every token it has so far.
+    /// its whole block table and replaces the old one, and `new_token_ids`
+    /// carries every token it has so far.
     pub resumed_from_preemption: bool,
     /// Blocks appended to its table this step (the whole table when resumed).
     pub new_block_ids: Vec<BlockId>,
-    /// Prompt plus output tokens, only when resumed.
-    pub resumed_token_ids: Option<Vec<u32>>,
+    /// Tokens the workers do not hold yet: those sampled since it was last
+    /// scheduled, or, when resumed, prompt plus output.
+    pub new_token_ids: Vec<u32>,
     /// Tokens already computed; this step computes from here.
     pub num_computed_tokens: usize,
 }

@@ -127,6 +127,9 @@ pub struct Request {
     pub(crate) num_computed_tokens: usize,
     pub(crate) num_cached_tokens: Option<usize>,
     pub(crate) num_preemptions: u32,
+    /// Tokens the workers hold (they had all of them when it was last
+    /// scheduled), so the next step sends only those appended since.
+    pub(crate) num_tokens_sent: usize,
     /// Admission order, to break ties between equal arrival times.
     pub(crate) seq: u64,
 }
@@ -326,6 +329,7 @@ impl RequestBuilder {
             num_computed_tokens: 0,
             num_cached_tokens: None,
             num_preemptions: 0,
+            num_tokens_sent: 0,
             seq: 0,
         }
     }

@@ -292,11 +292,15 @@ impl Scheduler {
                 {
                     Ok(blocks) => {
                         entry.req.num_computed_tokens = computed + n;
+                        let all = &entry.req.all_token_ids;
+                        let new_token_ids =
+                            all.get(entry.req.num_tokens_sent..).unwrap_or(&[]).to_vec();
+                        entry.req.num_tokens_sent = all.len();
                         cached.push(CachedRequestData {
                             req_id: id.clone(),
                             resumed_from_preemption: false,
                             new_block_ids: blocks.into_ids(),
-                            resumed_token_ids: None,
+                            new_token_ids,
                             num_computed_tokens: computed,
                         });
                         counts.push((id, n));
@@ -368,12 +372,13 @@ impl Scheduler {
                 entry.req.status = RequestStatus::Running;
                 entry.req.num_computed_tokens = start + n;
                 entry.req.num_cached_tokens.get_or_insert(hit.num_tokens);
+                entry.req.num_tokens_sent = entry.req.all_token_ids.len();
                 if resumed {
                     cached.push(CachedRequestData {
                         req_id: id.clone(),
                         resumed_from_preemption: true,
                         new_block_ids: block_ids,
-                        resumed_token_ids: Some(entry.req.all_token_ids.clone()),
+                        new_token_ids: entry.req.all_token_ids.clone(),
                         num_computed_tokens: start,
                     });
                 } else {

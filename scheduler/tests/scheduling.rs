@@ -347,11 +347,7 @@ fn preemption_and_resume_keep_token_accounting_exact() {
                 .into_iter()
                 .chain(outputs["b"].iter().copied())
                 .collect();
-            assert_eq!(
-                r.resumed_token_ids.as_deref(),
-                Some(&before[..]),
-                "and every token so far"
-            );
+            assert_eq!(r.new_token_ids, before, "and every token so far");
             resumed.get_or_insert(step_no);
         }
         for r in res {
@@ -852,4 +848,28 @@ fn requests_reading_a_failed_requests_fresh_blocks_end_with_it() {
         .unwrap();
     let (out, _) = step(&mut s);
     assert_eq!(out.scheduled_new_reqs[0].num_computed_tokens, 0);
+}
+
+/// A running request's delta carries the tokens sampled since it was last
+/// scheduled, so the workers' step is built from the output alone.
+#[test]
+fn cached_requests_carry_the_tokens_sampled_since_their_last_step() {
+    let mut s = create_scheduler(config());
+    s.add_request(request("a", 4).max_tokens(10).build())
+        .unwrap();
+    let (first, _) = step_with(&mut s, |_, p| 100 + p as u32);
+    assert_eq!(first.scheduled_new_reqs.len(), 1);
+    let mut sampled = Vec::new();
+    for _ in 0..3 {
+        let (out, res) = step_with(&mut s, |_, p| 100 + p as u32);
+        let delta = &out.scheduled_cached_reqs[0];
+        assert!(!delta.resumed_from_preemption);
+        // The previous step's sample, and nothing the workers already hold.
+        let previous = s.get_request(&id("a")).unwrap().all_token_ids()
+            [4 + sampled.len()..4 + sampled.len() + 1]
+            .to_vec();
+        assert_eq!(delta.new_token_ids, previous);
+        sampled.extend(previous);
+        assert!(res.iter().all(|r| r.finish_reason.is_none()));
+    }
 }

@@ -40,7 +40,7 @@ use tokio::sync::Notify;
 
 pub use self::metrics::EngineMetrics;
 pub use self::stats_log::StatsLogger;
-use self::step::{runner_output, WorkerView};
+use self::step::{runner_output, step_request};
 use crate::executor::Executor;
 
 /// Why the core refused or failed a request.
@@ -323,7 +323,6 @@ pub fn spawn_engine_core(
         shared: shared.clone(),
         streams: HashMap::new(),
         timings: HashMap::new(),
-        view: WorkerView::default(),
         step_id: 0,
         start: Instant::now(),
         last_prefix: Default::default(),
@@ -347,7 +346,6 @@ struct EngineCore {
     shared: Arc<Shared>,
     streams: HashMap<RequestId, UnboundedSender<CoreEvent>>,
     timings: HashMap<RequestId, Timing>,
-    view: WorkerView,
     step_id: u64,
     start: Instant,
     last_prefix: kv_cache::PrefixCacheStats,
@@ -506,7 +504,7 @@ impl EngineCore {
             return;
         }
         self.step_id += 1;
-        let wire = self.view.step_request(self.step_id, &out, &self.scheduler);
+        let wire = step_request(self.step_id, &out);
         let mut result = match self.executor.execute(wire) {
             Ok(r) => r,
             Err(e) => return self.fail(e.to_string()),

@@ -1,101 +1,63 @@
 //! `SchedulerOutput` (the scheduler's plain data) to `StepRequest` (the
 //! worker wire form), and the worker's `StepResult` back.
 //!
-//! Workers keep each request's tokens; for a request they already hold we
-//! send only the tokens appended since they last saw it (the previous
-//! step's samples). `WorkerView` remembers how many that is.
+//! Workers keep each request's tokens; for a request they already hold
+//! the scheduler's output carries only the tokens appended since they last
+//! saw it (the previous step's samples), so this is a plain conversion.
 
 use std::collections::HashMap;
 
 use proto::worker as pb;
-use scheduler::{ModelRunnerOutput, RequestId, Scheduler, SchedulerOutput};
+use scheduler::{ModelRunnerOutput, RequestId, SchedulerOutput};
 
 use super::SampledLogprobs;
 
-/// How many tokens of each request the workers hold.
-#[derive(Default)]
-pub struct WorkerView {
-    known_tokens: HashMap<RequestId, usize>,
-}
-
-impl WorkerView {
-    /// Builds the wire step for `out`, reading token ids from `sched`.
-    pub fn step_request(
-        &mut self,
-        step_id: u64,
-        out: &SchedulerOutput,
-        sched: &Scheduler,
-    ) -> pb::StepRequest {
-        for id in out.finished_req_ids.iter().chain(&out.preempted_req_ids) {
-            self.known_tokens.remove(id);
-        }
-        let new_requests = out
-            .scheduled_new_reqs
+/// The wire step for `out`.
+pub fn step_request(step_id: u64, out: &SchedulerOutput) -> pb::StepRequest {
+    let new_requests = out
+        .scheduled_new_reqs
+        .iter()
+        .map(|r| pb::NewRequest {
+            req_id: r.req_id.to_string(),
+            prompt_token_ids: r.prompt_token_ids.to_vec(),
+            sampling: Some(sampling_to_wire(&r.sampling_params)),
+            block_ids: r.block_ids.clone(),
+            num_computed_tokens: r.num_computed_tokens as u32,
+        })
+        .collect();
+    let cached_requests = out
+        .scheduled_cached_reqs
+        .iter()
+        .map(|r| pb::CachedRequest {
+            req_id: r.req_id.to_string(),
+            resumed_from_preemption: r.resumed_from_preemption,
+            new_block_ids: r.new_block_ids.clone(),
+            new_token_ids: r.new_token_ids.clone(),
+            num_computed_tokens: r.num_computed_tokens as u32,
+        })
+        .collect();
+    pb::StepRequest {
+        step_id,
+        new_requests,
+        cached_requests,
+        scheduled: out
+            .num_scheduled_tokens
             .iter()
-            .map(|r| {
-                self.known_tokens
-                    .insert(r.req_id.clone(), r.prompt_token_ids.len());
-                pb::NewRequest {
-                    req_id: r.req_id.to_string(),
-                    prompt_token_ids: r.prompt_token_ids.to_vec(),
-                    sampling: Some(sampling_to_wire(&r.sampling_params)),
-                    block_ids: r.block_ids.clone(),
-                    num_computed_tokens: r.num_computed_tokens as u32,
-                }
+            .map(|(id, n)| pb::ScheduledTokens {
+                req_id: id.to_string(),
+                num_tokens: *n as u32,
             })
-            .collect();
-        let cached_requests = out
-            .scheduled_cached_reqs
+            .collect(),
+        finished_req_ids: out
+            .finished_req_ids
             .iter()
-            .map(|r| {
-                let all = sched
-                    .get_request(&r.req_id)
-                    .map(|q| q.all_token_ids())
-                    .unwrap_or(&[]);
-                let new_token_ids = match &r.resumed_token_ids {
-                    Some(tokens) => tokens.clone(),
-                    None => {
-                        let known = self
-                            .known_tokens
-                            .get(&r.req_id)
-                            .copied()
-                            .unwrap_or(all.len());
-                        all.get(known..).unwrap_or(&[]).to_vec()
-                    }
-                };
-                self.known_tokens.insert(r.req_id.clone(), all.len());
-                pb::CachedRequest {
-                    req_id: r.req_id.to_string(),
-                    resumed_from_preemption: r.resumed_from_preemption,
-                    new_block_ids: r.new_block_ids.clone(),
-                    new_token_ids,
-                    num_computed_tokens: r.num_computed_tokens as u32,
-                }
-            })
-            .collect();
-        pb::StepRequest {
-            step_id,
-            new_requests,
-            cached_requests,
-            scheduled: out
-                .num_scheduled_tokens
-                .iter()
-                .map(|(id, n)| pb::ScheduledTokens {
-                    req_id: id.to_string(),
-                    num_tokens: *n as u32,
-                })
-                .collect(),
-            finished_req_ids: out
-                .finished_req_ids
-                .iter()
-                .map(|id| id.to_string())
-                .collect(),
-            preempted_req_ids: out
-                .preempted_req_ids
-                .iter()
-                .map(|id| id.to_string())
-                .collect(),
-        }
+            .map(|id| id.to_string())
+            .collect(),
+        preempted_req_ids: out
+            .preempted_req_ids
+            .iter()
+            .map(|id| id.to_string())
+            .collect(),
     }
 }
 
