@@ -12,7 +12,6 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use model_files::ModelSource;
-use workers::attention::BackendChoice;
 use workers::batch::{BatchLimits, ForwardBatch, SequenceChunk};
 use workers::layers::moe::ExpertPlacement;
 use workers::loader::{self, LoadOptions};
@@ -22,14 +21,14 @@ use workers::progress::LoadProgress;
 use workers::sampler::{SamplingParams, SequenceSampler};
 
 use crate::chat_template::ChatTemplate;
+use crate::model_args::ModelArgs;
 use crate::tokenizer::Tokenizer;
 
 /// Flags of `engine generate` (named as vLLM names them where they exist).
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// `smollm2`, an HF model folder, or a `.gguf` file.
-    #[arg(long, default_value = "smollm2")]
-    pub model: String,
+    #[command(flatten)]
+    pub model_args: ModelArgs,
     /// The user message (or raw text with `--raw`).
     #[arg(long)]
     pub prompt: String,
@@ -52,61 +51,36 @@ pub struct GenerateArgs {
     /// Keep going after the end-of-sequence token.
     #[arg(long)]
     pub ignore_eos: bool,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// auto (f32 on CPU, bf16 on CUDA), float32, bfloat16, float16.
-    #[arg(long, default_value = "auto")]
-    pub dtype: String,
-    /// auto, safetensors, gguf or dummy.
-    #[arg(long, default_value = "auto")]
-    pub load_format: String,
-    /// Attention backend: auto or torch.
-    #[arg(long, default_value = "auto")]
-    pub attention_backend: BackendChoice,
-    /// A JSON object merged into the checkpoint's config (vLLM's flag).
-    #[arg(long, default_value = "")]
-    pub hf_overrides: String,
-    /// Mixture-of-experts models: whole experts per rank (with `--tp`).
-    #[arg(long)]
-    pub enable_expert_parallel: bool,
-    /// KV cache block size in tokens.
-    #[arg(long, default_value_t = 16)]
-    pub block_size: usize,
     /// Print one JSON object (ids, text, timings) instead of streaming text.
     #[arg(long)]
     pub json: bool,
-    /// Tensor-parallel ranks: above 1, one `worker` process per rank (as
-    /// `engine serve --tp N` runs them) instead of this process.
-    #[arg(
-        long = "tensor-parallel-size",
-        short = 't',
-        visible_alias = "tp",
-        default_value_t = 1
-    )]
-    pub tp: usize,
 }
 
 /// Runs `engine generate`.
 pub fn run(args: &GenerateArgs) -> Result<()> {
-    let device = loader::parse_device(&args.device).map_err(anyhow::Error::msg)?;
+    let device = loader::parse_device(&args.model_args.device).map_err(anyhow::Error::msg)?;
     let options = LoadOptions {
-        format: args.load_format.parse().map_err(anyhow::Error::msg)?,
+        format: args
+            .model_args
+            .load_format
+            .parse()
+            .map_err(anyhow::Error::msg)?,
         device,
-        kind: loader::parse_dtype(&args.dtype, device).map_err(anyhow::Error::msg)?,
+        kind: loader::parse_dtype(&args.model_args.dtype, device).map_err(anyhow::Error::msg)?,
         seed: args.seed.unwrap_or(0),
-        attention_backend: args.attention_backend,
-        hf_overrides: loader::parse_hf_overrides(&args.hf_overrides).map_err(anyhow::Error::msg)?,
-        expert_placement: if args.enable_expert_parallel {
+        attention_backend: args.model_args.attention_backend,
+        hf_overrides: loader::parse_hf_overrides(&args.model_args.hf_overrides)
+            .map_err(anyhow::Error::msg)?,
+        expert_placement: if args.model_args.enable_expert_parallel {
             ExpertPlacement::WholeExperts
         } else {
             ExpertPlacement::SplitIntermediate
         },
     };
-    if args.block_size == 0 {
+    if args.model_args.block_size == 0 {
         bail!("--block-size must be positive");
     }
-    let source = ModelSource::resolve(&args.model)?;
+    let source = ModelSource::resolve(&args.model_args.model)?;
     let tokenizer = Tokenizer::from_model_source(&source)?;
     let prompt = if args.raw {
         args.prompt.clone()
@@ -120,7 +94,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     if prompt_ids.is_empty() {
         bail!("the prompt encodes to no tokens");
     }
-    match args.tp {
+    match args.model_args.tensor_parallel_size {
         0 => bail!("--tp must be at least 1"),
         1 => {}
         _ => return crate::generate_tp::run(args, std::sync::Arc::new(tokenizer), prompt_ids),
@@ -144,13 +118,13 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             config.max_position_embeddings
         );
     }
-    let num_blocks = total_len.div_ceil(args.block_size);
-    let spec = model.kv_cache_spec(num_blocks, args.block_size);
+    let num_blocks = total_len.div_ceil(args.model_args.block_size);
+    let spec = model.kv_cache_spec(num_blocks, args.model_args.block_size);
     let mut cache = PagedKvCache::new(spec, options.kind, device)?;
     let limits = BatchLimits {
         vocab_size: config.vocab_size,
         num_blocks,
-        block_size: args.block_size,
+        block_size: args.model_args.block_size,
         max_positions: config.max_position_embeddings,
     };
     let block_table: Vec<u32> = (0..num_blocks as u32).collect();

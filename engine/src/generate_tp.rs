@@ -28,22 +28,22 @@ const KV_CACHE_BYTES: u64 = 256 << 20;
 /// ends the command instead of blocking it forever.
 const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Runs `prompt_ids` through `args.tp` worker processes.
+/// Runs `prompt_ids` through `args.model_args.tensor_parallel_size` worker processes.
 pub fn run(args: &GenerateArgs, tokenizer: Arc<Tokenizer>, prompt_ids: Vec<u32>) -> Result<()> {
     let load_start = Instant::now();
     let budget = prompt_ids.len().max(2048);
     let executor = start_executor(&ExecutorConfig {
-        model: args.model.clone(),
-        load_format: args.load_format.clone(),
-        dtype: args.dtype.clone(),
+        model: args.model_args.model.clone(),
+        load_format: args.model_args.load_format.clone(),
+        dtype: args.model_args.dtype.clone(),
         seed: args.seed.unwrap_or(0),
-        device: args.device.clone(),
-        tensor_parallel_size: args.tp,
+        device: args.model_args.device.clone(),
+        tensor_parallel_size: args.model_args.tensor_parallel_size,
         tp_communicator: CommunicatorKind::Auto,
-        attention_backend: args.attention_backend,
-        hf_overrides: args.hf_overrides.clone(),
-        enable_expert_parallel: args.enable_expert_parallel,
-        block_size: args.block_size,
+        attention_backend: args.model_args.attention_backend,
+        hf_overrides: args.model_args.hf_overrides.clone(),
+        enable_expert_parallel: args.model_args.enable_expert_parallel,
+        block_size: args.model_args.block_size,
         gpu_memory_utilization: 0.9,
         cpu_kv_cache_bytes: KV_CACHE_BYTES,
         max_num_batched_tokens: budget,
@@ -72,11 +72,11 @@ pub fn run(args: &GenerateArgs, tokenizer: Arc<Tokenizer>, prompt_ids: Vec<u32>)
         },
         KvCacheConfig {
             num_blocks: executor.num_kv_blocks(),
-            block_size: args.block_size,
+            block_size: args.model_args.block_size,
             enable_prefix_caching: false,
         },
     )?;
-    let metrics = EngineMetrics::register(&prometheus::Registry::new(), &args.model)?;
+    let metrics = EngineMetrics::register(&prometheus::Registry::new(), &args.model_args.model)?;
     // One request: nothing waits behind it.
     let core = spawn_engine_core(scheduler, executor, metrics, 1)?;
     let params = GenerationParams {
@@ -143,8 +143,8 @@ pub fn run(args: &GenerateArgs, tokenizer: Arc<Tokenizer>, prompt_ids: Vec<u32>)
     };
     if args.json {
         let record = serde_json::json!({
-            "model": args.model,
-            "tensor_parallel_size": args.tp,
+            "model": args.model_args.model,
+            "tensor_parallel_size": args.model_args.tensor_parallel_size,
             "prompt_ids": prompt_ids,
             "output_ids": output,
             "text": text,
@@ -161,7 +161,7 @@ pub fn run(args: &GenerateArgs, tokenizer: Arc<Tokenizer>, prompt_ids: Vec<u32>)
             "prompt {} tokens, generated {} tokens over {} ranks; prefill {:.1} ms, decode {:.1} tokens/s (load {:.2} s)",
             prompt_ids.len(),
             output.len(),
-            args.tp,
+            args.model_args.tensor_parallel_size,
             first_token_secs * 1e3,
             decode_tps,
             load_secs

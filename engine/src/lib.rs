@@ -15,5 +15,6 @@ pub mod generate;
 pub mod generate_tp;
 pub mod generation_config;
 pub mod local;
+pub mod model_args;
 pub mod serve;
 pub mod tokenizer;

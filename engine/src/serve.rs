@@ -11,7 +11,6 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use model_files::ModelSource;
 use scheduler::{KvCacheConfig, Scheduler, SchedulerConfig, SchedulingPolicy};
-use workers::attention::BackendChoice;
 use workers::loader::parse_device;
 use workers::parallel::CommunicatorKind;
 
@@ -20,14 +19,14 @@ use crate::core::{spawn_engine_core, EngineCoreHandle, EngineMetrics, StatsLogge
 use crate::executor::{start_executor, ExecutorConfig};
 use crate::generation_config::{GenerationConfigSource, SamplingDefaults};
 use crate::local::LocalEngine;
+use crate::model_args::ModelArgs;
 use crate::tokenizer::Tokenizer;
 
 /// Flags of `engine serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// `smollm2`, an HF model folder, or a `.gguf` file.
-    #[arg(long, default_value = "smollm2")]
-    pub model: String,
+    #[command(flatten)]
+    pub model_args: ModelArgs,
     /// A LiteLLM `config.yaml`: serve every `model_name` of its
     /// `model_list` through the router (remote providers, and the local
     /// engine for `local/<model>` entries, which then loads `<model>`).
@@ -47,31 +46,11 @@ pub struct ServeArgs {
     pub host: String,
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
-    /// Worker processes in the tensor-parallel group.
-    #[arg(
-        long = "tensor-parallel-size",
-        short = 't',
-        visible_alias = "tp",
-        default_value_t = 1
-    )]
-    pub tensor_parallel_size: usize,
     /// The ranks' communicator: auto (NCCL on CUDA with several ranks in a
     /// build with the `nccl` feature, else TCP), tcp (the CPU one), or
     /// nccl (even at --tp 1, so every collective runs through NCCL).
     #[arg(long, default_value = "auto")]
     pub tp_communicator: CommunicatorKind,
-    /// Attention backend of the workers: auto (the fastest this build has
-    /// for the device) or torch (the torch-ops reference).
-    #[arg(long, default_value = "auto")]
-    pub attention_backend: BackendChoice,
-    /// A JSON object merged into the checkpoint's config, as vLLM's
-    /// `--hf-overrides` (e.g. '{"num_hidden_layers": 2}').
-    #[arg(long, default_value = "")]
-    pub hf_overrides: String,
-    /// Mixture-of-experts models: each rank holds whole experts (an even
-    /// share) instead of a slice of every expert (vLLM's flag).
-    #[arg(long)]
-    pub enable_expert_parallel: bool,
     /// Context length (default: the model's).
     #[arg(long)]
     pub max_model_len: Option<usize>,
@@ -94,8 +73,6 @@ pub struct ServeArgs {
     /// without chunked prefill).
     #[arg(long)]
     pub max_num_batched_tokens: Option<usize>,
-    #[arg(long, default_value_t = 16)]
-    pub block_size: usize,
     /// Fraction of GPU memory for weights, activations and KV cache.
     #[arg(long, default_value_t = 0.9)]
     pub gpu_memory_utilization: f32,
@@ -110,17 +87,8 @@ pub struct ServeArgs {
     pub no_enable_prefix_caching: bool,
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_chunked_prefill: bool,
-    /// auto, safetensors, gguf or dummy.
-    #[arg(long, default_value = "auto")]
-    pub load_format: String,
-    /// auto (f32 on CPU, bf16 on CUDA), float32, bfloat16, float16.
-    #[arg(long, default_value = "auto")]
-    pub dtype: String,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// cpu or cuda.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// fcfs or priority.
     #[arg(long, default_value = "fcfs")]
     pub scheduling_policy: String,
@@ -216,7 +184,8 @@ fn check_kv_cache_fits(num_blocks: usize, block_size: usize, max_model_len: usiz
 /// build cannot run (`--tp-communicator nccl` on a CPU, or without the
 /// `nccl` feature), naming the flag.
 fn check_communicator(args: &ServeArgs) -> Result<()> {
-    let device = parse_device(&args.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    let device =
+        parse_device(&args.model_args.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
     args.tp_communicator
         .check(device)
         .map_err(|reason| anyhow::anyhow!("--tp-communicator {}: {reason}", args.tp_communicator))
@@ -228,13 +197,13 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         return run_gateway(args, path);
     }
     let served_names = if args.served_model_name.is_empty() {
-        vec![args.model.clone()]
+        vec![args.model_args.model.clone()]
     } else {
         args.served_model_name.clone()
     };
     let registry = prometheus::Registry::new();
     let example_model = served_names[0].clone();
-    let local = start_local_engine(args, &args.model, served_names, &registry)?;
+    let local = start_local_engine(args, &args.model_args.model, served_names, &registry)?;
     let result = serve_http(
         args,
         vec![Arc::clone(&local.provider)],
@@ -259,7 +228,7 @@ fn run_gateway(args: &ServeArgs, path: &std::path::Path) -> Result<()> {
     let config = frontend::config::GatewayConfig::load(path)
         .with_context(|| format!("loading {}", path.display()))?;
     let registry = prometheus::Registry::new();
-    let local = match local_model(&config, &args.model)? {
+    let local = match local_model(&config, &args.model_args.model)? {
         Some(model) => Some(start_local_engine(
             args,
             &model,
@@ -390,27 +359,28 @@ fn start_local_engine(
         "priority" => SchedulingPolicy::Priority,
         other => bail!("unknown --scheduling-policy `{other}` (fcfs, priority)"),
     };
-    if args.block_size == 0 || args.block_size > 1024 {
+    if args.model_args.block_size == 0 || args.model_args.block_size > 1024 {
         bail!("--block-size must be in 1..=1024");
     }
-    workers::loader::parse_hf_overrides(&args.hf_overrides).map_err(anyhow::Error::msg)?;
+    workers::loader::parse_hf_overrides(&args.model_args.hf_overrides)
+        .map_err(anyhow::Error::msg)?;
 
     eprintln!(
         "engine: starting {} worker(s) for {}",
-        args.tensor_parallel_size, source.name
+        args.model_args.tensor_parallel_size, source.name
     );
     let executor = start_executor(&ExecutorConfig {
         model: model.to_owned(),
-        load_format: args.load_format.clone(),
-        dtype: args.dtype.clone(),
+        load_format: args.model_args.load_format.clone(),
+        dtype: args.model_args.dtype.clone(),
         seed: args.seed,
-        device: args.device.clone(),
-        tensor_parallel_size: args.tensor_parallel_size,
+        device: args.model_args.device.clone(),
+        tensor_parallel_size: args.model_args.tensor_parallel_size,
         tp_communicator: args.tp_communicator,
-        attention_backend: args.attention_backend,
-        hf_overrides: args.hf_overrides.clone(),
-        enable_expert_parallel: args.enable_expert_parallel,
-        block_size: args.block_size,
+        attention_backend: args.model_args.attention_backend,
+        hf_overrides: args.model_args.hf_overrides.clone(),
+        enable_expert_parallel: args.model_args.enable_expert_parallel,
+        block_size: args.model_args.block_size,
         gpu_memory_utilization: args.gpu_memory_utilization,
         cpu_kv_cache_bytes: (args.kv_cache_memory_gb * (1u64 << 30) as f64) as u64,
         // The largest step the scheduler may run, for activation profiling;
@@ -444,10 +414,10 @@ fn start_local_engine(
     let num_blocks = executor.num_kv_blocks();
     eprintln!(
         "engine: {num_blocks} KV blocks of {} tokens ({} tokens), max_model_len {max_model_len}",
-        args.block_size,
-        num_blocks * args.block_size
+        args.model_args.block_size,
+        num_blocks * args.model_args.block_size
     );
-    check_kv_cache_fits(num_blocks, args.block_size, max_model_len)?;
+    check_kv_cache_fits(num_blocks, args.model_args.block_size, max_model_len)?;
     let scheduler = Scheduler::new(
         SchedulerConfig {
             max_num_seqs: args.max_num_seqs,
@@ -459,7 +429,7 @@ fn start_local_engine(
         },
         KvCacheConfig {
             num_blocks,
-            block_size: args.block_size,
+            block_size: args.model_args.block_size,
             enable_prefix_caching: args.enable_prefix_caching && !args.no_enable_prefix_caching,
         },
     )?;
