@@ -412,26 +412,11 @@ mod tests {
         let diff = (&ours - &want).abs().max().double_value(&[]);
         assert!(diff < 1e-4, "max |diff| {diff}");
         // Whole experts on two "ranks" (0..3 and 3..5) sum to the same.
-        let a = fused_moe(
-            &x,
-            &w,
-            &ids,
-            &w13.narrow(0, 0, 3),
-            &w2.narrow(0, 0, 3),
-            0,
-            ScaleAt::Output,
-        )
-        .unwrap();
-        let b = fused_moe(
-            &x,
-            &w,
-            &ids,
-            &w13.narrow(0, 3, 2),
-            &w2.narrow(0, 3, 2),
-            3,
-            ScaleAt::Output,
-        )
-        .unwrap();
+        let share = |first: i64, count: i64| {
+            let (w13, w2) = (w13.narrow(0, first, count), w2.narrow(0, first, count));
+            fused_moe(&x, &w, &ids, &w13, &w2, first, ScaleAt::Output).unwrap()
+        };
+        let (a, b) = (share(0, 3), share(3, 2));
         let diff = (&(a + b) - &want).abs().max().double_value(&[]);
         assert!(diff < 1e-4, "expert shares: max |diff| {diff}");
         // Scaling inputs (Llama 4): each expert runs on weight * x.
