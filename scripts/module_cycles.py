@@ -2,48 +2,74 @@
 """Import cycles between a crate's top-level modules.
 
 Reads every `crate::<module>` path outside comments and `#[cfg(test)]`
-code, prints each top-level module's dependencies and then the strongly
-connected groups of more than one module (the cycles), or `none`. An
+code, prints each top-level module's dependencies, then the strongly
+connected groups of more than one module (the cycles), or `none`: an
 equivalent of `cargo modules dependencies --acyclic` that needs no extra
-tool.
+tool. A `super::` path never leaves its top-level module, so it is not read.
 
     python3 scripts/module_cycles.py frontend/src
 """
-import re, sys, os, glob
-root = sys.argv[1]
-mods = {}
-for p in glob.glob(f'{root}/**/*.rs', recursive=True):
-    rel = os.path.relpath(p, root)
-    top = rel.split('/')[0].removesuffix('.rs')
-    if top in ('lib', 'main'): continue
-    text = open(p).read()
-    text = text.split('#[cfg(test)]')[0]
-    deps = set()
-    for line in text.split('\n'):
-        s = line.strip()
-        if s.startswith('//'): continue
-        for m in re.findall(r'crate::([a-z_0-9]+)', s):
-            deps.add(m)
-        # `super::` from a top-level dir module's children stays inside
-    mods.setdefault(top, set()).update(d for d in deps if d != top)
-names = sorted(mods)
-# keep only deps that are modules
-for k in mods: mods[k] = {d for d in mods[k] if d in mods}
-index = {}; low = {}; stack = []; on = set(); sccs = []; c = [0]
-def strong(v):
-    index[v] = low[v] = c[0]; c[0] += 1; stack.append(v); on.add(v)
-    for w in mods[v]:
-        if w not in index: strong(w); low[v] = min(low[v], low[w])
-        elif w in on: low[v] = min(low[v], index[w])
-    if low[v] == index[v]:
-        comp = []
-        while True:
-            w = stack.pop(); on.discard(w); comp.append(w)
-            if w == v: break
-        sccs.append(comp)
-sys.setrecursionlimit(10000)
-for v in names:
-    if v not in index: strong(v)
-cycles = [sorted(s) for s in sccs if len(s) > 1]
-for v in names: print(f'{v:14} -> {", ".join(sorted(mods[v]))}')
-print('cycles:', cycles if cycles else 'none')
+import re
+import sys
+from pathlib import Path
+
+CRATE_PATH = re.compile(r"crate::([a-z_0-9]+)")
+
+
+def dependencies(src: Path) -> dict[str, set[str]]:
+    """Top-level module -> the other top-level modules it names."""
+    deps: dict[str, set[str]] = {}
+    for file in sorted(src.rglob("*.rs")):
+        module = file.relative_to(src).parts[0].removesuffix(".rs")
+        if module in ("lib", "main"):
+            continue
+        code = file.read_text().split("#[cfg(test)]")[0]
+        named = deps.setdefault(module, set())
+        for line in code.splitlines():
+            if not line.strip().startswith("//"):
+                named.update(CRATE_PATH.findall(line))
+    return {m: {d for d in named if d in deps and d != m} for m, named in deps.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for dep in graph[module]:
+            if dep not in index:
+                visit(dep)
+                low[module] = min(low[module], low[dep])
+            elif dep in on_stack:
+                low[module] = min(low[module], index[dep])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    sys.setrecursionlimit(10_000)
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return groups
+
+
+if __name__ == "__main__":
+    graph = dependencies(Path(sys.argv[1]))
+    for module in sorted(graph):
+        print(f"{module:14} -> {', '.join(sorted(graph[module]))}")
+    found = cycles(graph)
+    print("cycles:", found if found else "none")
