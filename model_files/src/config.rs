@@ -981,4 +981,48 @@ mod tests {
         assert_eq!(AttentionWindow::Sliding(4).first_visible(6), 3);
         assert_eq!(AttentionWindow::Sliding(8).first_visible(2), 0);
     }
+
+    #[test]
+    fn hostile_llama4_values_are_refused_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            r#"{"architectures":["Llama4ForCausalLM"],"vocab_size":10,"hidden_size":16,
+            "intermediate_size":8,"num_hidden_layers":4,"num_attention_heads":2,
+            "attention_chunk_size":4}"#,
+        );
+        for (overrides, says) in [
+            (
+                serde_json::json!({"attention_chunk_size": 0}),
+                "attention_chunk_size",
+            ),
+            (serde_json::json!({"floor_scale": 0.0}), "floor_scale"),
+            (serde_json::json!({"floor_scale": -1e300}), "floor_scale"),
+            (
+                serde_json::json!({"no_rope_layers": [1, 0]}),
+                "no_rope_layers",
+            ),
+            (
+                serde_json::json!({"layer_types": vec!["sliding_attention"; 4]}),
+                "layer type",
+            ),
+            (
+                serde_json::json!({"num_experts_per_tok": 5, "num_local_experts": 4}),
+                "experts",
+            ),
+            (
+                serde_json::json!({"intermediate_size_mlp": 0}),
+                "intermediate",
+            ),
+        ] {
+            let err = ModelConfig::from_hf_dir_with(dir.path(), Some(&overrides))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{overrides}: {err}");
+        }
+        // A value of the wrong type for a flag reads as off, never as on.
+        let o = serde_json::json!({"attn_temperature_tuning": "yes"});
+        let c = ModelConfig::from_hf_dir_with(dir.path(), Some(&o)).unwrap();
+        assert_eq!(c.attn_temperature(3), None);
+    }
 }
