@@ -29,7 +29,7 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 /// line and column.
 pub fn parse(text: &str) -> Result<Value, String> {
     let mut builder = Builder {
-        resolver: Resolver::new()?,
+        resolver: RESOLVER.as_ref().map_err(Clone::clone)?,
         stack: Vec::new(),
         anchors: HashMap::new(),
         root: None,
@@ -44,6 +44,11 @@ pub fn parse(text: &str) -> Result<Value, String> {
     }
     Ok(builder.root.unwrap_or(Value::Null))
 }
+
+/// The resolvers, compiled once: compiling them took most of a parse of a
+/// small config.
+static RESOLVER: std::sync::LazyLock<Result<Resolver, String>> =
+    std::sync::LazyLock::new(Resolver::new);
 
 /// PyYAML's implicit resolvers (`yaml/resolver.py`, `Resolver`), as
 /// compiled patterns.
@@ -217,7 +222,7 @@ enum Frame {
 
 /// Builds the tree from the parser's events.
 struct Builder {
-    resolver: Resolver,
+    resolver: &'static Resolver,
     stack: Vec<Frame>,
     anchors: HashMap<usize, Value>,
     root: Option<Value>,

@@ -32,7 +32,7 @@ pub use spec::{BlockedWordSpec, GuardrailMode, GuardrailParams, GuardrailSpec};
 pub use texts::TextsMut;
 
 use serde_json::{Map, Value};
-use spec::{Check, PiiAction};
+use spec::{Check, PiiAction, SharedParts};
 
 /// One validated guardrail.
 #[derive(Debug, Clone)]
@@ -46,8 +46,6 @@ struct Entry {
 #[derive(Debug, Clone)]
 pub struct Guardrails {
     entries: Vec<Entry>,
-    patterns: PiiPatterns,
-    client: reqwest::Client,
     warnings: Vec<String>,
 }
 
@@ -56,6 +54,7 @@ impl Guardrails {
     /// that are ignored are reported by [`Self::warnings`].
     pub fn from_specs(specs: &[GuardrailSpec]) -> Result<Self, GuardrailConfigError> {
         let mut entries: Vec<Entry> = Vec::with_capacity(specs.len());
+        let mut shared = SharedParts::default();
         let mut warnings = Vec::new();
         for spec in specs {
             if entries.iter().any(|e| e.name == spec.guardrail_name) {
@@ -63,7 +62,7 @@ impl Guardrails {
                     name: spec.guardrail_name.clone(),
                 });
             }
-            let (check, mut w) = spec.build()?;
+            let (check, mut w) = spec.build(&mut shared)?;
             warnings.append(&mut w);
             entries.push(Entry {
                 name: spec.guardrail_name.clone(),
@@ -71,22 +70,7 @@ impl Guardrails {
                 check,
             });
         }
-        let internal = |message: String| GuardrailConfigError::Invalid {
-            name: "*".to_owned(),
-            message,
-        };
-        let patterns = PiiPatterns::new()
-            .map_err(|e| internal(format!("PII patterns do not compile: {e}")))?;
-        let client = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| internal(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Self {
-            entries,
-            patterns,
-            client,
-            warnings,
-        })
+        Ok(Self { entries, warnings })
     }
 
     /// No guardrail configured (the gateway can skip collecting texts).
@@ -156,12 +140,12 @@ impl Guardrails {
             reason,
         };
         match &entry.check {
-            Check::Pii(entities) => {
+            Check::Pii { entities, patterns } => {
                 for text in texts.iter_mut() {
                     for (entity, action) in entities {
                         match action {
                             PiiAction::Block => {
-                                if !self.patterns.find(*entity, text).is_empty() {
+                                if !patterns.find(*entity, text).is_empty() {
                                     return Err(blocked(format!(
                                         "the request contains {}",
                                         entity.name()
@@ -169,7 +153,7 @@ impl Guardrails {
                                 }
                             }
                             PiiAction::Mask => {
-                                let n = self.patterns.mask(*entity, text);
+                                let n = patterns.mask(*entity, text);
                                 if n > 0 {
                                     tracing::debug!(
                                         guardrail = entry.name,
@@ -192,7 +176,7 @@ impl Guardrails {
                 }
                 Ok(())
             }
-            Check::Webhook(hook) => hook.check(&self.client, &entry.name, texts).await,
+            Check::Webhook { guard, client } => guard.check(client, &entry.name, texts).await,
         }
     }
 

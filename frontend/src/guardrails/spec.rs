@@ -35,11 +35,12 @@
 
 use super::error::GuardrailConfigError;
 use super::keywords::{KeywordAction, KeywordFilter};
-use super::pii::PiiEntity;
+use super::pii::{PiiEntity, PiiPatterns};
 use super::webhook::WebhookGuard;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One entry of the `guardrails:` list.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -130,15 +131,51 @@ pub struct BlockedWordSpec {
     pub description: Option<String>,
 }
 
-/// What one validated guardrail does.
+/// What one validated guardrail does, with what it needs to run.
 #[derive(Debug, Clone)]
 pub(super) enum Check {
     /// Masks or blocks PII entities, in [`PiiEntity::ALL`] order.
-    Pii(Vec<(PiiEntity, PiiAction)>),
+    Pii {
+        entities: Vec<(PiiEntity, PiiAction)>,
+        patterns: Arc<PiiPatterns>,
+    },
     /// Blocks or masks keywords.
     Keywords(KeywordFilter),
     /// Asks a webhook.
-    Webhook(WebhookGuard),
+    Webhook {
+        guard: WebhookGuard,
+        client: reqwest::Client,
+    },
+}
+
+/// The parts the guardrails of one set share, built on first use: a set
+/// without a PII or a webhook guardrail builds neither (compiling the PII
+/// patterns and building a TLS client take milliseconds each, which a
+/// config loader checked in a loop, as the fuzzer does, should not pay).
+#[derive(Debug, Default)]
+pub(super) struct SharedParts {
+    patterns: Option<Arc<PiiPatterns>>,
+    client: Option<reqwest::Client>,
+}
+
+impl SharedParts {
+    fn patterns(&mut self) -> Result<Arc<PiiPatterns>, regex::Error> {
+        if let Some(p) = &self.patterns {
+            return Ok(Arc::clone(p));
+        }
+        let p = Arc::new(PiiPatterns::new()?);
+        self.patterns = Some(Arc::clone(&p));
+        Ok(p)
+    }
+
+    fn client(&mut self) -> Result<reqwest::Client, reqwest::Error> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let c = reqwest::Client::builder().tcp_nodelay(true).build()?;
+        self.client = Some(c.clone());
+        Ok(c)
+    }
 }
 
 /// What a detected PII entity does.
@@ -167,7 +204,10 @@ const CONTENT_FILTER_UNSUPPORTED: &[&str] = &["patterns", "categories", "blocked
 impl GuardrailSpec {
     /// Validates the entry; returns its check and warnings about ignored
     /// keys.
-    pub(super) fn build(&self) -> Result<(Check, Vec<String>), GuardrailConfigError> {
+    pub(super) fn build(
+        &self,
+        shared: &mut SharedParts,
+    ) -> Result<(Check, Vec<String>), GuardrailConfigError> {
         let name = &self.guardrail_name;
         let p = &self.litellm_params;
         let invalid = |message: String| GuardrailConfigError::Invalid {
@@ -189,7 +229,12 @@ impl GuardrailSpec {
                         ));
                     }
                 }
-                Check::Pii(self.pii_entities()?)
+                Check::Pii {
+                    entities: self.pii_entities()?,
+                    patterns: shared
+                        .patterns()
+                        .map_err(|e| invalid(format!("PII patterns do not compile: {e}")))?,
+                }
             }
             "banned_keywords" => {
                 let words = p
@@ -234,7 +279,12 @@ impl GuardrailSpec {
                     .map_err(|e| invalid(format!("blocked_words: {e}")))?;
                 Check::Keywords(filter)
             }
-            "generic_guardrail_api" => Check::Webhook(self.webhook()?),
+            "generic_guardrail_api" => Check::Webhook {
+                guard: self.webhook()?,
+                client: shared
+                    .client()
+                    .map_err(|e| invalid(format!("cannot build the HTTP client: {e}")))?,
+            },
             other => {
                 return Err(GuardrailConfigError::UnknownKind {
                     name: name.clone(),
