@@ -17,6 +17,13 @@
 //! `None`/`True`/floats/lists/dicts through a formatter, and `json.dumps`
 //! byte for byte in [`python_json_dumps`]. The `{% generation %}` tag of
 //! transformers' assistant-mask extension becomes a no-op block.
+//!
+//! A template is code from a model repository, so a render is bounded: at
+//! most [`MAX_RENDERED_BYTES`] of output (also for one value printed or
+//! passed to `tojson`), and at most [`RENDER_FUEL`] template instructions,
+//! so `{{ messages * 10**9 }}` or an endless loop fails the request instead
+//! of filling the memory or holding a thread (jinja2's sandbox stops the
+//! first with a `MemoryError` or a `range` limit, not the second).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -32,6 +39,13 @@ use crate::tokenizer::{read_json_if_exists, Tokenizer, TokenizerError};
 /// Name under which the main template is compiled (no extension, so no
 /// auto-escaping, like jinja2's default).
 const MAIN: &str = "chat_template";
+/// Most bytes one render produces: twice the gateway's default request
+/// body limit (a conversation renders to about its own size), far above
+/// any context window.
+pub const MAX_RENDERED_BYTES: usize = 64 << 20;
+/// Most template instructions one render runs (minijinja's fuel): a render
+/// of a long conversation with tools takes well under a million.
+pub const RENDER_FUEL: u64 = 50_000_000;
 /// Name of the optional `tool_use` variant.
 const TOOL_USE: &str = "chat_template_tool_use";
 
@@ -50,6 +64,10 @@ pub enum ChatTemplateError {
     /// operand types, ...).
     #[error("chat template failed to render: {0}")]
     Render(String),
+    /// Rendering would produce more than [`MAX_RENDERED_BYTES`], or run
+    /// more than [`RENDER_FUEL`] instructions.
+    #[error("chat template render exceeds its bounds: {0}")]
+    TooLarge(String),
     /// `messages` is not a JSON array.
     #[error("chat messages must be a JSON array, got {0}")]
     InvalidMessages(&'static str),
@@ -235,7 +253,50 @@ impl ChatTemplate {
             .env
             .get_template(name)
             .map_err(|e| ChatTemplateError::Render(e.to_string()))?;
-        template.render(ctx).map_err(classify_render_error)
+        let mut out = CappedBuffer::default();
+        let rendered = template.render_captured_to(ctx, &mut out);
+        if out.overflowed {
+            return Err(ChatTemplateError::TooLarge(format!(
+                "the prompt would exceed {MAX_RENDERED_BYTES} bytes"
+            )));
+        }
+        rendered.map_err(classify_render_error)?;
+        String::from_utf8(out.bytes).map_err(|e| ChatTemplateError::Render(e.to_string()))
+    }
+}
+
+/// An in-memory writer that fails once more than [`MAX_RENDERED_BYTES`]
+/// would be written (then it keeps what it had, and says so).
+#[derive(Debug, Default)]
+struct CappedBuffer {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(buf.len()) > MAX_RENDERED_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other(OutputTooLarge));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One value printed or serialized inside a render would exceed
+/// [`MAX_RENDERED_BYTES`]; carried as the source of the minijinja error.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("a value of the template exceeds {MAX_RENDERED_BYTES} bytes")]
+struct OutputTooLarge;
+
+impl From<OutputTooLarge> for Error {
+    fn from(e: OutputTooLarge) -> Self {
+        Error::new(ErrorKind::InvalidOperation, e.to_string()).with_source(e)
     }
 }
 
@@ -251,7 +312,13 @@ fn classify_render_error(err: Error) -> ChatTemplateError {
         if let Some(raised) = e.downcast_ref::<RaisedByTemplate>() {
             return ChatTemplateError::Raised(raised.0.clone());
         }
+        if let Some(too_large) = e.downcast_ref::<OutputTooLarge>() {
+            return ChatTemplateError::TooLarge(too_large.to_string());
+        }
         source = e.source();
+    }
+    if err.kind() == ErrorKind::OutOfFuel {
+        return ChatTemplateError::TooLarge(format!("more than {RENDER_FUEL} instructions"));
     }
     ChatTemplateError::Render(err.to_string())
 }
@@ -264,6 +331,7 @@ fn python_like_environment() -> Environment<'static> {
     env.set_keep_trailing_newline(false);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_formatter(python_formatter);
+    env.set_fuel(Some(RENDER_FUEL));
     env.add_filter("tojson", tojson_filter);
     env.add_function(
         "raise_exception",
@@ -282,54 +350,77 @@ fn python_like_environment() -> Environment<'static> {
 /// where minijinja would print `none`, `true`, `[1, "a"]`.
 fn python_formatter(out: &mut Output, state: &State, value: &Value) -> Result<(), Error> {
     match value.kind() {
-        ValueKind::None | ValueKind::Bool | ValueKind::Number | ValueKind::Seq | ValueKind::Map => {
-            out.write_str(&python_str(value))
-                .map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()))
-        }
+        // Sequences are printed here, not by minijinja's `Debug` list,
+        // which goes on iterating after its writer failed (over a sequence
+        // repeated by `*`, for billions of items).
+        ValueKind::None
+        | ValueKind::Bool
+        | ValueKind::Number
+        | ValueKind::Seq
+        | ValueKind::Iterable
+        | ValueKind::Map => out
+            .write_str(&python_str(value)?)
+            .map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string())),
         _ => minijinja::escape_formatter(out, state, value),
     }
 }
 
 /// Python's `str(value)` for the JSON-like values templates see.
-fn python_str(value: &Value) -> String {
+fn python_str(value: &Value) -> Result<String, OutputTooLarge> {
     match value.kind() {
-        ValueKind::String => value.as_str().unwrap_or_default().to_string(),
-        _ => python_repr(value),
+        ValueKind::String => Ok(value.as_str().unwrap_or_default().to_string()),
+        _ => {
+            let mut out = String::new();
+            write_python_repr(value, &mut out)?;
+            Ok(out)
+        }
     }
 }
 
-/// Python's `repr(value)`.
-fn python_repr(value: &Value) -> String {
+/// Appends Python's `repr(value)` to `out`, failing once `out` passes
+/// [`MAX_RENDERED_BYTES`] (a sequence repeated by `*` can be huge and is
+/// only produced as it is iterated).
+fn write_python_repr(value: &Value, out: &mut String) -> Result<(), OutputTooLarge> {
     match value.kind() {
-        ValueKind::Undefined | ValueKind::None => "None".to_string(),
-        ValueKind::Bool => if value.is_true() { "True" } else { "False" }.to_string(),
+        ValueKind::Undefined | ValueKind::None => out.push_str("None"),
+        ValueKind::Bool => out.push_str(if value.is_true() { "True" } else { "False" }),
         ValueKind::Number => match number(value) {
-            Number::Int(i) => i.to_string(),
-            Number::Float(f) => python_float_repr(f, false),
+            Number::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Number::Float(f) => out.push_str(&python_float_repr(f, false)),
         },
-        ValueKind::String => python_str_repr(value.as_str().unwrap_or_default()),
-        ValueKind::Seq => {
-            let items: Vec<String> = value
-                .try_iter()
-                .map(|it| it.map(|v| python_repr(&v)).collect())
-                .unwrap_or_default();
-            format!("[{}]", items.join(", "))
+        ValueKind::String => out.push_str(&python_str_repr(value.as_str().unwrap_or_default())),
+        ValueKind::Seq | ValueKind::Iterable => {
+            out.push('[');
+            for (i, item) in value.try_iter().into_iter().flatten().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python_repr(&item, out)?;
+            }
+            out.push(']');
         }
         ValueKind::Map => {
-            let items: Vec<String> = value
-                .try_iter()
-                .map(|it| {
-                    it.map(|k| {
-                        let v = value.get_item(&k).unwrap_or_default();
-                        format!("{}: {}", python_repr(&k), python_repr(&v))
-                    })
-                    .collect()
-                })
-                .unwrap_or_default();
-            format!("{{{}}}", items.join(", "))
+            out.push('{');
+            for (i, key) in value.try_iter().into_iter().flatten().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python_repr(&key, out)?;
+                out.push_str(": ");
+                write_python_repr(&value.get_item(&key).unwrap_or_default(), out)?;
+            }
+            out.push('}');
         }
-        _ => value.to_string(),
+        _ => {
+            let _ = write!(out, "{value}");
+        }
     }
+    if out.len() > MAX_RENDERED_BYTES {
+        return Err(OutputTooLarge);
+    }
+    Ok(())
 }
 
 /// Python's `repr(str)`: single quotes unless the text has `'` and no `"`.
@@ -438,6 +529,12 @@ fn tojson_filter(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
         None => None,
     };
     kwargs.assert_all_used()?;
+    // Measured first, without keeping it: a repeated sequence is only as
+    // large as its serialization says.
+    let mut sink = CappedBuffer::default();
+    if serde_json::to_writer(&mut sink, &value).is_err() && sink.overflowed {
+        return Err(OutputTooLarge.into());
+    }
     let json = serde_json::to_value(&value)
         .map_err(|e| Error::new(ErrorKind::BadSerialization, e.to_string()))?;
     let options = DumpOptions {
@@ -870,6 +967,43 @@ mod tests {
             err,
             ChatTemplateError::InvalidMessages("an object")
         ));
+    }
+
+    /// A template from a model repository cannot fill the memory or hold a
+    /// thread: huge repeated sequences (printed, as Python prints them,
+    /// or through `tojson`) and endless loops fail the render, quickly.
+    /// The first came from the fuzzer (`{{messages*\n48E8}}` ran past its
+    /// 10 s timeout).
+    #[test]
+    fn runaway_templates_fail_within_their_bounds() {
+        let messages = json!([{"role": "user", "content": "hello"}]);
+        for source in [
+            "{{ messages * 4800000000 }}",
+            "{{ [messages * 100000000] }}",
+            "{{ {'a': messages * 100000000} }}",
+            "{{ (messages * 100000000) | tojson }}",
+            "{{ 'ab' * 100000000 }}{{ 'ab' * 100000000 }}",
+            "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
+        ] {
+            let started = std::time::Instant::now();
+            let err = template(source).render(&messages, false, None).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ChatTemplateError::TooLarge(_) | ChatTemplateError::Render(_)
+                ),
+                "{source}: {err}"
+            );
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "{source} took {:?}",
+                started.elapsed()
+            );
+        }
+        let err = template("{{ messages * 4800000000 }}")
+            .render(&messages, false, None)
+            .unwrap_err();
+        assert!(matches!(err, ChatTemplateError::TooLarge(_)), "{err}");
     }
 
     #[test]
