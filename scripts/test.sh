@@ -29,6 +29,8 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The NCCL communicator (feature `nccl`) compiles and lints without CUDA.
 cargo clippy -p workers -p engine --all-targets --features workers/nccl,engine/nccl -- -D warnings
+# The gateway-only build (no libtorch) lints on its own.
+cargo clippy -p engine --all-targets --no-default-features -- -D warnings
 
 # One build configuration for tests and binaries: the NCCL communicator
 # (feature `nccl`; libnccl from the torch wheel is loaded at run time, GPU
@@ -47,6 +49,16 @@ cargo test --workspace "${FEATURES[@]}"
 for bin in engine worker; do
   [[ -x "target/debug/$bin" ]] || { echo "target/debug/$bin missing after cargo test" >&2; exit 1; }
 done
+
+# The gateway-only build (no libtorch): the engine crate without its default
+# `local` feature. Its own tests run, and its binary is kept as
+# target/debug/engine-gateway for the provider suite in pytest. The build
+# writes target/debug/engine too, so the full binary is put back after.
+echo "== cargo test, gateway-only build (engine --no-default-features)"
+cp -p target/debug/engine target/debug/engine-full
+cargo test -p engine --no-default-features
+cp -p target/debug/engine target/debug/engine-gateway
+mv target/debug/engine-full target/debug/engine
 
 echo "== pytest"
 if compgen -G "tests/python/test_*.py" >/dev/null; then

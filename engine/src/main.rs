@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use engine::bench::{self, BenchCommand};
+#[cfg(feature = "local")]
 use engine::generate::{self, GenerateArgs};
 use engine::serve::{self, ServeArgs};
 
@@ -23,11 +24,16 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process, so the variants' sizes do not matter (the
+// gateway-only build's `serve` flags are much smaller than `bench`'s).
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Generate a completion for one prompt and print tokens/s.
+    #[cfg(feature = "local")]
     Generate(GenerateArgs),
-    /// Serve the OpenAI-compatible API over a local model.
+    /// Serve the OpenAI-compatible API: over a local model, or as the
+    /// gateway of a LiteLLM `--config`.
     Serve(ServeArgs),
     /// Benchmarks (`engine bench serve`: any OpenAI-compatible server).
     #[command(subcommand)]
@@ -46,6 +52,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        #[cfg(feature = "local")]
         Command::Generate(args) => generate::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Bench(command) => bench::run(&command),

@@ -13,6 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # The debug build that `cargo test` makes (opt-level 1, dependencies 2);
 # ENGINE_BIN picks another (e.g. target/release/engine).
 ENGINE = Path(os.environ.get("ENGINE_BIN", ROOT / "target" / "debug" / "engine"))
+# The gateway-only build (`cargo build -p engine --no-default-features`: no
+# libtorch), which scripts/test.sh builds and saves under this name.
+GATEWAY_ENGINE = Path(os.environ.get(
+    "GATEWAY_BIN", ROOT / "target" / "debug" / "engine-gateway"))
 SERVER_START_TIMEOUT = 180
 
 
@@ -160,16 +164,17 @@ class Gateway:
     """`engine serve --config <config>`: the gateway alone (no local model
     unless the config names one), on a free port, once healthy."""
 
-    def __init__(self, config_text: str, tmp: Path, env=None, extra_args=()):
-        if not ENGINE.exists():
-            raise RuntimeError(f"{ENGINE} missing: cargo build -p engine -p workers --bins")
+    def __init__(self, config_text: str, tmp: Path, env=None, extra_args=(), binary=ENGINE):
+        if not binary.exists():
+            raise RuntimeError(f"{binary} missing: scripts/test.sh builds it (cargo build -p "
+                               "engine, with --no-default-features for the gateway-only build)")
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.config = tmp / f"config-{self.port}.yaml"
         self.config.write_text(config_text)
         self.log = tmp / f"gateway-{self.port}.log"
         self.proc = subprocess.Popen(
-            [str(ENGINE), "serve", "--config", str(self.config), "--host", "127.0.0.1",
+            [str(binary), "serve", "--config", str(self.config), "--host", "127.0.0.1",
              "--port", str(self.port), *extra_args],
             cwd=ROOT, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})})

@@ -1,7 +1,9 @@
 """The front door end to end: `engine serve --config` in front of aimock
 (the third-party mock of each provider's wire format), with the official
 `openai` SDK as the client of /v1/chat/completions and /v1/embeddings and
-the official `anthropic` SDK as the client of /v1/messages.
+the official `anthropic` SDK as the client of /v1/messages. Each test runs
+against both builds: the default one and the gateway-only one (no
+libtorch).
 
 Every adapter gets the same checks: a plain answer, a stream with its
 usage chunk, a tool call and the turn that carries its result, and each
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Aimock, Gateway
+from conftest import ENGINE, GATEWAY_ENGINE, ROOT, Aimock, Gateway
 
 FIXTURES = ROOT / "tests" / "fixtures" / "aimock" / "gateway.json"
 AWS = ("aws_access_key_id: AKIDEXAMPLE\n      aws_secret_access_key: secret\n"
@@ -52,11 +54,11 @@ def config(mock_url: str) -> str:
             + "router_settings:\n  num_retries: 0\n  timeout: 30\n")
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
+@pytest.fixture(scope="module", params=[ENGINE, GATEWAY_ENGINE], ids=["default", "gateway-only"])
+def gateway(tmp_path_factory, request):
     tmp = tmp_path_factory.mktemp("gateway")
     mock = Aimock(FIXTURES, log=tmp / "aimock.log")
-    gw = Gateway(config(mock.url), tmp, env={"MOCK_KEY": "sk-from-env"})
+    gw = Gateway(config(mock.url), tmp, env={"MOCK_KEY": "sk-from-env"}, binary=request.param)
     yield gw
     gw.stop()
     mock.stop()
