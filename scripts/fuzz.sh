@@ -8,9 +8,11 @@
 #   FUZZ_TARGETS="gguf chat_template" scripts/fuzz.sh 60
 #   FUZZ_SANITIZER=none scripts/fuzz.sh    # no AddressSanitizer
 #   FUZZ_CMIN=0 scripts/fuzz.sh            # keep the corpus as it grew
-#   FUZZ_NO_TORCH=1 scripts/fuzz.sh        # skip the two targets that link
-#                                          # libtorch (safetensors,
-#                                          # chat_template): a much shorter build
+#   FUZZ_JSON=bench/results/fuzz_x.json    # write the results there (two
+#                                          # runs side by side, one file each)
+#   FUZZ_NO_TORCH=1 scripts/fuzz.sh        # skip the one target that links
+#                                          # libtorch (safetensors): a much
+#                                          # shorter build
 #
 # Toolchain: cargo-fuzz passes nightly-only flags (-Zsanitizer,
 # sanitizer-coverage passes). Nothing here downloads a nightly: the pinned
@@ -34,14 +36,15 @@ SECONDS_PER_TARGET=${1:-120}
 SANITIZER=${FUZZ_SANITIZER:-address}
 if [ "${FUZZ_NO_TORCH:-0}" = 1 ]; then
     FEATURES=(--no-default-features)
-    ALL_TARGETS="gguf dequantize openai_request anthropic_request provider_stream litellm_config"
+    ALL_TARGETS="gguf dequantize openai_request anthropic_request chat_template provider_stream litellm_config"
 else
     FEATURES=()
     ALL_TARGETS="gguf dequantize safetensors openai_request anthropic_request chat_template provider_stream litellm_config"
 fi
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
-# The fuzz crate links libtorch (the safetensors target and the engine's
-# chat templates); its binaries find it through the loader path.
+RESULTS_JSON=${FUZZ_JSON:-bench/results/fuzz.json}
+# The fuzz crate links libtorch (for the safetensors target); its binaries
+# find it through the loader path.
 TORCH_LIB=$(python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export RUSTC_BOOTSTRAP=1
@@ -104,5 +107,5 @@ done
     echo " \"rustc\": \"$(rustc --version)\", \"cargo_fuzz\": \"$(cargo fuzz --version)\", \"targets\": ["
     (IFS=,; echo "  ${results[*]}")
     echo "]}"
-} >bench/results/fuzz.json
-echo "wrote bench/results/fuzz.json; corpus: $(du -sh fuzz/corpus | cut -f1)"
+} >"$RESULTS_JSON"
+echo "wrote $RESULTS_JSON; corpus: $(du -sh fuzz/corpus | cut -f1)"
