@@ -13,7 +13,7 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 VENV=.venv
 STAMP=$VENV/.setup-stamp
 # Bump when the package list below changes, so existing venvs update.
-WANT="v2 torch==2.11.0 transformers==4.57.6 httpx"
+WANT="v3 torch==2.11.0 transformers==4.57.6 httpx aiohttp"
 
 # Node packages the tests use (aimock, playwright-core), exactly as tests/package-lock.json
 # pins them; skipped when node_modules already matches the lockfile.
@@ -60,6 +60,7 @@ $PIP install \
   "openai" \
   "anthropic" \
   "httpx" \
+  "aiohttp" \
   "tokenizers" \
   "sentencepiece" \
   "protobuf"
