@@ -401,6 +401,7 @@ mod tests {
             "{{ (messages * 100000000) | tojson }}",
             "{{ 'ab' * 100000000 }}{{ 'ab' * 100000000 }}",
             "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
+            "{{ messages * 100000000 * 100000000 }}",
         ] {
             let started = std::time::Instant::now();
             let err = template(source).render(&messages, false, None).unwrap_err();
@@ -421,6 +422,22 @@ mod tests {
             .render(&messages, false, None)
             .unwrap_err();
         assert!(matches!(err, ChatTemplateError::TooLarge(_)), "{err}");
+        // An emptied repetition (the fuzzer's `messages*4*0**5*9**6*25*25`)
+        // is empty at once, printed or through tojson.
+        for source in [
+            "{{ messages * 4 * 0 * 531441 * 625 }}",
+            "{{ (messages * 4 * 0 * 531441 * 625) | tojson }}",
+        ] {
+            let started = std::time::Instant::now();
+            assert_eq!(
+                template(source).render(&messages, false, None).unwrap(),
+                "[]"
+            );
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(1),
+                "{source}"
+            );
+        }
     }
 
     #[test]

@@ -69,6 +69,27 @@ fn python_str(value: &Value) -> Result<String, OutputTooLarge> {
     }
 }
 
+/// Checks, before iterating it, a sequence repeated by `*`: refuses one too
+/// long to print within
+/// [`MAX_RENDERED_BYTES`] (each item takes at least a byte and a
+/// separator), and an empty one that only looks long: minijinja 2 repeats
+/// a sequence by `*` lazily, so `messages * 0 * 10**9` is empty yet makes
+/// its iterator spin through a billion empty rounds, where no output or
+/// fuel bound can stop it. (minijinja 3 returns an empty list for an empty
+/// repetition and caps repeated lengths; moving to it is the full fix.)
+/// Returns whether the sequence is known to be empty (print it as `[]`
+/// without iterating).
+fn check_sequence_length(value: &Value) -> Result<bool, OutputTooLarge> {
+    if value.kind() != ValueKind::Iterable {
+        return Ok(false);
+    }
+    match value.len() {
+        Some(n) if n > MAX_RENDERED_BYTES / 2 => Err(OutputTooLarge),
+        Some(0) => Ok(true),
+        _ => Ok(false),
+    }
+}
+
 /// Appends Python's `repr(value)` to `out`, failing once `out` passes
 /// [`MAX_RENDERED_BYTES`] (a sequence repeated by `*` can be huge and is
 /// only produced as it is iterated).
@@ -83,6 +104,9 @@ fn write_python_repr(value: &Value, out: &mut String) -> Result<(), OutputTooLar
             Number::Float(f) => out.push_str(&python_float_repr(f, false)),
         },
         ValueKind::String => out.push_str(&python_str_repr(value.as_str().unwrap_or_default())),
+        ValueKind::Seq | ValueKind::Iterable if check_sequence_length(value)? => {
+            out.push_str("[]");
+        }
         ValueKind::Seq | ValueKind::Iterable => {
             out.push('[');
             for (i, item) in value.try_iter().into_iter().flatten().enumerate() {
@@ -223,6 +247,11 @@ fn tojson_filter(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
     kwargs.assert_all_used()?;
     // Measured first, without keeping it: a repeated sequence is only as
     // large as its serialization says.
+    let value = if check_sequence_length(&value)? {
+        Value::from(Vec::<Value>::new())
+    } else {
+        value
+    };
     let mut sink = CappedBuffer::default();
     if serde_json::to_writer(&mut sink, &value).is_err() && sink.overflowed {
         return Err(OutputTooLarge.into());
