@@ -263,7 +263,16 @@ impl ChatTemplate {
             .get_template(name)
             .map_err(|e| ChatTemplateError::Render(e.to_string()))?;
         let mut out = CappedBuffer::default();
-        let rendered = template.render_captured_to(ctx, &mut out);
+        // minijinja 2 can panic on template arithmetic (its lazy `*`
+        // repetition multiplies lengths unchecked, which overflows where
+        // overflow checks are on); a template's panic fails this render,
+        // never the thread that serves other requests.
+        let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            template.render_captured_to(ctx, &mut out)
+        }))
+        .map_err(|_| {
+            ChatTemplateError::Render("the template panicked inside minijinja".to_owned())
+        })?;
         if out.overflowed {
             return Err(ChatTemplateError::TooLarge(format!(
                 "the prompt would exceed {MAX_RENDERED_BYTES} bytes"
@@ -422,6 +431,22 @@ mod tests {
             .render(&messages, false, None)
             .unwrap_err();
         assert!(matches!(err, ChatTemplateError::TooLarge(_)), "{err}");
+        // Found by the fuzzer as a panic (an unchecked length product in
+        // minijinja where overflow checks are on) and an abort (a tojson
+        // indent of trillions of spaces): both fail the render.
+        for source in [
+            "{{ messages * 4 * 0552 ** 7 }}",
+            "{{ messages | tojson(indent=66666666666662) }}",
+        ] {
+            let err = template(source).render(&messages, false, None).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ChatTemplateError::Render(_) | ChatTemplateError::TooLarge(_)
+                ),
+                "{source}: {err}"
+            );
+        }
         // An emptied repetition (the fuzzer's `messages*4*0**5*9**6*25*25`)
         // is empty at once, printed or through tojson.
         for source in [

@@ -216,6 +216,11 @@ pub(super) fn python_float_repr(f: f64, json: bool) -> String {
     }
 }
 
+/// Widest `tojson` indent: Python's `json.dumps` takes any, but a
+/// template asking for trillions of spaces (the fuzzer did) must fail, not
+/// abort the process on the allocation.
+const MAX_JSON_INDENT: usize = 1024;
+
 /// `transformers`' `tojson` filter: `json.dumps(x, ensure_ascii=False,
 /// indent=None, separators=None, sort_keys=False)`.
 fn tojson_filter(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
@@ -227,8 +232,14 @@ fn tojson_filter(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
         Some(v) => Some(match v.as_str() {
             Some(s) => s.to_string(),
             None => {
-                let n = i64::try_from(v)?;
-                " ".repeat(usize::try_from(n).unwrap_or(0))
+                let n = usize::try_from(i64::try_from(v)?).unwrap_or(0);
+                if n > MAX_JSON_INDENT {
+                    return Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("tojson indent {n} is above {MAX_JSON_INDENT}"),
+                    ));
+                }
+                " ".repeat(n)
             }
         }),
     };
