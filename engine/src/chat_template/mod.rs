@@ -34,6 +34,7 @@ mod source;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use minijinja::value::Serde;
 use minijinja::{Environment, Error, ErrorKind, Value};
 use model_files::gguf::GgufFile;
 use model_files::{ModelFormat, ModelSource};
@@ -187,7 +188,8 @@ impl ChatTemplate {
         tool_use_template: Option<&str>,
         special: SpecialTokens,
     ) -> Result<Self, ChatTemplateError> {
-        let mut env = python_like_environment();
+        let mut env =
+            python_like_environment().map_err(|e| ChatTemplateError::Syntax(e.to_string()))?;
         env.add_template_owned(MAIN, rewrite_generation_tags(template))
             .map_err(|e| ChatTemplateError::Syntax(e.to_string()))?;
         if let Some(tool_use) = tool_use_template {
@@ -242,11 +244,11 @@ impl ChatTemplate {
             }
         }
         for (key, value) in extras.kwargs.into_iter().flatten() {
-            ctx.insert(key.clone(), Value::from_serialize(value));
+            ctx.insert(key.clone(), Value::from(Serde(value)));
         }
         let optional =
-            |v: Option<&serde_json::Value>| v.map_or(Value::from(()), Value::from_serialize);
-        ctx.insert("messages".into(), Value::from_serialize(messages));
+            |v: Option<&serde_json::Value>| v.map_or(Value::from(()), |v| Value::from(Serde(v)));
+        ctx.insert("messages".into(), Value::from(Serde(messages)));
         ctx.insert("tools".into(), optional(extras.tools));
         ctx.insert("documents".into(), optional(extras.documents));
         ctx.insert(
@@ -263,10 +265,9 @@ impl ChatTemplate {
             .get_template(name)
             .map_err(|e| ChatTemplateError::Render(e.to_string()))?;
         let mut out = CappedBuffer::default();
-        // minijinja 2 can panic on template arithmetic (its lazy `*`
-        // repetition multiplies lengths unchecked, which overflows where
-        // overflow checks are on); a template's panic fails this render,
-        // never the thread that serves other requests.
+        // A panic inside minijinja (2.x had one in its repetition
+        // arithmetic) fails this render, never the thread that serves
+        // other requests.
         let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             template.render_captured_to(ctx, &mut out)
         }))
@@ -411,6 +412,8 @@ mod tests {
             "{{ 'ab' * 100000000 }}{{ 'ab' * 100000000 }}",
             "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
             "{{ messages * 100000000 * 100000000 }}",
+            "{% for m in messages * 100000000 %}{% endfor %}",
+            "{{ (messages * 50000000) | list | length }}",
         ] {
             let started = std::time::Instant::now();
             let err = template(source).render(&messages, false, None).unwrap_err();
@@ -427,7 +430,8 @@ mod tests {
                 started.elapsed()
             );
         }
-        let err = template("{{ messages * 4800000000 }}")
+        // Within minijinja's repetition cap, yet too long to print.
+        let err = template("{{ messages * 10000000 }}")
             .render(&messages, false, None)
             .unwrap_err();
         assert!(matches!(err, ChatTemplateError::TooLarge(_)), "{err}");
@@ -452,6 +456,7 @@ mod tests {
         for source in [
             "{{ messages * 4 * 0 * 531441 * 625 }}",
             "{{ (messages * 4 * 0 * 531441 * 625) | tojson }}",
+            "{% for m in messages * 4 * 0 * 1000000000 %}{{ m }}{% endfor %}[]",
         ] {
             let started = std::time::Instant::now();
             assert_eq!(

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Output, State, Value};
 
@@ -16,11 +17,15 @@ use super::{MAX_RENDERED_BYTES, RENDER_FUEL};
 #[error("{0}")]
 pub(super) struct RaisedByTemplate(pub(super) String);
 /// jinja2 as `transformers` configures it, on minijinja.
-pub(super) fn python_like_environment() -> Environment<'static> {
+pub(super) fn python_like_environment() -> Result<Environment<'static>, Error> {
     let mut env = Environment::new();
-    env.set_trim_blocks(true);
-    env.set_lstrip_blocks(true);
-    env.set_keep_trailing_newline(false);
+    env.set_syntax(
+        SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(false)
+            .build()?,
+    );
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_formatter(python_formatter);
     env.set_fuel(Some(RENDER_FUEL));
@@ -35,12 +40,12 @@ pub(super) fn python_like_environment() -> Environment<'static> {
     env.add_function("strftime_now", |format: String| -> String {
         strftime_utc_now(&format)
     });
-    env
+    Ok(env)
 }
 
 /// Prints values as Python's `str()` does (`None`, `True`, `[1, 'a']`),
 /// where minijinja would print `none`, `true`, `[1, "a"]`.
-fn python_formatter(out: &mut Output, state: &State, value: &Value) -> Result<(), Error> {
+fn python_formatter(out: &mut Output, state: &mut State, value: &Value) -> Result<(), Error> {
     match value.kind() {
         // Sequences are printed here, not by minijinja's `Debug` list,
         // which goes on iterating after its writer failed (over a sequence
@@ -69,24 +74,17 @@ fn python_str(value: &Value) -> Result<String, OutputTooLarge> {
     }
 }
 
-/// Checks, before iterating it, a sequence repeated by `*`: refuses one too
-/// long to print within
-/// [`MAX_RENDERED_BYTES`] (each item takes at least a byte and a
-/// separator), and an empty one that only looks long: minijinja 2 repeats
-/// a sequence by `*` lazily, so `messages * 0 * 10**9` is empty yet makes
-/// its iterator spin through a billion empty rounds, where no output or
-/// fuel bound can stop it. (minijinja 3 returns an empty list for an empty
-/// repetition and caps repeated lengths; moving to it is the full fix.)
-/// Returns whether the sequence is known to be empty (print it as `[]`
-/// without iterating).
-fn check_sequence_length(value: &Value) -> Result<bool, OutputTooLarge> {
-    if value.kind() != ValueKind::Iterable {
-        return Ok(false);
-    }
+/// Refuses, before iterating it, a sequence repeated by `*` that is too
+/// long to print within [`MAX_RENDERED_BYTES`] (each item takes at least a
+/// byte and a separator): minijinja allows up to 100 million repeated
+/// items, and producing them only to fail at the byte bound would hold a
+/// render for seconds.
+fn check_sequence_length(value: &Value) -> Result<(), OutputTooLarge> {
     match value.len() {
-        Some(n) if n > MAX_RENDERED_BYTES / 2 => Err(OutputTooLarge),
-        Some(0) => Ok(true),
-        _ => Ok(false),
+        Some(n) if value.kind() == ValueKind::Iterable && n > MAX_RENDERED_BYTES / 2 => {
+            Err(OutputTooLarge)
+        }
+        _ => Ok(()),
     }
 }
 
@@ -104,10 +102,8 @@ fn write_python_repr(value: &Value, out: &mut String) -> Result<(), OutputTooLar
             Number::Float(f) => out.push_str(&python_float_repr(f, false)),
         },
         ValueKind::String => out.push_str(&python_str_repr(value.as_str().unwrap_or_default())),
-        ValueKind::Seq | ValueKind::Iterable if check_sequence_length(value)? => {
-            out.push_str("[]");
-        }
         ValueKind::Seq | ValueKind::Iterable => {
+            check_sequence_length(value)?;
             out.push('[');
             for (i, item) in value.try_iter().into_iter().flatten().enumerate() {
                 if i > 0 {
@@ -258,11 +254,7 @@ fn tojson_filter(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
     kwargs.assert_all_used()?;
     // Measured first, without keeping it: a repeated sequence is only as
     // large as its serialization says.
-    let value = if check_sequence_length(&value)? {
-        Value::from(Vec::<Value>::new())
-    } else {
-        value
-    };
+    check_sequence_length(&value)?;
     let mut sink = CappedBuffer::default();
     if serde_json::to_writer(&mut sink, &value).is_err() && sink.overflowed {
         return Err(OutputTooLarge.into());
