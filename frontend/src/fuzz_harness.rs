@@ -14,18 +14,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 
-use crate::anthropic::types::MessagesRequest;
 use crate::config::GatewayConfig;
 use crate::control::demand::Demand;
 use crate::error::ProviderError;
 use crate::guardrails::{GuardrailSpec, Guardrails};
+use crate::messages_api::types::MessagesRequest;
 use crate::openai::{
     ChatCompletionChunk, ChatCompletionRequest, CompletionChunk, CompletionRequest,
     DetokenizeRequest, EmbeddingRequest, TokenizeRequest,
 };
+use crate::provider::completion_over_chat;
 use crate::provider::ChunkStream;
 use crate::providers::stream_pump::{pump, ChunkBuilder};
-use crate::providers::{anthropic, bedrock, chat_as_completion, cohere, gemini, http, ollama};
+use crate::providers::{anthropic, bedrock, cohere, gemini, http, ollama};
 use crate::router::Router;
 
 /// Idle limit for the fuzzed streams: every byte is there at once, so it
@@ -257,11 +258,11 @@ async fn drain<T>(mut s: ChunkStream<T>) {
 /// (separately) through the chat-to-completion translation.
 async fn drain_chat(s: ChunkStream<ChatCompletionChunk>) {
     let (a, b) = tee(s).await;
-    let mut events = crate::anthropic::events::events(a, "m");
+    let mut events = crate::messages_api::events::events(a, "m");
     while let Some(ev) = events.next().await {
         let _ = serde_json::to_string(&ev);
     }
-    drain(chat_as_completion::stream_from_chat(b)).await;
+    drain(completion_over_chat::stream_from_chat(b)).await;
 }
 
 /// Two chunk streams with the items of `s` (it is finite here).

@@ -6,11 +6,11 @@
 //! ([`AnthropicError`]). It sits above `error`, `control` and `guardrails`, which
 //! know nothing of it.
 
-use crate::anthropic::error::error_body;
-use crate::anthropic::types::ErrorResponse;
 use crate::control::ControlError;
 use crate::error::{redacted, ErrorBody, ProviderError, INVALID_REQUEST, SERVER_ERROR};
 use crate::guardrails::GuardrailError;
+use crate::messages_api::error::error_body;
+use crate::messages_api::types::ErrorResponse;
 use axum::extract::rejection::JsonRejection;
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};

@@ -9,7 +9,7 @@
 //! `/v1/completions`, `/v1/embeddings`, `/v1/models`, `/tokenize`,
 //! `/detokenize`, `/health`, `/metrics`), Anthropic's `/v1/messages`, and
 //! LiteLLM's admin API and UI. The pieces:
-//! - [`openai`], [`anthropic`]: serde wire types with `validate()`;
+//! - [`openai`], [`messages_api`] (Anthropic's Messages API): serde wire types with `validate()`;
 //! - [`Provider`]: what a backend implements (dropping = cancelling);
 //!   [`providers`]: one adapter per remote wire format; [`router`]: a
 //!   `Provider` over deployments (retries, fallbacks, cooldowns);
@@ -32,7 +32,6 @@
 //!   every accepted socket (DESIGN.md's 44 ms Nagle stall).
 
 pub mod access_log;
-pub mod anthropic;
 pub mod app;
 pub mod cache;
 pub mod config;
@@ -43,6 +42,7 @@ pub mod fetch;
 pub mod fuzz_harness;
 pub mod gateway_error;
 pub mod guardrails;
+pub mod messages_api;
 pub mod metrics;
 pub mod openai;
 pub mod pricing;

@@ -14,28 +14,28 @@
 //!   from actual usage, metrics ([`metrics`]). Streams are settled by
 //!   [`gate::meter`], for what they delivered even when cut.
 //!
-//! Response caching ([`caching`]) and guardrails (`guarding`) are applied
-//! by the routes through methods of the plane, between admission and the
-//! provider call. Without a
+//! Response caching ([`response_cache`]) and guardrails
+//! (`request_guardrails`) are applied by the routes through methods of the
+//! plane, between admission and the provider call. Without a
 //! `general_settings.master_key` the gateway is open: every caller is
 //! [`Caller::Anonymous`] and the admin API refuses, as LiteLLM without one.
 
 pub mod access;
-mod build;
-pub mod caching;
 pub mod demand;
 pub mod error;
+mod from_config;
 pub mod gate;
-mod guarding;
 pub mod journal;
 pub mod ledger;
 pub mod metrics;
 pub mod records;
+mod request_guardrails;
+pub mod response_cache;
 pub mod secret;
 pub mod spend_writer;
 
-pub use build::SetupError;
 pub use error::ControlError;
+pub use from_config::SetupError;
 
 use crate::cache::ResponseCache;
 use crate::guardrails::Guardrails;

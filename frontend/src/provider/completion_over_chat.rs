@@ -1,20 +1,25 @@
-//! `/v1/completions` for providers that only have a chat endpoint (Ollama's
-//! `/api/chat`, Cohere v2): the prompt is sent as one user message, as
-//! LiteLLM does, and the chat answer (whole or streamed) is turned back
-//! into a text completion.
+//! `/v1/completions` for providers that only have a chat endpoint
+//! (Anthropic, Bedrock, Gemini, Cohere v2, Ollama's `/api/chat`): the
+//! prompt is sent as one user message, as LiteLLM does, and the chat answer
+//! (whole or streamed) is turned back into a text completion. This is what
+//! [`super::Provider::completion`] does unless a provider overrides it.
 
+use super::ChunkStream;
 use crate::error::ProviderError;
 use crate::openai::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage,
     CompletionChoice, CompletionChunk, CompletionRequest, CompletionResponse, Prompt,
     StreamOptions,
 };
-use crate::provider::ChunkStream;
 use futures::stream::StreamExt;
 
-/// The chat request carrying `req`'s prompt as one user message, with the
-/// sampling parameters a chat request has. Only one text prompt can be a
-/// message: token ids and batches are a 400 naming `prompt`.
+/// The chat request carrying `req`'s prompt as one user message. Every
+/// parameter with a chat counterpart is carried over (integer `logprobs`
+/// as `logprobs: true`), so that the adapter's parameter check names the
+/// ones its API lacks, or drops them under `drop_params`, as it does for
+/// chat requests. Only one text prompt can be a message: token ids and
+/// batches are a 400 naming `prompt`; so is `echo`, which a chat answer
+/// cannot honour.
 pub fn to_chat(req: &CompletionRequest) -> Result<ChatCompletionRequest, ProviderError> {
     let text =
         match &req.prompt {
@@ -25,6 +30,12 @@ pub fn to_chat(req: &CompletionRequest) -> Result<ChatCompletionRequest, Provide
                 "this provider completes one text prompt per request (no batches, no token ids)",
             )),
         };
+    if req.echo == Some(true) {
+        return Err(ProviderError::invalid(
+            "echo",
+            "this provider cannot echo the prompt (it has only a chat endpoint)",
+        ));
+    }
     Ok(ChatCompletionRequest {
         model: req.model.clone(),
         messages: vec![ChatMessage::text("user", text)],
@@ -41,11 +52,15 @@ pub fn to_chat(req: &CompletionRequest) -> Result<ChatCompletionRequest, Provide
         seed: req.seed,
         presence_penalty: req.presence_penalty,
         frequency_penalty: req.frequency_penalty,
+        logprobs: req.logprobs.map(|_| true),
         user: req.user.clone(),
         logit_bias: req.logit_bias.clone(),
         top_k: req.top_k,
         min_p: req.min_p,
         repetition_penalty: req.repetition_penalty,
+        min_tokens: req.min_tokens,
+        ignore_eos: req.ignore_eos,
+        stop_token_ids: req.stop_token_ids.clone(),
         ..ChatCompletionRequest::default()
     })
 }
@@ -129,6 +144,16 @@ mod tests {
         let batch: CompletionRequest =
             serde_json::from_value(json!({"model": "m", "prompt": ["a", "b"]})).unwrap();
         assert_eq!(to_chat(&batch).unwrap_err().status(), 400);
+        let ids: CompletionRequest =
+            serde_json::from_value(json!({"model": "m", "prompt": [1, 2, 3]})).unwrap();
+        assert_eq!(to_chat(&ids).unwrap_err().status(), 400);
+        let echo: CompletionRequest =
+            serde_json::from_value(json!({"model": "m", "prompt": "a", "echo": true})).unwrap();
+        assert_eq!(to_chat(&echo).unwrap_err().status(), 400);
+        // Parameters a chat API may lack travel on, for its check to name.
+        let logprobs: CompletionRequest =
+            serde_json::from_value(json!({"model": "m", "prompt": "a", "logprobs": 2})).unwrap();
+        assert_eq!(to_chat(&logprobs).unwrap().logprobs, Some(true));
     }
 
     #[tokio::test]

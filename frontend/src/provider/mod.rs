@@ -17,6 +17,8 @@
 //! KV blocks), typically with a guard inside the future or stream whose
 //! `Drop` sends the abort. There is no separate cancel method.
 
+pub mod completion_over_chat;
+
 use crate::error::ProviderError;
 use crate::openai::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk,
@@ -64,15 +66,27 @@ pub trait Provider: Send + Sync + 'static {
         &self,
         req: ChatCompletionRequest,
     ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError>;
-    /// A whole text completion.
-    async fn completion(&self, req: CompletionRequest)
-        -> Result<CompletionResponse, ProviderError>;
+    /// A whole text completion. Most remote APIs have only chat, hence the
+    /// default: the prompt as one user message ([`completion_over_chat`]).
+    async fn completion(
+        &self,
+        req: CompletionRequest,
+    ) -> Result<CompletionResponse, ProviderError> {
+        let chat = completion_over_chat::to_chat(&req)?;
+        Ok(completion_over_chat::from_chat(self.chat(chat).await?))
+    }
     /// A streamed text completion; errors before the first chunk as in
-    /// [`Provider::chat_stream`].
+    /// [`Provider::chat_stream`]. The default streams the chat answer as
+    /// text, as [`Provider::completion`] does.
     async fn completion_stream(
         &self,
         req: CompletionRequest,
-    ) -> Result<ChunkStream<CompletionChunk>, ProviderError>;
+    ) -> Result<ChunkStream<CompletionChunk>, ProviderError> {
+        let chat = completion_over_chat::to_chat(&req)?;
+        Ok(completion_over_chat::stream_from_chat(
+            self.chat_stream(chat).await?,
+        ))
+    }
     /// Embeddings of the request's inputs. Most chat backends have none,
     /// hence the default: a 400 saying so.
     async fn embeddings(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {

@@ -11,7 +11,6 @@
 //! `content-delta`, `tool-call-start`/`-delta`/`-end`, `message-end`).
 //! Text completions go through `/v2/chat` as one user message.
 
-use super::chat_as_completion;
 use super::check_chat_params;
 use super::http::{self, SseEvent};
 use super::resolve::Resolved;
@@ -20,8 +19,8 @@ use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
 use crate::openai::{
     new_id, ChatChoice, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse,
-    ChatMessage, ChatResponseMessage, CompletionChunk, CompletionRequest, CompletionResponse,
-    EmbeddingRequest, EmbeddingResponse, FinishReason, MessageContent, ModelCard, Usage,
+    ChatMessage, ChatResponseMessage, EmbeddingRequest, EmbeddingResponse, FinishReason,
+    MessageContent, ModelCard, Usage,
 };
 use crate::provider::{ChunkStream, Provider};
 use serde_json::{json, Map, Value};
@@ -463,24 +462,6 @@ impl Provider for CohereProvider {
         Ok(pump(
             http::sse_events(resp, self.stream_timeout),
             cohere_stream(&self.model_name, req.include_usage()),
-        ))
-    }
-
-    async fn completion(
-        &self,
-        req: CompletionRequest,
-    ) -> Result<CompletionResponse, ProviderError> {
-        let chat = chat_as_completion::to_chat(&req)?;
-        Ok(chat_as_completion::from_chat(self.chat(chat).await?))
-    }
-
-    async fn completion_stream(
-        &self,
-        req: CompletionRequest,
-    ) -> Result<ChunkStream<CompletionChunk>, ProviderError> {
-        let chat = chat_as_completion::to_chat(&req)?;
-        Ok(chat_as_completion::stream_from_chat(
-            self.chat_stream(chat).await?,
         ))
     }
 

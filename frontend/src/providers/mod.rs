@@ -11,12 +11,12 @@
 //! [`request_shapes`] (OpenAI's tool/image/response-format shapes, typed),
 //! [`stream_pump`] (the one way a non-OpenAI stream becomes chunks: a
 //! `ChunkBuilder` for the chunks, a `StreamTranslator` per format driven
-//! by `pump`, cut-stream detection) and [`chat_as_completion`] (`/v1/completions` over a chat-only API).
+//! by `pump`, cut-stream detection); `/v1/completions` over a
+//! chat-only API is [`crate::provider::Provider::completion`]'s default.
 
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
-pub mod chat_as_completion;
 pub mod cohere;
 pub mod gemini;
 pub mod http;

@@ -12,9 +12,8 @@
 //! (`tool_name`) where OpenAI names the call id; usage is
 //! `prompt_eval_count` / `eval_count`, and `done_reason` maps to OpenAI's
 //! finish reasons. Text completions go through `/api/chat` as one user
-//! message ([`super::chat_as_completion`]).
+//! message ([`crate::provider::completion_over_chat`]).
 
-use super::chat_as_completion;
 use super::check_chat_params;
 use super::http;
 use super::resolve::Resolved;
@@ -24,8 +23,8 @@ use crate::error::ProviderError;
 use crate::fetch::SafeFetcher;
 use crate::openai::{
     new_id, ChatChoice, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse,
-    ChatMessage, ChatResponseMessage, CompletionChunk, CompletionRequest, CompletionResponse,
-    EmbeddingRequest, EmbeddingResponse, FinishReason, MessageContent, ModelCard, Usage,
+    ChatMessage, ChatResponseMessage, EmbeddingRequest, EmbeddingResponse, FinishReason,
+    MessageContent, ModelCard, Usage,
 };
 use crate::provider::{ChunkStream, Provider};
 use base64::Engine as _;
@@ -509,24 +508,6 @@ impl Provider for OllamaProvider {
         Ok(pump(
             http::ndjson_values(resp, self.stream_timeout),
             ollama_stream(&self.model_name, req.include_usage()),
-        ))
-    }
-
-    async fn completion(
-        &self,
-        req: CompletionRequest,
-    ) -> Result<CompletionResponse, ProviderError> {
-        let chat = chat_as_completion::to_chat(&req)?;
-        Ok(chat_as_completion::from_chat(self.chat(chat).await?))
-    }
-
-    async fn completion_stream(
-        &self,
-        req: CompletionRequest,
-    ) -> Result<ChunkStream<CompletionChunk>, ProviderError> {
-        let chat = chat_as_completion::to_chat(&req)?;
-        Ok(chat_as_completion::stream_from_chat(
-            self.chat_stream(chat).await?,
         ))
     }
 

@@ -2,12 +2,9 @@
 //! provider, so Anthropic SDK clients can use any model. The request is
 //! translated to the OpenAI shape, routed by `model` like the OpenAI
 //! routes, and the answer (or the chunk stream, as Anthropic SSE events)
-//! translated back ([`crate::anthropic`]). Errors answer in Anthropic's
+//! translated back ([`crate::messages_api`]). Errors answer in Anthropic's
 //! shape with the status the OpenAI routes would use.
 
-use crate::anthropic::events::events;
-use crate::anthropic::response::from_openai;
-use crate::anthropic::types::{ErrorObject, MessagesRequest};
 use crate::control::demand::Demand;
 use crate::control::gate::{meter, Gate};
 use crate::control::Caller;
@@ -15,6 +12,9 @@ use crate::extract::OpenAiJson;
 use crate::gateway_error::AnthropicError;
 use crate::gateway_error::GatewayError;
 use crate::guardrails::TextsMut;
+use crate::messages_api::events::events;
+use crate::messages_api::response::from_openai;
+use crate::messages_api::types::{ErrorObject, MessagesRequest};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};

@@ -219,7 +219,7 @@ fn ask_for_usage(options: &mut Option<StreamOptions>) {
 /// The cached answer for `lookup`, counted as a hit or a miss.
 async fn cached<T: serde::de::DeserializeOwned>(
     control: &ControlPlane,
-    lookup: Option<&crate::control::caching::CacheLookup>,
+    lookup: Option<&crate::control::response_cache::CacheLookup>,
     model: &str,
 ) -> Option<T> {
     let lookup = lookup?;

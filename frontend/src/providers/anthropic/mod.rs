@@ -7,24 +7,22 @@
 //! as one user message (Anthropic has no completions endpoint); there are
 //! no embeddings (Anthropic has none), so the trait default answers 400.
 //! The wire types are shared with the `/v1/messages` ingress
-//! ([`crate::anthropic::types`]).
+//! ([`crate::messages_api::types`]).
 
 pub mod request;
 pub mod response;
 pub mod stream;
 
-use crate::anthropic::types::{MessagesResponse, ANTHROPIC_VERSION};
 use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
+use crate::messages_api::types::{MessagesResponse, ANTHROPIC_VERSION};
 use crate::openai::{
-    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage,
-    CompletionChoice, CompletionChunk, CompletionRequest, CompletionResponse, ModelCard, Prompt,
+    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ModelCard,
 };
 use crate::provider::{ChunkStream, Provider};
 use crate::providers::http;
 use crate::providers::resolve::Resolved;
 use crate::providers::stream_pump::{pump, ChunkBuilder};
-use futures::StreamExt;
 use std::time::Duration;
 
 /// Anthropic's API when a deployment gives no `api_base`.
@@ -136,121 +134,6 @@ impl Provider for AnthropicProvider {
             translator,
         ))
     }
-
-    async fn completion(
-        &self,
-        req: CompletionRequest,
-    ) -> Result<CompletionResponse, ProviderError> {
-        let chat = self.chat(as_chat(&req)?).await?;
-        let choices = chat
-            .choices
-            .into_iter()
-            .map(|c| CompletionChoice {
-                index: c.index,
-                text: c.message.content.unwrap_or_default(),
-                logprobs: None,
-                finish_reason: c.finish_reason,
-            })
-            .collect();
-        Ok(CompletionResponse::new(
-            chat.id,
-            self.model_name.clone(),
-            choices,
-            chat.usage,
-        ))
-    }
-
-    async fn completion_stream(
-        &self,
-        req: CompletionRequest,
-    ) -> Result<ChunkStream<CompletionChunk>, ProviderError> {
-        let chunks = self.chat_stream(as_chat(&req)?).await?;
-        Ok(chunks
-            .filter_map(|item| async move {
-                let chunk = match item {
-                    Ok(chunk) => chunk,
-                    Err(e) => return Some(Err(e)),
-                };
-                if let Some(usage) = chunk.usage {
-                    return Some(Ok(CompletionChunk::usage_only(
-                        chunk.id,
-                        chunk.created,
-                        chunk.model,
-                        usage,
-                    )));
-                }
-                let choices: Vec<CompletionChoice> = chunk
-                    .choices
-                    .into_iter()
-                    .filter(|c| {
-                        c.finish_reason.is_some()
-                            || c.delta.content.as_ref().is_some_and(|t| !t.is_empty())
-                    })
-                    .map(|c| CompletionChoice {
-                        index: c.index,
-                        text: c.delta.content.unwrap_or_default(),
-                        logprobs: None,
-                        finish_reason: c.finish_reason,
-                    })
-                    .collect();
-                (!choices.is_empty()).then(|| {
-                    Ok(CompletionChunk::new(
-                        chunk.id,
-                        chunk.created,
-                        chunk.model,
-                        choices,
-                    ))
-                })
-            })
-            .boxed())
-    }
-}
-
-/// A text completion as a chat request with one user message. Parameters
-/// without a chat equivalent here (`echo`, `best_of`, integer `logprobs`)
-/// are carried over as their chat counterparts when they have one, so that
-/// `check_chat_params` names (or drops) them; `echo` is a 400.
-fn as_chat(req: &CompletionRequest) -> Result<ChatCompletionRequest, ProviderError> {
-    let prompt = match &req.prompt {
-        Prompt::Text(t) => t.clone(),
-        Prompt::Texts(v) if v.len() == 1 => v[0].clone(),
-        _ => {
-            return Err(ProviderError::invalid(
-                "prompt",
-                "anthropic takes one text prompt per completion request",
-            ))
-        }
-    };
-    if req.echo == Some(true) {
-        return Err(ProviderError::invalid(
-            "echo",
-            "anthropic does not support echo",
-        ));
-    }
-    Ok(ChatCompletionRequest {
-        model: req.model.clone(),
-        messages: vec![ChatMessage::text("user", prompt)],
-        max_tokens: Some(i64::from(req.max_new_tokens())),
-        temperature: req.temperature,
-        top_p: req.top_p,
-        n: req.n,
-        stream: req.stream,
-        stream_options: req.stream_options.clone(),
-        stop: req.stop.clone(),
-        seed: req.seed,
-        presence_penalty: req.presence_penalty,
-        frequency_penalty: req.frequency_penalty,
-        logprobs: req.logprobs.map(|_| true),
-        user: req.user.clone(),
-        logit_bias: req.logit_bias.clone(),
-        top_k: req.top_k,
-        min_p: req.min_p,
-        repetition_penalty: req.repetition_penalty,
-        min_tokens: req.min_tokens,
-        ignore_eos: req.ignore_eos,
-        stop_token_ids: req.stop_token_ids.clone(),
-        ..ChatCompletionRequest::default()
-    })
 }
 
 #[cfg(test)]
@@ -286,20 +169,5 @@ mod tests {
         let p = provider(None);
         assert_eq!(p.upstream_model, "claude-x");
         assert_eq!(p.models()[0].id, "mine");
-    }
-
-    #[test]
-    fn completion_becomes_one_user_message() {
-        let req: CompletionRequest = serde_json::from_value(serde_json::json!({
-            "model": "mine", "prompt": "Say hi", "max_tokens": 7, "temperature": 0.1
-        }))
-        .unwrap();
-        let chat = as_chat(&req).unwrap();
-        assert_eq!(chat.messages, vec![ChatMessage::text("user", "Say hi")]);
-        assert_eq!(chat.max_tokens, Some(7));
-        let req: CompletionRequest =
-            serde_json::from_value(serde_json::json!({"model": "mine", "prompt": [1, 2, 3]}))
-                .unwrap();
-        assert!(as_chat(&req).is_err());
     }
 }

@@ -7,11 +7,11 @@
 //! are merged (Anthropic wants tool results of one assistant turn in one
 //! user turn).
 
-use crate::anthropic::types::{
+use crate::error::ProviderError;
+use crate::messages_api::types::{
     empty_object_schema, Content, ContentBlock, ImageSource, Message, MessagesRequest, Metadata,
     Role, SystemPrompt, Tool, ToolChoice,
 };
-use crate::error::ProviderError;
 use crate::openai::{ChatCompletionRequest, ChatMessage, ContentPart, MessageContent};
 use serde_json::Value;
 

@@ -2,7 +2,7 @@
 //! into `content`, `tool_use` blocks into `tool_calls`, `stop_reason` into
 //! `finish_reason`, and usage with cache tokens counted as prompt tokens.
 
-use crate::anthropic::types::{AnthropicUsage, ContentBlock, MessagesResponse, StopReason};
+use crate::messages_api::types::{AnthropicUsage, ContentBlock, MessagesResponse, StopReason};
 use crate::openai::{
     new_id, ChatChoice, ChatCompletionResponse, ChatResponseMessage, FinishReason,
     PromptTokensDetails, Usage,

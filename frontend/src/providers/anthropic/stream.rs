@@ -11,9 +11,9 @@
 //! [`crate::providers::stream_pump::pump`].
 
 use super::response::{finish_reason, usage};
-use crate::anthropic::error::status_of;
-use crate::anthropic::types::{AnthropicUsage, BlockDelta, ContentBlock, StreamEvent};
 use crate::error::ProviderError;
+use crate::messages_api::error::status_of;
+use crate::messages_api::types::{AnthropicUsage, BlockDelta, ContentBlock, StreamEvent};
 use crate::openai::{ChatCompletionChunk, FinishReason};
 use crate::providers::http::{malformed, SseEvent};
 use crate::providers::stream_pump::{cut_stream, ChunkBuilder, StreamTranslator};

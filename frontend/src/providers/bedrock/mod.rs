@@ -17,7 +17,6 @@ pub mod response;
 pub mod sign;
 pub mod stream;
 
-use super::chat_as_completion;
 use super::check_chat_params;
 use super::http;
 use super::resolve::Resolved;
@@ -25,8 +24,8 @@ use super::stream_pump::{pump, ChunkBuilder};
 use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
 use crate::openai::{
-    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk,
-    CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse, ModelCard,
+    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, EmbeddingRequest,
+    EmbeddingResponse, ModelCard,
 };
 use crate::provider::{unsupported, ChunkStream, Provider};
 use serde::Deserialize;
@@ -209,24 +208,6 @@ impl Provider for BedrockProvider {
         let translator =
             stream::BedrockStream::new(ChunkBuilder::new(&self.model_name, req.include_usage()));
         Ok(pump(stream::frames(resp, self.stream_timeout), translator))
-    }
-
-    async fn completion(
-        &self,
-        req: CompletionRequest,
-    ) -> Result<CompletionResponse, ProviderError> {
-        let chat = chat_as_completion::to_chat(&req)?;
-        Ok(chat_as_completion::from_chat(self.chat(chat).await?))
-    }
-
-    async fn completion_stream(
-        &self,
-        req: CompletionRequest,
-    ) -> Result<ChunkStream<CompletionChunk>, ProviderError> {
-        let chat = chat_as_completion::to_chat(&req)?;
-        Ok(chat_as_completion::stream_from_chat(
-            self.chat_stream(chat).await?,
-        ))
     }
 
     async fn embeddings(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {

@@ -12,15 +12,14 @@ pub mod request;
 pub mod response;
 pub mod stream;
 
-use super::chat_as_completion;
 use super::http;
 use super::resolve::{ProviderKind, Resolved};
 use super::stream_pump::{pump, ChunkBuilder};
 use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
 use crate::openai::{
-    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk,
-    CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse, ModelCard,
+    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, EmbeddingRequest,
+    EmbeddingResponse, ModelCard,
 };
 use crate::provider::{unsupported, ChunkStream, Provider};
 use crate::providers::check_chat_params;
@@ -268,24 +267,6 @@ impl Provider for GeminiProvider {
         Ok(pump(
             http::sse_events(resp, self.stream_timeout),
             translator,
-        ))
-    }
-
-    async fn completion(
-        &self,
-        req: CompletionRequest,
-    ) -> Result<CompletionResponse, ProviderError> {
-        let chat = chat_as_completion::to_chat(&req)?;
-        Ok(chat_as_completion::from_chat(self.chat(chat).await?))
-    }
-
-    async fn completion_stream(
-        &self,
-        req: CompletionRequest,
-    ) -> Result<ChunkStream<CompletionChunk>, ProviderError> {
-        let chat = chat_as_completion::to_chat(&req)?;
-        Ok(chat_as_completion::stream_from_chat(
-            self.chat_stream(chat).await?,
         ))
     }
 
