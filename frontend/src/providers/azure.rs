@@ -9,8 +9,9 @@
 //! `content_policy_fallbacks` can act on it.
 
 use super::http;
-use super::openai::{Auth, OpenAiWire};
+use super::openai::{KeyHeader, OpenAiWire};
 use super::resolve::Resolved;
+use super::upstream::Upstream;
 use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
 use crate::openai::{
@@ -65,13 +66,14 @@ impl AzureProvider {
         );
         Ok(Self {
             wire: OpenAiWire {
-                client,
-                model_name: model_name.to_owned(),
-                upstream_model: resolved.upstream_model,
-                auth: Auth::ApiKey(params.api_key.clone().unwrap_or_default()),
-                timeout: params.timeout(),
-                stream_timeout: params.stream_timeout(),
-                drop_params: params.drops_params(),
+                upstream: Upstream::new(
+                    model_name,
+                    resolved.upstream_model,
+                    params,
+                    client,
+                    &api_base,
+                ),
+                key_header: KeyHeader::ApiKey,
                 provider: "azure",
                 vllm_extras: false,
                 error_map: azure_error,
@@ -126,7 +128,11 @@ fn check_filtered(resp: ChatCompletionResponse) -> Result<ChatCompletionResponse
 #[async_trait::async_trait]
 impl Provider for AzureProvider {
     fn models(&self) -> Vec<ModelCard> {
-        vec![ModelCard::new(&self.wire.model_name, "azure", None)]
+        vec![ModelCard::new(
+            &self.wire.upstream.model_name,
+            "azure",
+            None,
+        )]
     }
 
     fn health(&self) -> Result<(), ProviderError> {

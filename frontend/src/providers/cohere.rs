@@ -11,10 +11,10 @@
 //! `content-delta`, `tool-call-start`/`-delta`/`-end`, `message-end`).
 //! Text completions go through `/v2/chat` as one user message.
 
-use super::check_chat_params;
 use super::http::{self, SseEvent};
 use super::resolve::Resolved;
 use super::stream_pump::{self, cut_stream, pump, ChunkBuilder, StreamTranslator};
+use super::upstream::Upstream;
 use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
 use crate::openai::{
@@ -24,7 +24,6 @@ use crate::openai::{
 };
 use crate::provider::{ChunkStream, Provider};
 use serde_json::{json, Map, Value};
-use std::time::Duration;
 
 /// Cohere's public endpoint.
 pub const COHERE_BASE: &str = "https://api.cohere.com";
@@ -47,14 +46,7 @@ const SUPPORTED: &[&str] = &[
 
 /// The adapter for one Cohere model (`cohere/<model>`, `command-...`).
 pub struct CohereProvider {
-    client: reqwest::Client,
-    model_name: String,
-    upstream_model: String,
-    base: String,
-    api_key: Option<String>,
-    timeout: Duration,
-    stream_timeout: Duration,
-    drop_params: bool,
+    upstream: Upstream,
 }
 
 impl CohereProvider {
@@ -65,55 +57,25 @@ impl CohereProvider {
         params: &DeploymentParams,
         client: reqwest::Client,
     ) -> Result<Self, ProviderError> {
-        let base = params
-            .api_base()
-            .unwrap_or(COHERE_BASE)
-            .trim_end_matches('/')
-            .to_owned();
         Ok(Self {
-            client,
-            model_name: model_name.to_owned(),
-            upstream_model: resolved.upstream_model,
-            base,
-            api_key: params.api_key(),
-            timeout: params.timeout(),
-            stream_timeout: params.stream_timeout(),
-            drop_params: params.drops_params(),
+            upstream: Upstream::new(
+                model_name,
+                resolved.upstream_model,
+                params,
+                client,
+                COHERE_BASE,
+            ),
         })
     }
 
-    async fn post(&self, path: &str, body: &Value) -> Result<reqwest::Response, ProviderError> {
-        let url = format!("{}{path}", self.base);
-        http::post_json(
-            &self.client,
-            url,
-            self.api_key.as_deref(),
-            body,
-            self.timeout,
-        )
-        .await
-    }
-
-    /// [`Self::post`] for a streamed answer (see [`http::send_stream`]).
-    async fn post_stream(
-        &self,
-        path: &str,
-        body: &Value,
-    ) -> Result<reqwest::Response, ProviderError> {
-        let url = format!("{}{path}", self.base);
-        http::post_json_stream(
-            &self.client,
-            url,
-            self.api_key.as_deref(),
-            body,
-            self.stream_timeout,
-        )
-        .await
-    }
-
     fn chat_body(&self, req: &ChatCompletionRequest, stream: bool) -> Result<Value, ProviderError> {
-        check_chat_params(req, "cohere", SUPPORTED, self.drop_params)?;
-        request_body(req, &self.upstream_model, stream, self.drop_params)
+        self.upstream.check_params(req, "cohere", SUPPORTED)?;
+        request_body(
+            req,
+            &self.upstream.upstream_model,
+            stream,
+            self.upstream.drop_params,
+        )
     }
 }
 
@@ -437,7 +399,7 @@ fn parse_embeddings(v: &Value, model_name: &str) -> Result<EmbeddingResponse, Pr
 #[async_trait::async_trait]
 impl Provider for CohereProvider {
     fn models(&self) -> Vec<ModelCard> {
-        vec![ModelCard::new(&self.model_name, "cohere", None)]
+        vec![ModelCard::new(&self.upstream.model_name, "cohere", None)]
     }
 
     fn health(&self) -> Result<(), ProviderError> {
@@ -449,8 +411,9 @@ impl Provider for CohereProvider {
         req: ChatCompletionRequest,
     ) -> Result<ChatCompletionResponse, ProviderError> {
         let body = self.chat_body(&req, false)?;
-        let v: Value = http::json_body(self.post("/v2/chat", &body).await?).await?;
-        parse_response(&v, &self.model_name)
+        let v: Value =
+            http::json_body(self.upstream.post_json("/v2/chat", &body, false).await?).await?;
+        parse_response(&v, &self.upstream.model_name)
     }
 
     async fn chat_stream(
@@ -458,10 +421,10 @@ impl Provider for CohereProvider {
         req: ChatCompletionRequest,
     ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
         let body = self.chat_body(&req, true)?;
-        let resp = self.post_stream("/v2/chat", &body).await?;
+        let resp = self.upstream.post_json("/v2/chat", &body, true).await?;
         Ok(pump(
-            http::sse_events(resp, self.stream_timeout),
-            cohere_stream(&self.model_name, req.include_usage()),
+            http::sse_events(resp, self.upstream.stream_timeout),
+            cohere_stream(&self.upstream.model_name, req.include_usage()),
         ))
     }
 
@@ -474,7 +437,7 @@ impl Provider for CohereProvider {
             .and_then(Value::as_str)
             .unwrap_or("search_document");
         let mut body = json!({
-            "model": self.upstream_model,
+            "model": self.upstream.upstream_model,
             "texts": req.input.texts()?,
             "input_type": input_type,
             "embedding_types": ["float"]
@@ -482,8 +445,9 @@ impl Provider for CohereProvider {
         if let Some(d) = req.dimensions {
             body["output_dimension"] = d.into();
         }
-        let v: Value = http::json_body(self.post("/v2/embed", &body).await?).await?;
-        parse_embeddings(&v, &self.model_name)
+        let v: Value =
+            http::json_body(self.upstream.post_json("/v2/embed", &body, false).await?).await?;
+        parse_embeddings(&v, &self.upstream.model_name)
     }
 }
 

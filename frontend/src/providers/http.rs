@@ -100,42 +100,6 @@ fn broken_stream(e: &reqwest::Error) -> ProviderError {
     }
 }
 
-/// POSTs `body` as JSON to `url`, with `api_key` as a Bearer token when
-/// there is one: the request most adapters make.
-pub async fn post_json(
-    client: &reqwest::Client,
-    url: String,
-    api_key: Option<&str>,
-    body: &Value,
-    timeout: Duration,
-) -> Result<Response, ProviderError> {
-    send(json_post(client, url, api_key, body), timeout).await
-}
-
-/// [`post_json`] for a streamed answer: [`send_stream`] with `ttfb`.
-pub async fn post_json_stream(
-    client: &reqwest::Client,
-    url: String,
-    api_key: Option<&str>,
-    body: &Value,
-    ttfb: Duration,
-) -> Result<Response, ProviderError> {
-    send_stream(json_post(client, url, api_key, body), ttfb).await
-}
-
-fn json_post(
-    client: &reqwest::Client,
-    url: String,
-    api_key: Option<&str>,
-    body: &Value,
-) -> RequestBuilder {
-    let req = client.post(url).json(body);
-    match api_key {
-        Some(key) => req.bearer_auth(key),
-        None => req,
-    }
-}
-
 /// Reads a successful response's JSON body (the caller's `timeout` on the
 /// request covers it); a body that is not the JSON expected is a `502`.
 pub async fn json_body<T: serde::de::DeserializeOwned>(resp: Response) -> Result<T, ProviderError> {

@@ -25,6 +25,7 @@ pub mod openai;
 pub mod request_shapes;
 pub mod resolve;
 pub mod stream_pump;
+pub mod upstream;
 
 use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;

@@ -14,10 +14,10 @@
 //! finish reasons. Text completions go through `/api/chat` as one user
 //! message ([`crate::provider::completion_over_chat`]).
 
-use super::check_chat_params;
 use super::http;
 use super::resolve::Resolved;
 use super::stream_pump::{self, cut_stream, pump, ChunkBuilder, StreamTranslator};
+use super::upstream::Upstream;
 use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
 use crate::fetch::SafeFetcher;
@@ -31,7 +31,6 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Ollama's default local endpoint.
 pub const OLLAMA_BASE: &str = "http://localhost:11434";
@@ -56,14 +55,7 @@ const SUPPORTED: &[&str] = &[
 
 /// The adapter for one Ollama model (`ollama/<model>`).
 pub struct OllamaProvider {
-    client: reqwest::Client,
-    model_name: String,
-    upstream_model: String,
-    base: String,
-    api_key: Option<String>,
-    timeout: Duration,
-    stream_timeout: Duration,
-    drop_params: bool,
+    upstream: Upstream,
     images: Arc<SafeFetcher>,
 }
 
@@ -78,51 +70,16 @@ impl OllamaProvider {
         client: reqwest::Client,
         images: Arc<SafeFetcher>,
     ) -> Result<Self, ProviderError> {
-        let base = params
-            .api_base()
-            .unwrap_or(OLLAMA_BASE)
-            .trim_end_matches('/')
-            .to_owned();
         Ok(Self {
-            client,
-            model_name: model_name.to_owned(),
-            upstream_model: resolved.upstream_model,
-            base,
-            api_key: params.api_key(),
-            timeout: params.timeout(),
-            stream_timeout: params.stream_timeout(),
-            drop_params: params.drops_params(),
+            upstream: Upstream::new(
+                model_name,
+                resolved.upstream_model,
+                params,
+                client,
+                OLLAMA_BASE,
+            ),
             images,
         })
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> Result<reqwest::Response, ProviderError> {
-        let url = format!("{}{path}", self.base);
-        http::post_json(
-            &self.client,
-            url,
-            self.api_key.as_deref(),
-            body,
-            self.timeout,
-        )
-        .await
-    }
-
-    /// [`Self::post`] for a streamed answer (see [`http::send_stream`]).
-    async fn post_stream(
-        &self,
-        path: &str,
-        body: &Value,
-    ) -> Result<reqwest::Response, ProviderError> {
-        let url = format!("{}{path}", self.base);
-        http::post_json_stream(
-            &self.client,
-            url,
-            self.api_key.as_deref(),
-            body,
-            self.stream_timeout,
-        )
-        .await
     }
 
     /// The `/api/chat` body for `req`, images fetched where needed.
@@ -131,8 +88,13 @@ impl OllamaProvider {
         req: &ChatCompletionRequest,
         stream: bool,
     ) -> Result<Value, ProviderError> {
-        check_chat_params(req, "ollama", SUPPORTED, self.drop_params)?;
-        let mut body = request_body(req, &self.upstream_model, stream, self.drop_params)?;
+        self.upstream.check_params(req, "ollama", SUPPORTED)?;
+        let mut body = request_body(
+            req,
+            &self.upstream.upstream_model,
+            stream,
+            self.upstream.drop_params,
+        )?;
         if let Some(Value::Array(messages)) = body.get_mut("messages") {
             for m in messages.iter_mut() {
                 if let Some(Value::Array(images)) = m.get_mut("images") {
@@ -483,7 +445,7 @@ fn parse_embeddings(v: &Value, model_name: &str) -> Result<EmbeddingResponse, Pr
 #[async_trait::async_trait]
 impl Provider for OllamaProvider {
     fn models(&self) -> Vec<ModelCard> {
-        vec![ModelCard::new(&self.model_name, "ollama", None)]
+        vec![ModelCard::new(&self.upstream.model_name, "ollama", None)]
     }
 
     fn health(&self) -> Result<(), ProviderError> {
@@ -495,8 +457,9 @@ impl Provider for OllamaProvider {
         req: ChatCompletionRequest,
     ) -> Result<ChatCompletionResponse, ProviderError> {
         let body = self.chat_body(&req, false).await?;
-        let v: Value = http::json_body(self.post("/api/chat", &body).await?).await?;
-        parse_response(&v, &self.model_name)
+        let v: Value =
+            http::json_body(self.upstream.post_json("/api/chat", &body, false).await?).await?;
+        parse_response(&v, &self.upstream.model_name)
     }
 
     async fn chat_stream(
@@ -504,20 +467,21 @@ impl Provider for OllamaProvider {
         req: ChatCompletionRequest,
     ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
         let body = self.chat_body(&req, true).await?;
-        let resp = self.post_stream("/api/chat", &body).await?;
+        let resp = self.upstream.post_json("/api/chat", &body, true).await?;
         Ok(pump(
-            http::ndjson_values(resp, self.stream_timeout),
-            ollama_stream(&self.model_name, req.include_usage()),
+            http::ndjson_values(resp, self.upstream.stream_timeout),
+            ollama_stream(&self.upstream.model_name, req.include_usage()),
         ))
     }
 
     async fn embeddings(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
-        let mut body = json!({"model": self.upstream_model, "input": req.input.texts()?});
+        let mut body = json!({"model": self.upstream.upstream_model, "input": req.input.texts()?});
         if let Some(d) = req.dimensions {
             body["dimensions"] = d.into();
         }
-        let v: Value = http::json_body(self.post("/api/embed", &body).await?).await?;
-        parse_embeddings(&v, &self.model_name)
+        let v: Value =
+            http::json_body(self.upstream.post_json("/api/embed", &body, false).await?).await?;
+        parse_embeddings(&v, &self.upstream.model_name)
     }
 }
 

@@ -10,9 +10,9 @@
 //! with [`super::azure`], which differs only in URLs and its `api-key`
 //! header (one way to do each thing).
 
-use super::check_chat_params;
 use super::http::{self, SseEvent};
 use super::resolve::{Compatible, ProviderKind, Resolved};
+use super::upstream::Upstream;
 use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
 use crate::openai::{
@@ -24,7 +24,6 @@ use futures::stream::{BoxStream, StreamExt};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::time::Duration;
 
 /// OpenAI's public endpoint.
 pub const OPENAI_BASE: &str = "https://api.openai.com/v1";
@@ -68,14 +67,14 @@ const VLLM_PARAMS: &[&str] = &[
 /// rather than what the model is asked.
 const VLLM_HINTS: &[&str] = &["priority", "add_generation_prompt", "add_special_tokens"];
 
-/// How an OpenAI-shaped upstream authenticates.
-#[derive(Debug, Clone)]
-pub(crate) enum Auth {
-    /// `Authorization: Bearer <key>`; no header without a key (local
-    /// vLLM, LM Studio).
-    Bearer(Option<String>),
-    /// Azure's `api-key: <key>` header.
-    ApiKey(String),
+/// Which header carries an OpenAI-shaped upstream's key; without a key
+/// none is sent (local vLLM, LM Studio).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KeyHeader {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// Azure's `api-key: <key>`.
+    ApiKey,
 }
 
 /// Maps an error response (status, `Retry-After`, body) to a
@@ -86,20 +85,10 @@ pub(crate) type ErrorMap = fn(StatusCode, Option<u64>, &[u8]) -> ProviderError;
 /// its URL. Built by [`OpenAiProvider`] and by [`super::azure`].
 #[derive(Debug, Clone)]
 pub(crate) struct OpenAiWire {
-    /// The pooled client.
-    pub client: reqwest::Client,
-    /// The name clients use; every response's `model` says this.
-    pub model_name: String,
-    /// The name sent upstream.
-    pub upstream_model: String,
-    /// The auth header.
-    pub auth: Auth,
-    /// Whole-answer timeout.
-    pub timeout: Duration,
-    /// A stream's time to first byte and longest silence between reads.
-    pub stream_timeout: Duration,
-    /// LiteLLM's `drop_params`.
-    pub drop_params: bool,
+    /// The deployment: names, base URL, key, timeouts, `drop_params`.
+    pub upstream: Upstream,
+    /// The header the key goes in.
+    pub key_header: KeyHeader,
     /// Provider name for error messages (`openai`, `groq`, `azure`).
     pub provider: &'static str,
     /// Whether vLLM's extras go upstream (hosted_vllm, lm_studio).
@@ -119,18 +108,18 @@ impl OpenAiWire {
         body: &Value,
         stream: bool,
     ) -> Result<reqwest::Response, ProviderError> {
-        let req = self.client.post(url).json(body);
-        let req = match &self.auth {
-            Auth::Bearer(Some(key)) => req.bearer_auth(key),
-            Auth::Bearer(None) => req,
-            Auth::ApiKey(key) => req.header("api-key", key),
+        let req = self.upstream.client.post(url).json(body);
+        let req = match (&self.upstream.api_key, self.key_header) {
+            (Some(key), KeyHeader::Bearer) => req.bearer_auth(key),
+            (Some(key), KeyHeader::ApiKey) => req.header("api-key", key),
+            (None, _) => req,
         };
         let sent = if stream {
-            tokio::time::timeout(self.stream_timeout, req.send())
+            tokio::time::timeout(self.upstream.stream_timeout, req.send())
                 .await
                 .map_err(|_| ProviderError::Timeout)?
         } else {
-            req.timeout(self.timeout).send().await
+            req.timeout(self.upstream.timeout).send().await
         };
         let resp = sent.map_err(|e| http::transport_error(&e))?;
         if resp.status().is_success() {
@@ -155,7 +144,7 @@ impl OpenAiWire {
         } else {
             OPENAI_PARAMS.to_vec()
         };
-        check_chat_params(req, self.provider, &supported, self.drop_params)?;
+        self.upstream.check_params(req, self.provider, &supported)?;
         self.body(req, stream)
     }
 
@@ -166,7 +155,7 @@ impl OpenAiWire {
         req: &CompletionRequest,
         stream: bool,
     ) -> Result<Value, ProviderError> {
-        if !self.vllm_extras && !self.drop_params {
+        if !self.vllm_extras && !self.upstream.drop_params {
             let body = to_value(req)?;
             let set: Vec<&str> = VLLM_PARAMS
                 .iter()
@@ -193,7 +182,7 @@ impl OpenAiWire {
         if let Some(obj) = body.as_object_mut() {
             obj.insert(
                 "model".to_owned(),
-                Value::String(self.upstream_model.clone()),
+                Value::String(self.upstream.upstream_model.clone()),
             );
             obj.insert("stream".to_owned(), Value::Bool(stream));
             if !stream {
@@ -217,7 +206,7 @@ impl OpenAiWire {
         let body = self.chat_body(req, false)?;
         let resp = self.post(url, &body, false).await?;
         let value: Value = http::json_body(resp).await?;
-        parse_response(value, &self.model_name)
+        parse_response(value, &self.upstream.model_name)
     }
 
     /// A streamed chat completion from `url`.
@@ -229,8 +218,8 @@ impl OpenAiWire {
         let body = self.chat_body(req, true)?;
         let resp = self.post(url, &body, true).await?;
         Ok(chunks(
-            http::sse_events(resp, self.stream_timeout),
-            self.model_name.clone(),
+            http::sse_events(resp, self.upstream.stream_timeout),
+            self.upstream.model_name.clone(),
         ))
     }
 
@@ -243,7 +232,7 @@ impl OpenAiWire {
         let body = self.completion_body(req, false)?;
         let resp = self.post(url, &body, false).await?;
         let value: Value = http::json_body(resp).await?;
-        parse_response(value, &self.model_name)
+        parse_response(value, &self.upstream.model_name)
     }
 
     /// A streamed text completion from `url`.
@@ -255,8 +244,8 @@ impl OpenAiWire {
         let body = self.completion_body(req, true)?;
         let resp = self.post(url, &body, true).await?;
         Ok(chunks(
-            http::sse_events(resp, self.stream_timeout),
-            self.model_name.clone(),
+            http::sse_events(resp, self.upstream.stream_timeout),
+            self.upstream.model_name.clone(),
         ))
     }
 
@@ -272,14 +261,14 @@ impl OpenAiWire {
         if let Some(obj) = body.as_object_mut() {
             obj.insert(
                 "model".to_owned(),
-                Value::String(self.upstream_model.clone()),
+                Value::String(self.upstream.upstream_model.clone()),
             );
             obj.remove("encoding_format");
         }
         let resp = self.post(url, &body, false).await?;
         let value: Value = http::json_body(resp).await?;
         let mut out: EmbeddingResponse = from_value(value)?;
-        out.model.clone_from(&self.model_name);
+        out.model.clone_from(&self.upstream.model_name);
         Ok(out)
     }
 }
@@ -455,7 +444,6 @@ pub(crate) fn chunks<T: DeserializeOwned + Shape + Send + 'static>(
 /// The adapter for OpenAI and every OpenAI-compatible deployment.
 pub struct OpenAiProvider {
     wire: OpenAiWire,
-    base: String,
 }
 
 impl OpenAiProvider {
@@ -481,40 +469,35 @@ impl OpenAiProvider {
                 })
             }
         };
-        let base = params
-            .api_base()
-            .or(default_base)
-            .ok_or_else(|| {
-                ProviderError::invalid(
-                    "api_base",
-                    format!(
-                        "model `{model_name}` ({}) needs `api_base` in its litellm_params: \
+        let default_base = params.api_base().or(default_base).ok_or_else(|| {
+            ProviderError::invalid(
+                "api_base",
+                format!(
+                    "model `{model_name}` ({}) needs `api_base` in its litellm_params: \
                          {provider} has no default endpoint",
-                        params.model
-                    ),
-                )
-            })?
-            .trim_end_matches('/')
-            .to_owned();
+                    params.model
+                ),
+            )
+        })?;
         Ok(Self {
             wire: OpenAiWire {
-                client,
-                model_name: model_name.to_owned(),
-                upstream_model: resolved.upstream_model,
-                auth: Auth::Bearer(params.api_key()),
-                timeout: params.timeout(),
-                stream_timeout: params.stream_timeout(),
-                drop_params: params.drops_params(),
+                upstream: Upstream::new(
+                    model_name,
+                    resolved.upstream_model,
+                    params,
+                    client,
+                    default_base,
+                ),
+                key_header: KeyHeader::Bearer,
                 provider,
                 vllm_extras,
                 error_map: http::error_from_parts,
             },
-            base,
         })
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/{path}", self.base)
+        format!("{}/{path}", self.wire.upstream.base)
     }
 }
 
@@ -522,7 +505,7 @@ impl OpenAiProvider {
 impl Provider for OpenAiProvider {
     fn models(&self) -> Vec<ModelCard> {
         vec![ModelCard::new(
-            &self.wire.model_name,
+            &self.wire.upstream.model_name,
             self.wire.provider,
             None,
         )]
@@ -594,13 +577,20 @@ mod tests {
 
     #[test]
     fn bases_come_from_the_kind_or_api_base() {
-        assert_eq!(provider("gpt-4o", None).unwrap().base, OPENAI_BASE);
         assert_eq!(
-            provider("groq/llama3", None).unwrap().base,
+            provider("gpt-4o", None).unwrap().wire.upstream.base,
+            OPENAI_BASE
+        );
+        assert_eq!(
+            provider("groq/llama3", None).unwrap().wire.upstream.base,
             "https://api.groq.com/openai/v1"
         );
         assert_eq!(
-            provider("openai/x", Some("http://h:1/v1/")).unwrap().base,
+            provider("openai/x", Some("http://h:1/v1/"))
+                .unwrap()
+                .wire
+                .upstream
+                .base,
             "http://h:1/v1"
         );
         let err = provider("hosted_vllm/m", None).err().unwrap();
@@ -639,7 +629,7 @@ mod tests {
         let err = p.wire.chat_body(&r, false).unwrap_err();
         assert_eq!(err.body().error.param.as_deref(), Some("top_k"));
         let mut dropping = provider("openai/x", Some("http://h/v1")).unwrap();
-        dropping.wire.drop_params = true;
+        dropping.wire.upstream.drop_params = true;
         let body = dropping.wire.chat_body(&r, false).unwrap();
         assert!(body.get("top_k").is_none() && body.get("min_p").is_none());
         let vllm = provider("hosted_vllm/x", Some("http://h/v1")).unwrap();

@@ -23,7 +23,7 @@ use crate::provider::{ChunkStream, Provider};
 use crate::providers::http;
 use crate::providers::resolve::Resolved;
 use crate::providers::stream_pump::{pump, ChunkBuilder};
-use std::time::Duration;
+use crate::providers::upstream::Upstream;
 
 /// Anthropic's API when a deployment gives no `api_base`.
 pub const DEFAULT_API_BASE: &str = "https://api.anthropic.com";
@@ -31,14 +31,10 @@ pub const DEFAULT_API_BASE: &str = "https://api.anthropic.com";
 /// One Anthropic deployment.
 #[derive(Debug, Clone)]
 pub struct AnthropicProvider {
-    model_name: String,
-    upstream_model: String,
+    upstream: Upstream,
+    /// The Messages endpoint: `api_base` ending in `/v1/messages`, `/v1`
+    /// or neither.
     url: String,
-    api_key: Option<String>,
-    timeout: Duration,
-    stream_timeout: Duration,
-    drop_params: bool,
-    client: reqwest::Client,
 }
 
 impl AnthropicProvider {
@@ -51,11 +47,14 @@ impl AnthropicProvider {
         params: &DeploymentParams,
         client: reqwest::Client,
     ) -> Result<Self, ProviderError> {
-        let base = params
-            .api_base
-            .as_deref()
-            .unwrap_or(DEFAULT_API_BASE)
-            .trim_end_matches('/');
+        let upstream = Upstream::new(
+            model_name,
+            resolved.upstream_model,
+            params,
+            client,
+            DEFAULT_API_BASE,
+        );
+        let base = upstream.base.as_str();
         let url = if base.ends_with("/v1/messages") {
             base.to_owned()
         } else if base.ends_with("/v1") {
@@ -63,16 +62,7 @@ impl AnthropicProvider {
         } else {
             format!("{base}/v1/messages")
         };
-        Ok(Self {
-            model_name: model_name.to_owned(),
-            upstream_model: resolved.upstream_model,
-            url,
-            api_key: params.api_key.clone(),
-            timeout: params.timeout(),
-            stream_timeout: params.stream_timeout(),
-            drop_params: params.drops_params(),
-            client,
-        })
+        Ok(Self { upstream, url })
     }
 
     async fn post(
@@ -80,33 +70,26 @@ impl AnthropicProvider {
         req: &ChatCompletionRequest,
         stream: bool,
     ) -> Result<reqwest::Response, ProviderError> {
-        crate::providers::check_chat_params(
-            req,
-            "anthropic",
-            request::SUPPORTED,
-            self.drop_params,
-        )?;
-        let body = request::to_anthropic(req, &self.upstream_model, stream)?;
+        self.upstream
+            .check_params(req, "anthropic", request::SUPPORTED)?;
+        let body = request::to_anthropic(req, &self.upstream.upstream_model, stream)?;
         let mut builder = self
+            .upstream
             .client
             .post(&self.url)
             .header("anthropic-version", ANTHROPIC_VERSION)
             .json(&body);
-        if let Some(key) = &self.api_key {
+        if let Some(key) = &self.upstream.api_key {
             builder = builder.header("x-api-key", key);
         }
-        if stream {
-            http::send_stream(builder, self.stream_timeout).await
-        } else {
-            http::send(builder, self.timeout).await
-        }
+        self.upstream.send(builder, stream).await
     }
 }
 
 #[async_trait::async_trait]
 impl Provider for AnthropicProvider {
     fn models(&self) -> Vec<ModelCard> {
-        vec![ModelCard::new(&self.model_name, "anthropic", None)]
+        vec![ModelCard::new(&self.upstream.model_name, "anthropic", None)]
     }
 
     fn health(&self) -> Result<(), ProviderError> {
@@ -119,7 +102,7 @@ impl Provider for AnthropicProvider {
     ) -> Result<ChatCompletionResponse, ProviderError> {
         let resp = self.post(&req, false).await?;
         let body: MessagesResponse = http::json_body(resp).await?;
-        Ok(response::to_openai(body, &self.model_name))
+        Ok(response::to_openai(body, &self.upstream.model_name))
     }
 
     async fn chat_stream(
@@ -127,10 +110,12 @@ impl Provider for AnthropicProvider {
         req: ChatCompletionRequest,
     ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
         let resp = self.post(&req, true).await?;
-        let translator =
-            stream::AnthropicStream::new(ChunkBuilder::new(&self.model_name, req.include_usage()));
+        let translator = stream::AnthropicStream::new(ChunkBuilder::new(
+            &self.upstream.model_name,
+            req.include_usage(),
+        ));
         Ok(pump(
-            http::sse_events(resp, self.stream_timeout),
+            http::sse_events(resp, self.upstream.stream_timeout),
             translator,
         ))
     }
@@ -167,7 +152,7 @@ mod tests {
             "http://h:1/v1/messages"
         );
         let p = provider(None);
-        assert_eq!(p.upstream_model, "claude-x");
+        assert_eq!(p.upstream.upstream_model, "claude-x");
         assert_eq!(p.models()[0].id, "mine");
     }
 }

@@ -17,10 +17,10 @@ pub mod response;
 pub mod sign;
 pub mod stream;
 
-use super::check_chat_params;
 use super::http;
 use super::resolve::Resolved;
 use super::stream_pump::{pump, ChunkBuilder};
+use super::upstream::Upstream;
 use crate::config::params::DeploymentParams;
 use crate::error::ProviderError;
 use crate::openai::{
@@ -31,7 +31,7 @@ use crate::provider::{unsupported, ChunkStream, Provider};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sign::AwsCredentials;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// The region when neither the deployment nor the environment names one.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -48,15 +48,10 @@ enum Auth {
 /// One Bedrock deployment.
 #[derive(Debug, Clone)]
 pub struct BedrockProvider {
-    model_name: String,
-    model_id: String,
-    base: String,
+    /// The model id (`upstream_model`) and the runtime endpoint (`base`).
+    upstream: Upstream,
     region: String,
     auth: Auth,
-    client: reqwest::Client,
-    timeout: Duration,
-    stream_timeout: Duration,
-    drop_params: bool,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -109,28 +104,25 @@ impl BedrockProvider {
                 }
             }
         };
-        let base = params.api_base.as_deref().map_or_else(
-            || format!("https://bedrock-runtime.{region}.amazonaws.com"),
-            |b| b.trim_end_matches('/').to_owned(),
-        );
+        let default_base = format!("https://bedrock-runtime.{region}.amazonaws.com");
         Ok(Self {
-            model_name: model_name.to_owned(),
-            model_id: resolved.upstream_model,
-            base,
+            upstream: Upstream::new(
+                model_name,
+                resolved.upstream_model,
+                params,
+                client,
+                &default_base,
+            ),
             region,
             auth,
-            client,
-            timeout: params.timeout(),
-            stream_timeout: params.stream_timeout(),
-            drop_params: params.drops_params(),
         })
     }
 
     /// `{base}/model/{id}/{action}`, the model id percent-encoded as one
     /// path segment (ids contain `:`, ARNs `/`).
     pub fn url(&self, action: &str) -> String {
-        let id = percent_encoding::utf8_percent_encode(&self.model_id, SEGMENT);
-        format!("{}/model/{id}/{action}", self.base)
+        let id = percent_encoding::utf8_percent_encode(&self.upstream.upstream_model, SEGMENT);
+        format!("{}/model/{id}/{action}", self.upstream.base)
     }
 
     /// A signed (or API-key) POST of `body` to `url`.
@@ -139,6 +131,7 @@ impl BedrockProvider {
             message: format!("cannot encode the Bedrock request: {e}"),
         })?;
         let mut req = self
+            .upstream
             .client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json");
@@ -162,7 +155,8 @@ impl BedrockProvider {
     }
 
     fn body(&self, req: &ChatCompletionRequest) -> Result<Value, ProviderError> {
-        check_chat_params(req, "bedrock", request::SUPPORTED, self.drop_params)?;
+        self.upstream
+            .check_params(req, "bedrock", request::SUPPORTED)?;
         request::converse_body(req)
     }
 }
@@ -178,7 +172,7 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 #[async_trait::async_trait]
 impl Provider for BedrockProvider {
     fn models(&self) -> Vec<ModelCard> {
-        vec![ModelCard::new(&self.model_name, "bedrock", None)]
+        vec![ModelCard::new(&self.upstream.model_name, "bedrock", None)]
     }
 
     fn health(&self) -> Result<(), ProviderError> {
@@ -190,9 +184,12 @@ impl Provider for BedrockProvider {
         req: ChatCompletionRequest,
     ) -> Result<ChatCompletionResponse, ProviderError> {
         let body = self.body(&req)?;
-        let resp = http::send(self.post(&self.url("converse"), &body)?, self.timeout).await?;
+        let resp = self
+            .upstream
+            .send(self.post(&self.url("converse"), &body)?, false)
+            .await?;
         let parsed: response::ConverseResponse = http::json_body(resp).await?;
-        response::chat_response(parsed, &self.model_name)
+        response::chat_response(parsed, &self.upstream.model_name)
     }
 
     async fn chat_stream(
@@ -204,14 +201,23 @@ impl Provider for BedrockProvider {
             reqwest::header::ACCEPT,
             "application/vnd.amazon.eventstream",
         );
-        let resp = http::send_stream(builder, self.stream_timeout).await?;
-        let translator =
-            stream::BedrockStream::new(ChunkBuilder::new(&self.model_name, req.include_usage()));
-        Ok(pump(stream::frames(resp, self.stream_timeout), translator))
+        let resp = self.upstream.send(builder, true).await?;
+        let translator = stream::BedrockStream::new(ChunkBuilder::new(
+            &self.upstream.model_name,
+            req.include_usage(),
+        ));
+        Ok(pump(
+            stream::frames(resp, self.upstream.stream_timeout),
+            translator,
+        ))
     }
 
     async fn embeddings(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
-        if !self.model_id.starts_with("amazon.titan-embed") {
+        if !self
+            .upstream
+            .upstream_model
+            .starts_with("amazon.titan-embed")
+        {
             return Err(unsupported(
                 &req.model,
                 "embeddings (only amazon.titan-embed-* models)",
@@ -223,7 +229,7 @@ impl Provider for BedrockProvider {
             let body = titan_body(text, req.dimensions);
             let url = url.clone();
             async move {
-                let resp = http::send(self.post(&url, &body)?, self.timeout).await?;
+                let resp = self.upstream.send(self.post(&url, &body)?, false).await?;
                 http::json_body::<TitanEmbedding>(resp).await
             }
         });
@@ -231,7 +237,7 @@ impl Provider for BedrockProvider {
         let tokens = answers.iter().map(|a| a.input_text_token_count).sum();
         let vectors = answers.into_iter().map(|a| a.embedding).collect();
         Ok(EmbeddingResponse::new(
-            self.model_name.clone(),
+            self.upstream.model_name.clone(),
             vectors,
             tokens,
         ))

@@ -22,10 +22,9 @@ use crate::openai::{
     EmbeddingResponse, ModelCard,
 };
 use crate::provider::{unsupported, ChunkStream, Provider};
-use crate::providers::check_chat_params;
+use crate::providers::upstream::Upstream;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 /// Google's public endpoint of the Generative Language API.
 pub const GEMINI_BASE: &str = "https://generativelanguage.googleapis.com";
@@ -104,6 +103,13 @@ impl Endpoint {
         }
     }
 
+    /// `api_base`, else the default of the endpoint's kind.
+    pub fn base(&self) -> &str {
+        match self {
+            Self::Gemini { base, .. } | Self::Vertex { base, .. } => base,
+        }
+    }
+
     /// The URL of `method` (`generateContent`, `streamGenerateContent`,
     /// `embedContent`, ...) for `model`; the model is percent-encoded as
     /// one path segment.
@@ -154,13 +160,10 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 /// One Gemini or Vertex AI deployment.
 #[derive(Debug, Clone)]
 pub struct GeminiProvider {
-    model_name: String,
-    upstream_model: String,
+    /// The shared fields; requests go to the URLs of `endpoint`, whose
+    /// base `upstream.base` repeats.
+    upstream: Upstream,
     endpoint: Endpoint,
-    client: reqwest::Client,
-    timeout: Duration,
-    stream_timeout: Duration,
-    drop_params: bool,
 }
 
 impl GeminiProvider {
@@ -172,19 +175,21 @@ impl GeminiProvider {
         params: &DeploymentParams,
         client: reqwest::Client,
     ) -> Result<Self, ProviderError> {
-        Ok(Self {
-            model_name: model_name.to_owned(),
-            endpoint: Endpoint::from_params(resolved.kind, params)?,
-            upstream_model: resolved.upstream_model,
+        let endpoint = Endpoint::from_params(resolved.kind, params)?;
+        let upstream = Upstream::new(
+            model_name,
+            resolved.upstream_model,
+            params,
             client,
-            timeout: params.timeout(),
-            stream_timeout: params.stream_timeout(),
-            drop_params: params.drops_params(),
-        })
+            endpoint.base(),
+        );
+        Ok(Self { upstream, endpoint })
     }
 
     fn post(&self, url: &str, body: &Value) -> reqwest::RequestBuilder {
-        self.endpoint.authorize(self.client.post(url)).json(body)
+        self.endpoint
+            .authorize(self.upstream.client.post(url))
+            .json(body)
     }
 
     /// [`http::send`] (or, for a stream, [`http::send_stream`]'s time to
@@ -197,11 +202,11 @@ impl GeminiProvider {
         stream: bool,
     ) -> Result<reqwest::Response, ProviderError> {
         let sent = if stream {
-            tokio::time::timeout(self.stream_timeout, req.send())
+            tokio::time::timeout(self.upstream.stream_timeout, req.send())
                 .await
                 .map_err(|_| ProviderError::Timeout)?
         } else {
-            req.timeout(self.timeout).send().await
+            req.timeout(self.upstream.timeout).send().await
         };
         let resp = sent.map_err(|e| http::transport_error(&e))?;
         if resp.status().is_success() {
@@ -220,12 +225,8 @@ impl GeminiProvider {
     }
 
     fn body(&self, req: &ChatCompletionRequest) -> Result<Value, ProviderError> {
-        check_chat_params(
-            req,
-            self.endpoint.name(),
-            request::SUPPORTED,
-            self.drop_params,
-        )?;
+        self.upstream
+            .check_params(req, self.endpoint.name(), request::SUPPORTED)?;
         request::generate_content_body(req)
     }
 }
@@ -233,7 +234,11 @@ impl GeminiProvider {
 #[async_trait::async_trait]
 impl Provider for GeminiProvider {
     fn models(&self) -> Vec<ModelCard> {
-        vec![ModelCard::new(&self.model_name, self.endpoint.name(), None)]
+        vec![ModelCard::new(
+            &self.upstream.model_name,
+            self.endpoint.name(),
+            None,
+        )]
     }
 
     fn health(&self) -> Result<(), ProviderError> {
@@ -245,10 +250,12 @@ impl Provider for GeminiProvider {
         req: ChatCompletionRequest,
     ) -> Result<ChatCompletionResponse, ProviderError> {
         let body = self.body(&req)?;
-        let url = self.endpoint.url(&self.upstream_model, "generateContent");
+        let url = self
+            .endpoint
+            .url(&self.upstream.upstream_model, "generateContent");
         let resp = self.send(self.post(&url, &body), false).await?;
         let parsed: response::GenerateContentResponse = http::json_body(resp).await?;
-        response::chat_response(parsed, &self.model_name)
+        response::chat_response(parsed, &self.upstream.model_name)
     }
 
     async fn chat_stream(
@@ -259,13 +266,15 @@ impl Provider for GeminiProvider {
         let url = format!(
             "{}?alt=sse",
             self.endpoint
-                .url(&self.upstream_model, "streamGenerateContent")
+                .url(&self.upstream.upstream_model, "streamGenerateContent")
         );
         let resp = self.send(self.post(&url, &body), true).await?;
-        let translator =
-            stream::GeminiStream::new(ChunkBuilder::new(&self.model_name, req.include_usage()));
+        let translator = stream::GeminiStream::new(ChunkBuilder::new(
+            &self.upstream.model_name,
+            req.include_usage(),
+        ));
         Ok(pump(
-            http::sse_events(resp, self.stream_timeout),
+            http::sse_events(resp, self.upstream.stream_timeout),
             translator,
         ))
     }
@@ -276,7 +285,7 @@ impl Provider for GeminiProvider {
         }
         let texts = req.input.texts()?;
         let dims = req.dimensions;
-        let model_path = format!("models/{}", self.upstream_model);
+        let model_path = format!("models/{}", self.upstream.upstream_model);
         let content = |t: &str| {
             let mut c = json!({"model": model_path, "content": {"parts": [{"text": t}]}});
             if let Some(d) = dims {
@@ -285,14 +294,16 @@ impl Provider for GeminiProvider {
             c
         };
         let vectors = if let [one] = texts.as_slice() {
-            let url = self.endpoint.url(&self.upstream_model, "embedContent");
+            let url = self
+                .endpoint
+                .url(&self.upstream.upstream_model, "embedContent");
             let resp = self.send(self.post(&url, &content(one)), false).await?;
             let parsed: EmbedContentResponse = http::json_body(resp).await?;
             vec![parsed.embedding.values]
         } else {
             let url = self
                 .endpoint
-                .url(&self.upstream_model, "batchEmbedContents");
+                .url(&self.upstream.upstream_model, "batchEmbedContents");
             let requests: Vec<Value> = texts.iter().map(|t| content(t)).collect();
             let body = json!({ "requests": requests });
             let resp = self.send(self.post(&url, &body), false).await?;
@@ -300,7 +311,11 @@ impl Provider for GeminiProvider {
             parsed.embeddings.into_iter().map(|e| e.values).collect()
         };
         // Gemini reports no token counts for embeddings.
-        Ok(EmbeddingResponse::new(self.model_name.clone(), vectors, 0))
+        Ok(EmbeddingResponse::new(
+            self.upstream.model_name.clone(),
+            vectors,
+            0,
+        ))
     }
 }
 
