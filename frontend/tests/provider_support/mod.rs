@@ -1,7 +1,7 @@
-//! Shared by the provider integration tests of the OpenAI, Azure, Ollama
-//! and Cohere adapters: builds an adapter through `providers::build` (as
-//! the config loader does) and reassembles a streamed answer so a test can
-//! assert on the whole of it.
+//! Shared by the provider integration tests (the suite in
+//! `provider_suite.rs` and the per-adapter files): builds an adapter
+//! through `providers::build` (as the config loader does) and reassembles
+//! a streamed answer so a test can assert on the whole of it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use frontend::config::params::DeploymentParams;
