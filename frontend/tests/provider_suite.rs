@@ -6,12 +6,16 @@
 //! value ([`Usage::Reported`] vs [`Usage::ChunkOnly`],
 //! [`Completions::NotInMock`]) and checked as declared, never skipped.
 //!
-//! The adapters here share one scripted conversation
-//! (`tests/fixtures/aimock/make_openai_family.py`): a greeting with known
-//! usage, a tool call and its follow-up turn, a stream cut after three
-//! chunks, embeddings, and 401/429 (Retry-After 7)/500 answers.
+//! An adapter's fixture follows one of two scripted conversations
+//! ([`Script`]): `tests/fixtures/aimock/make_openai_family.py` writes the
+//! OpenAI, Azure, Cohere and Ollama files; `gemini.json` and
+//! `bedrock.json` share the other. Both hold a greeting with known usage,
+//! a tool call and its follow-up turn, an answer stopped by `max_tokens`,
+//! one given only when the system prompt and the declared tool reach the
+//! upstream, a stream cut after three chunks, and error statuses.
 //! Behaviour only one adapter has stays in its own test file
-//! (`provider_ollama_images.rs`, `provider_*_wire.rs`) or its unit tests.
+//! (`provider_bedrock.rs`, `provider_gemini.rs`, `provider_anthropic.rs`,
+//! `provider_ollama_images.rs`, `provider_*_wire.rs`) or its unit tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -19,17 +23,89 @@ mod provider_support;
 
 use common::{fixture, Aimock};
 use frontend::config::params::DeploymentParams;
-use frontend::openai::{CompletionRequest, EmbeddingRequest, FinishReason};
+use frontend::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingRequest, FinishReason};
 use frontend::{Provider, ProviderError};
 use futures::StreamExt;
 use provider_support::*;
 use serde_json::json;
 use std::sync::Arc;
 
+/// What a family of fixtures answers.
+struct Script {
+    /// The prompt and token counts of the greeting.
+    usage: (u32, u32),
+    /// The tool message of the follow-up turn, and the answer to it.
+    tool_result: &'static str,
+    tool_answer: &'static str,
+    /// Prompts the upstream fails, with what it says.
+    errors: &'static [UpstreamError],
+    /// The prompt whose stream the mock cuts after three chunks.
+    cut: &'static str,
+    /// The prompt answered with a `length` stop.
+    length: &'static str,
+    /// The text embedded, and one whose embedding fails with a 500.
+    embed: (&'static str, Option<&'static str>),
+}
+
+/// One scripted upstream failure.
+struct UpstreamError {
+    prompt: &'static str,
+    status: u16,
+    message: &'static str,
+    retry_after: Option<u64>,
+}
+
+const fn fails(prompt: &'static str, status: u16, message: &'static str) -> UpstreamError {
+    UpstreamError {
+        prompt,
+        status,
+        message,
+        retry_after: None,
+    }
+}
+
+/// `make_openai_family.py`'s conversation.
+const OPENAI_FAMILY: Script = Script {
+    usage: (9, 12),
+    tool_result: "sunny, 21C",
+    tool_answer: "It is sunny in Paris.",
+    errors: &[
+        fails("trigger 401", 401, "Incorrect API key provided"),
+        UpstreamError {
+            retry_after: Some(7),
+            ..fails("trigger 429", 429, "Rate limit reached for requests")
+        },
+        fails(
+            "trigger 500",
+            500,
+            "The server had an error while processing your request",
+        ),
+    ],
+    cut: "cut me",
+    length: "run out of tokens",
+    embed: ("embed me", Some("embed 500")),
+};
+
+/// The conversation of `gemini.json` and `bedrock.json`; the error
+/// messages are each cloud's own, in its adapter's value.
+const CLOUD_FAMILY: Script = Script {
+    usage: (9, 8),
+    tool_result: "{\"temperature_c\": 22}",
+    tool_answer: "It is 22 degrees in Paris.",
+    errors: &[],
+    cut: "trigger-cut",
+    length: "trigger-length",
+    embed: ("hello world", None),
+};
+
 /// How one adapter meets the suite.
 struct Adapter {
     /// The aimock fixture file.
     fixture: &'static str,
+    /// The conversation it follows.
+    script: &'static Script,
+    /// The adapter's own error messages where the script leaves them to it.
+    errors: &'static [UpstreamError],
     /// The deployment's `litellm_params` pointing at `base` (the mock's
     /// URL, or an address nothing listens on).
     params: fn(base: &str) -> DeploymentParams,
@@ -37,8 +113,14 @@ struct Adapter {
     greeting: &'static str,
     /// What usage the adapter can report for the greeting.
     usage: Usage,
+    /// How a `max_tokens` stop comes back.
+    length_stop: LengthStop,
     /// How `/v1/completions` reaches the upstream.
     completions: Completions,
+    /// Whether it has embeddings.
+    embeddings: Embeddings,
+    /// A chat parameter its API lacks (a 400 naming it, unless dropped).
+    lacks: Option<&'static str>,
 }
 
 /// The greeting's token counts as the adapter reports them.
@@ -50,6 +132,27 @@ enum Usage {
     ChunkOnly,
 }
 
+/// Whether an adapter embeds.
+enum Embeddings {
+    /// Through the script's embedding route.
+    Scripted,
+    /// Not for this model or endpoint: a 400 naming the model (Vertex AI;
+    /// Bedrock outside Titan, whose signed call `provider_bedrock.rs`
+    /// tests against a stand-in, since aimock has none).
+    Unsupported,
+}
+
+/// The finish reason of the script's `max_tokens` stop, as the adapter
+/// gets it from the mock.
+enum LengthStop {
+    /// `length`, as the fixture says.
+    Reported,
+    /// `stop`: aimock 1.43's Ollama route answers `done_reason: "stop"`
+    /// whatever the fixture says (the adapter's mapping of `"length"` is
+    /// unit-tested in `providers/ollama.rs`).
+    MockSaysStop,
+}
+
 /// How an adapter serves text completions.
 enum Completions {
     /// As one user message on its chat API (the `Provider` default).
@@ -59,6 +162,10 @@ enum Completions {
 }
 
 impl Adapter {
+    fn errors(&self) -> impl Iterator<Item = &UpstreamError> {
+        self.script.errors.iter().chain(self.errors)
+    }
+
     fn start(&self, extra_args: &[&str]) -> (Aimock, Arc<dyn Provider>) {
         let mock = Aimock::start(&fixture(self.fixture), extra_args);
         let provider = build((self.params)(&mock.url));
@@ -66,7 +173,7 @@ impl Adapter {
     }
 }
 
-fn ask(text: &str) -> frontend::openai::ChatCompletionRequest {
+fn ask(text: &str) -> ChatCompletionRequest {
     chat(json!({"messages": [{"role": "user", "content": text}]}))
 }
 
@@ -75,7 +182,7 @@ async fn whole_chat(a: &Adapter) {
     let r = p
         .chat(chat(
             json!({"messages": [{"role": "user", "content": "hello"}],
-                   "temperature": 0.1, "max_tokens": 30, "seed": 4, "stop": ["\n\n"]}),
+                   "temperature": 0.1, "max_tokens": 30, "stop": ["\n\n"]}),
         ))
         .await
         .unwrap();
@@ -84,22 +191,32 @@ async fn whole_chat(a: &Adapter) {
     assert_eq!(r.choices[0].message.content.as_deref(), Some(a.greeting));
     assert_eq!(r.choices[0].finish_reason, Some(FinishReason::Stop));
     if let Usage::Reported = a.usage {
-        assert_eq!((r.usage.prompt_tokens, r.usage.completion_tokens), (9, 12));
-        assert_eq!(r.usage.total_tokens, 21);
+        let (prompt, completion) = a.script.usage;
+        assert_eq!(
+            (r.usage.prompt_tokens, r.usage.completion_tokens),
+            (prompt, completion)
+        );
+        assert_eq!(r.usage.total_tokens, prompt + completion);
     }
 }
 
 async fn streamed_chat(a: &Adapter) {
     let (_mock, p) = a.start(&[]);
-    let s = reassemble(
-        p.chat_stream(chat(
+    let chunks: Vec<_> = p
+        .chat_stream(chat(
             json!({"messages": [{"role": "user", "content": "hello"}],
                    "stream": true, "stream_options": {"include_usage": true}}),
         ))
         .await
-        .unwrap(),
-    )
-    .await;
+        .unwrap()
+        .collect()
+        .await;
+    let first_id = chunks[0].as_ref().unwrap().id.clone();
+    assert!(
+        chunks.iter().flatten().all(|c| c.id == first_id),
+        "every chunk of a stream has its id"
+    );
+    let s = reassemble(futures::stream::iter(chunks).boxed()).await;
     assert!(s.error.is_none(), "{:?}", s.error);
     assert!(s.chunks > 3, "expected several chunks, got {}", s.chunks);
     assert_eq!(s.first_role.as_deref(), Some("assistant"));
@@ -107,8 +224,10 @@ async fn streamed_chat(a: &Adapter) {
     assert_eq!(s.finish_reason, Some(FinishReason::Stop));
     let usage = s.usage.expect("a usage chunk");
     if let Usage::Reported = a.usage {
-        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (9, 12));
-        assert_eq!(usage.total_tokens, 21);
+        assert_eq!(
+            (usage.prompt_tokens, usage.completion_tokens),
+            a.script.usage
+        );
     }
 }
 
@@ -119,9 +238,13 @@ async fn tool_call_then_tool_result(a: &Adapter) {
     let r = p.chat(chat(question.clone())).await.unwrap();
     assert_eq!(r.choices[0].finish_reason, Some(FinishReason::ToolCalls));
     let calls = r.choices[0].message.tool_calls.clone().unwrap();
+    assert_eq!(calls[0]["type"], "function");
     assert_eq!(calls[0]["function"]["name"], "get_weather");
     // Every wire's arguments (a string, an object) become OpenAI's JSON string.
     assert_eq!(calls[0]["function"]["arguments"], "{\"city\":\"Paris\"}");
+    if let Usage::Reported = a.usage {
+        assert_eq!((r.usage.prompt_tokens, r.usage.completion_tokens), (20, 6));
+    }
 
     let mut streamed = question;
     streamed["stream"] = json!(true);
@@ -137,14 +260,68 @@ async fn tool_call_then_tool_result(a: &Adapter) {
         {"role": "user", "content": "What is the weather in Paris?"},
         {"role": "assistant", "content": null, "tool_calls": [{"id": "call_weather_1",
             "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
-        {"role": "tool", "tool_call_id": "call_weather_1", "content": "sunny, 21C"}],
+        {"role": "tool", "tool_call_id": "call_weather_1", "content": a.script.tool_result}],
         "tools": weather_tool()});
     let r = p.chat(chat(follow_up)).await.unwrap();
     assert_eq!(
         r.choices[0].message.content.as_deref(),
-        Some("It is sunny in Paris.")
+        Some(a.script.tool_answer)
     );
     assert_eq!(r.choices[0].finish_reason, Some(FinishReason::Stop));
+}
+
+async fn system_prompt_and_tools_reach_the_upstream(a: &Adapter) {
+    // The fixture answers only when aimock reads the system prompt and the
+    // declared tool back out of the translated request.
+    let (_mock, p) = a.start(&[]);
+    let r = p
+        .chat(chat(json!({
+            "messages": [{"role": "system", "content": "You are a pirate."},
+                         {"role": "user", "content": "greet me"}],
+            "tools": weather_tool(), "temperature": 0.2, "max_tokens": 30, "stop": ["\n\n"]
+        })))
+        .await
+        .unwrap();
+    assert_eq!(r.choices[0].message.content.as_deref(), Some("Arr, ahoy!"));
+}
+
+async fn length_stop(a: &Adapter) {
+    let (_mock, p) = a.start(&[]);
+    let r = p.chat(ask(a.script.length)).await.unwrap();
+    let expected = match a.length_stop {
+        LengthStop::Reported => FinishReason::Length,
+        LengthStop::MockSaysStop => FinishReason::Stop,
+    };
+    assert_eq!(r.choices[0].finish_reason, Some(expected));
+}
+
+async fn unsupported_params_and_images(a: &Adapter) {
+    let (_mock, p) = a.start(&[]);
+    let mut req = ask("hello");
+    req.logit_bias = Some([("50256".to_owned(), -100.0)].into_iter().collect());
+    match a.lacks {
+        Some(param) => {
+            let e = p.chat(req.clone()).await.unwrap_err();
+            assert_eq!(e.status().as_u16(), 400, "{e:?}");
+            assert!(e.to_string().contains(param), "{e}");
+            // With drop_params the parameter is left out and the call goes through.
+            let dropping = build(DeploymentParams {
+                drop_params: Some(true),
+                ..(a.params)(&_mock.url)
+            });
+            let r = dropping.chat(req).await.unwrap();
+            assert_eq!(r.choices[0].finish_reason, Some(FinishReason::Stop));
+        }
+        None => {
+            let r = p.chat(req).await.unwrap();
+            assert_eq!(r.choices[0].message.content.as_deref(), Some(a.greeting));
+        }
+    }
+    let with_image = chat(json!({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "hello"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]}));
+    let r = p.chat(with_image).await.unwrap();
+    assert_eq!(r.choices[0].message.content.as_deref(), Some(a.greeting));
 }
 
 async fn text_completion(a: &Adapter) {
@@ -155,7 +332,12 @@ async fn text_completion(a: &Adapter) {
     match a.completions {
         Completions::OverChat => {
             let r = p.completion(req.clone()).await.unwrap();
+            assert_eq!(r.object, "text_completion");
             assert_eq!(r.choices[0].text, a.greeting);
+            if let Usage::Reported = a.usage {
+                let (prompt, completion) = a.script.usage;
+                assert_eq!(r.usage.total_tokens, prompt + completion);
+            }
             let mut streamed = req;
             streamed.stream = Some(true);
             let text: String = p
@@ -190,65 +372,80 @@ async fn text_completion(a: &Adapter) {
 
 async fn embeddings(a: &Adapter) {
     let (_mock, p) = a.start(&[]);
-    let req: EmbeddingRequest =
-        serde_json::from_value(json!({"model": CLIENT_MODEL, "input": ["embed me"],
-                                     "encoding_format": "base64"}))
-        .unwrap();
-    let r = p.embeddings(req).await.unwrap();
-    assert_eq!(r.model, CLIENT_MODEL);
-    assert_eq!(r.data.len(), 1);
-    assert_eq!(r.data[0].embedding, vec![0.25, -0.5, 0.75]);
-    let req: EmbeddingRequest =
-        serde_json::from_value(json!({"model": CLIENT_MODEL, "input": "embed 500"})).unwrap();
-    assert_upstream(
-        &p.embeddings(req).await.unwrap_err(),
-        500,
-        "embedding backend down",
-    );
+    let (text, failing) = a.script.embed;
+    let req: EmbeddingRequest = serde_json::from_value(
+        json!({"model": CLIENT_MODEL, "input": [text], "encoding_format": "base64"}),
+    )
+    .unwrap();
+    match a.embeddings {
+        Embeddings::Scripted => {
+            let r = p.embeddings(req).await.unwrap();
+            assert_eq!(r.model, CLIENT_MODEL);
+            assert_eq!(r.data.len(), 1);
+            assert_eq!(r.data[0].embedding, vec![0.25, -0.5, 0.75]);
+            if let Some(failing) = failing {
+                let req: EmbeddingRequest =
+                    serde_json::from_value(json!({"model": CLIENT_MODEL, "input": failing}))
+                        .unwrap();
+                assert_upstream(
+                    &p.embeddings(req).await.unwrap_err(),
+                    500,
+                    "embedding backend down",
+                );
+            }
+        }
+        Embeddings::Unsupported => {
+            let e = p.embeddings(req).await.unwrap_err();
+            assert_eq!(e.status().as_u16(), 400, "{e:?}");
+            assert!(e.to_string().contains(CLIENT_MODEL), "{e}");
+        }
+    }
 }
 
 async fn error_statuses(a: &Adapter) {
     let (_mock, p) = a.start(&[]);
-    let e = p.chat(ask("trigger 401")).await.unwrap_err();
-    assert_upstream(&e, 401, "Incorrect API key provided");
-    assert_eq!(e.body().error.kind, "authentication_error");
-    let e = p.chat(ask("trigger 429")).await.unwrap_err();
-    assert_upstream(&e, 429, "Rate limit reached");
-    assert!(
-        matches!(
+    assert!(a.errors().count() >= 3, "401, 429 and 500 at least");
+    for expected in a.errors() {
+        let e = p.chat(ask(expected.prompt)).await.unwrap_err();
+        assert_eq!(
             e,
             ProviderError::Upstream {
-                retry_after: Some(7),
-                ..
-            }
-        ),
-        "{e:?}"
-    );
-    assert_upstream(
-        &p.chat(ask("trigger 500")).await.unwrap_err(),
-        500,
-        "server had an error",
-    );
-    // A stream fails the same way, before its first chunk.
-    let mut streamed = ask("trigger 429");
-    streamed.stream = Some(true);
-    let e = p.chat_stream(streamed).await.err().unwrap();
-    assert!(
-        matches!(
-            e,
-            ProviderError::Upstream {
-                status: 429,
-                retry_after: Some(7),
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+                status: expected.status,
+                message: expected.message.to_owned(),
+                retry_after: expected.retry_after,
+            },
+            "{}",
+            expected.prompt
+        );
+        assert_eq!(e.status().as_u16(), expected.status);
+        if expected.status == 401 {
+            assert_eq!(e.body().error.kind, "authentication_error");
+        }
+        // A stream fails the same way, before its first chunk.
+        let mut streamed = ask(expected.prompt);
+        streamed.stream = Some(true);
+        match p.chat_stream(streamed).await {
+            Err(e) => assert_eq!(e.status().as_u16(), expected.status, "{e:?}"),
+            Ok(_) => panic!("{}: expected an error before the stream", expected.prompt),
+        }
+    }
 }
 
 async fn cut_stream(a: &Adapter) {
     let (_mock, p) = a.start(&[]);
-    assert_cut_stream_is_an_error(&p).await;
+    let req =
+        chat(json!({"messages": [{"role": "user", "content": a.script.cut}], "stream": true}));
+    let items: Vec<_> = p.chat_stream(req).await.unwrap().collect().await;
+    let (last, delivered) = items.split_last().unwrap();
+    match last {
+        Err(e) => assert_eq!(e.status().as_u16(), 502, "{e:?}"),
+        Ok(c) => panic!("a cut stream must end with an error, got {c:?}"),
+    }
+    assert!(delivered.iter().all(Result::is_ok));
+    assert!(delivered
+        .iter()
+        .flatten()
+        .all(|c| c.choices.iter().all(|c| c.finish_reason.is_none())));
 }
 
 async fn malformed_json(a: &Adapter) {
@@ -273,6 +470,9 @@ macro_rules! provider_suite {
             #[tokio::test] async fn whole_chat() { super::whole_chat(&ADAPTER).await }
             #[tokio::test] async fn streamed_chat() { super::streamed_chat(&ADAPTER).await }
             #[tokio::test] async fn tool_call_then_tool_result() { super::tool_call_then_tool_result(&ADAPTER).await }
+            #[tokio::test] async fn system_prompt_and_tools_reach_the_upstream() { super::system_prompt_and_tools_reach_the_upstream(&ADAPTER).await }
+            #[tokio::test] async fn length_stop() { super::length_stop(&ADAPTER).await }
+            #[tokio::test] async fn unsupported_params_and_images() { super::unsupported_params_and_images(&ADAPTER).await }
             #[tokio::test] async fn text_completion() { super::text_completion(&ADAPTER).await }
             #[tokio::test] async fn embeddings() { super::embeddings(&ADAPTER).await }
             #[tokio::test] async fn error_statuses() { super::error_statuses(&ADAPTER).await }
@@ -292,50 +492,206 @@ fn params(model: &str, api_base: String) -> DeploymentParams {
     }
 }
 
+const GEMINI_ERRORS: &[UpstreamError] = &[
+    fails(
+        "trigger-401",
+        401,
+        "API key not valid. Please pass a valid API key.",
+    ),
+    UpstreamError {
+        retry_after: Some(7),
+        ..fails(
+            "trigger-429",
+            429,
+            "Resource has been exhausted (e.g. check quota).",
+        )
+    },
+    fails("trigger-500", 500, "An internal error has occurred."),
+    fails("trigger-400", 400, "Invalid JSON payload received."),
+    fails("trigger-403", 403, "Permission denied on resource project."),
+    fails(
+        "trigger-404",
+        404,
+        "models/nope is not found for API version v1beta.",
+    ),
+    fails("trigger-408", 408, "Request timed out."),
+    fails("trigger-422", 422, "Unprocessable request."),
+    fails(
+        "trigger-503",
+        503,
+        "The model is overloaded. Please try again later.",
+    ),
+];
+
+const BEDROCK_ERRORS: &[UpstreamError] = &[
+    fails(
+        "trigger-401",
+        401,
+        "The security token included in the request is invalid.",
+    ),
+    UpstreamError {
+        retry_after: Some(7),
+        ..fails(
+            "trigger-429",
+            429,
+            "Too many requests, please wait before trying again.",
+        )
+    },
+    fails(
+        "trigger-500",
+        500,
+        "The server encountered an internal error.",
+    ),
+    fails(
+        "trigger-400",
+        400,
+        "Malformed input request, please reformat your input and try again.",
+    ),
+    fails(
+        "trigger-403",
+        403,
+        "You don't have access to the model with the specified model ID.",
+    ),
+    fails(
+        "trigger-404",
+        404,
+        "The provided model identifier is invalid.",
+    ),
+    fails(
+        "trigger-408",
+        408,
+        "Model has timed out in processing the request.",
+    ),
+    fails("trigger-422", 422, "Unprocessable request."),
+    fails(
+        "trigger-503",
+        503,
+        "Bedrock is unable to process your request.",
+    ),
+];
+
+const CLOUD_GREETING: &str = "Hello! How can I help you today?";
+
 provider_suite! {
     openai => Adapter {
         fixture: "openai.json",
+        script: &OPENAI_FAMILY,
+        errors: &[],
         params: |base| params("openai/gpt-4o-mini", format!("{base}/v1")),
         greeting: "Hello from OpenAI, streamed in several chunks!",
         usage: Usage::Reported,
+        length_stop: LengthStop::Reported,
         completions: Completions::NotInMock,
+        embeddings: Embeddings::Scripted,
+        lacks: None,
     };
     groq => Adapter {
         fixture: "openai.json",
+        script: &OPENAI_FAMILY,
+        errors: &[],
         params: |base| params("groq/llama3-8b", format!("{base}/v1")),
         greeting: "Hello from OpenAI, streamed in several chunks!",
         usage: Usage::Reported,
+        length_stop: LengthStop::Reported,
         completions: Completions::NotInMock,
+        embeddings: Embeddings::Scripted,
+        lacks: None,
     };
     hosted_vllm => Adapter {
         fixture: "openai.json",
+        script: &OPENAI_FAMILY,
+        errors: &[],
         params: |base| params("hosted_vllm/meta/llama", format!("{base}/v1")),
         greeting: "Hello from OpenAI, streamed in several chunks!",
         usage: Usage::Reported,
+        length_stop: LengthStop::Reported,
         completions: Completions::NotInMock,
+        embeddings: Embeddings::Scripted,
+        lacks: None,
     };
     azure => Adapter {
         fixture: "azure.json",
+        script: &OPENAI_FAMILY,
+        errors: &[],
         params: |base| DeploymentParams {
             api_version: Some("2024-10-21".to_owned()),
             ..params("azure/my-gpt4o-deployment", base.to_owned())
         },
         greeting: "Hello from Azure, streamed in several chunks!",
         usage: Usage::Reported,
+        length_stop: LengthStop::Reported,
         completions: Completions::NotInMock,
+        embeddings: Embeddings::Scripted,
+        lacks: None,
     };
     cohere => Adapter {
         fixture: "cohere.json",
+        script: &OPENAI_FAMILY,
+        errors: &[],
         params: |base| params("cohere/command-r-plus", base.to_owned()),
         greeting: "Hello from Cohere, streamed in several chunks!",
         usage: Usage::Reported,
+        length_stop: LengthStop::Reported,
         completions: Completions::OverChat,
+        embeddings: Embeddings::Scripted,
+        lacks: Some("logit_bias"),
     };
     ollama => Adapter {
         fixture: "ollama.json",
+        script: &OPENAI_FAMILY,
+        errors: &[],
         params: |base| params("ollama/llama3.2", base.to_owned()),
         greeting: "Hello from Ollama, streamed in several chunks!",
         usage: Usage::ChunkOnly,
+        length_stop: LengthStop::MockSaysStop,
         completions: Completions::OverChat,
+        embeddings: Embeddings::Scripted,
+        lacks: Some("logit_bias"),
+    };
+    gemini => Adapter {
+        fixture: "gemini.json",
+        script: &CLOUD_FAMILY,
+        errors: GEMINI_ERRORS,
+        params: |base| params("gemini/gemini-2.0-flash", base.to_owned()),
+        greeting: CLOUD_GREETING,
+        usage: Usage::Reported,
+        length_stop: LengthStop::Reported,
+        completions: Completions::OverChat,
+        embeddings: Embeddings::Scripted,
+        lacks: Some("logit_bias"),
+    };
+    vertex => Adapter {
+        fixture: "gemini.json",
+        script: &CLOUD_FAMILY,
+        errors: GEMINI_ERRORS,
+        params: |base| DeploymentParams {
+            vertex_project: Some("my-project".to_owned()),
+            vertex_location: Some("europe-west4".to_owned()),
+            ..params("vertex_ai/gemini-1.5-pro", base.to_owned())
+        },
+        greeting: CLOUD_GREETING,
+        usage: Usage::Reported,
+        length_stop: LengthStop::Reported,
+        completions: Completions::OverChat,
+        embeddings: Embeddings::Unsupported,
+        lacks: Some("logit_bias"),
+    };
+    bedrock => Adapter {
+        fixture: "bedrock.json",
+        script: &CLOUD_FAMILY,
+        errors: BEDROCK_ERRORS,
+        params: |base| DeploymentParams {
+            aws_access_key_id: Some("AKIDEXAMPLE".to_owned()),
+            aws_secret_access_key: Some("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_owned()),
+            aws_region_name: Some("us-west-2".to_owned()),
+            api_key: None,
+            ..params("bedrock/anthropic.claude-3-haiku-20240307-v1:0", base.to_owned())
+        },
+        greeting: CLOUD_GREETING,
+        usage: Usage::Reported,
+        length_stop: LengthStop::Reported,
+        completions: Completions::OverChat,
+        embeddings: Embeddings::Unsupported,
+        lacks: Some("logit_bias"),
     };
 }
