@@ -32,8 +32,12 @@ use std::sync::Arc;
 
 /// What a family of fixtures answers.
 struct Script {
+    /// The prompt the greeting answers.
+    hello: &'static str,
     /// The prompt and token counts of the greeting.
     usage: (u32, u32),
+    /// The call the weather question gets.
+    tool_call: ScriptedCall,
     /// The tool message of the follow-up turn, and the answer to it.
     tool_result: &'static str,
     tool_answer: &'static str,
@@ -45,7 +49,27 @@ struct Script {
     length: &'static str,
     /// The text embedded, and one whose embedding fails with a 500.
     embed: (&'static str, Option<&'static str>),
+    /// The prompt sent with an image part, and the answer; `None`: the
+    /// greeting's.
+    image: Option<(&'static str, &'static str)>,
 }
+
+/// The tool call a script answers the weather question with.
+struct ScriptedCall {
+    /// The call id the fixture assigns (and matches the follow-up on);
+    /// `None`: the adapter makes one, and the follow-up uses `call_weather_1`.
+    id: Option<&'static str>,
+    /// Its arguments, as JSON.
+    arguments: &'static str,
+    /// Its prompt and completion tokens.
+    usage: (u32, u32),
+}
+
+const PARIS: ScriptedCall = ScriptedCall {
+    id: None,
+    arguments: r#"{"city":"Paris"}"#,
+    usage: (20, 6),
+};
 
 /// One scripted upstream failure.
 struct UpstreamError {
@@ -66,7 +90,9 @@ const fn fails(prompt: &'static str, status: u16, message: &'static str) -> Upst
 
 /// `make_openai_family.py`'s conversation.
 const OPENAI_FAMILY: Script = Script {
+    hello: "hello",
     usage: (9, 12),
+    tool_call: PARIS,
     tool_result: "sunny, 21C",
     tool_answer: "It is sunny in Paris.",
     errors: &[
@@ -84,18 +110,41 @@ const OPENAI_FAMILY: Script = Script {
     cut: "cut me",
     length: "run out of tokens",
     embed: ("embed me", Some("embed 500")),
+    image: None,
 };
 
 /// The conversation of `gemini.json` and `bedrock.json`; the error
 /// messages are each cloud's own, in its adapter's value.
 const CLOUD_FAMILY: Script = Script {
+    hello: "hello",
     usage: (9, 8),
+    tool_call: PARIS,
     tool_result: "{\"temperature_c\": 22}",
     tool_answer: "It is 22 degrees in Paris.",
     errors: &[],
     cut: "trigger-cut",
     length: "trigger-length",
     embed: ("hello world", None),
+    image: None,
+};
+
+/// The conversation of `anthropic.json` (which `ingress_messages.rs`
+/// shares); the errors, with Anthropic's 529, are in its adapter's value.
+const ANTHROPIC_SCRIPT: Script = Script {
+    hello: "say hello",
+    usage: (12, 8),
+    tool_call: ScriptedCall {
+        id: Some("toolu_weather_1"),
+        arguments: r#"{"location":"Paris","unit":"celsius"}"#,
+        usage: (30, 15),
+    },
+    tool_result: "{\"temp\": 20}",
+    tool_answer: "It is 20 degrees in Paris.",
+    errors: &[],
+    cut: "cut the stream",
+    length: "run out of tokens",
+    embed: ("x", None),
+    image: Some(("describe the image", "A small red square.")),
 };
 
 /// How one adapter meets the suite.
@@ -181,7 +230,7 @@ async fn whole_chat(a: &Adapter) {
     let (_mock, p) = a.start(&[]);
     let r = p
         .chat(chat(
-            json!({"messages": [{"role": "user", "content": "hello"}],
+            json!({"messages": [{"role": "user", "content": a.script.hello}],
                    "temperature": 0.1, "max_tokens": 30, "stop": ["\n\n"]}),
         ))
         .await
@@ -204,7 +253,7 @@ async fn streamed_chat(a: &Adapter) {
     let (_mock, p) = a.start(&[]);
     let chunks: Vec<_> = p
         .chat_stream(chat(
-            json!({"messages": [{"role": "user", "content": "hello"}],
+            json!({"messages": [{"role": "user", "content": a.script.hello}],
                    "stream": true, "stream_options": {"include_usage": true}}),
         ))
         .await
@@ -216,6 +265,13 @@ async fn streamed_chat(a: &Adapter) {
         chunks.iter().flatten().all(|c| c.id == first_id),
         "every chunk of a stream has its id"
     );
+    let finishes = chunks
+        .iter()
+        .flatten()
+        .flat_map(|c| &c.choices)
+        .filter(|c| c.finish_reason.is_some())
+        .count();
+    assert_eq!(finishes, 1, "one choice, one finish reason");
     let s = reassemble(futures::stream::iter(chunks).boxed()).await;
     assert!(s.error.is_none(), "{:?}", s.error);
     assert!(s.chunks > 3, "expected several chunks, got {}", s.chunks);
@@ -240,10 +296,21 @@ async fn tool_call_then_tool_result(a: &Adapter) {
     let calls = r.choices[0].message.tool_calls.clone().unwrap();
     assert_eq!(calls[0]["type"], "function");
     assert_eq!(calls[0]["function"]["name"], "get_weather");
+    let expected = &a.script.tool_call;
     // Every wire's arguments (a string, an object) become OpenAI's JSON string.
-    assert_eq!(calls[0]["function"]["arguments"], "{\"city\":\"Paris\"}");
+    let arguments = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+    assert_eq!(
+        arguments(calls[0]["function"]["arguments"].as_str().unwrap()),
+        arguments(expected.arguments)
+    );
+    if let Some(id) = expected.id {
+        assert_eq!(calls[0]["id"], id);
+    }
     if let Usage::Reported = a.usage {
-        assert_eq!((r.usage.prompt_tokens, r.usage.completion_tokens), (20, 6));
+        assert_eq!(
+            (r.usage.prompt_tokens, r.usage.completion_tokens),
+            expected.usage
+        );
     }
 
     let mut streamed = question;
@@ -253,14 +320,15 @@ async fn tool_call_then_tool_result(a: &Adapter) {
     assert_eq!(s.finish_reason, Some(FinishReason::ToolCalls));
     assert_eq!(s.tool_calls.len(), 1);
     assert_eq!(s.tool_calls[0].1, "get_weather");
-    assert_eq!(s.tool_calls[0].2, "{\"city\":\"Paris\"}");
+    assert_eq!(arguments(&s.tool_calls[0].2), arguments(expected.arguments));
     assert!(!s.tool_calls[0].0.is_empty(), "a streamed call has an id");
 
+    let id = expected.id.unwrap_or("call_weather_1");
     let follow_up = json!({"messages": [
         {"role": "user", "content": "What is the weather in Paris?"},
-        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_weather_1",
-            "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
-        {"role": "tool", "tool_call_id": "call_weather_1", "content": a.script.tool_result}],
+        {"role": "assistant", "content": null, "tool_calls": [{"id": id, "type": "function",
+            "function": {"name": "get_weather", "arguments": expected.arguments}}]},
+        {"role": "tool", "tool_call_id": id, "content": a.script.tool_result}],
         "tools": weather_tool()});
     let r = p.chat(chat(follow_up)).await.unwrap();
     assert_eq!(
@@ -297,7 +365,7 @@ async fn length_stop(a: &Adapter) {
 
 async fn unsupported_params_and_images(a: &Adapter) {
     let (_mock, p) = a.start(&[]);
-    let mut req = ask("hello");
+    let mut req = ask(a.script.hello);
     req.logit_bias = Some([("50256".to_owned(), -100.0)].into_iter().collect());
     match a.lacks {
         Some(param) => {
@@ -317,22 +385,25 @@ async fn unsupported_params_and_images(a: &Adapter) {
             assert_eq!(r.choices[0].message.content.as_deref(), Some(a.greeting));
         }
     }
+    let (prompt, answer) = a.script.image.unwrap_or((a.script.hello, a.greeting));
     let with_image = chat(json!({"messages": [{"role": "user", "content": [
-        {"type": "text", "text": "hello"},
+        {"type": "text", "text": prompt},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]}));
     let r = p.chat(with_image).await.unwrap();
-    assert_eq!(r.choices[0].message.content.as_deref(), Some(a.greeting));
+    assert_eq!(r.choices[0].message.content.as_deref(), Some(answer));
 }
 
 async fn text_completion(a: &Adapter) {
     let (_mock, p) = a.start(&[]);
     let req: CompletionRequest =
-        serde_json::from_value(json!({"model": CLIENT_MODEL, "prompt": "hello", "max_tokens": 20}))
-            .unwrap();
+        serde_json::from_value(json!({"model": CLIENT_MODEL, "prompt": a.script.hello,
+                                     "max_tokens": 20}))
+        .unwrap();
     match a.completions {
         Completions::OverChat => {
             let r = p.completion(req.clone()).await.unwrap();
             assert_eq!(r.object, "text_completion");
+            assert_eq!(r.model, CLIENT_MODEL);
             assert_eq!(r.choices[0].text, a.greeting);
             if let Usage::Reported = a.usage {
                 let (prompt, completion) = a.script.usage;
@@ -425,7 +496,7 @@ async fn error_statuses(a: &Adapter) {
         let mut streamed = ask(expected.prompt);
         streamed.stream = Some(true);
         match p.chat_stream(streamed).await {
-            Err(e) => assert_eq!(e.status().as_u16(), expected.status, "{e:?}"),
+            Err(streamed) => assert_eq!(streamed, e, "{} (stream)", expected.prompt),
             Ok(_) => panic!("{}: expected an error before the stream", expected.prompt),
         }
     }
@@ -450,7 +521,7 @@ async fn cut_stream(a: &Adapter) {
 
 async fn malformed_json(a: &Adapter) {
     let (_mock, p) = a.start(&["--chaos-malformed", "1"]);
-    let e = p.chat(ask("hello")).await.unwrap_err();
+    let e = p.chat(ask(a.script.hello)).await.unwrap_err();
     assert_eq!(e.status().as_u16(), 502, "{e:?}");
     assert!(e.to_string().contains("malformed"), "{e}");
 }
@@ -570,6 +641,20 @@ const BEDROCK_ERRORS: &[UpstreamError] = &[
     ),
 ];
 
+const ANTHROPIC_ERRORS: &[UpstreamError] = &[
+    fails("fail 401", 401, "invalid x-api-key"),
+    UpstreamError {
+        retry_after: Some(7),
+        ..fails(
+            "fail 429",
+            429,
+            "Number of request tokens has exceeded your per-minute rate limit",
+        )
+    },
+    fails("fail 500", 500, "Internal server error"),
+    fails("fail 529", 529, "Overloaded"),
+];
+
 const CLOUD_GREETING: &str = "Hello! How can I help you today?";
 
 provider_suite! {
@@ -687,6 +772,18 @@ provider_suite! {
             api_key: None,
             ..params("bedrock/anthropic.claude-3-haiku-20240307-v1:0", base.to_owned())
         },
+        greeting: CLOUD_GREETING,
+        usage: Usage::Reported,
+        length_stop: LengthStop::Reported,
+        completions: Completions::OverChat,
+        embeddings: Embeddings::Unsupported,
+        lacks: Some("logit_bias"),
+    };
+    anthropic => Adapter {
+        fixture: "anthropic.json",
+        script: &ANTHROPIC_SCRIPT,
+        errors: ANTHROPIC_ERRORS,
+        params: |base| params("anthropic/claude-3-5-sonnet-20241022", base.to_owned()),
         greeting: CLOUD_GREETING,
         usage: Usage::Reported,
         length_stop: LengthStop::Reported,
