@@ -18,6 +18,7 @@
 //! `Drop` sends the abort. There is no separate cancel method.
 
 pub mod completion_over_chat;
+pub mod generation;
 
 use crate::error::ProviderError;
 use crate::openai::{

@@ -50,10 +50,11 @@ use crate::openai::{
     CompletionRequest, CompletionResponse, DetokenizeRequest, DetokenizeResponse, EmbeddingRequest,
     EmbeddingResponse, ModelCard, TokenizeRequest, TokenizeResponse,
 };
+use crate::provider::generation::Generation;
 use crate::provider::{ChunkStream, Provider};
 use deployment::FailureOutcome;
 use futures::future::BoxFuture;
-use outcome::{Finish, Peeked, Routed};
+use outcome::{Finish, Peeked, Routed, UsageChunk};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -727,6 +728,44 @@ fn estimate_tokens<S: serde::Serialize>(value: &S) -> u64 {
     serde_json::to_vec(value).map_or(0, |b| b.len() as u64 / 4)
 }
 
+impl Router {
+    /// A whole chat or text completion, through routing, retries and
+    /// fallbacks.
+    async fn answer<R>(&self, mut req: R) -> Result<R::Response, ProviderError>
+    where
+        R: Generation,
+        R::Response: Routed<Output = R::Response>,
+    {
+        let timeout = take_timeout(req.extra_mut());
+        let est = req.prompt_bytes() as u64 / 4;
+        let model = req.model_mut().clone();
+        let attempt = move |d: Arc<Deployment>, name: String| -> BoxFuture<'static, _> {
+            let mut r = req.clone();
+            *r.model_mut() = name;
+            Box::pin(async move { r.answer(d.provider.as_ref()).await })
+        };
+        self.call(&model, timeout, est, &attempt).await
+    }
+
+    /// A streamed chat or text completion, as [`Router::answer`]; an
+    /// attempt succeeds once its first chunk arrived.
+    async fn stream<R>(&self, mut req: R) -> Result<ChunkStream<R::Chunk>, ProviderError>
+    where
+        R: Generation,
+        R::Chunk: UsageChunk,
+    {
+        let timeout = take_timeout(req.extra_mut());
+        let est = req.prompt_bytes() as u64 / 4;
+        let model = req.model_mut().clone();
+        let attempt = move |d: Arc<Deployment>, name: String| -> BoxFuture<'static, _> {
+            let mut r = req.clone();
+            *r.model_mut() = name;
+            Box::pin(async move { Peeked::first_of(r.stream(d.provider.as_ref()).await?).await })
+        };
+        self.call(&model, timeout, est, &attempt).await
+    }
+}
+
 #[async_trait::async_trait]
 impl Provider for Router {
     fn models(&self) -> Vec<ModelCard> {
@@ -747,62 +786,30 @@ impl Provider for Router {
 
     async fn chat(
         &self,
-        mut req: ChatCompletionRequest,
+        req: ChatCompletionRequest,
     ) -> Result<ChatCompletionResponse, ProviderError> {
-        let timeout = take_timeout(&mut req.extra);
-        let est = estimate_tokens(&req.messages);
-        let model = req.model.clone();
-        let attempt = move |d: Arc<Deployment>, name: String| -> BoxFuture<'static, _> {
-            let mut r = req.clone();
-            r.model = name;
-            Box::pin(async move { d.provider.chat(r).await })
-        };
-        self.call(&model, timeout, est, &attempt).await
+        self.answer(req).await
     }
 
     async fn chat_stream(
         &self,
-        mut req: ChatCompletionRequest,
+        req: ChatCompletionRequest,
     ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
-        let timeout = take_timeout(&mut req.extra);
-        let est = estimate_tokens(&req.messages);
-        let model = req.model.clone();
-        let attempt = move |d: Arc<Deployment>, name: String| -> BoxFuture<'static, _> {
-            let mut r = req.clone();
-            r.model = name;
-            Box::pin(async move { Peeked::first_of(d.provider.chat_stream(r).await?).await })
-        };
-        self.call(&model, timeout, est, &attempt).await
+        self.stream(req).await
     }
 
     async fn completion(
         &self,
-        mut req: CompletionRequest,
+        req: CompletionRequest,
     ) -> Result<CompletionResponse, ProviderError> {
-        let timeout = take_timeout(&mut req.extra);
-        let est = estimate_tokens(&req.prompt);
-        let model = req.model.clone();
-        let attempt = move |d: Arc<Deployment>, name: String| -> BoxFuture<'static, _> {
-            let mut r = req.clone();
-            r.model = name;
-            Box::pin(async move { d.provider.completion(r).await })
-        };
-        self.call(&model, timeout, est, &attempt).await
+        self.answer(req).await
     }
 
     async fn completion_stream(
         &self,
-        mut req: CompletionRequest,
+        req: CompletionRequest,
     ) -> Result<ChunkStream<CompletionChunk>, ProviderError> {
-        let timeout = take_timeout(&mut req.extra);
-        let est = estimate_tokens(&req.prompt);
-        let model = req.model.clone();
-        let attempt = move |d: Arc<Deployment>, name: String| -> BoxFuture<'static, _> {
-            let mut r = req.clone();
-            r.model = name;
-            Box::pin(async move { Peeked::first_of(d.provider.completion_stream(r).await?).await })
-        };
-        self.call(&model, timeout, est, &attempt).await
+        self.stream(req).await
     }
 
     async fn embeddings(

@@ -11,7 +11,7 @@
 
 use crate::access_log::{self, AccessRecord};
 use crate::control::demand::Demand;
-use crate::control::gate::{meter, Gate};
+use crate::control::gate::{meter, Gate, UsageChunk};
 use crate::control::{Caller, ControlPlane};
 use crate::extract::OpenAiJson;
 use crate::gateway_error::GatewayError;
@@ -19,6 +19,7 @@ use crate::guardrails::TextsMut;
 use crate::openai::{
     ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ModelCard, ModelList, StreamOptions,
 };
+use crate::provider::generation::Generation;
 use crate::sse;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -37,58 +38,9 @@ pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(access): Extension<AccessRecord>,
-    OpenAiJson(mut req): OpenAiJson<ChatCompletionRequest>,
+    OpenAiJson(req): OpenAiJson<ChatCompletionRequest>,
 ) -> Result<Response, GatewayError> {
-    req.validate()?;
-    let provider = state.route_model(&mut req.model)?;
-    access.set_model(&req.model);
-    let Some(control) = state.control().cloned() else {
-        return if req.is_stream() {
-            let client_wants_usage = req.include_usage();
-            ask_for_usage(&mut req.stream_options);
-            let chunks = provider.chat_stream(req).await?;
-            Ok(sse::response(access_log::observe(
-                chunks,
-                access,
-                client_wants_usage,
-            )))
-        } else {
-            let resp = provider.chat(req).await?;
-            access.set_usage(&resp.usage);
-            Ok(Json(resp).into_response())
-        };
-    };
-    let gate = Gate::new(
-        Arc::clone(&control),
-        control
-            .admit_with(&caller, &req.model, &Demand::chat(&req))
-            .await?,
-    );
-    let lookup = control.cache_lookup("chat", &mut req.extra)?;
-    let guardrails = control.guardrails_for(&caller, &req.model, &mut req.extra)?;
-    control
-        .apply_guardrails(&guardrails, TextsMut::from_chat(&mut req))
-        .await?;
-    if req.is_stream() {
-        let client_wants_usage = req.include_usage();
-        ask_for_usage(&mut req.stream_options);
-        let chunks = access_log::observe(provider.chat_stream(req).await?, access, true);
-        return Ok(sse::response(meter(chunks, gate, client_wants_usage)));
-    }
-    let lookup = lookup.map(|l| l.keyed(&req));
-    if let Some(hit) = cached(&control, lookup.as_ref(), &req.model).await {
-        let resp: crate::openai::ChatCompletionResponse = hit;
-        access.set_usage(&resp.usage);
-        gate.finish(Some(&resp.usage), true);
-        return Ok(with_cost(Json(resp).into_response(), 0.0, true));
-    }
-    let resp = provider.chat(req).await?;
-    access.set_usage(&resp.usage);
-    let cost = gate.finish(Some(&resp.usage), false);
-    if let Some(lookup) = &lookup {
-        control.store_cached(lookup, &resp).await;
-    }
-    Ok(with_cost(Json(resp).into_response(), cost, false))
+    generate(state, caller, access, req).await
 }
 
 /// `POST /v1/completions`.
@@ -96,54 +48,95 @@ pub async fn completions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(access): Extension<AccessRecord>,
-    OpenAiJson(mut req): OpenAiJson<CompletionRequest>,
+    OpenAiJson(req): OpenAiJson<CompletionRequest>,
 ) -> Result<Response, GatewayError> {
+    generate(state, caller, access, req).await
+}
+
+/// What the control plane reads from a chat or text completion.
+trait Governed: Generation {
+    /// Its size before it runs, for budgets and limits.
+    fn demand(&self) -> Demand;
+    /// The texts guardrails check and may rewrite.
+    fn texts_mut(&mut self) -> TextsMut<'_>;
+}
+
+impl Governed for ChatCompletionRequest {
+    fn demand(&self) -> Demand {
+        Demand::chat(self)
+    }
+    fn texts_mut(&mut self) -> TextsMut<'_> {
+        TextsMut::from_chat(self)
+    }
+}
+
+impl Governed for CompletionRequest {
+    fn demand(&self) -> Demand {
+        Demand::completion(self)
+    }
+    fn texts_mut(&mut self) -> TextsMut<'_> {
+        TextsMut::from_completion(self)
+    }
+}
+
+/// Chat and text completions: validate, route by model, and without a
+/// control plane just answer; with one, admit (budgets, limits), apply
+/// guardrails, answer from the response cache where it holds the answer,
+/// and settle the cost when the answer (or the stream) ends.
+async fn generate<R>(
+    state: AppState,
+    caller: Caller,
+    access: AccessRecord,
+    mut req: R,
+) -> Result<Response, GatewayError>
+where
+    R: Governed,
+    R::Chunk: UsageChunk,
+{
     req.validate()?;
-    let provider = state.route_model(&mut req.model)?;
-    access.set_model(&req.model);
+    let provider = state.route_model(req.model_mut())?;
+    access.set_model(req.model_mut());
     let Some(control) = state.control().cloned() else {
         return if req.is_stream() {
             let client_wants_usage = req.include_usage();
-            ask_for_usage(&mut req.stream_options);
-            let chunks = provider.completion_stream(req).await?;
+            ask_for_usage(req.stream_options_mut());
+            let chunks = req.stream(provider.as_ref()).await?;
             Ok(sse::response(access_log::observe(
                 chunks,
                 access,
                 client_wants_usage,
             )))
         } else {
-            let resp = provider.completion(req).await?;
-            access.set_usage(&resp.usage);
+            let resp = req.answer(provider.as_ref()).await?;
+            access.set_usage(R::usage(&resp));
             Ok(Json(resp).into_response())
         };
     };
+    let model = req.model_mut().clone();
     let gate = Gate::new(
         Arc::clone(&control),
-        control
-            .admit_with(&caller, &req.model, &Demand::completion(&req))
-            .await?,
+        control.admit_with(&caller, &model, &req.demand()).await?,
     );
-    let lookup = control.cache_lookup("completion", &mut req.extra)?;
-    let guardrails = control.guardrails_for(&caller, &req.model, &mut req.extra)?;
+    let lookup = control.cache_lookup(R::KIND, req.extra_mut())?;
+    let guardrails = control.guardrails_for(&caller, &model, req.extra_mut())?;
     control
-        .apply_guardrails(&guardrails, TextsMut::from_completion(&mut req))
+        .apply_guardrails(&guardrails, req.texts_mut())
         .await?;
     if req.is_stream() {
         let client_wants_usage = req.include_usage();
-        ask_for_usage(&mut req.stream_options);
-        let chunks = access_log::observe(provider.completion_stream(req).await?, access, true);
+        ask_for_usage(req.stream_options_mut());
+        let chunks = access_log::observe(req.stream(provider.as_ref()).await?, access, true);
         return Ok(sse::response(meter(chunks, gate, client_wants_usage)));
     }
     let lookup = lookup.map(|l| l.keyed(&req));
-    if let Some(hit) = cached(&control, lookup.as_ref(), &req.model).await {
-        let resp: crate::openai::CompletionResponse = hit;
-        access.set_usage(&resp.usage);
-        gate.finish(Some(&resp.usage), true);
-        return Ok(with_cost(Json(resp).into_response(), 0.0, true));
+    if let Some(hit) = cached::<R::Response>(&control, lookup.as_ref(), &model).await {
+        access.set_usage(R::usage(&hit));
+        gate.finish(Some(R::usage(&hit)), true);
+        return Ok(with_cost(Json(hit).into_response(), 0.0, true));
     }
-    let resp = provider.completion(req).await?;
-    access.set_usage(&resp.usage);
-    let cost = gate.finish(Some(&resp.usage), false);
+    let resp = req.answer(provider.as_ref()).await?;
+    access.set_usage(R::usage(&resp));
+    let cost = gate.finish(Some(R::usage(&resp)), false);
     if let Some(lookup) = &lookup {
         control.store_cached(lookup, &resp).await;
     }
