@@ -11,8 +11,8 @@
 //! the query string or headers, so no key can reach the log.
 //! `engine serve --disable-log-requests` (vLLM's flag) turns it off.
 
-use crate::control::gate::UsageChunk;
 use crate::openai::Usage;
+use crate::provider::generation::UsageChunk;
 use crate::provider::ChunkStream;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -135,7 +135,7 @@ pub fn observe<T>(
     client_wants_usage: bool,
 ) -> ChunkStream<T>
 where
-    T: UsageChunk + Send + 'static,
+    T: UsageChunk,
 {
     stream
         .filter_map(move |item| {

@@ -10,7 +10,8 @@
 
 use super::demand::{Delivered, OutputChunk};
 use super::{Admission, ControlPlane, Outcome};
-use crate::openai::{ChatCompletionChunk, CompletionChunk, Usage};
+use crate::openai::Usage;
+use crate::provider::generation::UsageChunk;
 use crate::provider::ChunkStream;
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
@@ -73,33 +74,6 @@ fn outcome(usage: Option<&Usage>, cache_hit: bool, success: bool) -> Outcome {
     }
 }
 
-/// A streamed chunk that may carry the final usage.
-pub trait UsageChunk: OutputChunk {
-    /// The usage, on the `include_usage` chunk.
-    fn usage(&self) -> Option<&Usage>;
-    /// Whether this is the usage-only chunk (no choices), which is dropped
-    /// when the client did not ask for it.
-    fn is_usage_only(&self) -> bool;
-}
-
-impl UsageChunk for ChatCompletionChunk {
-    fn usage(&self) -> Option<&Usage> {
-        self.usage.as_ref()
-    }
-    fn is_usage_only(&self) -> bool {
-        self.usage.is_some() && self.choices.is_empty()
-    }
-}
-
-impl UsageChunk for CompletionChunk {
-    fn usage(&self) -> Option<&Usage> {
-        self.usage.as_ref()
-    }
-    fn is_usage_only(&self) -> bool {
-        self.usage.is_some() && self.choices.is_empty()
-    }
-}
-
 /// What a metered stream has seen; settles its gate when the stream ends
 /// or, failing that, when it is dropped.
 struct Meter {
@@ -142,7 +116,7 @@ struct Metered<T> {
     client_wants_usage: bool,
 }
 
-impl<T: UsageChunk> Stream for Metered<T> {
+impl<T: UsageChunk + OutputChunk> Stream for Metered<T> {
     type Item = Result<T, crate::error::ProviderError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -187,7 +161,7 @@ impl<T: UsageChunk> Stream for Metered<T> {
 /// `client_wants_usage` false drops the usage-only chunk again.
 pub fn meter<T>(stream: ChunkStream<T>, gate: Gate, client_wants_usage: bool) -> ChunkStream<T>
 where
-    T: UsageChunk + Send + 'static,
+    T: UsageChunk + OutputChunk,
 {
     Metered {
         inner: stream,

@@ -21,7 +21,7 @@ pub trait Generation: Clone + Serialize + Send + Sync + 'static {
     /// The whole answer.
     type Response: Serialize + DeserializeOwned + Send + 'static;
     /// One chunk of a streamed answer.
-    type Chunk: Serialize + Send + 'static;
+    type Chunk: UsageChunk + Serialize;
     /// The name of this kind of request where the control plane keeps
     /// them apart (the response cache's namespace).
     const KIND: &'static str;
@@ -52,6 +52,35 @@ pub trait Generation: Clone + Serialize + Send + Sync + 'static {
         self,
         provider: &dyn Provider,
     ) -> Result<ChunkStream<Self::Chunk>, ProviderError>;
+}
+
+/// A streamed chunk that may carry the stream's usage (the
+/// `include_usage` chunk), which the router counts, the control plane
+/// charges and the access log records.
+pub trait UsageChunk: Send + 'static {
+    /// The usage, on the `include_usage` chunk.
+    fn usage(&self) -> Option<&Usage>;
+    /// Whether this is the usage-only chunk (no choices), which is dropped
+    /// when the client did not ask for it.
+    fn is_usage_only(&self) -> bool;
+}
+
+impl UsageChunk for ChatCompletionChunk {
+    fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+    fn is_usage_only(&self) -> bool {
+        self.usage.is_some() && self.choices.is_empty()
+    }
+}
+
+impl UsageChunk for CompletionChunk {
+    fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+    fn is_usage_only(&self) -> bool {
+        self.usage.is_some() && self.choices.is_empty()
+    }
 }
 
 fn json_len<T: Serialize>(value: &T) -> usize {

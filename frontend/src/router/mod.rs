@@ -54,7 +54,7 @@ use crate::provider::generation::Generation;
 use crate::provider::{ChunkStream, Provider};
 use deployment::FailureOutcome;
 use futures::future::BoxFuture;
-use outcome::{Finish, Peeked, Routed, UsageChunk};
+use outcome::{Finish, Peeked, Routed};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -749,11 +749,10 @@ impl Router {
 
     /// A streamed chat or text completion, as [`Router::answer`]; an
     /// attempt succeeds once its first chunk arrived.
-    async fn stream<R>(&self, mut req: R) -> Result<ChunkStream<R::Chunk>, ProviderError>
-    where
-        R: Generation,
-        R::Chunk: UsageChunk,
-    {
+    async fn stream<R: Generation>(
+        &self,
+        mut req: R,
+    ) -> Result<ChunkStream<R::Chunk>, ProviderError> {
         let timeout = take_timeout(req.extra_mut());
         let est = req.prompt_bytes() as u64 / 4;
         let model = req.model_mut().clone();

@@ -9,10 +9,8 @@ use super::deployment::{Deployment, InFlight};
 use super::retry;
 use super::Shared;
 use crate::error::ProviderError;
-use crate::openai::{
-    ChatCompletionChunk, ChatCompletionResponse, CompletionChunk, CompletionResponse,
-    EmbeddingResponse,
-};
+use crate::openai::{ChatCompletionResponse, CompletionResponse, EmbeddingResponse};
+use crate::provider::generation::UsageChunk;
 use crate::provider::ChunkStream;
 use futures::StreamExt;
 use std::sync::Arc;
@@ -71,24 +69,6 @@ impl Routed for EmbeddingResponse {
     }
 }
 
-/// A chunk that may carry the stream's usage.
-pub trait UsageChunk: Send + 'static {
-    /// Total tokens when this is the usage chunk.
-    fn usage_tokens(&self) -> Option<u32>;
-}
-
-impl UsageChunk for ChatCompletionChunk {
-    fn usage_tokens(&self) -> Option<u32> {
-        self.usage.as_ref().map(|u| u.total_tokens)
-    }
-}
-
-impl UsageChunk for CompletionChunk {
-    fn usage_tokens(&self) -> Option<u32> {
-        self.usage.as_ref().map(|u| u.total_tokens)
-    }
-}
-
 /// A stream that produced its first chunk: only such a stream counts as
 /// a successful attempt (an error before it is retried).
 pub struct Peeked<C> {
@@ -128,7 +108,7 @@ impl<C: UsageChunk> Routed for Peeked<C> {
     type Output = ChunkStream<C>;
     const STREAMING: bool = true;
     fn finish(self, f: Finish) -> ChunkStream<C> {
-        if let Some(t) = self.first.usage_tokens() {
+        if let Some(t) = self.first.usage().map(|u| u.total_tokens) {
             count(&f, t);
         }
         let tail = Tail {
@@ -150,7 +130,7 @@ impl<C: UsageChunk> Routed for Peeked<C> {
             match next {
                 None => None,
                 Some(Ok(chunk)) => {
-                    if let Some(tokens) = chunk.usage_tokens() {
+                    if let Some(tokens) = chunk.usage().map(|u| u.total_tokens) {
                         count(&t.f, tokens);
                     }
                     Some((Ok(chunk), t))

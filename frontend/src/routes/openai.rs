@@ -11,7 +11,8 @@
 
 use crate::access_log::{self, AccessRecord};
 use crate::control::demand::Demand;
-use crate::control::gate::{meter, Gate, UsageChunk};
+use crate::control::demand::OutputChunk;
+use crate::control::gate::{meter, Gate};
 use crate::control::{Caller, ControlPlane};
 use crate::extract::OpenAiJson;
 use crate::gateway_error::GatewayError;
@@ -91,7 +92,7 @@ async fn generate<R>(
 ) -> Result<Response, GatewayError>
 where
     R: Governed,
-    R::Chunk: UsageChunk,
+    R::Chunk: OutputChunk,
 {
     req.validate()?;
     let provider = state.route_model(req.model_mut())?;
