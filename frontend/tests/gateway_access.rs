@@ -58,10 +58,6 @@ impl Provider for Echo {
         vec![ModelCard::new("echo", "test", Some(64))]
     }
 
-    fn health(&self) -> Result<(), ProviderError> {
-        Ok(())
-    }
-
     async fn chat(
         &self,
         req: ChatCompletionRequest,

@@ -63,9 +63,6 @@ impl Provider for Upstream {
     fn models(&self) -> Vec<ModelCard> {
         vec![]
     }
-    fn health(&self) -> Result<(), ProviderError> {
-        Ok(())
-    }
     async fn chat(
         &self,
         req: ChatCompletionRequest,

@@ -54,8 +54,12 @@ pub trait Provider: Send + Sync + 'static {
     fn serves(&self, model: &str) -> bool {
         self.models().iter().any(|card| card.id == model)
     }
-    /// Ok while it can serve; Err(Unavailable) once its workers died (health answers 503).
-    fn health(&self) -> Result<(), ProviderError>;
+    /// Ok while it can serve; Err(Unavailable) once its workers died
+    /// (health answers 503). A remote API is reached per request, and
+    /// its failures are the router's cooldowns, hence the default.
+    fn health(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
     /// A whole chat completion (`stream` is false or absent).
     async fn chat(
         &self,

@@ -135,10 +135,6 @@ impl Provider for AzureProvider {
         )]
     }
 
-    fn health(&self) -> Result<(), ProviderError> {
-        Ok(())
-    }
-
     async fn chat(
         &self,
         req: ChatCompletionRequest,

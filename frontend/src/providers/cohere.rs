@@ -402,10 +402,6 @@ impl Provider for CohereProvider {
         vec![ModelCard::new(&self.upstream.model_name, "cohere", None)]
     }
 
-    fn health(&self) -> Result<(), ProviderError> {
-        Ok(())
-    }
-
     async fn chat(
         &self,
         req: ChatCompletionRequest,

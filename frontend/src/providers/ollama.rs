@@ -448,10 +448,6 @@ impl Provider for OllamaProvider {
         vec![ModelCard::new(&self.upstream.model_name, "ollama", None)]
     }
 
-    fn health(&self) -> Result<(), ProviderError> {
-        Ok(())
-    }
-
     async fn chat(
         &self,
         req: ChatCompletionRequest,

@@ -511,10 +511,6 @@ impl Provider for OpenAiProvider {
         )]
     }
 
-    fn health(&self) -> Result<(), ProviderError> {
-        Ok(())
-    }
-
     async fn chat(
         &self,
         req: ChatCompletionRequest,

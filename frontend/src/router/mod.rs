@@ -775,10 +775,6 @@ impl Provider for Router {
             .collect()
     }
 
-    fn health(&self) -> Result<(), ProviderError> {
-        Ok(())
-    }
-
     fn serves(&self, model: &str) -> bool {
         self.shared.serves(model)
     }

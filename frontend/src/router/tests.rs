@@ -84,9 +84,6 @@ impl Provider for Scripted {
     fn models(&self) -> Vec<ModelCard> {
         vec![ModelCard::new(self.name, "test", None)]
     }
-    fn health(&self) -> Result<(), ProviderError> {
-        Ok(())
-    }
     async fn chat(
         &self,
         req: ChatCompletionRequest,
@@ -853,9 +850,6 @@ async fn a_stream_holds_its_in_flight_slot_and_obeys_the_deadline() {
         fn models(&self) -> Vec<ModelCard> {
             vec![]
         }
-        fn health(&self) -> Result<(), ProviderError> {
-            Ok(())
-        }
         async fn chat(
             &self,
             _: ChatCompletionRequest,
@@ -1069,9 +1063,6 @@ impl Chaos {
 impl Provider for Chaos {
     fn models(&self) -> Vec<ModelCard> {
         vec![]
-    }
-    fn health(&self) -> Result<(), ProviderError> {
-        Ok(())
     }
     async fn chat(
         &self,

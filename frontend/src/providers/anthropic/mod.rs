@@ -92,10 +92,6 @@ impl Provider for AnthropicProvider {
         vec![ModelCard::new(&self.upstream.model_name, "anthropic", None)]
     }
 
-    fn health(&self) -> Result<(), ProviderError> {
-        Ok(())
-    }
-
     async fn chat(
         &self,
         req: ChatCompletionRequest,

@@ -175,10 +175,6 @@ impl Provider for BedrockProvider {
         vec![ModelCard::new(&self.upstream.model_name, "bedrock", None)]
     }
 
-    fn health(&self) -> Result<(), ProviderError> {
-        Ok(())
-    }
-
     async fn chat(
         &self,
         req: ChatCompletionRequest,

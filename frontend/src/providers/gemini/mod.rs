@@ -241,10 +241,6 @@ impl Provider for GeminiProvider {
         )]
     }
 
-    fn health(&self) -> Result<(), ProviderError> {
-        Ok(())
-    }
-
     async fn chat(
         &self,
         req: ChatCompletionRequest,
