@@ -315,7 +315,17 @@ async fn tool_call_then_tool_result(a: &Adapter) {
 
     let mut streamed = question;
     streamed["stream"] = json!(true);
-    let s = reassemble(p.chat_stream(chat(streamed)).await.unwrap()).await;
+    let chunks: Vec<_> = p.chat_stream(chat(streamed)).await.unwrap().collect().await;
+    // The first delta of a call names it as OpenAI's clients expect.
+    let first_delta = chunks
+        .iter()
+        .flatten()
+        .flat_map(|c| &c.choices)
+        .find_map(|c| c.delta.tool_calls.clone())
+        .expect("a tool-call delta");
+    assert_eq!(first_delta[0]["type"], "function");
+    assert_eq!(first_delta[0]["index"], 0);
+    let s = reassemble(futures::stream::iter(chunks).boxed()).await;
     assert!(s.error.is_none(), "{:?}", s.error);
     assert_eq!(s.finish_reason, Some(FinishReason::ToolCalls));
     assert_eq!(s.tool_calls.len(), 1);
