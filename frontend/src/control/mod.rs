@@ -3,7 +3,7 @@
 //!
 //! - [`ControlPlane::authenticate`]: the master key or a virtual key
 //!   (stored hashed, [`secret`]) becomes a [`Caller`];
-//! - [`ControlPlane::admit_with`]: model access ([`access`]), budgets
+//! - [`ControlPlane::admit_with`] ([`admission`]): model access ([`access`]), budgets
 //!   (stored spend plus the unflushed and reserved spend of the
 //!   [`ledger`]: the request's estimated cost, [`demand`], is reserved in
 //!   the same step), rpm/tpm limits ([`crate::ratelimit`], rpm per
@@ -21,6 +21,7 @@
 //! [`Caller::Anonymous`] and the admin API refuses, as LiteLLM without one.
 
 pub mod access;
+pub mod admission;
 pub mod demand;
 pub mod error;
 mod from_config;
@@ -34,24 +35,24 @@ pub mod response_cache;
 pub mod secret;
 pub mod spend_writer;
 
+pub use admission::Admission;
 pub use error::ControlError;
 pub use from_config::SetupError;
 
 use crate::cache::ResponseCache;
 use crate::guardrails::Guardrails;
 use crate::pricing::ModelPrice;
-use crate::ratelimit::{Limits, RateLimitError, RateLimiter, Subject};
+use crate::ratelimit::RateLimiter;
 use crate::store::{KeyRecord, SpendLog, SpendStatus, Store, TeamRecord, UserRecord};
 use access::ModelCatalog;
 use chrono::{DateTime, Utc};
-use demand::Demand;
-use ledger::{BudgetCheck, SpendLedger};
+use ledger::SpendLedger;
 use metrics::ControlMetrics;
 use records::Records;
 use spend_writer::{PendingLog, SpendWriter};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The time source of expiry and budget checks; tests substitute one they
 /// move by hand.
@@ -105,60 +106,6 @@ impl Caller {
                 .clone()
                 .unwrap_or_else(|| k.key.key_name.clone()),
         }
-    }
-}
-
-/// An admitted request: what `settle` needs to charge it. Dropped without
-/// being settled, it gives its budget reservation back.
-pub struct Admission {
-    request_id: String,
-    model: String,
-    caller_label: String,
-    token_hash: Option<String>,
-    key_alias: Option<String>,
-    team_id: Option<String>,
-    user_id: Option<String>,
-    /// Ledger owners charged (`key:..`, `team:..`, `user:..`).
-    owners: Vec<String>,
-    /// Rate-limit subjects that count tokens.
-    tpm_subjects: Vec<Subject>,
-    started: Instant,
-    start_time: DateTime<Utc>,
-    /// The request's estimated prompt tokens (charged when a stream is cut
-    /// before the upstream reported usage).
-    prompt_estimate: u64,
-    /// USD reserved for each owner, released at settlement.
-    reserved: f64,
-    ledger: Arc<SpendLedger>,
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        if self.reserved != 0.0 {
-            self.ledger.release(&self.owners, self.reserved);
-        }
-    }
-}
-
-impl Admission {
-    /// The gateway's id of this request (the spend log's key).
-    pub fn request_id(&self) -> &str {
-        &self.request_id
-    }
-
-    /// The model name the client asked for.
-    pub fn model(&self) -> &str {
-        &self.model
-    }
-
-    /// The request's estimated prompt tokens.
-    pub fn prompt_estimate(&self) -> u64 {
-        self.prompt_estimate
-    }
-
-    /// USD reserved against each budget of the request.
-    pub fn reserved(&self) -> f64 {
-        self.reserved
     }
 }
 
@@ -338,191 +285,6 @@ impl ControlPlane {
         }
     }
 
-    /// [`Self::admit_with`] for a request of unknown size (one sequence,
-    /// the default `max_tokens`).
-    pub async fn admit(&self, caller: &Caller, model: &str) -> Result<Admission, ControlError> {
-        self.admit_with(caller, model, &Demand::default()).await
-    }
-
-    /// Checks that `caller` may call `model` now with a request of
-    /// `demand`'s size: model lists, budgets, rate limits. On success the
-    /// request's estimated cost (its prompt plus `max_tokens`, or the
-    /// configured default, per sequence, at the model's price) is reserved
-    /// against every budget, and its sequences are counted against rpm. A
-    /// budget whose committed spend (stored, unflushed and reserved) has
-    /// reached it refuses the request.
-    pub async fn admit_with(
-        &self,
-        caller: &Caller,
-        model: &str,
-        demand: &Demand,
-    ) -> Result<Admission, ControlError> {
-        let estimate = self.prices.get(model).1.map_or(0.0, |p| {
-            p.cost(
-                demand.prompt_tokens,
-                demand.output_tokens(self.default_max_tokens),
-            )
-        });
-        if estimate > 0.0 && self.writer.is_saturated() {
-            return Err(ControlError::Backend {
-                message: "spend cannot be recorded right now (the spend store and journal \
-                          are unavailable); paid requests are refused until it can"
-                    .to_owned(),
-            });
-        }
-        let mut admission = Admission {
-            request_id: format!("chatcmpl-gw-{}", uuid::Uuid::new_v4().simple()),
-            model: model.to_owned(),
-            caller_label: caller.label(),
-            token_hash: None,
-            key_alias: None,
-            team_id: None,
-            user_id: None,
-            owners: Vec::new(),
-            tpm_subjects: Vec::new(),
-            started: Instant::now(),
-            start_time: self.now(),
-            prompt_estimate: demand.prompt_tokens,
-            reserved: 0.0,
-            ledger: Arc::clone(&self.ledger),
-        };
-        let Caller::Key(ctx) = caller else {
-            return Ok(admission);
-        };
-        let now = admission.start_time;
-        let key = &ctx.key;
-        let mut owners: Vec<Owner<'_>> = vec![Owner {
-            id: format!("key:{}", key.token_hash),
-            label: format!("key {}", caller.label()),
-            models: &key.models,
-            max_budget: key.max_budget,
-            spend: key.spend,
-            reset_at: key.budget_reset_at,
-            limits: Limits {
-                rpm: key.rpm_limit,
-                tpm: key.tpm_limit,
-            },
-        }];
-        if let Some(team) = &ctx.team {
-            owners.push(Owner {
-                id: format!("team:{}", team.team_id),
-                label: format!(
-                    "team {}",
-                    team.team_alias.as_deref().unwrap_or(&team.team_id)
-                ),
-                models: &team.models,
-                max_budget: team.max_budget,
-                spend: team.spend,
-                reset_at: team.budget_reset_at,
-                limits: Limits {
-                    rpm: team.rpm_limit,
-                    tpm: team.tpm_limit,
-                },
-            });
-        }
-        if let Some(user) = &ctx.user {
-            owners.push(Owner {
-                id: format!("user:{}", user.user_id),
-                label: format!("user {}", user.user_id),
-                models: &user.models,
-                max_budget: user.max_budget,
-                spend: user.spend,
-                reset_at: user.budget_reset_at,
-                limits: Limits {
-                    rpm: user.rpm_limit,
-                    tpm: user.tpm_limit,
-                },
-            });
-        }
-        for owner in &owners {
-            if !self.catalog.allows(owner.models, model) {
-                self.metrics
-                    .rejections
-                    .with_label_values(&["model_access"])
-                    .inc();
-                return Err(ControlError::ModelNotAllowed {
-                    model: model.to_owned(),
-                    allowed: owner.models.join(", "),
-                });
-            }
-        }
-        // Budgets: check and reserve in one step (see `ledger`).
-        let checks: Vec<BudgetCheck> = owners
-            .iter()
-            .filter_map(|owner| {
-                let max_budget = owner.max_budget?;
-                // A budget whose reset time has come counts from zero even
-                // before the sweep writes the reset.
-                let stored = if owner.reset_at.is_some_and(|at| at <= now) {
-                    0.0
-                } else {
-                    owner.spend
-                };
-                Some(BudgetCheck {
-                    owner: owner.id.clone(),
-                    stored,
-                    max_budget,
-                })
-            })
-            .collect();
-        let owner_ids: Vec<String> = owners.iter().map(|o| o.id.clone()).collect();
-        if let Err(refused) = self.ledger.try_reserve(&checks, &owner_ids, estimate) {
-            self.metrics.rejections.with_label_values(&["budget"]).inc();
-            let label = owners
-                .iter()
-                .find(|o| o.id == refused.owner)
-                .map_or_else(|| refused.owner.clone(), |o| o.label.clone());
-            return Err(ControlError::BudgetExceeded {
-                owner: label,
-                spend: refused.committed,
-                max_budget: refused.max_budget,
-            });
-        }
-        // From here on, dropping the admission gives the reservation back.
-        admission.owners = owner_ids;
-        admission.reserved = estimate;
-        let subjects: Vec<Subject> = owners
-            .iter()
-            .filter(|o| !o.limits.is_unlimited())
-            .map(|o| Subject::new(o.id.clone(), o.limits))
-            .collect();
-        if !subjects.is_empty() {
-            match self.limiter.admit_n(&subjects, demand.sequences).await {
-                Ok(()) => {}
-                Err(RateLimitError::Limited(limited)) => {
-                    self.metrics
-                        .rejections
-                        .with_label_values(&["rate_limit"])
-                        .inc();
-                    let owner = owners
-                        .iter()
-                        .find(|o| o.id == limited.subject)
-                        .map_or_else(|| limited.subject.clone(), |o| o.label.clone());
-                    return Err(ControlError::RateLimited {
-                        owner,
-                        limit: limited.limit.as_str(),
-                        value: limited.max,
-                        retry_after: limited.retry_after,
-                    });
-                }
-                Err(RateLimitError::Backend(message)) => {
-                    return Err(ControlError::Backend {
-                        message: format!("rate limits unavailable: {message}"),
-                    })
-                }
-            }
-        }
-        admission.tpm_subjects = subjects
-            .into_iter()
-            .filter(|s| s.limits.tpm.is_some())
-            .collect();
-        admission.token_hash = Some(key.token_hash.clone());
-        admission.key_alias = key.key_alias.clone();
-        admission.team_id = key.team_id.clone();
-        admission.user_id = key.user_id.clone();
-        Ok(admission)
-    }
-
     /// Charges a finished request: its cost (returned, in USD) in place of
     /// its reservation, a spend log for the batch writer, tpm counters,
     /// metrics. Synchronous (a queue push), so it can run from a stream's
@@ -675,17 +437,6 @@ async fn bounded<T>(
                 STORE_LOOKUP_TIMEOUT.as_secs()
             )))
         })
-}
-
-/// One of the records a request is checked and charged against.
-struct Owner<'a> {
-    id: String,
-    label: String,
-    models: &'a [String],
-    max_budget: Option<f64>,
-    spend: f64,
-    reset_at: Option<DateTime<Utc>>,
-    limits: Limits,
 }
 
 /// The control-plane error of a store failure.
