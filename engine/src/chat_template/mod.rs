@@ -25,6 +25,13 @@
 //! so `{{ messages * 10**9 }}` or an endless loop fails the request instead
 //! of filling the memory or holding a thread (jinja2's sandbox stops the
 //! first with a `MemoryError` or a `range` limit, not the second).
+//! What no bound here reaches: minijinja builds a string inside one
+//! operation (`seq ~ ''`, `seq|string`) without a size limit, and repeats a
+//! sequence up to 100 million items, so a template written to do it
+//! (`{{ (messages * 49999999) ~ '' }}`) can still take gigabytes; the
+//! fuzzer found it. Only a template does that (messages, tools and
+//! kwargs from clients cannot), and the template is the operator's, as in
+//! `transformers`, whose sandbox does not stop it either.
 
 mod bounds;
 mod generation_tags;
