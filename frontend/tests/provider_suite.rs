@@ -6,15 +6,16 @@
 //! value ([`Usage::Reported`] vs [`Usage::ChunkOnly`],
 //! [`Completions::NotInMock`]) and checked as declared, never skipped.
 //!
-//! An adapter's fixture follows one of two scripted conversations
+//! An adapter's fixture follows one of three scripted conversations
 //! ([`Script`]): `tests/fixtures/aimock/make_openai_family.py` writes the
 //! OpenAI, Azure, Cohere and Ollama files; `gemini.json` and
-//! `bedrock.json` share the other. Both hold a greeting with known usage,
-//! a tool call and its follow-up turn, an answer stopped by `max_tokens`,
-//! one given only when the system prompt and the declared tool reach the
-//! upstream, a stream cut after three chunks, and error statuses.
+//! `bedrock.json` share the second; `anthropic.json` (which
+//! `ingress_messages.rs` also reads) is the third. Each holds a greeting
+//! with known usage, a tool call and its follow-up turn, an answer stopped
+//! by `max_tokens`, one given only when the system prompt and the declared
+//! tool reach the upstream, a stream cut mid-way, and error statuses.
 //! Behaviour only one adapter has stays in its own test file
-//! (`provider_bedrock.rs`, `provider_gemini.rs`, `provider_anthropic.rs`,
+//! (`provider_bedrock.rs`, `provider_anthropic.rs`,
 //! `provider_ollama_images.rs`, `provider_*_wire.rs`) or its unit tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
