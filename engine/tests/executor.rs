@@ -196,6 +196,13 @@ fn a_stopped_worker_fails_the_step_at_its_deadline_and_is_killed() {
         .status()
         .unwrap();
     assert!(status.success());
+    // A signal is delivered asynchronously: wait until the kernel shows the
+    // process stopped, or a worker still running could answer the step.
+    let stopped_by = Instant::now() + Duration::from_secs(5);
+    while !process_is_stopped(pid) {
+        assert!(Instant::now() < stopped_by, "worker {pid} did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 
     let start = Instant::now();
     let err = mp.execute(StepRequest::default()).unwrap_err();
@@ -245,4 +252,16 @@ fn start_executor_reports_a_bad_model() {
         engine::executor::start_executor(&cfg).err().unwrap(),
         ExecutorError::WorkerBinaryNotFound { .. }
     ));
+}
+
+/// Whether `/proc/<pid>/stat` shows the process stopped (`T`) or traced
+/// (`t`).
+fn process_is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after_name = stat.rsplit_once(") ")?.1.to_owned();
+            after_name.chars().next()
+        })
+        .is_some_and(|state| state == 'T' || state == 't')
 }
