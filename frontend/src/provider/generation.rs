@@ -28,7 +28,9 @@ pub trait Generation: Clone + Serialize + Send + Sync + 'static {
 
     /// Checks ranges and shapes: a 400 naming the field.
     fn validate(&self) -> Result<(), ProviderError>;
-    /// The model asked for, which routing may rewrite.
+    /// The model asked for.
+    fn model(&self) -> &str;
+    /// The model, which routing rewrites.
     fn model_mut(&mut self) -> &mut String;
     /// Fields the gateway reads and removes before a provider sees them
     /// (`timeout`, `cache`, `guardrails`, `metadata`).
@@ -96,6 +98,9 @@ impl Generation for ChatCompletionRequest {
     fn validate(&self) -> Result<(), ProviderError> {
         ChatCompletionRequest::validate(self)
     }
+    fn model(&self) -> &str {
+        &self.model
+    }
     fn model_mut(&mut self) -> &mut String {
         &mut self.model
     }
@@ -136,6 +141,9 @@ impl Generation for CompletionRequest {
 
     fn validate(&self) -> Result<(), ProviderError> {
         CompletionRequest::validate(self)
+    }
+    fn model(&self) -> &str {
+        &self.model
     }
     fn model_mut(&mut self) -> &mut String {
         &mut self.model

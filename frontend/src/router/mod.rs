@@ -738,7 +738,7 @@ impl Router {
     {
         let timeout = take_timeout(req.extra_mut());
         let est = req.prompt_bytes() as u64 / 4;
-        let model = req.model_mut().clone();
+        let model = req.model().to_owned();
         let attempt = move |d: Arc<Deployment>, name: String| -> BoxFuture<'static, _> {
             let mut r = req.clone();
             *r.model_mut() = name;
@@ -755,7 +755,7 @@ impl Router {
     ) -> Result<ChunkStream<R::Chunk>, ProviderError> {
         let timeout = take_timeout(req.extra_mut());
         let est = req.prompt_bytes() as u64 / 4;
-        let model = req.model_mut().clone();
+        let model = req.model().to_owned();
         let attempt = move |d: Arc<Deployment>, name: String| -> BoxFuture<'static, _> {
             let mut r = req.clone();
             *r.model_mut() = name;

@@ -96,7 +96,7 @@ where
 {
     req.validate()?;
     let provider = state.route_model(req.model_mut())?;
-    access.set_model(req.model_mut());
+    access.set_model(req.model());
     let Some(control) = state.control().cloned() else {
         return if req.is_stream() {
             let client_wants_usage = req.include_usage();
@@ -113,7 +113,7 @@ where
             Ok(Json(resp).into_response())
         };
     };
-    let model = req.model_mut().clone();
+    let model = req.model().to_owned();
     let gate = Gate::new(
         Arc::clone(&control),
         control.admit_with(&caller, &model, &req.demand()).await?,
