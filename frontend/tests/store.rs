@@ -50,6 +50,7 @@ store_tests!(
     team_and_user_updates,
     record_spend_charges_key_team_and_user,
     duplicate_request_ids_count_once,
+    batches_of_several_inserts_charge_each_log_once,
     spend_log_filters,
     total_and_daily_spend,
     budget_reset_follows_each_duration,
@@ -705,6 +706,33 @@ async fn duplicate_request_ids_count_once(store: Arc<dyn Store>) {
     assert_eq!(logs[1], c);
     let total = store.total_spend(&SpendQuery::default()).await.unwrap();
     assert!(close(total, 15.0), "{total}");
+}
+
+/// A batch larger than one `INSERT` statement (the store writes a few
+/// hundred logs a statement): every log lands, and a request id repeated
+/// across statements, or already stored, is charged once.
+async fn batches_of_several_inserts_charge_each_log_once(store: Arc<dyn Store>) {
+    key_team_user(&store, t("2025-01-01T00:00:00Z")).await;
+    store
+        .record_spend(&[charged("req-0000", 1.0, "2025-01-02T09:00:00Z")])
+        .await
+        .unwrap();
+    let mut batch: Vec<SpendLog> = (0..1000)
+        .map(|i| charged(&format!("req-{i:04}"), 1.0, "2025-01-02T10:00:00Z"))
+        .collect();
+    // The copy sorts next to its original, in the last statement, and
+    // costs more: charging it would show.
+    batch.push(charged("req-0999", 50.0, "2025-01-02T10:00:00Z"));
+    batch.push(charged("req-0500", 50.0, "2025-01-02T10:00:00Z"));
+    store.record_spend(&batch).await.unwrap();
+
+    let key = store.key("k1").await.unwrap().unwrap();
+    assert!(close(key.spend, 1000.0), "{}", key.spend);
+    assert!(close(store.team("t1").await.unwrap().unwrap().spend, 1000.0));
+    let total = store.total_spend(&SpendQuery::default()).await.unwrap();
+    assert!(close(total, 1000.0), "{total}");
+    let logs = store.spend_logs(&SpendQuery::default()).await.unwrap();
+    assert_eq!(logs.len(), 1000);
 }
 
 /// Ten logs over three days, two keys, two teams, two models.
