@@ -40,6 +40,10 @@ enum Command {
     Bench(BenchCommand),
 }
 
+/// mimalloc rather than glibc's malloc: see engine/Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -9,7 +9,7 @@
 //! `content_policy_fallbacks` can act on it.
 
 use super::http;
-use super::openai::{KeyHeader, OpenAiWire};
+use super::openai::{Endpoints, KeyHeader, OpenAiWire};
 use super::resolve::Resolved;
 use super::upstream::Upstream;
 use crate::config::params::DeploymentParams;
@@ -25,10 +25,9 @@ use serde_json::Value;
 
 /// The adapter for one Azure OpenAI deployment (`azure/<deployment>`).
 pub struct AzureProvider {
+    /// The wire, its endpoints under
+    /// `{api_base}/openai/deployments/{deployment}` with `?api-version=`.
     wire: OpenAiWire,
-    /// `{api_base}/openai/deployments/{deployment}`.
-    deployment_url: String,
-    api_version: String,
 }
 
 impl AzureProvider {
@@ -64,30 +63,25 @@ impl AzureProvider {
             api_base.trim_end_matches('/'),
             resolved.upstream_model
         );
+        let endpoints =
+            Endpoints::new(|path| format!("{deployment_url}/{path}?api-version={api_version}"))?;
+        let mut upstream = Upstream::new(
+            model_name,
+            resolved.upstream_model,
+            params,
+            client,
+            &api_base,
+        );
+        upstream.error_map = azure_error;
         Ok(Self {
             wire: OpenAiWire {
-                upstream: Upstream::new(
-                    model_name,
-                    resolved.upstream_model,
-                    params,
-                    client,
-                    &api_base,
-                ),
+                upstream,
                 key_header: KeyHeader::ApiKey,
                 provider: "azure",
                 vllm_extras: false,
-                error_map: azure_error,
+                endpoints,
             },
-            deployment_url,
-            api_version,
         })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!(
-            "{}/{path}?api-version={}",
-            self.deployment_url, self.api_version
-        )
     }
 }
 
@@ -139,36 +133,32 @@ impl Provider for AzureProvider {
         &self,
         req: ChatCompletionRequest,
     ) -> Result<ChatCompletionResponse, ProviderError> {
-        check_filtered(self.wire.chat(&self.url("chat/completions"), &req).await?)
+        check_filtered(self.wire.chat(&req).await?)
     }
 
     async fn chat_stream(
         &self,
         req: ChatCompletionRequest,
     ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
-        self.wire
-            .chat_stream(&self.url("chat/completions"), &req)
-            .await
+        self.wire.chat_stream(&req).await
     }
 
     async fn completion(
         &self,
         req: CompletionRequest,
     ) -> Result<CompletionResponse, ProviderError> {
-        self.wire.completion(&self.url("completions"), &req).await
+        self.wire.completion(&req).await
     }
 
     async fn completion_stream(
         &self,
         req: CompletionRequest,
     ) -> Result<ChunkStream<CompletionChunk>, ProviderError> {
-        self.wire
-            .completion_stream(&self.url("completions"), &req)
-            .await
+        self.wire.completion_stream(&req).await
     }
 
     async fn embeddings(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
-        self.wire.embeddings(&self.url("embeddings"), &req).await
+        self.wire.embeddings(&req).await
     }
 }
 
@@ -198,7 +188,7 @@ mod tests {
     fn urls_carry_deployment_and_api_version() {
         let a = build(&params(Some("2024-10-21"))).unwrap();
         assert_eq!(
-            a.url("chat/completions"),
+            a.wire.endpoints.chat.as_str(),
             "https://res.openai.azure.com/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21"
         );
         let err = build(&params(None)).err().unwrap();

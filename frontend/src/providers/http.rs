@@ -35,7 +35,11 @@ pub fn client() -> Result<reqwest::Client, ProviderError> {
 /// returns it when its status is a success; an error status becomes
 /// [`error_from_response`], a transport failure [`transport_error`]. For
 /// whole answers; streams use [`send_stream`].
-pub async fn send(req: RequestBuilder, timeout: Duration) -> Result<Response, ProviderError> {
+pub async fn send(
+    req: RequestBuilder,
+    timeout: Duration,
+    error_map: ErrorMap,
+) -> Result<Response, ProviderError> {
     let resp = req
         .timeout(timeout)
         .send()
@@ -44,7 +48,7 @@ pub async fn send(req: RequestBuilder, timeout: Duration) -> Result<Response, Pr
     if resp.status().is_success() {
         Ok(resp)
     } else {
-        Err(error_from_response(resp).await)
+        Err(error_from_response(resp, error_map).await)
     }
 }
 
@@ -52,7 +56,11 @@ pub async fn send(req: RequestBuilder, timeout: Duration) -> Result<Response, Pr
 /// head; the body has no overall limit (read it through [`body_chunks`],
 /// [`sse_events`] or [`ndjson_values`] with an idle timeout). Statuses as
 /// [`send`].
-pub async fn send_stream(req: RequestBuilder, ttfb: Duration) -> Result<Response, ProviderError> {
+pub async fn send_stream(
+    req: RequestBuilder,
+    ttfb: Duration,
+    error_map: ErrorMap,
+) -> Result<Response, ProviderError> {
     let resp = tokio::time::timeout(ttfb, req.send())
         .await
         .map_err(|_| ProviderError::Timeout)?
@@ -60,7 +68,7 @@ pub async fn send_stream(req: RequestBuilder, ttfb: Duration) -> Result<Response
     if resp.status().is_success() {
         Ok(resp)
     } else {
-        Err(tokio::time::timeout(ttfb, error_from_response(resp))
+        Err(tokio::time::timeout(ttfb, error_from_response(resp, error_map))
             .await
             .unwrap_or(ProviderError::Timeout))
     }
@@ -142,12 +150,17 @@ pub fn transport_error(e: &reqwest::Error) -> ProviderError {
 /// and the upstream's message: context-length and content-policy errors
 /// get their own variants (the router's fallbacks key on them), 429 and
 /// 503 keep `Retry-After`.
-pub async fn error_from_response(resp: Response) -> ProviderError {
+pub async fn error_from_response(resp: Response, error_map: ErrorMap) -> ProviderError {
     let status = resp.status();
     let retry_after = retry_after(resp.headers());
     let body = resp.bytes().await.unwrap_or_default();
-    error_from_parts(status, retry_after, &body)
+    error_map(status, retry_after, &body)
 }
+
+/// Maps an error response (status, `Retry-After`, body) to a
+/// [`ProviderError`]: [`error_from_parts`] for most providers; Azure adds
+/// its `content_filter` code, Gemini its retry delay in the body.
+pub type ErrorMap = fn(StatusCode, Option<u64>, &[u8]) -> ProviderError;
 
 /// [`error_from_response`] over parts already read (streams that carry an
 /// error event use it too).

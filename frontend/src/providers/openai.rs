@@ -21,7 +21,7 @@ use crate::openai::{
 };
 use crate::provider::{ChunkStream, Provider};
 use futures::stream::{BoxStream, StreamExt};
-use reqwest::StatusCode;
+use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -77,9 +77,36 @@ pub(crate) enum KeyHeader {
     ApiKey,
 }
 
-/// Maps an error response (status, `Retry-After`, body) to a
-/// [`ProviderError`]; Azure plugs in its `content_filter` code here.
-pub(crate) type ErrorMap = fn(StatusCode, Option<u64>, &[u8]) -> ProviderError;
+/// The URLs of one OpenAI-shaped deployment, parsed once when it is built
+/// rather than on every request.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoints {
+    /// `.../chat/completions`.
+    pub chat: Url,
+    /// `.../completions`.
+    pub completions: Url,
+    /// `.../embeddings`.
+    pub embeddings: Url,
+}
+
+impl Endpoints {
+    /// The URL `url_of` gives for each path (`chat/completions`,
+    /// `completions`, `embeddings`); one that does not parse is a 400
+    /// naming `api_base`, when the config is loaded.
+    pub fn new(url_of: impl Fn(&str) -> String) -> Result<Self, ProviderError> {
+        let parse = |path: &str| {
+            let url = url_of(path);
+            Url::parse(&url).map_err(|e| {
+                ProviderError::invalid("api_base", format!("`{url}` is not a URL: {e}"))
+            })
+        };
+        Ok(Self {
+            chat: parse("chat/completions")?,
+            completions: parse("completions")?,
+            embeddings: parse("embeddings")?,
+        })
+    }
+}
 
 /// One deployment of an OpenAI-shaped API: what every call needs besides
 /// its URL. Built by [`OpenAiProvider`] and by [`super::azure`].
@@ -93,42 +120,26 @@ pub(crate) struct OpenAiWire {
     pub provider: &'static str,
     /// Whether vLLM's extras go upstream (hosted_vllm, lm_studio).
     pub vllm_extras: bool,
-    /// Error-response mapping.
-    pub error_map: ErrorMap,
+    /// Where chat, completions and embeddings go.
+    pub endpoints: Endpoints,
 }
 
 impl OpenAiWire {
-    /// POSTs `body` to `url` with auth and the timeout (a whole answer's,
-    /// or for a `stream` the time to its first byte: see
-    /// [`http::send_stream`]); an error status is mapped by `error_map`
-    /// (keeping status, message and `Retry-After`).
+    /// POSTs `body` to `url` with the key in [`Self::key_header`], sent
+    /// as [`Upstream::send`] sends.
     async fn post(
         &self,
-        url: &str,
+        url: &Url,
         body: &Value,
         stream: bool,
     ) -> Result<reqwest::Response, ProviderError> {
-        let req = self.upstream.client.post(url).json(body);
+        let req = self.upstream.client.post(url.clone()).json(body);
         let req = match (&self.upstream.api_key, self.key_header) {
             (Some(key), KeyHeader::Bearer) => req.bearer_auth(key),
             (Some(key), KeyHeader::ApiKey) => req.header("api-key", key),
             (None, _) => req,
         };
-        let sent = if stream {
-            tokio::time::timeout(self.upstream.stream_timeout, req.send())
-                .await
-                .map_err(|_| ProviderError::Timeout)?
-        } else {
-            req.timeout(self.upstream.timeout).send().await
-        };
-        let resp = sent.map_err(|e| http::transport_error(&e))?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status();
-        let retry_after = http::retry_after(resp.headers());
-        let bytes = resp.bytes().await.unwrap_or_default();
-        Err((self.error_map)(status, retry_after, &bytes))
+        self.upstream.send(req, stream).await
     }
 
     /// The chat body: the client's request with the upstream model, an
@@ -197,64 +208,59 @@ impl OpenAiWire {
         Ok(body)
     }
 
-    /// A whole chat completion from `url`.
+    /// A whole chat completion.
     pub async fn chat(
         &self,
-        url: &str,
         req: &ChatCompletionRequest,
     ) -> Result<ChatCompletionResponse, ProviderError> {
         let body = self.chat_body(req, false)?;
-        let resp = self.post(url, &body, false).await?;
+        let resp = self.post(&self.endpoints.chat, &body, false).await?;
         let value: Value = http::json_body(resp).await?;
         parse_response(value, &self.upstream.model_name)
     }
 
-    /// A streamed chat completion from `url`.
+    /// A streamed chat completion.
     pub async fn chat_stream(
         &self,
-        url: &str,
         req: &ChatCompletionRequest,
     ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
         let body = self.chat_body(req, true)?;
-        let resp = self.post(url, &body, true).await?;
+        let resp = self.post(&self.endpoints.chat, &body, true).await?;
         Ok(chunks(
             http::sse_events(resp, self.upstream.stream_timeout),
             self.upstream.model_name.clone(),
         ))
     }
 
-    /// A whole text completion from `url`.
+    /// A whole text completion.
     pub async fn completion(
         &self,
-        url: &str,
         req: &CompletionRequest,
     ) -> Result<CompletionResponse, ProviderError> {
         let body = self.completion_body(req, false)?;
-        let resp = self.post(url, &body, false).await?;
+        let resp = self.post(&self.endpoints.completions, &body, false).await?;
         let value: Value = http::json_body(resp).await?;
         parse_response(value, &self.upstream.model_name)
     }
 
-    /// A streamed text completion from `url`.
+    /// A streamed text completion.
     pub async fn completion_stream(
         &self,
-        url: &str,
         req: &CompletionRequest,
     ) -> Result<ChunkStream<CompletionChunk>, ProviderError> {
         let body = self.completion_body(req, true)?;
-        let resp = self.post(url, &body, true).await?;
+        let resp = self.post(&self.endpoints.completions, &body, true).await?;
         Ok(chunks(
             http::sse_events(resp, self.upstream.stream_timeout),
             self.upstream.model_name.clone(),
         ))
     }
 
-    /// Embeddings from `url`. Floats are always asked for upstream
+    /// Embeddings. Floats are always asked for upstream
     /// (`encoding_format` is removed): the response type carries floats,
     /// and base64 for a client that wants it is the route's encoding.
     pub async fn embeddings(
         &self,
-        url: &str,
         req: &EmbeddingRequest,
     ) -> Result<EmbeddingResponse, ProviderError> {
         let mut body = to_value(req)?;
@@ -265,7 +271,7 @@ impl OpenAiWire {
             );
             obj.remove("encoding_format");
         }
-        let resp = self.post(url, &body, false).await?;
+        let resp = self.post(&self.endpoints.embeddings, &body, false).await?;
         let value: Value = http::json_body(resp).await?;
         let mut out: EmbeddingResponse = from_value(value)?;
         out.model.clone_from(&self.upstream.model_name);
@@ -279,9 +285,9 @@ fn to_value<T: serde::Serialize>(req: &T) -> Result<Value, ProviderError> {
     })
 }
 
+/// `value` as `T`; the value is printed only when it does not fit.
 fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ProviderError> {
-    let shown = value.to_string();
-    serde_json::from_value(value).map_err(|e| http::malformed(format!("{e}"), shown.as_bytes()))
+    T::deserialize(&value).map_err(|e| http::malformed(format!("{e}"), value.to_string().as_bytes()))
 }
 
 /// Makes an OpenAI-shaped response or chunk from any of the family fit our
@@ -479,25 +485,23 @@ impl OpenAiProvider {
                 ),
             )
         })?;
+        let upstream = Upstream::new(
+            model_name,
+            resolved.upstream_model,
+            params,
+            client,
+            default_base,
+        );
+        let endpoints = Endpoints::new(|path| format!("{}/{path}", upstream.base))?;
         Ok(Self {
             wire: OpenAiWire {
-                upstream: Upstream::new(
-                    model_name,
-                    resolved.upstream_model,
-                    params,
-                    client,
-                    default_base,
-                ),
+                upstream,
                 key_header: KeyHeader::Bearer,
                 provider,
                 vllm_extras,
-                error_map: http::error_from_parts,
+                endpoints,
             },
         })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/{path}", self.wire.upstream.base)
     }
 }
 
@@ -515,36 +519,32 @@ impl Provider for OpenAiProvider {
         &self,
         req: ChatCompletionRequest,
     ) -> Result<ChatCompletionResponse, ProviderError> {
-        self.wire.chat(&self.url("chat/completions"), &req).await
+        self.wire.chat(&req).await
     }
 
     async fn chat_stream(
         &self,
         req: ChatCompletionRequest,
     ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
-        self.wire
-            .chat_stream(&self.url("chat/completions"), &req)
-            .await
+        self.wire.chat_stream(&req).await
     }
 
     async fn completion(
         &self,
         req: CompletionRequest,
     ) -> Result<CompletionResponse, ProviderError> {
-        self.wire.completion(&self.url("completions"), &req).await
+        self.wire.completion(&req).await
     }
 
     async fn completion_stream(
         &self,
         req: CompletionRequest,
     ) -> Result<ChunkStream<CompletionChunk>, ProviderError> {
-        self.wire
-            .completion_stream(&self.url("completions"), &req)
-            .await
+        self.wire.completion_stream(&req).await
     }
 
     async fn embeddings(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
-        self.wire.embeddings(&self.url("embeddings"), &req).await
+        self.wire.embeddings(&req).await
     }
 }
 

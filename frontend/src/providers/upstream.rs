@@ -31,6 +31,9 @@ pub struct Upstream {
     pub stream_timeout: Duration,
     /// LiteLLM's `drop_params`.
     pub drop_params: bool,
+    /// How an error response becomes a [`ProviderError`]
+    /// ([`http::error_from_parts`] unless the adapter knows better).
+    pub error_map: http::ErrorMap,
 }
 
 impl Upstream {
@@ -56,22 +59,23 @@ impl Upstream {
             timeout: params.timeout(),
             stream_timeout: params.stream_timeout(),
             drop_params: params.drops_params(),
+            error_map: http::error_from_parts,
         }
     }
 
     /// Sends a request built on [`Self::client`]: a whole answer within
     /// [`Self::timeout`], or for a `stream` its first byte within
     /// [`Self::stream_timeout`] (see [`http::send_stream`]); an error
-    /// status becomes its [`ProviderError`].
+    /// status becomes a [`ProviderError`] through [`Self::error_map`].
     pub async fn send(
         &self,
         builder: RequestBuilder,
         stream: bool,
     ) -> Result<Response, ProviderError> {
         if stream {
-            http::send_stream(builder, self.stream_timeout).await
+            http::send_stream(builder, self.stream_timeout, self.error_map).await
         } else {
-            http::send(builder, self.timeout).await
+            http::send(builder, self.timeout, self.error_map).await
         }
     }
 

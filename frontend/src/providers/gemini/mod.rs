@@ -23,6 +23,7 @@ use crate::openai::{
 };
 use crate::provider::{unsupported, ChunkStream, Provider};
 use crate::providers::upstream::Upstream;
+use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -157,6 +158,19 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// The shared error mapping, plus Google's way of saying when to retry: a
+/// 429 carries `RetryInfo.retryDelay` in its body rather than a
+/// `Retry-After` header, and the router needs it to back off.
+fn gemini_error(status: StatusCode, header: Option<u64>, body: &[u8]) -> ProviderError {
+    let mut err = http::error_from_parts(status, header, body);
+    if let ProviderError::Upstream { retry_after, .. } = &mut err {
+        if retry_after.is_none() {
+            *retry_after = response::retry_delay(body);
+        }
+    }
+    err
+}
+
 /// One Gemini or Vertex AI deployment.
 #[derive(Debug, Clone)]
 pub struct GeminiProvider {
@@ -176,13 +190,14 @@ impl GeminiProvider {
         client: reqwest::Client,
     ) -> Result<Self, ProviderError> {
         let endpoint = Endpoint::from_params(resolved.kind, params)?;
-        let upstream = Upstream::new(
+        let mut upstream = Upstream::new(
             model_name,
             resolved.upstream_model,
             params,
             client,
             endpoint.base(),
         );
+        upstream.error_map = gemini_error;
         Ok(Self { upstream, endpoint })
     }
 
@@ -190,38 +205,6 @@ impl GeminiProvider {
         self.endpoint
             .authorize(self.upstream.client.post(url))
             .json(body)
-    }
-
-    /// [`http::send`] (or, for a stream, [`http::send_stream`]'s time to
-    /// first byte), plus Google's way of saying when to retry: a 429
-    /// carries `RetryInfo.retryDelay` in its body rather than a
-    /// `Retry-After` header, and the router needs it to back off.
-    async fn send(
-        &self,
-        req: reqwest::RequestBuilder,
-        stream: bool,
-    ) -> Result<reqwest::Response, ProviderError> {
-        let sent = if stream {
-            tokio::time::timeout(self.upstream.stream_timeout, req.send())
-                .await
-                .map_err(|_| ProviderError::Timeout)?
-        } else {
-            req.timeout(self.upstream.timeout).send().await
-        };
-        let resp = sent.map_err(|e| http::transport_error(&e))?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status();
-        let header = http::retry_after(resp.headers());
-        let body = resp.bytes().await.unwrap_or_default();
-        let mut err = http::error_from_parts(status, header, &body);
-        if let ProviderError::Upstream { retry_after, .. } = &mut err {
-            if retry_after.is_none() {
-                *retry_after = response::retry_delay(&body);
-            }
-        }
-        Err(err)
     }
 
     fn body(&self, req: &ChatCompletionRequest) -> Result<Value, ProviderError> {
@@ -249,7 +232,7 @@ impl Provider for GeminiProvider {
         let url = self
             .endpoint
             .url(&self.upstream.upstream_model, "generateContent");
-        let resp = self.send(self.post(&url, &body), false).await?;
+        let resp = self.upstream.send(self.post(&url, &body), false).await?;
         let parsed: response::GenerateContentResponse = http::json_body(resp).await?;
         response::chat_response(parsed, &self.upstream.model_name)
     }
@@ -264,7 +247,7 @@ impl Provider for GeminiProvider {
             self.endpoint
                 .url(&self.upstream.upstream_model, "streamGenerateContent")
         );
-        let resp = self.send(self.post(&url, &body), true).await?;
+        let resp = self.upstream.send(self.post(&url, &body), true).await?;
         let translator = stream::GeminiStream::new(ChunkBuilder::new(
             &self.upstream.model_name,
             req.include_usage(),
@@ -293,7 +276,7 @@ impl Provider for GeminiProvider {
             let url = self
                 .endpoint
                 .url(&self.upstream.upstream_model, "embedContent");
-            let resp = self.send(self.post(&url, &content(one)), false).await?;
+            let resp = self.upstream.send(self.post(&url, &content(one)), false).await?;
             let parsed: EmbedContentResponse = http::json_body(resp).await?;
             vec![parsed.embedding.values]
         } else {
@@ -302,7 +285,7 @@ impl Provider for GeminiProvider {
                 .url(&self.upstream.upstream_model, "batchEmbedContents");
             let requests: Vec<Value> = texts.iter().map(|t| content(t)).collect();
             let body = json!({ "requests": requests });
-            let resp = self.send(self.post(&url, &body), false).await?;
+            let resp = self.upstream.send(self.post(&url, &body), false).await?;
             let parsed: BatchEmbedContentsResponse = http::json_body(resp).await?;
             parsed.embeddings.into_iter().map(|e| e.values).collect()
         };
