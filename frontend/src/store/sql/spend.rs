@@ -32,7 +32,7 @@ pub(crate) async fn record_spend<C: SqlConn>(
         for (i, log) in chunk.iter().enumerate() {
             let placeholders: Vec<String> = log_params(log)?
                 .into_iter()
-                .map(|p| stmt.bind(p))
+                .map(|p| stmt.bind_in_order(C::DIALECT, p))
                 .collect();
             stmt.push(if i == 0 { "(" } else { ", (" });
             stmt.push(&placeholders.join(", "));
