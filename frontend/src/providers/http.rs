@@ -20,10 +20,15 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// The shared client: pooled keep-alive connections with `TCP_NODELAY`
-/// (DESIGN.md's 44 ms Nagle stall applies to clients too).
+/// (DESIGN.md's 44 ms Nagle stall applies to clients too). Redirects are
+/// not followed, as LiteLLM's `httpx` and the providers' SDKs do not: a
+/// provider API answers where it is, a 3xx is an error to see, and
+/// following would send the key to another host (and costs a URL parse
+/// on every request).
 pub fn client() -> Result<reqwest::Client, ProviderError> {
     reqwest::Client::builder()
         .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(90))
         .build()
         .map_err(|e| ProviderError::Internal {
