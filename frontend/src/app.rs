@@ -15,11 +15,12 @@ use axum::Router;
 use std::future::Future;
 use tokio::net::{TcpListener, TcpStream};
 use tower_http::cors::CorsLayer;
-use tower_http::trace::TraceLayer;
 
 /// The application: all routes, OpenAI-shaped 404/405 fallbacks, and the
-/// layers (auth, HTTP metrics, body limit, tracing, the access log, the request id,
-/// permissive CORS).
+/// layers (auth, HTTP metrics, body limit, the access log, the request id
+/// with its tracing span, permissive CORS). No `tower_http` trace layer:
+/// its debug events said what the access log line says, at a cost on
+/// every request.
 pub fn router(state: AppState) -> Router {
     routes::routes()
         .fallback(routes::not_found)
@@ -33,7 +34,6 @@ pub fn router(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(state.body_limit))
-        .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn_with_state(
             state.access_log,
             crate::access_log::track,
