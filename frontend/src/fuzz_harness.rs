@@ -175,7 +175,11 @@ pub fn provider_stream(data: &[u8]) {
                     if let Ok(v) = axum::http::HeaderValue::from_bytes(retry_after) {
                         head.headers_mut().insert("retry-after", v);
                     }
-                    let _ = http::error_from_response(reqwest::Response::from(head), http::error_from_parts).await;
+                    let _ = http::error_from_response(
+                        reqwest::Response::from(head),
+                        http::error_from_parts,
+                    )
+                    .await;
                 }
             }
         });

@@ -728,7 +728,10 @@ async fn batches_of_several_inserts_charge_each_log_once(store: Arc<dyn Store>) 
 
     let key = store.key("k1").await.unwrap().unwrap();
     assert!(close(key.spend, 1000.0), "{}", key.spend);
-    assert!(close(store.team("t1").await.unwrap().unwrap().spend, 1000.0));
+    assert!(close(
+        store.team("t1").await.unwrap().unwrap().spend,
+        1000.0
+    ));
     let total = store.total_spend(&SpendQuery::default()).await.unwrap();
     assert!(close(total, 1000.0), "{total}");
     let logs = store.spend_logs(&SpendQuery::default()).await.unwrap();

@@ -73,9 +73,11 @@ pub async fn send_stream(
     if resp.status().is_success() {
         Ok(resp)
     } else {
-        Err(tokio::time::timeout(ttfb, error_from_response(resp, error_map))
-            .await
-            .unwrap_or(ProviderError::Timeout))
+        Err(
+            tokio::time::timeout(ttfb, error_from_response(resp, error_map))
+                .await
+                .unwrap_or(ProviderError::Timeout),
+        )
     }
 }
 

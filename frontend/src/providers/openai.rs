@@ -287,7 +287,8 @@ fn to_value<T: serde::Serialize>(req: &T) -> Result<Value, ProviderError> {
 
 /// `value` as `T`; the value is printed only when it does not fit.
 fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ProviderError> {
-    T::deserialize(&value).map_err(|e| http::malformed(format!("{e}"), value.to_string().as_bytes()))
+    T::deserialize(&value)
+        .map_err(|e| http::malformed(format!("{e}"), value.to_string().as_bytes()))
 }
 
 /// Makes an OpenAI-shaped response or chunk from any of the family fit our

@@ -276,7 +276,10 @@ impl Provider for GeminiProvider {
             let url = self
                 .endpoint
                 .url(&self.upstream.upstream_model, "embedContent");
-            let resp = self.upstream.send(self.post(&url, &content(one)), false).await?;
+            let resp = self
+                .upstream
+                .send(self.post(&url, &content(one)), false)
+                .await?;
             let parsed: EmbedContentResponse = http::json_body(resp).await?;
             vec![parsed.embedding.values]
         } else {
