@@ -11,7 +11,7 @@
 //! LiteLLM's admin API and UI. The pieces:
 //! - [`openai`], [`messages_api`] (Anthropic's Messages API): serde wire types with `validate()`;
 //! - [`Provider`]: what a backend implements (dropping = cancelling);
-//!   [`providers`]: one adapter per remote wire format; [`router`]: a
+//!   [`providers`]: one adapter per remote wire format; [`mod@router`]: a
 //!   `Provider` over deployments (retries, fallbacks, cooldowns);
 //!   [`config`]: LiteLLM's `config.yaml`;
 //! - [`ProviderError`] / [`GatewayError`]: every failure, mapped once to a
@@ -28,7 +28,7 @@
 //! - [`request_id`]: the id every answer and log line of a request carries
 //!   (5xx bodies show it instead of internals); [`fetch`]: server-side
 //!   fetching of client-named URLs, off by default, SSRF-safe when on;
-//! - [`AppState`], [`router`], [`serve`]: wiring, with `TCP_NODELAY` on
+//! - [`AppState`], [`router()`], [`serve`]: wiring, with `TCP_NODELAY` on
 //!   every accepted socket (DESIGN.md's 44 ms Nagle stall).
 
 pub mod access_log;

@@ -4,7 +4,7 @@
 //! The text is read as YAML 1.1, as LiteLLM's PyYAML reads it ([`yaml11`]:
 //! `20_000` is a number, `yes` a boolean). Loading is then three passes
 //! over the parsed tree: `os.environ/NAME`
-//! references are resolved ([`env`]), each section is typed with the
+//! references are resolved ([`mod@env`]), each section is typed with the
 //! failing key's path in errors (`model_list[2].litellm_params.model`), and
 //! keys we do not know become warnings (returned in
 //! [`GatewayConfig::warnings`] and logged), never errors, so a LiteLLM file

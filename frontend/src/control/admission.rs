@@ -1,6 +1,6 @@
 //! Admission: whether a caller may start a request now, and what it is
 //! reserved against. The records of a virtual key (the key, its team, its
-//! user) are each an [`Owner`] with a model list, a budget and rpm/tpm
+//! user) are each an `Owner` with a model list, a budget and rpm/tpm
 //! limits; a request passes when every owner allows the model, every
 //! budget has room for its estimated cost (reserved in the same step, see
 //! [`super::ledger`]) and every rate limit has room for its sequences.

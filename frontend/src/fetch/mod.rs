@@ -8,7 +8,7 @@
 //! - `http` and `https` only, no proxy, no cookies;
 //! - every address connected to is public ([`address`]) or in the
 //!   operator's `allow_networks`: an IP literal is checked before the
-//!   request, a name when it is resolved ([`resolver`], so the connect goes
+//!   request, a name when it is resolved (`resolver`, so the connect goes
 //!   to the checked address), and both again at every redirect, which the
 //!   fetcher follows itself (at most `max_redirects`);
 //! - the whole fetch, redirects and body included, has one deadline

@@ -2,7 +2,7 @@
 //! `{api_base}/openai/deployments/{deployment}/{chat/completions,
 //! completions, embeddings}?api-version={api_version}`, authenticated by an
 //! `api-key` header. Request and response handling is
-//! [`super::openai::OpenAiWire`]'s; what is Azure's own is the URL and its
+//! `OpenAiWire`'s; what is Azure's own is the URL and its
 //! content filter: an error with code `content_filter`, or a whole answer
 //! the filter emptied (`finish_reason: content_filter` and no content),
 //! becomes [`ProviderError::ContentPolicy`] so LiteLLM's

@@ -2,7 +2,7 @@
 //! layout, STYLE.md): each implements [`Provider`] for one deployment
 //! (a `model_list` entry's `litellm_params`), translating the OpenAI shape
 //! to its provider's and back, streaming included. The router
-//! ([`crate::router`]) owns retries, fallbacks and cooldowns; an adapter
+//! ([`mod@crate::router`]) owns retries, fallbacks and cooldowns; an adapter
 //! makes exactly one upstream call per method call.
 //!
 //! Shared pieces: [`crate::config::params`] (what a deployment says), [`resolve`] (which

@@ -6,7 +6,7 @@
 //! client-facing `model` becomes the upstream model, vLLM-only sampling
 //! fields are dropped (or named in a 400) unless the upstream is vLLM or
 //! LM Studio, and on the way back every `model` is rewritten to the
-//! client's name. [`OpenAiWire`] does all of that over HTTP and is shared
+//! client's name. `OpenAiWire` does all of that over HTTP and is shared
 //! with [`super::azure`], which differs only in URLs and its `api-key`
 //! header (one way to do each thing).
 
