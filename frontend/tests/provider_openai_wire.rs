@@ -145,3 +145,43 @@ async fn completions_pass_through() {
     assert_eq!(seen[0].1["prompt"], "hello");
     assert_eq!(seen[1].1["stream"], true);
 }
+
+/// An upstream answering a redirect to another host: the gateway does not
+/// follow it (no request, so no key, reaches that host), and the client
+/// gets an error carrying the upstream's status and message.
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_the_key_stays_home() {
+    let (elsewhere, seen_elsewhere) = upstream().await;
+    let target = format!("{elsewhere}/chat/completions");
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move || async move {
+            (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [("location", target)],
+                "moved",
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let p = build(params(&url, "openai/gpt-4o", Some("sk-secret")));
+    let err = p
+        .chat(chat(
+            json!({"messages": [{"role": "user", "content": "hi"}]}),
+        ))
+        .await
+        .unwrap_err();
+    // Statuses outside 400-599 are answered as 400 (`ProviderError::status`).
+    assert_upstream(&err, 400, "moved");
+    assert!(
+        matches!(err, frontend::ProviderError::Upstream { status: 307, .. }),
+        "{err:?}"
+    );
+    assert!(
+        seen_elsewhere.lock().unwrap().is_empty(),
+        "the redirect target got a request"
+    );
+}
