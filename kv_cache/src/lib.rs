@@ -10,10 +10,11 @@
 //! - [`block_hash`]: chained 128-bit content hashes of full blocks;
 //! - `free_queue`: the O(1) LRU free-block list (crate-private);
 //! - [`block_pool`]: blocks, reference counts, free queue, hash index;
+//! - [`layout`]: which layers share a block table (KV cache groups);
 //! - [`manager`]: per-request block tables, prefix lookup, allocation.
 //!
-//! It differs from vLLM in having a single KV cache group (no hybrid
-//! sliding-window/full-attention managers yet) and one block per hash.
+//! It differs from vLLM in keeping one block per hash and in caching
+//! prefixes only for a cache of one full-attention group.
 
 #![warn(missing_docs)]
 
@@ -21,6 +22,7 @@ pub mod block_hash;
 pub mod block_pool;
 mod error;
 mod free_queue;
+pub mod layout;
 pub mod manager;
 mod request_id;
 
@@ -29,7 +31,10 @@ pub use block_hash::{
 };
 pub use block_pool::BlockPool;
 pub use error::KvError;
+pub use layout::{KvCacheLayout, LayerPlace};
 pub use manager::{ComputedBlocks, KvBlocks, KvCacheConfig, KvCacheManager, PrefixCacheStats};
+/// Re-exported so callers name a group's window without `model_files`.
+pub use model_files::AttentionWindow;
 pub use request_id::RequestId;
 
 /// A block's index in the pool; plain `u32` so it goes on the wire as is.

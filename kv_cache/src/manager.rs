@@ -8,10 +8,21 @@
 //! and [`KvCacheManager::free`] releases a request's blocks, tail first, so
 //! the end of a shared prefix is evicted before its head.
 //!
+//! With several KV cache groups (see [`crate::layout`]) a request holds one
+//! block table per group. A group whose layers attend to a sliding window
+//! or a chunk gives back the blocks its window has moved past, at the start
+//! of each allocation (vLLM's `remove_skipped_blocks`); their places in the
+//! table hold the *null block*, one block the manager keeps for itself, so
+//! the table still maps position `p` to entry `p / block_size` and the
+//! workers, which never read keys behind a window, need no other change.
+//! Prefix caching applies to a cache of one full-attention group only: a
+//! hybrid cache runs without it, as vLLM v0 did for sliding windows.
+//!
 //! The manager owns every block table; callers only ever see [`KvBlocks`],
 //! an immutable list of ids they cannot forge or edit, and plain `u32` ids
 //! to put in the scheduler output.
 
+use model_files::AttentionWindow;
 use rustc_hash::FxHashMap;
 
 use crate::{BlockHashes, BlockId, BlockPool, KvError, RequestId};
@@ -95,11 +106,25 @@ impl PrefixCacheStats {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct RequestBlocks {
-    blocks: Vec<BlockId>,
-    /// Leading blocks already registered in the prefix cache.
+    /// One table per group, group 0 first.
+    tables: Vec<Vec<BlockId>>,
+    /// Per group, leading entries already given back to the pool (they
+    /// hold the null block now).
+    dropped: Vec<usize>,
+    /// Leading blocks of group 0 already registered in the prefix cache.
     num_cached: usize,
+}
+
+impl RequestBlocks {
+    fn new(num_groups: usize) -> Self {
+        Self {
+            tables: vec![Vec::new(); num_groups],
+            dropped: vec![0; num_groups],
+            num_cached: 0,
+        }
+    }
 }
 
 /// Per-request block tables over one [`BlockPool`].
@@ -108,23 +133,59 @@ pub struct KvCacheManager {
     pool: BlockPool,
     block_size: usize,
     enable_caching: bool,
+    /// The window each group keeps blocks for.
+    group_windows: Vec<AttentionWindow>,
+    /// The block standing in for dropped entries; held by the manager for
+    /// its whole life. `None` when every group keeps every block.
+    null_block: Option<BlockId>,
     requests: FxHashMap<RequestId, RequestBlocks>,
     stats: PrefixCacheStats,
 }
 
 impl KvCacheManager {
-    /// A manager over a fresh pool of `config.num_blocks` blocks.
+    /// A manager over a fresh pool of `config.num_blocks` blocks, with one
+    /// full-attention group.
     pub fn new(config: KvCacheConfig) -> Result<Self, KvError> {
+        Self::with_groups(config, &[AttentionWindow::Full])
+    }
+
+    /// A manager whose requests hold one block table per entry of
+    /// `group_windows` ([`crate::KvCacheLayout::group_windows`]); a group
+    /// with a window gives back the blocks it no longer sees.
+    pub fn with_groups(
+        config: KvCacheConfig,
+        group_windows: &[AttentionWindow],
+    ) -> Result<Self, KvError> {
         if config.block_size == 0 {
             return Err(KvError::InvalidConfig("block_size must be positive".into()));
         }
+        if group_windows.is_empty() {
+            return Err(KvError::InvalidConfig("no KV cache group".into()));
+        }
+        let single_full = group_windows == [AttentionWindow::Full];
+        let enable_caching = config.enable_prefix_caching && single_full;
+        let mut pool = BlockPool::new(config.num_blocks, enable_caching)?;
+        let null_block = if single_full {
+            None
+        } else {
+            let mut null = Vec::with_capacity(1);
+            pool.allocate(1, &mut null)?;
+            null.first().copied()
+        };
         Ok(Self {
-            pool: BlockPool::new(config.num_blocks, config.enable_prefix_caching)?,
+            pool,
             block_size: config.block_size,
-            enable_caching: config.enable_prefix_caching,
+            enable_caching,
+            group_windows: group_windows.to_vec(),
+            null_block,
             requests: FxHashMap::default(),
             stats: PrefixCacheStats::default(),
         })
+    }
+
+    /// Number of KV cache groups (block tables per request).
+    pub fn num_groups(&self) -> usize {
+        self.group_windows.len()
     }
 
     /// Tokens per block.
@@ -157,16 +218,83 @@ impl KvCacheManager {
         &self.pool
     }
 
-    /// The request's block table (empty when it holds none).
+    /// The request's block table of group 0 (empty when it holds none):
+    /// its only table unless the cache is hybrid.
     pub fn block_ids(&self, request: &RequestId) -> &[BlockId] {
         self.requests
             .get(request)
-            .map_or(&[], |r| r.blocks.as_slice())
+            .and_then(|r| r.tables.first())
+            .map_or(&[], Vec::as_slice)
     }
 
-    /// Blocks needed to hold `num_tokens` tokens.
+    /// The request's block tables, one per group (empty when it holds none).
+    pub fn block_tables(&self, request: &RequestId) -> &[Vec<BlockId>] {
+        self.requests
+            .get(request)
+            .map_or(&[], |r| r.tables.as_slice())
+    }
+
+    /// Blocks needed to hold `num_tokens` tokens in one table.
     pub fn blocks_for_tokens(&self, num_tokens: usize) -> usize {
         num_tokens.div_ceil(self.block_size)
+    }
+
+    /// The most blocks, over all groups, a request of `num_tokens` tokens
+    /// can hold at once when no step computes more than `max_step_tokens`
+    /// tokens: a windowed group holds its window plus one step, a full
+    /// group every position. A request needing more than the pool can
+    /// never run.
+    pub fn max_blocks_held(&self, num_tokens: usize, max_step_tokens: usize) -> usize {
+        let full = self.blocks_for_tokens(num_tokens);
+        let null = usize::from(self.null_block.is_some());
+        self.group_windows
+            .iter()
+            .map(|window| {
+                let span = match *window {
+                    AttentionWindow::Full => return full,
+                    AttentionWindow::Sliding(n) | AttentionWindow::Chunked(n) => n,
+                };
+                // The window's reach plus the step, and one block each for
+                // a window start and a step end that are not block-aligned.
+                full.min(self.blocks_for_tokens(span.saturating_add(max_step_tokens)) + 2)
+            })
+            .sum::<usize>()
+            + null
+    }
+
+    /// Index of the first entry group `group` still needs once `position`
+    /// is the first position a step computes: every query of the step is
+    /// at `position` or later, and windows only move forward.
+    fn first_live_block(&self, group: usize, position: usize) -> usize {
+        self.group_windows
+            .get(group)
+            .map_or(0, |w| w.first_visible(position) / self.block_size)
+    }
+
+    /// Gives back the blocks every windowed group of `request` has moved
+    /// past once `position` is the next position to compute; their entries
+    /// become the null block.
+    fn drop_out_of_window(&mut self, request: &RequestId, position: usize) {
+        let Some(null) = self.null_block else {
+            return;
+        };
+        let firsts: Vec<usize> = (0..self.group_windows.len())
+            .map(|g| self.first_live_block(g, position))
+            .collect();
+        let Some(entry) = self.requests.get_mut(request) else {
+            return;
+        };
+        for ((table, dropped), first) in entry.tables.iter_mut().zip(&mut entry.dropped).zip(firsts)
+        {
+            let end = first.min(table.len());
+            for block in table.get_mut(*dropped..end).unwrap_or_default() {
+                if *block != null {
+                    self.pool.free([*block]);
+                    *block = null;
+                }
+            }
+            *dropped = (*dropped).max(end);
+        }
     }
 
     fn check_block_size(&self, hashes: &BlockHashes) -> Result<(), KvError> {
@@ -218,8 +346,10 @@ impl KvCacheManager {
     /// before this call (0 for a new or resumed request); `computed` is the
     /// cached prefix from [`Self::get_computed_blocks`], only for a request
     /// that holds no blocks yet. Full blocks covered after this step are
-    /// registered in the prefix cache. On [`KvError::NoFreeBlocks`] nothing
-    /// changed and the caller may preempt another request and retry.
+    /// registered in the prefix cache. Returns one list per group, in
+    /// table order (null entries included). On [`KvError::NoFreeBlocks`]
+    /// nothing changed but the return of blocks behind a window, and the
+    /// caller may preempt another request and retry.
     pub fn allocate_slots(
         &mut self,
         request: &RequestId,
@@ -227,12 +357,15 @@ impl KvCacheManager {
         num_new_tokens: usize,
         computed: Option<&ComputedBlocks>,
         hashes: &BlockHashes,
-    ) -> Result<KvBlocks, KvError> {
+    ) -> Result<Vec<KvBlocks>, KvError> {
         self.check_block_size(hashes)?;
         let computed_ids: &[BlockId] = computed.map_or(&[], |c| c.blocks.ids());
-        let held = self.requests.get(request).map_or(0, |r| r.blocks.len());
+        let held: Vec<usize> = match self.requests.get(request) {
+            Some(entry) => entry.tables.iter().map(Vec::len).collect(),
+            None => vec![0; self.num_groups()],
+        };
         if !computed_ids.is_empty() {
-            if held != 0 {
+            if held.iter().any(|&n| n != 0) {
                 return Err(KvError::ComputedBlocksAfterStart(request.clone()));
             }
             let stale = computed_ids
@@ -246,8 +379,23 @@ impl KvCacheManager {
         }
         let total_computed = num_computed_tokens + computed_ids.len() * self.block_size;
         let total_tokens = total_computed + num_new_tokens;
+        self.drop_out_of_window(request, total_computed);
         let needed = self.blocks_for_tokens(total_tokens);
-        let to_allocate = needed.saturating_sub(held + computed_ids.len());
+        // Per group: entries to fill with the null block (behind the
+        // window already) and entries that need a block.
+        let mut growth = Vec::with_capacity(self.num_groups());
+        for (group, &held) in held.iter().enumerate() {
+            let held = if group == 0 {
+                held + computed_ids.len()
+            } else {
+                held
+            };
+            let first_live = self.first_live_block(group, total_computed);
+            let nulls = first_live.min(needed).saturating_sub(held);
+            let blocks = needed.saturating_sub(held.max(first_live));
+            growth.push((nulls, blocks));
+        }
+        let to_allocate: usize = growth.iter().map(|&(_, b)| b).sum();
         let revived = computed_ids
             .iter()
             .filter(|&&id| self.pool.ref_count(id) == 0)
@@ -258,7 +406,7 @@ impl KvCacheManager {
                 free: self.pool.num_free_blocks(),
             });
         }
-        if to_allocate == 0 && computed_ids.is_empty() {
+        if growth.iter().all(|&(n, b)| n == 0 && b == 0) && computed_ids.is_empty() {
             // Decode fast path: no new block; maybe one became full.
             if let Some(entry) = self.requests.get_mut(request) {
                 Self::cache_full_blocks_of(
@@ -269,7 +417,7 @@ impl KvCacheManager {
                     hashes,
                 );
             }
-            return Ok(KvBlocks::default());
+            return Ok(vec![KvBlocks::default(); self.num_groups()]);
         }
         if let Some(c) = computed.filter(|c| c.queried_tokens > 0) {
             self.stats.requests += 1;
@@ -277,14 +425,35 @@ impl KvCacheManager {
             self.stats.hit_tokens += c.num_tokens as u64;
         }
         self.pool.touch(computed_ids);
-        let mut new_ids = Vec::new();
-        self.pool.allocate(to_allocate, &mut new_ids)?;
-        let entry = self.requests.entry(request.clone()).or_default();
-        entry.blocks.extend_from_slice(computed_ids);
+        let num_groups = self.num_groups();
+        let null = self.null_block;
+        let entry = self
+            .requests
+            .entry(request.clone())
+            .or_insert_with(|| RequestBlocks::new(num_groups));
         entry.num_cached = entry.num_cached.max(computed_ids.len());
-        entry.blocks.extend_from_slice(&new_ids);
+        let mut new_blocks = Vec::with_capacity(num_groups);
+        for (group, (nulls, blocks)) in growth.into_iter().enumerate() {
+            let mut ids = Vec::with_capacity(nulls + blocks);
+            if group == 0 {
+                ids.extend_from_slice(computed_ids);
+            }
+            if let Some(null) = null {
+                ids.resize(ids.len() + nulls, null);
+            }
+            self.pool.allocate(blocks, &mut ids)?;
+            let table = &mut entry.tables[group];
+            table.extend_from_slice(&ids);
+            if nulls > 0 {
+                entry.dropped[group] = entry.dropped[group].max(table.len() - blocks);
+            }
+            if group == 0 {
+                ids.drain(..computed_ids.len());
+            }
+            new_blocks.push(KvBlocks { ids });
+        }
         self.cache_full_blocks(request, total_tokens, hashes);
-        Ok(KvBlocks { ids: new_ids })
+        Ok(new_blocks)
     }
 
     fn cache_full_blocks(&mut self, request: &RequestId, num_tokens: usize, hashes: &BlockHashes) {
@@ -302,14 +471,15 @@ impl KvCacheManager {
         num_tokens: usize,
         hashes: &BlockHashes,
     ) {
-        let full = (num_tokens / block_size)
-            .min(hashes.len())
-            .min(entry.blocks.len());
+        let Some(table) = entry.tables.first() else {
+            return;
+        };
+        let full = (num_tokens / block_size).min(hashes.len()).min(table.len());
         if full <= entry.num_cached {
             return;
         }
         for i in entry.num_cached..full {
-            pool.cache_block(entry.blocks[i], hashes.as_slice()[i]);
+            pool.cache_block(table[i], hashes.as_slice()[i]);
         }
         entry.num_cached = full;
     }
@@ -323,8 +493,11 @@ impl KvCacheManager {
         let Some(entry) = self.requests.remove(request) else {
             return 0;
         };
-        let n = entry.blocks.len();
-        self.pool.free(entry.blocks.iter().rev().copied());
+        let live = |b: &&BlockId| Some(**b) != self.null_block;
+        let n = entry.tables.iter().flatten().filter(live).count();
+        for table in &entry.tables {
+            self.pool.free(table.iter().rev().filter(live).copied());
+        }
         n
     }
 
@@ -341,7 +514,11 @@ impl KvCacheManager {
             return;
         };
         let keep = (num_computed_tokens / self.block_size).min(entry.num_cached);
-        for &id in &entry.blocks[keep..entry.num_cached] {
+        let cached = entry
+            .tables
+            .first()
+            .map_or(&[][..], |t| &t[keep..entry.num_cached]);
+        for &id in cached {
             if self.pool.ref_count(id) == 1 {
                 self.pool.uncache(id);
             }
@@ -358,10 +535,11 @@ impl KvCacheManager {
             }
         }
         for entry in self.requests.values_mut() {
-            if let Some(first) = entry.blocks[..entry.num_cached]
-                .iter()
-                .position(|b| blocks.contains(b))
-            {
+            let cached = entry
+                .tables
+                .first()
+                .map_or(&[][..], |t| &t[..entry.num_cached]);
+            if let Some(first) = cached.iter().position(|b| blocks.contains(b)) {
                 entry.num_cached = first;
             }
         }
@@ -370,6 +548,10 @@ impl KvCacheManager {
     /// Forgets every cached prefix (e.g. after swapping weights). Returns
     /// false and does nothing while any request still holds blocks.
     pub fn reset_prefix_cache(&mut self) -> bool {
+        if self.null_block.is_some() {
+            // A hybrid cache caches nothing; the null block is always held.
+            return self.requests.is_empty();
+        }
         self.pool.reset_prefix_cache()
     }
 
@@ -384,15 +566,34 @@ impl KvCacheManager {
     pub fn check_invariants(&self) -> Result<(), KvError> {
         self.pool.check_invariants()?;
         let mut holders = vec![0u32; self.pool.num_blocks()];
+        if let Some(null) = self.null_block {
+            holders[null as usize] = 1;
+        }
         for (id, entry) in &self.requests {
-            let mut mine = entry.blocks.clone();
+            let mut mine: Vec<BlockId> = entry
+                .tables
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|&b| Some(b) != self.null_block)
+                .collect();
             mine.sort_unstable();
             if mine.windows(2).any(|w| w[0] == w[1]) {
                 return Err(KvError::InvariantViolated(format!(
                     "request {id} lists a block twice"
                 )));
             }
-            for &b in &entry.blocks {
+            for (table, &dropped) in entry.tables.iter().zip(&entry.dropped) {
+                if table
+                    .get(..dropped)
+                    .is_some_and(|t| t.iter().any(|&b| Some(b) != self.null_block))
+                {
+                    return Err(KvError::InvariantViolated(format!(
+                        "request {id} holds a block it dropped"
+                    )));
+                }
+            }
+            for &b in &mine {
                 match holders.get_mut(b as usize) {
                     Some(h) => *h += 1,
                     None => {
@@ -527,14 +728,14 @@ mod tests {
         let a = RequestId::from("a");
         let mut tokens: Vec<u32> = (0..5).collect();
         let mut h = hashes_of(&tokens, BlockHashExtras::default());
-        assert_eq!(m.allocate_slots(&a, 0, 5, None, &h).unwrap().len(), 2);
+        assert_eq!(m.allocate_slots(&a, 0, 5, None, &h).unwrap()[0].len(), 2);
         for t in 5..9u32 {
             // Tokens 0..t are computed; token t is this step's input.
             tokens.push(t);
             h.update(&tokens);
             let new = m.allocate_slots(&a, t as usize, 1, None, &h).unwrap();
             // Slot for token index t lives in block t / BS.
-            assert_eq!(new.len(), usize::from(t as usize % BS == 0));
+            assert_eq!(new[0].len(), usize::from(t as usize % BS == 0));
         }
         assert_eq!(m.block_ids(&a).len(), 3);
         assert_eq!(m.pool().num_cached_blocks(), 2);
@@ -649,5 +850,100 @@ mod tests {
             m.get_computed_blocks(&h, 4),
             Err(KvError::BlockSizeMismatch { .. })
         ));
+    }
+
+    fn hybrid(num_blocks: usize, windows: &[AttentionWindow]) -> KvCacheManager {
+        KvCacheManager::with_groups(
+            KvCacheConfig {
+                num_blocks,
+                block_size: BS,
+                enable_prefix_caching: true,
+            },
+            windows,
+        )
+        .unwrap()
+    }
+
+    /// Runs `len` tokens through `m` as one prompt step then decode steps;
+    /// checks the invariants after each.
+    fn grow(
+        m: &mut KvCacheManager,
+        id: &RequestId,
+        prompt: usize,
+        len: usize,
+    ) -> Result<(), KvError> {
+        let tokens: Vec<u32> = (0..len as u32).collect();
+        let h = hashes_of(&tokens, BlockHashExtras::default());
+        m.allocate_slots(id, 0, prompt, None, &h)?;
+        for computed in prompt..len {
+            m.allocate_slots(id, computed, 1, None, &h)?;
+            m.check_invariants().unwrap();
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_sliding_group_keeps_only_the_blocks_its_window_sees() {
+        // Window 8 over blocks of 4: a query at p sees p-7..=p.
+        let mut m = hybrid(16, &[AttentionWindow::Full, AttentionWindow::Sliding(8)]);
+        assert!(!m.enable_caching, "a hybrid cache does not cache prefixes");
+        let a = RequestId::from("a");
+        grow(&mut m, &a, 6, 40).unwrap();
+        let [full, sliding] = m.block_tables(&a) else {
+            panic!("two groups")
+        };
+        assert_eq!(full.len(), 10);
+        assert_eq!(sliding.len(), 10);
+        let null = m.null_block.unwrap();
+        // The last step computed position 39: it sees 32..=39, blocks 8, 9.
+        let live: Vec<_> = sliding.iter().filter(|&&b| b != null).collect();
+        assert_eq!(live.len(), 2, "{sliding:?}");
+        assert!(sliding[..8].iter().all(|&b| b == null));
+        // 10 full + 2 sliding + the null block.
+        assert_eq!(m.num_free_blocks(), 16 - 13);
+        assert_eq!(m.free(&a), 12);
+        assert_eq!(m.num_free_blocks(), 15);
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_chunked_group_drops_a_chunk_once_the_next_begins() {
+        let mut m = hybrid(32, &[AttentionWindow::Full, AttentionWindow::Chunked(8)]);
+        let a = RequestId::from("a");
+        // A prompt of 20 in one step: it needs every block (position 0's
+        // query is in the step), then decode from 20 on.
+        grow(&mut m, &a, 20, 21).unwrap();
+        let null = m.null_block.unwrap();
+        // The step from 20 sees chunk 16..24: blocks 0..4 are gone.
+        let chunked = &m.block_tables(&a)[1];
+        assert_eq!(chunked.len(), 6);
+        assert!(chunked[..4].iter().all(|&b| b == null), "{chunked:?}");
+        assert!(chunked[4..].iter().all(|&b| b != null));
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_resumed_request_past_the_window_gets_null_entries_not_blocks() {
+        let mut m = hybrid(32, &[AttentionWindow::Sliding(4)]);
+        let a = RequestId::from("a");
+        let tokens: Vec<u32> = (0..40).collect();
+        let h = hashes_of(&tokens, BlockHashExtras::default());
+        // A chunk from 32 (as if 0..32 were computed on another table):
+        // the step sees 29.. so only blocks 7..10 are needed.
+        let new = m.allocate_slots(&a, 32, 8, None, &h).unwrap();
+        let null = m.null_block.unwrap();
+        assert_eq!(new[0].len(), 10);
+        assert_eq!(new[0].ids().iter().filter(|&&b| b != null).count(), 3);
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn the_largest_need_is_bounded_by_the_window_and_the_step() {
+        let m = hybrid(1000, &[AttentionWindow::Full, AttentionWindow::Sliding(8)]);
+        // Full: 250 blocks; sliding: (8 + 16) / 4 + 2 = 8; null: 1.
+        assert_eq!(m.max_blocks_held(1000, 16), 250 + 8 + 1);
+        assert_eq!(manager(10).max_blocks_held(1000, 16), 250);
+        // Short requests never need more than their length.
+        assert_eq!(m.max_blocks_held(4, 16), 1 + 1 + 1);
     }
 }

@@ -26,7 +26,10 @@ mod stop;
 
 pub use config::{SchedulerConfig, SchedulingPolicy};
 pub use error::SchedulerError;
-pub use kv_cache::{BlockHashExtras, BlockId, KvCacheConfig, MultiModalSpan, RequestId};
+pub use kv_cache::{
+    AttentionWindow, BlockHashExtras, BlockId, KvCacheConfig, KvCacheLayout, MultiModalSpan,
+    RequestId,
+};
 pub use output::{
     CachedRequestData, ModelRunnerOutput, NewRequestData, RequestOutput, SchedulerOutput,
 };

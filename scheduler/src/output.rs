@@ -24,8 +24,9 @@ pub struct NewRequestData {
     pub prompt_token_ids: Arc<[u32]>,
     /// Its sampling settings, shared with the scheduler's copy.
     pub sampling_params: Arc<SamplingParams>,
-    /// Its block table (cached prefix blocks first).
-    pub block_ids: Vec<BlockId>,
+    /// Its block tables, one per KV cache group (cached prefix blocks
+    /// first).
+    pub block_ids: Vec<Vec<BlockId>>,
     /// Tokens already computed (prefix-cache hits); this step computes from here.
     pub num_computed_tokens: usize,
 }
@@ -39,8 +40,9 @@ pub struct CachedRequestData {
     /// its whole block table and replaces the old one, and `new_token_ids`
     /// carries every token it has so far.
     pub resumed_from_preemption: bool,
-    /// Blocks appended to its table this step (the whole table when resumed).
-    pub new_block_ids: Vec<BlockId>,
+    /// Blocks appended to each group's table this step (the whole tables
+    /// when resumed).
+    pub new_block_ids: Vec<Vec<BlockId>>,
     /// Tokens the workers do not hold yet: those sampled since it was last
     /// scheduled, or, when resumed, prompt plus output.
     pub new_token_ids: Vec<u32>,

@@ -18,7 +18,8 @@
 
 use kv_cache::BlockHashes;
 use kv_cache::{
-    ComputedBlocks, KvCacheConfig, KvCacheManager, KvError, PrefixCacheStats, RequestId,
+    AttentionWindow, ComputedBlocks, KvBlocks, KvCacheConfig, KvCacheManager, KvError,
+    PrefixCacheStats, RequestId,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -109,10 +110,21 @@ pub struct Scheduler {
 impl Scheduler {
     /// A scheduler over a fresh KV cache.
     pub fn new(config: SchedulerConfig, kv_config: KvCacheConfig) -> Result<Self, SchedulerError> {
+        Self::with_kv_groups(config, kv_config, &[AttentionWindow::Full])
+    }
+
+    /// A scheduler whose requests hold one block table per KV cache group
+    /// (`kv_cache::KvCacheLayout::group_windows`), so windowed layers give
+    /// back the blocks they no longer see.
+    pub fn with_kv_groups(
+        config: SchedulerConfig,
+        kv_config: KvCacheConfig,
+        group_windows: &[AttentionWindow],
+    ) -> Result<Self, SchedulerError> {
         config.validate()?;
         Ok(Self {
             waiting: WaitingQueue::new(config.policy),
-            kv: KvCacheManager::new(kv_config)?,
+            kv: KvCacheManager::with_groups(kv_config, group_windows)?,
             config,
             requests: FxHashMap::default(),
             running: Vec::new(),
@@ -208,7 +220,9 @@ impl Scheduler {
             .saturating_add(stop.max_tokens)
             .min(max_model_len)
             .max(len);
-        let needed = self.kv.blocks_for_tokens(longest);
+        let needed = self
+            .kv
+            .max_blocks_held(longest, self.config.max_num_batched_tokens);
         if needed > self.kv.num_blocks() {
             return Err(SchedulerError::ExceedsKvCapacity {
                 id,
@@ -299,7 +313,7 @@ impl Scheduler {
                         cached.push(CachedRequestData {
                             req_id: id.clone(),
                             resumed_from_preemption: false,
-                            new_block_ids: blocks.into_ids(),
+                            new_block_ids: blocks.into_iter().map(KvBlocks::into_ids).collect(),
                             new_token_ids,
                             num_computed_tokens: computed,
                         });
@@ -366,7 +380,7 @@ impl Scheduler {
                 }
                 self.waiting.pop();
                 self.running.push(id.clone());
-                let block_ids = self.kv.block_ids(&id).to_vec();
+                let block_ids = self.kv.block_tables(&id).to_vec();
                 let entry = lookup_mut(&mut self.requests, &id)?;
                 let resumed = entry.req.status == RequestStatus::Preempted;
                 entry.req.status = RequestStatus::Running;
@@ -613,8 +627,15 @@ impl Scheduler {
         Ok(())
     }
 
-    /// The block table of a request, as sent to workers (empty if none).
+    /// The block table of a request's group 0 (empty if none): its only
+    /// table unless the KV cache is hybrid.
     pub fn block_ids(&self, id: &RequestId) -> &[kv_cache::BlockId] {
         self.kv.block_ids(id)
+    }
+
+    /// The block tables of a request, one per KV cache group, as sent to
+    /// workers (empty if none).
+    pub fn block_tables(&self, id: &RequestId) -> &[Vec<kv_cache::BlockId>] {
+        self.kv.block_tables(id)
     }
 }

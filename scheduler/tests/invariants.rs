@@ -1,6 +1,7 @@
 //! Property tests: random interleavings of add, schedule, update and abort
 //! (under random configs, both policies, chunking on and off, a tight KV
-//! cache) never break the invariants, and once the adds stop every request
+//! cache, one full-attention group or hybrid groups with sliding and
+//! chunked windows) never break the invariants, and once the adds stop every request
 //! that fits finishes with exactly the tokens and reason it should.
 //!
 //! Invariants checked after every operation: blocks conserved, no block both
@@ -18,8 +19,8 @@ use std::collections::HashMap;
 use common::run_model;
 use proptest::prelude::*;
 use scheduler::{
-    FinishReason, KvCacheConfig, ModelRunnerOutput, Request, RequestId, Scheduler, SchedulerConfig,
-    SchedulerError, SchedulerOutput, SchedulingPolicy,
+    AttentionWindow, FinishReason, KvCacheConfig, ModelRunnerOutput, Request, RequestId, Scheduler,
+    SchedulerConfig, SchedulerError, SchedulerOutput, SchedulingPolicy,
 };
 
 const BS: usize = 4;
@@ -56,6 +57,18 @@ fn op() -> impl Strategy<Value = Op> {
 struct Cfg {
     sched: SchedulerConfig,
     kv: KvCacheConfig,
+    /// The KV cache groups' windows.
+    groups: Vec<AttentionWindow>,
+}
+
+fn groups() -> impl Strategy<Value = Vec<AttentionWindow>> {
+    use AttentionWindow::{Chunked, Full, Sliding};
+    prop_oneof![
+        2 => Just(vec![Full]),
+        1 => (1usize..12).prop_map(|w| vec![Sliding(w)]),
+        1 => (1usize..12).prop_map(|w| vec![Full, Sliding(w), Sliding(w)]),
+        1 => (1usize..12).prop_map(|c| vec![Full, Chunked(c)]),
+    ]
 }
 
 fn cfg() -> impl Strategy<Value = Cfg> {
@@ -67,9 +80,10 @@ fn cfg() -> impl Strategy<Value = Cfg> {
         any::<bool>(),
         4usize..40,
         any::<bool>(),
+        groups(),
     )
         .prop_map(
-            |(seqs, budget, chunked, threshold, priority, num_blocks, caching)| {
+            |(seqs, budget, chunked, threshold, priority, num_blocks, caching, groups)| {
                 let budget = if chunked {
                     budget
                 } else {
@@ -93,6 +107,7 @@ fn cfg() -> impl Strategy<Value = Cfg> {
                         block_size: BS,
                         enable_prefix_caching: caching,
                     },
+                    groups,
                 }
             },
         )
@@ -216,24 +231,31 @@ impl Harness {
         let mut reads = Vec::new();
         for (id, start) in starts {
             let n = out.num_scheduled_tokens_for(id);
-            let table = self.s.block_ids(id);
             let tokens = self.s.get_request(id).unwrap().all_token_ids();
-            for (p, &t) in tokens.iter().enumerate().skip(start).take(n) {
-                self.kv_slots[table[p / BS] as usize][p % BS] = Some(t);
+            for table in self.s.block_tables(id) {
+                for (p, &t) in tokens.iter().enumerate().skip(start).take(n) {
+                    self.kv_slots[table[p / BS] as usize][p % BS] = Some(t);
+                }
             }
             reads.push((id.clone(), start));
         }
         for (id, start) in reads {
-            let table = self.s.block_ids(&id);
             let tokens = self.s.get_request(&id).unwrap().all_token_ids();
-            for (p, &t) in tokens.iter().enumerate().take(start) {
-                prop_assert_eq!(
-                    self.kv_slots[table[p / BS] as usize][p % BS],
-                    Some(t),
-                    "{} reads stale KV at position {}",
-                    id,
-                    p
-                );
+            let tables = self.s.block_tables(&id);
+            prop_assert_eq!(tables.len(), self.cfg.groups.len());
+            for (table, window) in tables.iter().zip(&self.cfg.groups) {
+                // The step's first query sees from here on; later ones less.
+                let first = window.first_visible(start);
+                for (p, &t) in tokens.iter().enumerate().take(start).skip(first) {
+                    prop_assert_eq!(
+                        self.kv_slots[table[p / BS] as usize][p % BS],
+                        Some(t),
+                        "{} reads stale KV at position {} ({:?})",
+                        id,
+                        p,
+                        window
+                    );
+                }
             }
         }
         Ok(())
@@ -286,7 +308,10 @@ impl Harness {
                 let longest = (prompt_len + max_tokens).min(MAX_MODEL_LEN);
                 match self.s.add_request(req) {
                     Ok(()) => {
-                        prop_assert!(longest.div_ceil(BS) <= self.cfg.kv.num_blocks);
+                        // A hybrid cache may admit longer requests: they
+                        // must then finish, which the end of the test checks.
+                        let full_only = self.cfg.groups == [AttentionWindow::Full];
+                        prop_assert!(!full_only || longest.div_ceil(BS) <= self.cfg.kv.num_blocks);
                         self.expect.insert(
                             id,
                             Expect {
@@ -300,7 +325,13 @@ impl Harness {
                         );
                     }
                     Err(SchedulerError::ExceedsKvCapacity { .. }) => {
-                        prop_assert!(longest.div_ceil(BS) > self.cfg.kv.num_blocks);
+                        // Refused only if holding every position in every
+                        // group (and the null block) would not fit.
+                        let groups = self.cfg.groups.len();
+                        let null_block = usize::from(self.cfg.groups != [AttentionWindow::Full]);
+                        prop_assert!(
+                            groups * longest.div_ceil(BS) + null_block > self.cfg.kv.num_blocks
+                        );
                     }
                     Err(e) => prop_assert!(false, "unexpected {e}"),
                 }
@@ -318,7 +349,7 @@ impl Harness {
                     live.sort();
                     let id = live[pick % live.len()].clone();
                     let free_before = self.s.kv_cache().num_free_blocks();
-                    let held = self.s.block_ids(&id).len();
+                    let held: usize = self.s.block_tables(&id).iter().map(Vec::len).sum();
                     prop_assert_eq!(self.s.abort([&id]), vec![id.clone()]);
                     prop_assert!(self.s.block_ids(&id).is_empty());
                     // Blocks shared with others stay held; the rest are free at once.
@@ -340,7 +371,7 @@ proptest! {
 
     #[test]
     fn random_interleavings_keep_invariants_and_finish(cfg in cfg(), ops in proptest::collection::vec(op(), 10..150)) {
-        let s = Scheduler::new(cfg.sched.clone(), cfg.kv).unwrap();
+        let s = Scheduler::with_kv_groups(cfg.sched.clone(), cfg.kv, &cfg.groups).unwrap();
         let kv_slots = vec![[None; BS]; cfg.kv.num_blocks];
         let mut h = Harness { s, cfg, expect: HashMap::new(), pending: None, next: 0, kv_slots };
         for op in ops {
@@ -357,7 +388,9 @@ proptest! {
             steps += 1;
             prop_assert!(steps < 5_000, "no progress: {} running, {} waiting", h.s.num_running(), h.s.num_waiting());
         }
-        prop_assert_eq!(h.s.kv_cache().num_free_blocks(), h.cfg.kv.num_blocks, "every block returned");
+        // A cache with a windowed group holds its null block for good.
+        let null_block = usize::from(h.cfg.groups != [AttentionWindow::Full]);
+        prop_assert_eq!(h.s.kv_cache().num_free_blocks() + null_block, h.cfg.kv.num_blocks, "every block returned");
         for (id, e) in &h.expect {
             if e.aborted {
                 continue;

@@ -32,7 +32,7 @@ fn shared_system_prompt_hits_the_prefix_cache() {
     let b = &out.scheduled_new_reqs[0];
     assert_eq!(b.req_id, id("b"));
     assert_eq!(b.num_computed_tokens, 48, "three shared blocks are reused");
-    assert_eq!(b.block_ids[..3], a_blocks[..3]);
+    assert_eq!(b.block_ids[0][..3], a_blocks[..3]);
     assert_eq!(
         out.num_scheduled_tokens_for(&id("b")),
         2,
@@ -243,7 +243,7 @@ fn running_requests_are_sent_as_deltas() {
     s.add_request(request("a", 15).max_tokens(40).build())
         .unwrap();
     let (out, _) = step(&mut s);
-    assert_eq!(out.scheduled_new_reqs[0].block_ids.len(), 1);
+    assert_eq!(out.scheduled_new_reqs[0].block_ids[0].len(), 1);
     assert_eq!(
         *out.scheduled_new_reqs[0].prompt_token_ids,
         prompt(15, 10_000)[..]
@@ -254,7 +254,7 @@ fn running_requests_are_sent_as_deltas() {
     assert_eq!(
         (
             d.num_computed_tokens,
-            d.new_block_ids.len(),
+            d.new_block_ids[0].len(),
             d.resumed_from_preemption
         ),
         (15, 0, false)
@@ -262,7 +262,7 @@ fn running_requests_are_sent_as_deltas() {
     // Position 16 starts block 1.
     let (out, _) = step(&mut s);
     let d = &out.scheduled_cached_reqs[0];
-    assert_eq!((d.num_computed_tokens, d.new_block_ids.len()), (16, 1));
+    assert_eq!((d.num_computed_tokens, d.new_block_ids[0].len()), (16, 1));
     assert_eq!(s.block_ids(&id("a")).len(), 2);
 }
 
@@ -340,7 +340,7 @@ fn preemption_and_resume_keep_token_accounting_exact() {
             assert_eq!(r.req_id, id("b"));
             assert_eq!(
                 r.new_block_ids,
-                s.block_ids(&id("b")),
+                s.block_tables(&id("b")),
                 "a resumed request gets its whole table"
             );
             let before: Vec<u32> = prompt(40, 20_000)
