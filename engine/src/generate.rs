@@ -119,15 +119,17 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         );
     }
     let num_blocks = total_len.div_ceil(args.model_args.block_size);
-    let spec = model.kv_cache_spec(num_blocks, args.model_args.block_size);
+    // One sequence holding every block: one KV cache group suffices.
+    let spec = model.kv_cache_spec(num_blocks, args.model_args.block_size, false);
     let mut cache = PagedKvCache::new(spec, options.kind, device)?;
     let limits = BatchLimits {
         vocab_size: config.vocab_size,
         num_blocks,
         block_size: args.model_args.block_size,
         max_positions: config.max_position_embeddings,
+        num_groups: 1,
     };
-    let block_table: Vec<u32> = (0..num_blocks as u32).collect();
+    let block_tables: Vec<Vec<u32>> = vec![(0..num_blocks as u32).collect()];
     let params = SamplingParams {
         temperature: args.temperature,
         top_k: args.top_k,
@@ -143,7 +145,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let warm_up = SequenceChunk {
         token_ids: prompt_ids[..1].to_vec(),
         num_computed: 0,
-        block_table: block_table.clone(),
+        block_tables: block_tables.clone(),
         want_logits: true,
     };
     let _ = model.forward(
@@ -163,7 +165,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         let chunk = SequenceChunk {
             token_ids: std::mem::take(&mut next_input),
             num_computed: computed,
-            block_table: block_table.clone(),
+            block_tables: block_tables.clone(),
             want_logits: true,
         };
         computed += chunk.token_ids.len();

@@ -16,7 +16,7 @@ use scheduler::{
 use workers::parallel::CommunicatorKind;
 
 use crate::core::{spawn_engine_core, EngineMetrics};
-use crate::executor::{start_executor, ExecutorBackend, ExecutorConfig};
+use crate::executor::{kv_cache_groups, start_executor, ExecutorBackend, ExecutorConfig};
 use crate::generate::GenerateArgs;
 use crate::local::{generate, GenerationParams};
 use crate::tokenizer::Tokenizer;
@@ -43,6 +43,7 @@ pub fn run(args: &GenerateArgs, tokenizer: Arc<Tokenizer>, prompt_ids: Vec<u32>)
         attention_backend: args.model_args.attention_backend,
         hf_overrides: args.model_args.hf_overrides.clone(),
         enable_expert_parallel: args.model_args.enable_expert_parallel,
+        disable_hybrid_kv_cache: args.model_args.disable_hybrid_kv_cache_manager,
         block_size: args.model_args.block_size,
         gpu_memory_utilization: 0.9,
         cpu_kv_cache_bytes: KV_CACHE_BYTES,
@@ -61,7 +62,8 @@ pub fn run(args: &GenerateArgs, tokenizer: Arc<Tokenizer>, prompt_ids: Vec<u32>)
             args.max_tokens
         );
     }
-    let scheduler = Scheduler::new(
+    let groups = kv_cache_groups(executor.model_info())?;
+    let scheduler = Scheduler::with_kv_groups(
         SchedulerConfig {
             max_num_seqs: 1,
             max_num_batched_tokens: budget,
@@ -75,6 +77,7 @@ pub fn run(args: &GenerateArgs, tokenizer: Arc<Tokenizer>, prompt_ids: Vec<u32>)
             block_size: args.model_args.block_size,
             enable_prefix_caching: false,
         },
+        &groups,
     )?;
     let metrics = EngineMetrics::register(&prometheus::Registry::new(), &args.model_args.model)?;
     // One request: nothing waits behind it.

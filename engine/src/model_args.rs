@@ -47,4 +47,10 @@ pub struct ModelArgs {
     /// KV cache block size in tokens.
     #[arg(long, default_value_t = 16)]
     pub block_size: usize,
+    /// Keep every layer's KV for every position, even for sliding-window
+    /// and chunked layers (vLLM's flag). By default those layers form
+    /// their own KV cache groups and give back the blocks their window no
+    /// longer sees.
+    #[arg(long)]
+    pub disable_hybrid_kv_cache_manager: bool,
 }

@@ -71,9 +71,11 @@ fn generate(exec: &mut dyn Executor, steps: usize) -> Vec<Vec<u32>> {
             req_id: id.clone(),
             prompt_token_ids: p.to_vec(),
             sampling: Some(greedy),
-            block_ids: (0..blocks_per_req)
-                .map(|b| i as u32 * blocks_per_req + b)
-                .collect(),
+            block_tables: one_table(
+                (0..blocks_per_req)
+                    .map(|b| i as u32 * blocks_per_req + b)
+                    .collect(),
+            ),
             num_computed_tokens: 0,
         });
         step.scheduled.push(ScheduledTokens {
@@ -264,4 +266,9 @@ fn process_is_stopped(pid: u32) -> bool {
             after_name.chars().next()
         })
         .is_some_and(|state| state == 'T' || state == 't')
+}
+
+/// `ids` as the block tables of a one-group KV cache.
+fn one_table(ids: Vec<u32>) -> Vec<proto::worker::BlockTable> {
+    vec![proto::worker::BlockTable { block_ids: ids }]
 }

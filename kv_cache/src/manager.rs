@@ -478,8 +478,11 @@ impl KvCacheManager {
         if full <= entry.num_cached {
             return;
         }
-        for i in entry.num_cached..full {
-            pool.cache_block(table[i], hashes.as_slice()[i]);
+        let newly_full = table[entry.num_cached..full]
+            .iter()
+            .zip(&hashes.as_slice()[entry.num_cached..full]);
+        for (&block, &hash) in newly_full {
+            pool.cache_block(block, hash);
         }
         entry.num_cached = full;
     }

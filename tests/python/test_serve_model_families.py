@@ -138,3 +138,51 @@ def test_llama4_without_dummy_weights_is_refused_naming_the_flag(tmp_path):
         capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode != 0
     assert "--load-format dummy" in out.stderr, out.stderr[-2000:]
+
+
+# A tiny KV cache (blocks of 4 tokens) too small for 6 concurrent requests
+# of ~130 tokens with full attention on every layer (Mistral: 64 blocks,
+# 256 tokens; Llama 4: 80 blocks, 320 tokens), so the server must preempt;
+# the hybrid KV cache keeps only what the windows see (Mistral's 8-token
+# window on both layers; Llama 4's 8-token chunks on three layers beside
+# one full one) and holds them all. Greedy outputs must not change.
+TINY_KV = {"tiny_mistral": (2, 64), "tiny_llama4": (4, 80)}
+
+
+def served_greedy(tmp_path, folder: str, *extra):
+    from concurrent.futures import ThreadPoolExecutor
+    import urllib.request
+
+    layers, blocks = TINY_KV[folder]
+    bytes_per_block = 2 * layers * 4 * 2 * 16 * 4  # K+V, layers, tokens, heads, dim, f32
+    model = str(FIXTURES / folder)
+    server = Server(model=model, tmp=tmp_path,
+                    extra_args=["--max-model-len", "192", "--block-size", "4",
+                                "--max-num-seqs", "6", "--kv-cache-memory-gb",
+                                repr(blocks * bytes_per_block / 2 ** 30), *extra])
+    try:
+        client = openai.OpenAI(base_url=f"{server.base}/v1", api_key="none", timeout=300)
+        prompts = [f"Request {i}: the quick brown fox" for i in range(6)]
+        with ThreadPoolExecutor(6) as pool:
+            outs = list(pool.map(lambda p: client.completions.create(
+                model=model, prompt=p, max_tokens=100, temperature=0,
+                extra_body={"ignore_eos": True}), prompts))
+        metrics = urllib.request.urlopen(f"{server.base}/metrics").read().decode()
+        preemptions = next(float(line.split()[-1]) for line in metrics.splitlines()
+                           if line.startswith("vllm:num_preemptions_total"))
+        return [o.choices[0].text for o in outs], preemptions, server.log.read_text()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("folder", ["tiny_mistral", "tiny_llama4"])
+def test_hybrid_kv_cache_holds_windowed_models_without_preempting(tmp_path, folder):
+    if not (FIXTURES / folder / "tokenizer.json").exists():
+        pytest.fail("run scripts/fixtures/model_families.py")
+    hybrid, hybrid_preemptions, log = served_greedy(tmp_path, folder)
+    assert "KV cache groups (hybrid)" in log, log[-2000:]
+    uniform, uniform_preemptions, _ = served_greedy(tmp_path, folder,
+                                                    "--disable-hybrid-kv-cache-manager")
+    assert uniform_preemptions > 0, "the uniform cache should have had to preempt"
+    assert hybrid_preemptions == 0, f"hybrid preempted {hybrid_preemptions} times"
+    assert hybrid == uniform, "greedy outputs differ between the hybrid and the uniform cache"

@@ -15,9 +15,11 @@ pub struct SequenceChunk {
     /// Tokens of this sequence already in the KV cache (the position of the
     /// first token in `token_ids`).
     pub num_computed: usize,
-    /// KV block ids holding positions `0..num_computed + token_ids.len()`
-    /// in order; need not be contiguous.
-    pub block_table: Vec<u32>,
+    /// Per KV cache group, the block ids holding positions
+    /// `0..num_computed + token_ids.len()` in order; need not be
+    /// contiguous. A windowed group's entries behind its window may name
+    /// any block (the null block): they are never read.
+    pub block_tables: Vec<Vec<u32>>,
     /// Whether to return logits for the last token of the chunk (false for
     /// a prefill chunk that does not finish the prompt).
     pub want_logits: bool,
@@ -40,24 +42,33 @@ impl SequenceChunk {
                 max: limits.max_positions,
             });
         }
-        let blocks_needed = end.div_ceil(limits.block_size.max(1));
-        if self.block_table.len() < blocks_needed {
-            return Err(BatchError::BlockTableTooShort {
+        if self.block_tables.len() != limits.num_groups {
+            return Err(BatchError::WrongGroupCount {
                 seq,
-                needed: end,
-                blocks_needed,
-                have: self.block_table.len(),
+                got: self.block_tables.len(),
+                expected: limits.num_groups,
             });
         }
-        if let Some(&block) = self.block_table[..blocks_needed]
-            .iter()
-            .find(|&&b| b as usize >= limits.num_blocks)
-        {
-            return Err(BatchError::BlockOutOfRange {
-                seq,
-                block,
-                num_blocks: limits.num_blocks,
-            });
+        let blocks_needed = end.div_ceil(limits.block_size.max(1));
+        for table in &self.block_tables {
+            if table.len() < blocks_needed {
+                return Err(BatchError::BlockTableTooShort {
+                    seq,
+                    needed: end,
+                    blocks_needed,
+                    have: table.len(),
+                });
+            }
+            if let Some(&block) = table[..blocks_needed]
+                .iter()
+                .find(|&&b| b as usize >= limits.num_blocks)
+            {
+                return Err(BatchError::BlockOutOfRange {
+                    seq,
+                    block,
+                    num_blocks: limits.num_blocks,
+                });
+            }
         }
         if let Some(&id) = self
             .token_ids
@@ -94,6 +105,12 @@ pub enum BatchError {
         blocks_needed: usize,
         have: usize,
     },
+    #[error("sequence {seq}: {got} block tables for a cache of {expected} KV cache groups")]
+    WrongGroupCount {
+        seq: usize,
+        got: usize,
+        expected: usize,
+    },
     #[error("sequence {seq}: block id {block} is outside the cache of {num_blocks} blocks")]
     BlockOutOfRange {
         seq: usize,
@@ -120,6 +137,8 @@ pub struct BatchLimits {
     pub num_blocks: usize,
     pub block_size: usize,
     pub max_positions: usize,
+    /// Block tables each sequence carries (KV cache groups).
+    pub num_groups: usize,
 }
 
 /// Tensors for one forward pass.
@@ -132,7 +151,8 @@ pub struct ForwardBatch {
     pub logits_indices: Tensor,
     /// For each sequence, `Some(row in the returned logits)` if it asked.
     pub logits_rows: Vec<Option<usize>>,
-    pub attn: AttentionMetadata,
+    /// One per KV cache group: the slots its layers write and read.
+    pub attn: Vec<AttentionMetadata>,
 }
 
 impl ForwardBatch {
@@ -148,7 +168,6 @@ impl ForwardBatch {
         let total: usize = chunks.iter().map(|c| c.token_ids.len()).sum();
         let mut ids = Vec::with_capacity(total);
         let mut positions = Vec::with_capacity(total);
-        let mut slots = Vec::with_capacity(total);
         let mut query_start_loc = Vec::with_capacity(chunks.len() + 1);
         let mut seq_lens = Vec::with_capacity(chunks.len());
         let mut logits_indices = Vec::new();
@@ -159,10 +178,8 @@ impl ForwardBatch {
             chunk.check(seq, limits)?;
             let end = chunk.num_computed + chunk.token_ids.len();
             for (i, &id) in chunk.token_ids.iter().enumerate() {
-                let pos = chunk.num_computed + i;
                 ids.push(i64::from(id));
-                positions.push(pos as i64);
-                slots.push(i64::from(chunk.block_table[pos / bs]) * bs as i64 + (pos % bs) as i64);
+                positions.push((chunk.num_computed + i) as i64);
             }
             query_start_loc.push(ids.len() as i64);
             seq_lens.push(end as i64);
@@ -173,14 +190,37 @@ impl ForwardBatch {
                 logits_rows.push(None);
             }
         }
-        let tables: Vec<Vec<u32>> = chunks.iter().map(|c| c.block_table.clone()).collect();
         let on_device = |e: TchError| BatchError::Device(e.to_string());
         let upload = |v: &[i64]| {
             Tensor::f_from_slice(v)
                 .and_then(|t| t.f_to_device(device))
                 .map_err(on_device)
         };
-        let attn = AttentionMetadata::new(&slots, query_start_loc, seq_lens, &tables, bs, device)
+        let attn = (0..limits.num_groups)
+            .map(|group| {
+                let tables: Vec<&[u32]> = chunks
+                    .iter()
+                    .map(|c| c.block_tables[group].as_slice())
+                    .collect();
+                let slots: Vec<i64> = chunks
+                    .iter()
+                    .zip(&tables)
+                    .flat_map(|(c, table)| {
+                        (c.num_computed..c.num_computed + c.token_ids.len()).map(move |pos| {
+                            i64::from(table[pos / bs]) * bs as i64 + (pos % bs) as i64
+                        })
+                    })
+                    .collect();
+                AttentionMetadata::new(
+                    &slots,
+                    query_start_loc.clone(),
+                    seq_lens.clone(),
+                    &tables,
+                    bs,
+                    device,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
             .map_err(on_device)?;
         Ok(Self {
             input_ids: upload(&ids)?,
@@ -201,13 +241,14 @@ mod tests {
         num_blocks: 8,
         block_size: 4,
         max_positions: 64,
+        num_groups: 1,
     };
 
     fn chunk(ids: &[u32], computed: usize, table: &[u32]) -> SequenceChunk {
         SequenceChunk {
             token_ids: ids.to_vec(),
             num_computed: computed,
-            block_table: table.to_vec(),
+            block_tables: vec![table.to_vec()],
             want_logits: true,
         }
     }
@@ -217,10 +258,36 @@ mod tests {
         let b = ForwardBatch::build(&[chunk(&[1, 2, 3], 3, &[5, 2])], LIMITS, Device::Cpu).unwrap();
         // positions 3, 4, 5 -> block 5 offset 3, block 2 offsets 0 and 1
         assert_eq!(
-            Vec::<i64>::try_from(&b.attn.slot_mapping).unwrap(),
+            Vec::<i64>::try_from(&b.attn[0].slot_mapping).unwrap(),
             vec![23, 8, 9]
         );
         assert_eq!(Vec::<i64>::try_from(&b.positions).unwrap(), vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn each_kv_cache_group_gets_slots_from_its_own_table() {
+        let limits = BatchLimits {
+            num_groups: 2,
+            ..LIMITS
+        };
+        let two = SequenceChunk {
+            block_tables: vec![vec![5, 2], vec![0, 7]],
+            ..chunk(&[1, 2], 3, &[])
+        };
+        let b = ForwardBatch::build(&[two], limits, Device::Cpu).unwrap();
+        // Positions 3 and 4: block 5 offset 3, block 2 offset 0; then
+        // block 0 offset 3 (a dropped entry: any block), block 7 offset 0.
+        let slots = |g: usize| Vec::<i64>::try_from(&b.attn[g].slot_mapping).unwrap();
+        assert_eq!((slots(0), slots(1)), (vec![23, 8], vec![3, 28]));
+        let one_table = chunk(&[1], 0, &[0]);
+        assert!(matches!(
+            ForwardBatch::build(&[one_table], limits, Device::Cpu).err(),
+            Some(BatchError::WrongGroupCount {
+                got: 1,
+                expected: 2,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -1,32 +1,32 @@
-//! The KV cache tensors: per layer, K and V of shape
+//! The KV cache tensors: per block slot, K and V of shape
 //! `[num_blocks, block_size, num_kv_heads, head_dim]`.
 //!
 //! The scheduler (through `kv_cache`) owns which block belongs to whom; this
 //! module only holds the memory. Writes go to flat slot ids
 //! (`block * block_size + offset`), reads gather a sequence's blocks through
-//! its block table.
+//! its block table. Layers are grouped into KV cache groups
+//! ([`KvCacheLayout`]): a block holds `layers_per_block` layers, and layer
+//! `l` lives in tensor `layout.place(l).slot`, read through its group's
+//! block table; with one group that is one tensor per layer, as before.
 
-use model_files::AttentionWindow;
+use kv_cache::KvCacheLayout;
 use tch::{Device, Kind, TchError, Tensor};
 
 /// Shape of the cache, fixed when it is allocated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvCacheSpec {
-    pub num_layers: usize,
     pub num_blocks: usize,
     pub block_size: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
-    /// Per layer, which keys its attention sees. Every layer holds the
-    /// same blocks today; a hybrid allocator can give the windowed and
-    /// chunked layers only the blocks their window still sees.
-    pub windows: Vec<AttentionWindow>,
+    /// Which layers share a block table, and which tensor each lives in.
+    pub layout: KvCacheLayout,
 }
 
 impl KvCacheSpec {
-    /// Bytes one block takes across all layers, K and V, for `kind`.
+    /// Bytes one block takes across the layers it holds, K and V, for `kind`.
     pub fn bytes_per_block(&self, kind: Kind) -> usize {
-        2 * self.num_layers
+        2 * self.layout.layers_per_block()
             * self.block_size
             * self.num_kv_heads
             * self.head_dim
@@ -68,7 +68,8 @@ fn dims4(t: &Tensor) -> (i64, i64, i64, i64) {
     (s[0], s[1], s[2], s[3])
 }
 
-/// The whole cache: one [`LayerKvCache`] per layer.
+/// The whole cache: one [`LayerKvCache`] per block slot
+/// (`spec.layout.layers_per_block()` of them).
 pub struct PagedKvCache {
     pub spec: KvCacheSpec,
     pub layers: Vec<LayerKvCache>,
@@ -83,7 +84,7 @@ impl PagedKvCache {
             spec.num_kv_heads as i64,
             spec.head_dim as i64,
         ];
-        let layers = (0..spec.num_layers)
+        let layers = (0..spec.layout.layers_per_block())
             .map(|_| {
                 Ok(LayerKvCache {
                     key: Tensor::f_zeros(shape, (kind, device))?,

@@ -180,6 +180,7 @@ pub fn smollm2_matches_transformers(tp: &TpGroup, target: Target) -> String {
         num_blocks,
         block_size: SMOLLM2_BLOCK,
         max_positions: model.config().max_position_embeddings,
+        num_groups: 1,
     };
     let (tol, min_matches) = match target.kind {
         Kind::BFloat16 if target.device == Device::Cpu => {
@@ -197,7 +198,7 @@ pub fn smollm2_matches_transformers(tp: &TpGroup, target: Target) -> String {
         let want_greedy = ids(&case["greedy"]);
         let last_logits = floats(&case["last_logits"]);
         let mut kv = PagedKvCache::new(
-            model.kv_cache_spec(num_blocks, SMOLLM2_BLOCK),
+            model.kv_cache_spec(num_blocks, SMOLLM2_BLOCK, false),
             target.kind,
             target.device,
         )
@@ -211,7 +212,7 @@ pub fn smollm2_matches_transformers(tp: &TpGroup, target: Target) -> String {
             let chunk = SequenceChunk {
                 token_ids: std::mem::take(&mut input),
                 num_computed: computed,
-                block_table: table.clone(),
+                block_tables: vec![table.clone()],
                 want_logits: true,
             };
             computed += chunk.token_ids.len();

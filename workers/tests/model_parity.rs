@@ -9,6 +9,11 @@
 //! preemption (the cache dropped and the sequence recomputed elsewhere).
 //! Tolerance: max |Δlogit| ≤ 1e-4 (f32); in half precision on a GPU, a
 //! fraction of the logits' scale (`common::Target`).
+//!
+//! The hybrid KV cache (Mistral's sliding and Llama 4's chunked layers in
+//! their own KV cache groups, blocks behind a window given back and
+//! reused) keeps the greedy tokens, and at a fixed KV memory holds at
+//! least 3x the context full attention on every layer would.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -17,6 +22,10 @@ mod common;
 use std::path::Path;
 
 use common::{floats, ids, max_abs_diff, read_json, scale, Target};
+use kv_cache::{
+    AttentionWindow, BlockHashExtras, BlockHashes, KvCacheConfig, KvCacheManager, KvError,
+    RequestId,
+};
 use model_files::ModelSource;
 use tch::Tensor;
 use workers::attention::BackendChoice;
@@ -87,7 +96,7 @@ fn load(folder: &str) -> Box<dyn CausalLm> {
 fn cache(model: &dyn CausalLm) -> PagedKvCache {
     let target = Target::from_env();
     PagedKvCache::new(
-        model.kv_cache_spec(NUM_BLOCKS, BLOCK),
+        model.kv_cache_spec(NUM_BLOCKS, BLOCK, false),
         target.kind,
         target.device,
     )
@@ -100,6 +109,7 @@ fn limits(model: &dyn CausalLm) -> BatchLimits {
         num_blocks: NUM_BLOCKS,
         block_size: BLOCK,
         max_positions: model.config().max_position_embeddings,
+        num_groups: 1,
     }
 }
 
@@ -125,7 +135,7 @@ fn mixed_length_batch_matches_transformers() {
             .map(|(i, c)| SequenceChunk {
                 token_ids: c.ids.clone(),
                 num_computed: 0,
-                block_table: table(i as u32 * 8, 8),
+                block_tables: vec![table(i as u32 * 8, 8)],
                 want_logits: true,
             })
             .collect();
@@ -162,14 +172,14 @@ fn chunked_prefill(family: &str) {
         let mut chunks = vec![SequenceChunk {
             token_ids: long.ids[start..end].to_vec(),
             num_computed: start,
-            block_table: table(0, 10),
+            block_tables: vec![table(0, 10)],
             want_logits: true,
         }];
         if start == 0 {
             chunks.push(SequenceChunk {
                 token_ids: other.ids.clone(),
                 num_computed: 0,
-                block_table: table(20, 4),
+                block_tables: vec![table(20, 4)],
                 want_logits: true,
             });
         }
@@ -213,7 +223,7 @@ fn decode_over_non_contiguous_blocks(family: &str) {
         .map(|(c, t)| SequenceChunk {
             token_ids: c.ids[..prompt].to_vec(),
             num_computed: 0,
-            block_table: t.clone(),
+            block_tables: vec![t.clone()],
             want_logits: true,
         })
         .collect::<Vec<_>>();
@@ -226,7 +236,7 @@ fn decode_over_non_contiguous_blocks(family: &str) {
             .map(|(c, t)| SequenceChunk {
                 token_ids: vec![c.ids[pos]],
                 num_computed: pos,
-                block_table: t.clone(),
+                block_tables: vec![t.clone()],
                 want_logits: true,
             })
             .collect::<Vec<_>>();
@@ -252,7 +262,7 @@ fn sharded_and_single_files_load_the_same_model() {
     let chunk = SequenceChunk {
         token_ids: vec![5, 6, 7],
         num_computed: 0,
-        block_table: vec![0],
+        block_tables: vec![vec![0]],
         want_logits: true,
     };
     let run = |m: &dyn CausalLm| {
@@ -308,7 +318,7 @@ fn greedy_decode_and_resume_after_preemption_match_transformers() {
                 let chunk = SequenceChunk {
                     token_ids: tokens[computed..].to_vec(),
                     num_computed: computed,
-                    block_table: table.clone(),
+                    block_tables: vec![table.clone()],
                     want_logits: true,
                 };
                 let logits = run(model.as_ref(), &mut kv, &[chunk]);
@@ -322,5 +332,130 @@ fn greedy_decode_and_resume_after_preemption_match_transformers() {
                 "{family}, preempted at {preempt_at:?}: greedy tokens differ"
             );
         }
+    }
+}
+
+/// The families with windowed layers: Mistral (a sliding window of 8 on
+/// both layers: one sliding group) and Llama 4 (chunks of 8 on three
+/// layers, full attention on the fourth: four groups of one layer).
+const WINDOWED: [&str; 2] = ["tiny_mistral", "tiny_llama4"];
+
+fn manager(num_blocks: usize, groups: &[AttentionWindow]) -> KvCacheManager {
+    let config = KvCacheConfig {
+        num_blocks,
+        block_size: BLOCK,
+        enable_prefix_caching: false,
+    };
+    KvCacheManager::with_groups(config, groups).unwrap()
+}
+
+/// 32 greedy steps after a prompt prefilled 6 tokens at a time, with the
+/// block tables the scheduler's manager hands out for the hybrid layout:
+/// windowed groups drop blocks as the window moves and the pool hands
+/// those blocks out again (to other groups' layers too), so a read
+/// behind a window would change the tokens.
+#[test]
+fn hybrid_kv_cache_groups_keep_the_greedy_tokens() {
+    let target = Target::from_env();
+    for family in WINDOWED {
+        let v = read_json(&format!("{family}_expected.json"));
+        let prompt = ids(&v["greedy"]["prompt"]);
+        let expected = ids(&v["greedy"]["tokens"]);
+        let model = load(family);
+        let spec = model.kv_cache_spec(NUM_BLOCKS, BLOCK, true);
+        let groups = spec.layout.group_windows().to_vec();
+        assert!(groups.iter().all(|&w| w != AttentionWindow::Full) || groups.len() > 1);
+        let limits = BatchLimits {
+            num_groups: groups.len(),
+            ..limits(&*model)
+        };
+        let mut kv = PagedKvCache::new(spec, target.kind, target.device).unwrap();
+        let mut blocks = manager(NUM_BLOCKS, &groups);
+        let id = RequestId::from("a");
+        let hashes = BlockHashes::new(BLOCK, BlockHashExtras::default()).unwrap();
+        let (mut tokens, mut computed, mut ours) = (prompt.clone(), 0, Vec::new());
+        let mut fewest_free = NUM_BLOCKS;
+        while ours.len() < expected.len() {
+            let n = (tokens.len() - computed).min(6);
+            blocks
+                .allocate_slots(&id, computed, n, None, &hashes)
+                .unwrap();
+            blocks.check_invariants().unwrap();
+            fewest_free = fewest_free.min(blocks.num_free_blocks());
+            let chunk = SequenceChunk {
+                token_ids: tokens[computed..computed + n].to_vec(),
+                num_computed: computed,
+                block_tables: blocks.block_tables(&id).to_vec(),
+                want_logits: computed + n == tokens.len(),
+            };
+            let batch = ForwardBatch::build(&[chunk], limits, target.device).unwrap();
+            let logits = model.forward(&batch, &mut kv).unwrap();
+            computed += n;
+            if computed == tokens.len() {
+                let next = argmax(&logits.get(0));
+                ours.push(next);
+                tokens.push(next);
+            }
+        }
+        assert_eq!(
+            ours, expected,
+            "{family}: greedy tokens differ with hybrid KV groups"
+        );
+        // Full attention on every layer would have held every position in
+        // every group; the windows held far fewer.
+        let all_positions = groups.len() * tokens.len().div_ceil(BLOCK);
+        assert!(
+            NUM_BLOCKS - fewest_free < all_positions / 2,
+            "{family}: held {} blocks at most, full attention {all_positions}",
+            NUM_BLOCKS - fewest_free
+        );
+    }
+}
+
+/// How many tokens of context `num_blocks` blocks hold: requests of `len`
+/// tokens grown 16 at a time (chunked prefill, then as decode would) until
+/// the pool runs out; the one that ran out is dropped.
+fn tokens_held(num_blocks: usize, groups: &[AttentionWindow], len: usize) -> usize {
+    let mut m = manager(num_blocks, groups);
+    let hashes = BlockHashes::new(BLOCK, BlockHashExtras::default()).unwrap();
+    for r in 0.. {
+        let id = RequestId::from(format!("r{r}"));
+        for computed in (0..len).step_by(16) {
+            match m.allocate_slots(&id, computed, 16.min(len - computed), None, &hashes) {
+                Ok(_) => {}
+                Err(KvError::NoFreeBlocks { .. }) => return r * len,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        m.check_invariants().unwrap();
+    }
+    unreachable!()
+}
+
+#[test]
+fn hybrid_kv_cache_holds_3x_the_context_at_a_fixed_memory() {
+    const LEN: usize = 480;
+    for family in WINDOWED {
+        let model = load(family);
+        let uniform = model.kv_cache_spec(1, BLOCK, false);
+        let hybrid = model.kv_cache_spec(1, BLOCK, true);
+        // The memory of 240 blocks holding every layer.
+        let bytes = 240 * uniform.bytes_per_block(tch::Kind::Float);
+        let full = tokens_held(
+            bytes / uniform.bytes_per_block(tch::Kind::Float),
+            uniform.layout.group_windows(),
+            LEN,
+        );
+        let windowed = tokens_held(
+            bytes / hybrid.bytes_per_block(tch::Kind::Float),
+            hybrid.layout.group_windows(),
+            LEN,
+        );
+        eprintln!("{family}: {full} tokens with full attention, {windowed} with hybrid groups");
+        assert_eq!(full, 2 * LEN);
+        assert!(
+            windowed >= 3 * full,
+            "{family}: hybrid groups hold {windowed} tokens, full attention {full}"
+        );
     }
 }

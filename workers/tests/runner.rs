@@ -46,6 +46,7 @@ fn runner() -> ModelRunner {
             attention_backend: "auto".into(),
             hf_overrides: String::new(),
             enable_expert_parallel: false,
+            disable_hybrid_kv_cache: false,
         })
         .unwrap();
     assert_eq!(info.vocab_size, 256);
@@ -147,7 +148,7 @@ impl Driver {
                     req_id: seq.id.clone(),
                     prompt_token_ids: seq.tokens[..seq.prompt_len].to_vec(),
                     sampling: Some(seq.params),
-                    block_ids: seq.blocks.clone(),
+                    block_tables: one_table(seq.blocks.clone()),
                     num_computed_tokens: seq.computed as u32,
                 });
                 seq.sent = true;
@@ -157,11 +158,11 @@ impl Driver {
                 step.cached_requests.push(CachedRequest {
                     req_id: seq.id.clone(),
                     resumed_from_preemption: resumed,
-                    new_block_ids: if resumed {
+                    new_block_tables: one_table(if resumed {
                         seq.blocks.clone()
                     } else {
                         seq.blocks[seq.sent_blocks..].to_vec()
-                    },
+                    }),
                     new_token_ids: if resumed {
                         seq.tokens.clone()
                     } else {
@@ -404,7 +405,7 @@ fn bad_requests_fail_alone_not_the_step() {
             req_id: "b".into(),
             prompt_token_ids: vec![1, 2],
             sampling: Some(greedy()),
-            block_ids: vec![NUM_BLOCKS + 5],
+            block_tables: one_table(vec![NUM_BLOCKS + 5]),
             num_computed_tokens: 0,
         }],
         scheduled: vec![ScheduledTokens {
@@ -427,7 +428,7 @@ fn bad_requests_fail_alone_not_the_step() {
                 temperature: f32::NAN,
                 ..greedy()
             }),
-            block_ids: vec![0],
+            block_tables: one_table(vec![0]),
             num_computed_tokens: 0,
         }],
         scheduled: vec![ScheduledTokens {
@@ -482,7 +483,7 @@ fn one_bad_request_leaves_its_step_mates_alone() {
         req_id: "evil".into(),
         prompt_token_ids: vec![1, 999, 2],
         sampling: Some(greedy()),
-        block_ids: vec![NUM_BLOCKS - 1],
+        block_tables: one_table(vec![NUM_BLOCKS - 1]),
         num_computed_tokens: 0,
     });
     step.scheduled.push(ScheduledTokens {
@@ -508,4 +509,9 @@ fn one_bad_request_leaves_its_step_mates_alone() {
     Driver::update(&mut [&mut good], &next, &result);
     d.decode(&mut r, &mut [&mut good], 3);
     assert_eq!(good.output(), expected.as_slice());
+}
+
+/// `ids` as the block tables of a one-group KV cache.
+fn one_table(ids: Vec<u32>) -> Vec<proto::worker::BlockTable> {
+    vec![proto::worker::BlockTable { block_ids: ids }]
 }

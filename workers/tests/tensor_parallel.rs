@@ -96,6 +96,7 @@ fn limits(model: &dyn CausalLm, num_blocks: usize, block_size: usize) -> BatchLi
         num_blocks,
         block_size,
         max_positions: model.config().max_position_embeddings,
+        num_groups: 1,
     }
 }
 
@@ -125,7 +126,7 @@ fn tiny_run(
     let model = load_placed(&tiny_path(family), placement, &tp).unwrap();
     let num_blocks = 64;
     let mut kv = PagedKvCache::new(
-        model.kv_cache_spec(num_blocks, BLOCK),
+        model.kv_cache_spec(num_blocks, BLOCK, false),
         Kind::Float,
         Device::Cpu,
     )
@@ -140,7 +141,7 @@ fn tiny_run(
         .map(|(p, t)| SequenceChunk {
             token_ids: p.clone(),
             num_computed: 0,
-            block_table: t.clone(),
+            block_tables: vec![t.clone()],
             want_logits: true,
         })
         .collect();
@@ -250,7 +251,7 @@ fn smollm2_tp_3_greedy_equals_transformers() {
         let mut out = Vec::new();
         for prompt in &prompts {
             let mut kv = PagedKvCache::new(
-                model.kv_cache_spec(num_blocks, block),
+                model.kv_cache_spec(num_blocks, block, false),
                 Kind::Float,
                 Device::Cpu,
             )
@@ -258,7 +259,7 @@ fn smollm2_tp_3_greedy_equals_transformers() {
             let mut chunk = SequenceChunk {
                 token_ids: prompt.clone(),
                 num_computed: 0,
-                block_table: (0..num_blocks as u32).rev().collect(),
+                block_tables: vec![(0..num_blocks as u32).rev().collect()],
                 want_logits: true,
             };
             let mut greedy = Vec::new();

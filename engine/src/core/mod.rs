@@ -700,6 +700,7 @@ mod tests {
             info: LoadModelResponse {
                 vocab_size: 100,
                 max_position_embeddings: 64,
+                ..LoadModelResponse::default()
             },
             steps: steps.clone(),
             refused: Vec::new(),

@@ -12,6 +12,16 @@ use scheduler::{ModelRunnerOutput, RequestId, SchedulerOutput};
 
 use super::SampledLogprobs;
 
+/// Per-group block ids in wire form.
+fn block_tables(groups: &[Vec<scheduler::BlockId>]) -> Vec<pb::BlockTable> {
+    groups
+        .iter()
+        .map(|ids| pb::BlockTable {
+            block_ids: ids.clone(),
+        })
+        .collect()
+}
+
 /// The wire step for `out`.
 pub fn step_request(step_id: u64, out: &SchedulerOutput) -> pb::StepRequest {
     let new_requests = out
@@ -21,7 +31,7 @@ pub fn step_request(step_id: u64, out: &SchedulerOutput) -> pb::StepRequest {
             req_id: r.req_id.to_string(),
             prompt_token_ids: r.prompt_token_ids.to_vec(),
             sampling: Some(sampling_to_wire(&r.sampling_params)),
-            block_ids: r.block_ids.clone(),
+            block_tables: block_tables(&r.block_ids),
             num_computed_tokens: r.num_computed_tokens as u32,
         })
         .collect();
@@ -31,7 +41,7 @@ pub fn step_request(step_id: u64, out: &SchedulerOutput) -> pb::StepRequest {
         .map(|r| pb::CachedRequest {
             req_id: r.req_id.to_string(),
             resumed_from_preemption: r.resumed_from_preemption,
-            new_block_ids: r.new_block_ids.clone(),
+            new_block_tables: block_tables(&r.new_block_ids),
             new_token_ids: r.new_token_ids.clone(),
             num_computed_tokens: r.num_computed_tokens as u32,
         })

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 pub use multiproc::MultiprocExecutor;
 use proto::worker::{LoadModelResponse, StepRequest, StepResult};
+use scheduler::AttentionWindow;
 pub use uniproc::UniprocExecutor;
 use workers::attention::BackendChoice;
 use workers::parallel::CommunicatorKind;
@@ -81,6 +82,8 @@ pub struct ExecutorConfig {
     pub hf_overrides: String,
     /// `--enable-expert-parallel`.
     pub enable_expert_parallel: bool,
+    /// `--disable-hybrid-kv-cache-manager`.
+    pub disable_hybrid_kv_cache: bool,
     /// Tokens per KV block.
     pub block_size: usize,
     /// Fraction of GPU memory the workers may use.
@@ -114,6 +117,7 @@ impl Default for ExecutorConfig {
             attention_backend: BackendChoice::Auto,
             hf_overrides: String::new(),
             enable_expert_parallel: false,
+            disable_hybrid_kv_cache: false,
             block_size: 16,
             gpu_memory_utilization: 0.9,
             cpu_kv_cache_bytes: 4 << 30,
@@ -192,7 +196,31 @@ fn load_request(config: &ExecutorConfig) -> proto::worker::LoadModelRequest {
         attention_backend: config.attention_backend.as_str().into(),
         hf_overrides: config.hf_overrides.clone(),
         enable_expert_parallel: config.enable_expert_parallel,
+        disable_hybrid_kv_cache: config.disable_hybrid_kv_cache,
     }
+}
+
+/// The KV cache groups' windows the workers reported at load, group 0
+/// first: the scheduler keeps one block table per group.
+pub fn kv_cache_groups(info: &LoadModelResponse) -> anyhow::Result<Vec<AttentionWindow>> {
+    use proto::worker::kv_cache_group::Window;
+    if info.kv_cache_groups.is_empty() {
+        anyhow::bail!("the workers reported no KV cache group");
+    }
+    info.kv_cache_groups
+        .iter()
+        .map(|group| {
+            let size = group.size as usize;
+            match Window::try_from(group.window) {
+                Ok(Window::Full) => Ok(AttentionWindow::Full),
+                Ok(Window::Sliding) if size > 0 => Ok(AttentionWindow::Sliding(size)),
+                Ok(Window::Chunked) if size > 0 => Ok(AttentionWindow::Chunked(size)),
+                _ => anyhow::bail!(
+                    "the workers reported a KV cache group the engine cannot schedule: {group:?}"
+                ),
+            }
+        })
+        .collect()
 }
 
 fn profile_request(config: &ExecutorConfig) -> proto::worker::ProfileMemoryRequest {

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use model_files::ModelSource;
-use scheduler::{KvCacheConfig, Scheduler, SchedulerConfig, SchedulingPolicy};
+use scheduler::{AttentionWindow, KvCacheConfig, Scheduler, SchedulerConfig, SchedulingPolicy};
 use workers::loader::parse_device;
 use workers::parallel::CommunicatorKind;
 
 use super::{FailureSignal, ServeArgs};
 use crate::chat_template::ChatTemplate;
 use crate::core::{spawn_engine_core, EngineCoreHandle, EngineMetrics, StatsLogger};
-use crate::executor::{start_executor, ExecutorConfig};
+use crate::executor::{kv_cache_groups, start_executor, ExecutorConfig};
 use crate::generation_config::{GenerationConfigSource, SamplingDefaults};
 use crate::local::LocalEngine;
 use crate::model_args::ModelArgs;
@@ -178,18 +178,35 @@ fn check_vocabularies(tokenizer_vocab: usize, model_vocab: usize) -> Result<()> 
 
 /// Refuses a KV cache that cannot hold one sequence of `max_model_len`
 /// tokens (as vLLM does at startup): such a server would accept requests
-/// it could never finish. The message names the flags that fix it.
-fn check_kv_cache_fits(num_blocks: usize, block_size: usize, max_model_len: usize) -> Result<()> {
-    let capacity = num_blocks.saturating_mul(block_size);
-    if capacity < max_model_len {
-        bail!(
-            "the KV cache holds {capacity} tokens ({num_blocks} blocks of {block_size}), fewer than \
-             one sequence of max_model_len {max_model_len}: lower --max-model-len to at most \
-             {capacity}, or give the cache more memory (--kv-cache-memory-gb on CPU, \
-             --gpu-memory-utilization on GPU)"
-        );
+/// it could never finish. `blocks_needed(len)` is the most blocks a
+/// sequence of `len` tokens holds at once (over all KV cache groups). The
+/// message names the flags that fix it, and the longest length that fits.
+fn check_kv_cache_fits(
+    num_blocks: usize,
+    block_size: usize,
+    max_model_len: usize,
+    blocks_needed: impl Fn(usize) -> usize,
+) -> Result<()> {
+    if blocks_needed(max_model_len) <= num_blocks {
+        return Ok(());
     }
-    Ok(())
+    // blocks_needed grows with the length: the longest that fits.
+    let (mut fits, mut too_long) = (0, max_model_len);
+    while too_long - fits > 1 {
+        let mid = fits + (too_long - fits) / 2;
+        if blocks_needed(mid) <= num_blocks {
+            fits = mid;
+        } else {
+            too_long = mid;
+        }
+    }
+    let capacity = num_blocks.saturating_mul(block_size);
+    bail!(
+        "the KV cache holds {capacity} tokens ({num_blocks} blocks of {block_size}), fewer than \
+         one sequence of max_model_len {max_model_len} needs: lower --max-model-len to at most \
+         {fits}, or give the cache more memory (--kv-cache-memory-gb on CPU, \
+         --gpu-memory-utilization on GPU)"
+    );
 }
 
 /// Refuses, before anything starts, a communicator the device or this
@@ -322,6 +339,7 @@ fn start_local_engine(
         attention_backend: args.model_args.attention_backend,
         hf_overrides: args.model_args.hf_overrides.clone(),
         enable_expert_parallel: args.model_args.enable_expert_parallel,
+        disable_hybrid_kv_cache: args.model_args.disable_hybrid_kv_cache_manager,
         block_size: args.model_args.block_size,
         gpu_memory_utilization: args.gpu_memory_utilization,
         cpu_kv_cache_bytes: (args.kv_cache_memory_gb * (1u64 << 30) as f64) as u64,
@@ -359,8 +377,11 @@ fn start_local_engine(
         args.model_args.block_size,
         num_blocks * args.model_args.block_size
     );
-    check_kv_cache_fits(num_blocks, args.model_args.block_size, max_model_len)?;
-    let scheduler = Scheduler::new(
+    let groups = kv_cache_groups(executor.model_info())?;
+    if groups != [AttentionWindow::Full] {
+        eprintln!("engine: KV cache groups (hybrid): {groups:?}");
+    }
+    let scheduler = Scheduler::with_kv_groups(
         SchedulerConfig {
             max_num_seqs: args.max_num_seqs,
             max_num_batched_tokens,
@@ -373,6 +394,17 @@ fn start_local_engine(
             num_blocks,
             block_size: args.model_args.block_size,
             enable_prefix_caching: args.enable_prefix_caching && !args.no_enable_prefix_caching,
+        },
+        &groups,
+    )?;
+    check_kv_cache_fits(
+        num_blocks,
+        args.model_args.block_size,
+        max_model_len,
+        |len| {
+            scheduler
+                .kv_cache()
+                .max_blocks_held(len, max_num_batched_tokens)
         },
     )?;
     let metrics = EngineMetrics::register(registry, &served_names[0])?;
@@ -429,8 +461,11 @@ mod tests {
 
     #[test]
     fn a_kv_cache_smaller_than_one_sequence_is_refused_naming_the_flags() {
-        check_kv_cache_fits(128, 16, 2048).unwrap();
-        let err = check_kv_cache_fits(36, 16, 2048).unwrap_err().to_string();
+        let one_group = |len: usize| len.div_ceil(16);
+        check_kv_cache_fits(128, 16, 2048, one_group).unwrap();
+        let err = check_kv_cache_fits(36, 16, 2048, one_group)
+            .unwrap_err()
+            .to_string();
         for needle in [
             "576 tokens",
             "max_model_len 2048",

@@ -43,7 +43,7 @@ impl AttentionMetadata {
         slot_mapping: &[i64],
         query_start_loc: Vec<i64>,
         seq_lens: Vec<i64>,
-        block_tables: &[Vec<u32>],
+        block_tables: &[&[u32]],
         block_size: usize,
         device: Device,
     ) -> Result<Self, TchError> {

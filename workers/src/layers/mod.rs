@@ -26,4 +26,8 @@ pub enum ForwardError {
     /// A collective with the other ranks failed.
     #[error(transparent)]
     Comm(#[from] CommError),
+    /// The cache or the batch was built for another model: no tensor or
+    /// block table for this layer.
+    #[error("the KV cache has no place for layer {layer} (built for another model)")]
+    CacheLayout { layer: usize },
 }

@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use kv_cache::KvCacheLayout;
 use model_files::{Architecture, ModelConfig};
 use tch::{Device, Tensor};
 
@@ -186,16 +187,22 @@ impl CausalLm for DecoderModel {
         self.device
     }
 
-    fn kv_cache_spec(&self, num_blocks: usize, block_size: usize) -> KvCacheSpec {
+    fn kv_cache_spec(&self, num_blocks: usize, block_size: usize, hybrid: bool) -> KvCacheSpec {
+        let layers = self.config.num_hidden_layers;
+        let layout = if hybrid {
+            let windows: Vec<_> = (0..layers)
+                .map(|i| self.config.attention_window(i))
+                .collect();
+            KvCacheLayout::hybrid(&windows)
+        } else {
+            KvCacheLayout::uniform(layers)
+        };
         KvCacheSpec {
-            num_layers: self.config.num_hidden_layers,
             num_blocks,
             block_size,
             num_kv_heads: (self.config.num_kv_heads() / self.tp.world_size).max(1),
             head_dim: self.config.head_dim(),
-            windows: (0..self.config.num_hidden_layers)
-                .map(|i| self.config.attention_window(i))
-                .collect(),
+            layout,
         }
     }
 
@@ -211,13 +218,20 @@ impl CausalLm for DecoderModel {
             .temperature
             .map(|t| attention_temperature(&batch.positions, t))
             .transpose()?;
-        let step = StepContext {
-            backend: self.backend.as_ref(),
-            meta: &batch.attn,
-            rope: &rope,
-            temperature: temperature.as_ref(),
-        };
-        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+        for (i, layer) in self.layers.iter().enumerate() {
+            let place = cache.spec.layout.place(i);
+            let (Some(layer_cache), Some(meta)) = (
+                place.and_then(|p| cache.layers.get_mut(p.slot)),
+                place.and_then(|p| batch.attn.get(p.group)),
+            ) else {
+                return Err(ForwardError::CacheLayout { layer: i });
+            };
+            let step = StepContext {
+                backend: self.backend.as_ref(),
+                meta,
+                rope: &rope,
+                temperature: temperature.as_ref(),
+            };
             let x = layer.input_layernorm.forward(&hidden)?;
             hidden = layer
                 .self_attn

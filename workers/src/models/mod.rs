@@ -29,10 +29,11 @@ pub trait CausalLm: Send {
     fn device(&self) -> Device;
 
     /// The KV cache this rank needs for `num_blocks` blocks of
-    /// `block_size` tokens. Each layer's attention window is listed in
-    /// `KvCacheSpec::windows`, so a cache manager can hold only the blocks
-    /// a window still sees.
-    fn kv_cache_spec(&self, num_blocks: usize, block_size: usize) -> KvCacheSpec;
+    /// `block_size` tokens. With `hybrid`, layers are grouped by attention
+    /// window (`kv_cache::KvCacheLayout::hybrid`) so the scheduler can hold
+    /// only the blocks a window still sees; without, one group holds every
+    /// layer (`--disable-hybrid-kv-cache-manager`).
+    fn kv_cache_spec(&self, num_blocks: usize, block_size: usize, hybrid: bool) -> KvCacheSpec;
 
     /// Runs one step over the flat batch, writing its K/V into `cache`;
     /// returns f32 logits `[N, vocab]` for `batch.logits_indices` (on every

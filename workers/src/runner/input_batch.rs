@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use proto::worker::{FailedRequest, StepRequest};
+use proto::worker::{BlockTable, FailedRequest, StepRequest};
 
 use crate::sampler::SamplingParams;
 
@@ -25,8 +25,8 @@ pub struct RequestState {
     pub token_ids: Vec<u32>,
     /// How many of `token_ids` are the prompt.
     pub num_prompt_tokens: usize,
-    /// KV block ids in position order.
-    pub block_table: Vec<u32>,
+    /// Per KV cache group, block ids in position order.
+    pub block_tables: Vec<Vec<u32>>,
     /// Tokens already in the KV cache.
     pub num_computed_tokens: usize,
     pub sampling: SamplingParams,
@@ -138,7 +138,7 @@ impl InputBatch {
         }
         for id in &step.preempted_req_ids {
             if let Some(mut state) = self.running.remove(id) {
-                state.block_table.clear();
+                state.block_tables.clear();
                 state.num_computed_tokens = 0;
                 self.preempted.insert(id.clone(), state);
             }
@@ -153,7 +153,7 @@ impl InputBatch {
                 RequestState {
                     token_ids: new.prompt_token_ids.clone(),
                     num_prompt_tokens: new.prompt_token_ids.len(),
-                    block_table: new.block_ids.clone(),
+                    block_tables: tables(&new.block_tables),
                     num_computed_tokens: new.num_computed_tokens as usize,
                     sampling,
                 },
@@ -172,12 +172,19 @@ impl InputBatch {
                 else {
                     continue; // refused above
                 };
-                state.block_table = cached.new_block_ids.clone();
+                state.block_tables = tables(&cached.new_block_tables);
                 state.token_ids = cached.new_token_ids.clone();
                 state.num_computed_tokens = cached.num_computed_tokens as usize;
                 self.running.insert(id.clone(), state);
             } else if let Some(state) = self.running.get_mut(id) {
-                state.block_table.extend_from_slice(&cached.new_block_ids);
+                if state.block_tables.len() < cached.new_block_tables.len() {
+                    state
+                        .block_tables
+                        .resize(cached.new_block_tables.len(), Vec::new());
+                }
+                for (table, new) in state.block_tables.iter_mut().zip(&cached.new_block_tables) {
+                    table.extend_from_slice(&new.block_ids);
+                }
                 state.token_ids.extend_from_slice(&cached.new_token_ids);
                 state.num_computed_tokens = cached.num_computed_tokens as usize;
             }
@@ -193,6 +200,11 @@ impl InputBatch {
     }
 }
 
+/// The wire's block tables as plain lists, one per KV cache group.
+fn tables(wire: &[BlockTable]) -> Vec<Vec<u32>> {
+    wire.iter().map(|t| t.block_ids.clone()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use proto::worker::{CachedRequest, NewRequest};
@@ -204,7 +216,9 @@ mod tests {
             req_id: id.into(),
             prompt_token_ids: prompt.to_vec(),
             sampling: None,
-            block_ids: blocks.to_vec(),
+            block_tables: vec![BlockTable {
+                block_ids: blocks.to_vec(),
+            }],
             num_computed_tokens: 0,
         }
     }
@@ -213,7 +227,9 @@ mod tests {
         CachedRequest {
             req_id: id.into(),
             resumed_from_preemption: false,
-            new_block_ids: blocks.to_vec(),
+            new_block_tables: vec![BlockTable {
+                block_ids: blocks.to_vec(),
+            }],
             new_token_ids: tokens.to_vec(),
             num_computed_tokens: computed,
         }
@@ -232,7 +248,7 @@ mod tests {
         });
         let a = b.get("a").unwrap();
         assert_eq!(a.token_ids, vec![1, 2, 3, 4]);
-        assert_eq!(a.block_table, vec![7, 9]);
+        assert_eq!(a.block_tables, vec![vec![7, 9]]);
         assert_eq!((a.num_computed_tokens, a.num_output_tokens()), (3, 1));
         b.apply(&StepRequest {
             finished_req_ids: vec!["a".into()],
@@ -268,7 +284,7 @@ mod tests {
         });
         let a = b.get("a").unwrap();
         assert_eq!(a.token_ids, vec![1, 2, 5]);
-        assert_eq!(a.block_table, vec![3, 4]);
+        assert_eq!(a.block_tables, vec![vec![3, 4]]);
         assert_eq!(a.num_prompt_tokens, 2);
     }
 

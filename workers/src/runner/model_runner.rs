@@ -10,11 +10,12 @@
 //! ids, positions, slot mapping and block tables; the model runs; the
 //! batched sampler draws one token per row. Only rank 0 reports tokens.
 
-use model_files::ModelSource;
+use model_files::{AttentionWindow, ModelSource};
+use proto::worker::kv_cache_group::Window;
 use proto::worker::{
-    FailedRequest, InitKvCacheRequest, InitKvCacheResponse, InitRequest, LoadModelRequest,
-    LoadModelResponse, ProfileMemoryRequest, ProfileMemoryResponse, RequestOutput, ScheduledTokens,
-    StepRequest, StepResult,
+    FailedRequest, InitKvCacheRequest, InitKvCacheResponse, InitRequest, KvCacheGroup,
+    LoadModelRequest, LoadModelResponse, ProfileMemoryRequest, ProfileMemoryResponse,
+    RequestOutput, ScheduledTokens, StepRequest, StepResult,
 };
 use tch::{Device, Kind};
 
@@ -32,6 +33,8 @@ use crate::sampler::{Sampler, SamplerRow};
 struct Loaded {
     model: Box<dyn CausalLm>,
     kind: Kind,
+    /// Whether layers are grouped by attention window in the KV cache.
+    hybrid_kv_cache: bool,
     info: LoadModelResponse,
 }
 
@@ -151,16 +154,24 @@ impl ModelRunner {
         })?;
         progress.finish();
         let config = model.config();
+        let hybrid_kv_cache = !req.disable_hybrid_kv_cache;
+        let layout = model.kv_cache_spec(1, 1, hybrid_kv_cache).layout;
         let info = LoadModelResponse {
             vocab_size: config.vocab_size as u32,
             max_position_embeddings: config.max_position_embeddings as u32,
+            kv_cache_groups: layout
+                .group_windows()
+                .iter()
+                .map(|&w| group_to_wire(w))
+                .collect(),
         };
         // Dummy weights reseed torch's generator: reseed it from the OS.
         self.sampler = Sampler::new();
         self.loaded = Some(Loaded {
             model,
             kind: options.kind,
-            info,
+            hybrid_kv_cache,
+            info: info.clone(),
         });
         Ok(info)
     }
@@ -189,7 +200,7 @@ impl ModelRunner {
         let loaded = self.loaded()?;
         let bytes_per_block = loaded
             .model
-            .kv_cache_spec(1, block_size)
+            .kv_cache_spec(1, block_size, loaded.hybrid_kv_cache)
             .bytes_per_block(loaded.kind) as u64;
         let budget = match self.device {
             Device::Cuda(index) => {
@@ -220,19 +231,30 @@ impl ModelRunner {
         let loaded = self.loaded()?;
         let config = loaded.model.config();
         let tokens = tokens.clamp(1, config.max_position_embeddings.max(1));
-        let num_blocks = tokens.div_ceil(block_size);
-        let spec = loaded.model.kv_cache_spec(num_blocks, block_size);
+        let per_table = tokens.div_ceil(block_size);
+        let spec = loaded
+            .model
+            .kv_cache_spec(1, block_size, loaded.hybrid_kv_cache);
+        let num_groups = spec.layout.num_groups();
+        let num_blocks = per_table * num_groups;
+        let spec = loaded
+            .model
+            .kv_cache_spec(num_blocks, block_size, loaded.hybrid_kv_cache);
         let mut cache = PagedKvCache::new(spec, loaded.kind, self.device)?;
         let limits = BatchLimits {
             vocab_size: config.vocab_size,
             num_blocks,
             block_size,
             max_positions: config.max_position_embeddings,
+            num_groups,
         };
+        // Every group its own blocks, as the scheduler would give them.
         let chunk = SequenceChunk {
             token_ids: vec![0; tokens],
             num_computed: 0,
-            block_table: (0..num_blocks as u32).collect(),
+            block_tables: (0..num_groups)
+                .map(|g| ((g * per_table) as u32..((g + 1) * per_table) as u32).collect())
+                .collect(),
             want_logits: true,
         };
         let batch = ForwardBatch::build(&[chunk], limits, self.device)?;
@@ -256,7 +278,10 @@ impl ModelRunner {
             "no model loaded (call LoadModel first)",
         ))?;
         let (num_blocks, block_size) = (req.num_blocks as usize, req.block_size as usize);
-        let spec = loaded.model.kv_cache_spec(num_blocks, block_size);
+        let spec = loaded
+            .model
+            .kv_cache_spec(num_blocks, block_size, loaded.hybrid_kv_cache);
+        let num_groups = spec.layout.num_groups();
         let cache = PagedKvCache::new(spec, loaded.kind, self.device)?;
         let config = loaded.model.config();
         self.kv = Some(KvCache {
@@ -266,6 +291,7 @@ impl ModelRunner {
                 num_blocks,
                 block_size,
                 max_positions: config.max_position_embeddings,
+                num_groups,
             },
         });
         Ok(InitKvCacheResponse {})
@@ -378,7 +404,7 @@ fn chunk_for(
     let chunk = SequenceChunk {
         token_ids: token_ids.to_vec(),
         num_computed: start,
-        block_table: state.block_table.clone(),
+        block_tables: state.block_tables.clone(),
         want_logits: end == state.token_ids.len(),
     };
     chunk.check(seq, limits).map_err(|e| e.to_string())?;
@@ -439,4 +465,17 @@ fn forward_and_sample(
         outputs.push(out);
     }
     Ok(outputs)
+}
+
+/// A KV cache group's window as the wire names it.
+fn group_to_wire(window: AttentionWindow) -> KvCacheGroup {
+    let (window, size) = match window {
+        AttentionWindow::Full => (Window::Full, 0),
+        AttentionWindow::Sliding(n) => (Window::Sliding, n),
+        AttentionWindow::Chunked(n) => (Window::Chunked, n),
+    };
+    KvCacheGroup {
+        window: window as i32,
+        size: u32::try_from(size).unwrap_or(u32::MAX),
+    }
 }
