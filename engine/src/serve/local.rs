@@ -378,8 +378,15 @@ fn start_local_engine(
         num_blocks * args.model_args.block_size
     );
     let groups = kv_cache_groups(executor.model_info())?;
+    let prefix_caching = args.enable_prefix_caching && !args.no_enable_prefix_caching;
     if groups != [AttentionWindow::Full] {
         eprintln!("engine: KV cache groups (hybrid): {groups:?}");
+        if prefix_caching {
+            eprintln!(
+                "engine: prefix caching is off with a hybrid KV cache (windowed layers drop \
+                 blocks); --disable-hybrid-kv-cache-manager keeps every block and caches prefixes"
+            );
+        }
     }
     let scheduler = Scheduler::with_kv_groups(
         SchedulerConfig {
@@ -393,7 +400,7 @@ fn start_local_engine(
         KvCacheConfig {
             num_blocks,
             block_size: args.model_args.block_size,
-            enable_prefix_caching: args.enable_prefix_caching && !args.no_enable_prefix_caching,
+            enable_prefix_caching: prefix_caching,
         },
         &groups,
     )?;
