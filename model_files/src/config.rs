@@ -208,11 +208,11 @@ impl Architecture {
     }
 
     /// The architecture a GGUF `general.architecture` names (llama.cpp
-    /// writes Mistral models as `llama`). GGUF `qwen3` (unpermuted q/k,
-    /// `attn_q_norm`) is not mapped yet: no fixture checks it.
+    /// writes Mistral models as `llama`).
     pub fn from_gguf(name: &str) -> Option<Self> {
         match name {
             "llama" => Some(Self::Llama),
+            "qwen3" => Some(Self::Qwen3),
             _ => None,
         }
     }

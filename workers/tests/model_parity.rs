@@ -120,10 +120,11 @@ fn table(first: u32, blocks: u32) -> Vec<u32> {
 
 #[test]
 fn mixed_length_batch_matches_transformers() {
-    let runs = FAMILIES
-        .iter()
-        .map(|f| (*f, *f))
-        .chain([("tiny_llama_sharded", "tiny_llama")]);
+    let runs = FAMILIES.iter().map(|f| (*f, *f)).chain([
+        ("tiny_llama_sharded", "tiny_llama"),
+        // llama.cpp's `qwen3` layout: q/k not permuted, QK norms.
+        ("tiny_qwen3.gguf", "tiny_qwen3"),
+    ]);
     for (folder, family) in runs {
         let cases = cases(family);
         let model = load(folder);

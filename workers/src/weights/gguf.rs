@@ -1,24 +1,29 @@
 //! GGUF files as llama.cpp writes them: tensors renamed to HF's names,
-//! dequantized to f32, and the q/k rows un-permuted.
+//! dequantized to f32, and, for the `llama` architecture, the q/k rows
+//! un-permuted.
 //!
-//! llama.cpp's converter reorders the rows of `q_proj`/`k_proj` so that its
-//! rotary kernel can rotate adjacent pairs; HF rotates the two halves of
-//! each head. We undo the reorder (as transformers' GGUF loader does), so
-//! one rotary implementation serves both formats.
+//! llama.cpp's converter reorders the rows of a Llama model's
+//! `q_proj`/`k_proj` so that its rotary kernel can rotate adjacent pairs;
+//! HF rotates the two halves of each head. We undo the reorder (as
+//! transformers' GGUF loader does), so one rotary implementation serves
+//! both formats. Its `qwen3` models keep HF's row order (llama.cpp rotates
+//! them in NeoX style), so they load as they are.
 
 use std::path::{Path, PathBuf};
 
 use model_files::gguf::GgufFile;
-use model_files::ModelConfig;
+use model_files::{Architecture, ModelConfig};
 use tch::Tensor;
 
 use super::{WeightError, WeightSource};
 
-/// A GGUF file holding a Llama-architecture model.
+/// A GGUF file holding a Llama- or Qwen3-architecture model.
 pub struct GgufSource {
     file: GgufFile,
     num_heads: i64,
     num_kv_heads: i64,
+    /// Whether llama.cpp permuted the q/k rows (its `llama` models).
+    permuted_qk: bool,
 }
 
 impl GgufSource {
@@ -34,6 +39,7 @@ impl GgufSource {
             file,
             num_heads: config.num_attention_heads as i64,
             num_kv_heads: config.num_kv_heads() as i64,
+            permuted_qk: config.architecture() == Architecture::Llama,
         }
     }
 }
@@ -58,6 +64,8 @@ fn gguf_name(hf: &str) -> Option<String> {
         "self_attn.k_proj.weight" => "attn_k.weight",
         "self_attn.v_proj.weight" => "attn_v.weight",
         "self_attn.o_proj.weight" => "attn_output.weight",
+        "self_attn.q_norm.weight" => "attn_q_norm.weight",
+        "self_attn.k_norm.weight" => "attn_k_norm.weight",
         "mlp.gate_proj.weight" => "ffn_gate.weight",
         "mlp.up_proj.weight" => "ffn_up.weight",
         "mlp.down_proj.weight" => "ffn_down.weight",
@@ -100,7 +108,9 @@ impl WeightSource for GgufSource {
                 tensor: name.to_string(),
                 source,
             })?;
-        let heads = if gguf.ends_with("attn_q.weight") {
+        let heads = if !self.permuted_qk {
+            None
+        } else if gguf.ends_with("attn_q.weight") {
             Some(self.num_heads)
         } else if gguf.ends_with("attn_k.weight") {
             Some(self.num_kv_heads)
