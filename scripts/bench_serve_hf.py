@@ -149,10 +149,14 @@ def main():
     ap.add_argument("--binary", default=str(ROOT / "target/release/engine"))
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--dtype", default="f32", choices=sorted(TORCH_DTYPES))
+    ap.add_argument("--quantization", default="auto", choices=["auto", "none", "gguf", "int8"],
+                    help="ours: how linear weights are held (auto: the GGUF's Q4_1 stays packed "
+                         "int4 on the CPU; none: dequantized to --dtype)")
     ap.add_argument("--out", help="result JSON (default bench/results/serve_<device>.json)")
     args = ap.parse_args()
     port = free_port()
-    device_args = ["--device", args.device, "--dtype", args.dtype]
+    device_args = ["--device", args.device, "--dtype", args.dtype,
+                   "--quantization", args.quantization]
     if args.device == "cuda":
         device_args += ["--gpu-memory-utilization", "0.5"]
     warmup, singles, concurrent = prompt_sets(args)
@@ -166,8 +170,9 @@ def main():
         server.wait(timeout=30)
     hf1, hf32 = hf_runs(args, warmup, singles, concurrent)
     result = {
-        "benchmark": f"SmolLM2-135M-Instruct (Q4_1 GGUF as {args.dtype}) on {args.device}, "
-                     "greedy, fixed output length",
+        "benchmark": f"SmolLM2-135M-Instruct (Q4_1 GGUF; ours --dtype {args.dtype} "
+                     f"--quantization {args.quantization}, transformers dequantized to "
+                     f"{args.dtype}) on {args.device}, greedy, fixed output length",
         "prompts": f"{args.input_len}-word prompts from seed {args.seed}, the same on both sides: "
                    f"{len(warmup)} warm-up, {len(singles)} single-stream and {len(concurrent)} "
                    "concurrent, no prompt sent twice (prefix caching on, nothing measured cached)",

@@ -71,6 +71,11 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         attention_backend: args.model_args.attention_backend,
         hf_overrides: loader::parse_hf_overrides(&args.model_args.hf_overrides)
             .map_err(anyhow::Error::msg)?,
+        quantization: args
+            .model_args
+            .quantization
+            .parse()
+            .map_err(anyhow::Error::msg)?,
         expert_placement: if args.model_args.enable_expert_parallel {
             ExpertPlacement::WholeExperts
         } else {

@@ -44,6 +44,7 @@ pub fn run(args: &GenerateArgs, tokenizer: Arc<Tokenizer>, prompt_ids: Vec<u32>)
         hf_overrides: args.model_args.hf_overrides.clone(),
         enable_expert_parallel: args.model_args.enable_expert_parallel,
         disable_hybrid_kv_cache: args.model_args.disable_hybrid_kv_cache_manager,
+        quantization: args.model_args.quantization.clone(),
         block_size: args.model_args.block_size,
         gpu_memory_utilization: 0.9,
         cpu_kv_cache_bytes: KV_CACHE_BYTES,

@@ -27,6 +27,12 @@ pub struct ModelArgs {
     /// auto (f32 on CPU, bf16 on CUDA), float32, bfloat16, float16.
     #[arg(long, default_value = "auto")]
     pub dtype: String,
+    /// How linear weights are held (vLLM's flag): auto (a quantized GGUF
+    /// on the CPU stays quantized, packed int4 for its 4-bit tensors),
+    /// none (dequantized to --dtype), gguf, or int8 (quantized at load, one
+    /// scale per output row; CPU only).
+    #[arg(long, default_value = "auto")]
+    pub quantization: String,
     /// auto, safetensors, gguf or dummy (random weights at the config's
     /// shapes).
     #[arg(long, default_value = "auto")]

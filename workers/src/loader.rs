@@ -11,7 +11,7 @@ use crate::layers::moe::ExpertPlacement;
 use crate::models::{build_model, CausalLm, ModelError};
 use crate::parallel::TpGroup;
 use crate::weights::{
-    DummySource, GgufSource, SafetensorsSource, WeightError, WeightSource, Weights,
+    DummySource, GgufSource, Quantization, SafetensorsSource, WeightError, WeightSource, Weights,
 };
 
 /// `--load-format`, as vLLM names its values.
@@ -37,6 +37,65 @@ impl std::str::FromStr for LoadFormat {
                 "unknown load format `{other}` (auto, safetensors, gguf, dummy)"
             )),
         }
+    }
+}
+
+/// `--quantization`, as vLLM names its values: how linear weights are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantizationChoice {
+    /// A quantized GGUF on the CPU keeps its quantization (`gguf`); anything
+    /// else is held in the model's dtype.
+    Auto,
+    /// Every weight dequantized to the model's dtype.
+    None,
+    /// Keep a GGUF checkpoint's quantization (CPU only).
+    Gguf,
+    /// Quantize linear weights to int8 at load (CPU only).
+    Int8,
+}
+
+impl std::str::FromStr for QuantizationChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" | "" => Ok(Self::Auto),
+            "none" => Ok(Self::None),
+            "gguf" => Ok(Self::Gguf),
+            "int8" => Ok(Self::Int8),
+            other => Err(format!(
+                "unknown quantization `{other}` (auto, none, gguf, int8)"
+            )),
+        }
+    }
+}
+
+/// What `choice` means for this checkpoint and device, or why it cannot be
+/// honoured. The packed kernels are libtorch's CPU ones, so quantized
+/// execution is CPU-only for now.
+pub fn resolve_quantization(
+    choice: QuantizationChoice,
+    gguf_weights: bool,
+    device: Device,
+) -> Result<Quantization, LoadError> {
+    let cpu = device == Device::Cpu;
+    match choice {
+        QuantizationChoice::Auto if gguf_weights && cpu => Ok(Quantization::Gguf),
+        QuantizationChoice::Auto | QuantizationChoice::None => Ok(Quantization::None),
+        QuantizationChoice::Gguf if !gguf_weights => Err(LoadError::Quantization(
+            "--quantization gguf needs a .gguf model".into(),
+        )),
+        QuantizationChoice::Gguf | QuantizationChoice::Int8 if !cpu => {
+            Err(LoadError::Quantization(format!(
+                "--quantization {} runs on the CPU only; on {device:?} use --quantization none",
+                if choice == QuantizationChoice::Gguf {
+                    "gguf"
+                } else {
+                    "int8"
+                }
+            )))
+        }
+        QuantizationChoice::Gguf => Ok(Quantization::Gguf),
+        QuantizationChoice::Int8 => Ok(Quantization::Int8),
     }
 }
 
@@ -95,6 +154,8 @@ pub struct LoadOptions {
     pub attention_backend: BackendChoice,
     /// `--hf-overrides`: a JSON object merged into the checkpoint's config.
     pub hf_overrides: Option<serde_json::Value>,
+    /// `--quantization`: how linear weights are held.
+    pub quantization: QuantizationChoice,
     /// `--enable-expert-parallel`: whole experts per rank instead of every
     /// expert split along its intermediate dimension.
     pub expert_placement: ExpertPlacement,
@@ -115,6 +176,8 @@ pub enum LoadError {
         format: LoadFormat,
         found: &'static str,
     },
+    #[error("{0}")]
+    Quantization(String),
     #[error("device {0:?} is not available (built without CUDA, or no GPU visible)")]
     DeviceUnavailable(Device),
     #[error(
@@ -176,7 +239,9 @@ pub fn open_weights(
             })
         }
     };
-    Ok(Weights::new(boxed, options.device, options.kind))
+    let gguf_weights = options.format != LoadFormat::Dummy && source.format == ModelFormat::Gguf;
+    let quantization = resolve_quantization(options.quantization, gguf_weights, options.device)?;
+    Ok(Weights::new(boxed, options.device, options.kind).with_quantization(quantization))
 }
 
 /// Loads config and weights and builds the model its architecture names,

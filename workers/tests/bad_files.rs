@@ -13,7 +13,7 @@ use safetensors::tensor::{SafeTensors, TensorView};
 use tch::{Device, Kind};
 use workers::attention::BackendChoice;
 use workers::layers::moe::ExpertPlacement;
-use workers::loader::{load_model, LoadError, LoadFormat, LoadOptions};
+use workers::loader::{load_model, LoadError, LoadFormat, LoadOptions, QuantizationChoice};
 use workers::parallel::TpGroup;
 
 fn copy_tiny_llama() -> tempfile::TempDir {
@@ -36,6 +36,7 @@ fn load(path: &Path) -> Result<(), LoadError> {
         seed: 0,
         attention_backend: BackendChoice::Auto,
         hf_overrides: None,
+        quantization: QuantizationChoice::None,
         expert_placement: ExpertPlacement::SplitIntermediate,
     };
     load_model(&source, &options, &TpGroup::single(), |_, _| {}).map(|_| ())
@@ -191,6 +192,7 @@ fn dummy_weights_load_at_real_shapes() {
         seed: 3,
         attention_backend: BackendChoice::Auto,
         hf_overrides: None,
+        quantization: QuantizationChoice::None,
         expert_placement: ExpertPlacement::SplitIntermediate,
     };
     let model = load_model(&source, &options, &TpGroup::single(), |_, _| {}).unwrap();

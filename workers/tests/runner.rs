@@ -47,6 +47,7 @@ fn runner() -> ModelRunner {
             hf_overrides: String::new(),
             enable_expert_parallel: false,
             disable_hybrid_kv_cache: false,
+            quantization: String::new(),
         })
         .unwrap();
     assert_eq!(info.vocab_size, 256);

@@ -12,16 +12,36 @@
 //! step must be a near tie (transformers' token within 0.25 logits of our
 //! top): rounding may flip a tie, nothing else may change a token. The
 //! constants and measurements are in `common::smollm2_matches_transformers`.
+//!
+//! Kept quantized (`--quantization gguf`, the CPU default for this file),
+//! the same checks run with the half-precision rules and their own stated
+//! tolerance: the Q4_1 weights are exactly the file's, only the bf16
+//! rounding of activations (and of the Q8_0 head) differs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
 use common::{smollm2_matches_transformers, Target};
+use workers::loader::QuantizationChoice;
 use workers::parallel::TpGroup;
 
 #[test]
 fn smollm2_gguf_matches_transformers() {
-    let summary = smollm2_matches_transformers(&TpGroup::single(), Target::from_env());
+    let summary = smollm2_matches_transformers(
+        &TpGroup::single(),
+        Target::from_env(),
+        QuantizationChoice::None,
+    );
     eprintln!("smollm2 parity: {summary}");
+}
+
+#[test]
+fn smollm2_quantized_gguf_matches_transformers() {
+    let summary = smollm2_matches_transformers(
+        &TpGroup::single(),
+        Target::cpu_f32(),
+        QuantizationChoice::Gguf,
+    );
+    eprintln!("smollm2 parity, quantized: {summary}");
 }

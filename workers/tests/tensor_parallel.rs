@@ -22,7 +22,7 @@ use tch::{Device, Kind, Tensor};
 use workers::attention::BackendChoice;
 use workers::batch::{BatchLimits, ForwardBatch, SequenceChunk};
 use workers::layers::moe::ExpertPlacement;
-use workers::loader::{load_model, LoadError, LoadFormat, LoadOptions};
+use workers::loader::{load_model, LoadError, LoadFormat, LoadOptions, QuantizationChoice};
 use workers::models::{CausalLm, ModelError};
 use workers::paged_kv::PagedKvCache;
 use workers::parallel::{TcpOptions, TpGroup};
@@ -61,6 +61,7 @@ fn cpu_f32() -> LoadOptions {
         seed: 0,
         attention_backend: BackendChoice::Auto,
         hf_overrides: None,
+        quantization: QuantizationChoice::None,
         expert_placement: ExpertPlacement::SplitIntermediate,
     }
 }

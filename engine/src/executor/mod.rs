@@ -84,6 +84,8 @@ pub struct ExecutorConfig {
     pub enable_expert_parallel: bool,
     /// `--disable-hybrid-kv-cache-manager`.
     pub disable_hybrid_kv_cache: bool,
+    /// `--quantization`: how the workers hold linear weights.
+    pub quantization: String,
     /// Tokens per KV block.
     pub block_size: usize,
     /// Fraction of GPU memory the workers may use.
@@ -118,6 +120,7 @@ impl Default for ExecutorConfig {
             hf_overrides: String::new(),
             enable_expert_parallel: false,
             disable_hybrid_kv_cache: false,
+            quantization: String::new(),
             block_size: 16,
             gpu_memory_utilization: 0.9,
             cpu_kv_cache_bytes: 4 << 30,
@@ -197,6 +200,7 @@ fn load_request(config: &ExecutorConfig) -> proto::worker::LoadModelRequest {
         hf_overrides: config.hf_overrides.clone(),
         enable_expert_parallel: config.enable_expert_parallel,
         disable_hybrid_kv_cache: config.disable_hybrid_kv_cache,
+        quantization: config.quantization.clone(),
     }
 }
 

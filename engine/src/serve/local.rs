@@ -340,6 +340,7 @@ fn start_local_engine(
         hf_overrides: args.model_args.hf_overrides.clone(),
         enable_expert_parallel: args.model_args.enable_expert_parallel,
         disable_hybrid_kv_cache: args.model_args.disable_hybrid_kv_cache_manager,
+        quantization: args.model_args.quantization.clone(),
         block_size: args.model_args.block_size,
         gpu_memory_utilization: args.gpu_memory_utilization,
         cpu_kv_cache_bytes: (args.kv_cache_memory_gb * (1u64 << 30) as f64) as u64,

@@ -55,23 +55,7 @@ pub fn dequantize(
     data: &[u8],
     n_elements: usize,
 ) -> Result<Vec<f32>, DequantError> {
-    let block_size = ggml_type.block_size();
-    if n_elements % block_size != 0 {
-        return Err(DequantError::NotBlockMultiple {
-            ggml_type,
-            n_elements,
-            block_size,
-        });
-    }
-    let expected = (n_elements / block_size).checked_mul(ggml_type.type_size());
-    if expected != Some(data.len()) {
-        return Err(DequantError::BadLength {
-            ggml_type,
-            n_elements,
-            expected: expected.unwrap_or(usize::MAX),
-            actual: data.len(),
-        });
-    }
+    check_len(ggml_type, data, n_elements)?;
     let mut out = vec![0f32; n_elements];
     match ggml_type {
         GgmlType::F32 => for_blocks(data, &mut out, |b: &[u8; 4], y: &mut [f32; 1]| {
@@ -94,6 +78,33 @@ pub fn dequantize(
         other => return Err(DequantError::Unsupported(other)),
     }
     Ok(out)
+}
+
+/// Checks that `data` holds exactly the whole blocks of `n_elements`
+/// weights of `ggml_type`.
+pub(super) fn check_len(
+    ggml_type: GgmlType,
+    data: &[u8],
+    n_elements: usize,
+) -> Result<(), DequantError> {
+    let block_size = ggml_type.block_size();
+    if n_elements % block_size != 0 {
+        return Err(DequantError::NotBlockMultiple {
+            ggml_type,
+            n_elements,
+            block_size,
+        });
+    }
+    let expected = (n_elements / block_size).checked_mul(ggml_type.type_size());
+    if expected != Some(data.len()) {
+        return Err(DequantError::BadLength {
+            ggml_type,
+            n_elements,
+            expected: expected.unwrap_or(usize::MAX),
+            actual: data.len(),
+        });
+    }
+    Ok(())
 }
 
 /// Blocks per rayon task: big enough that scheduling costs nothing next to
@@ -124,7 +135,7 @@ fn for_blocks<const TS: usize, const BS: usize>(
 
 /// An f16 stored little-endian, widened exactly to f32 (ggml's
 /// `GGML_FP16_TO_FP32`).
-fn f16_le(bytes: [u8; 2]) -> f32 {
+pub(super) fn f16_le(bytes: [u8; 2]) -> f32 {
     f16::from_le_bytes(bytes).to_f32()
 }
 
@@ -193,7 +204,7 @@ fn q5_1(b: &[u8; 24], y: &mut [f32; 32]) {
 
 /// ggml's `get_scale_min_k4`: the 6-bit scale and minimum of sub-block `j`
 /// (0..8) packed in the 12 `scales` bytes of Q4_K/Q5_K.
-fn scale_min_k4(j: usize, s: &[u8; 12]) -> (f32, f32) {
+pub(super) fn scale_min_k4(j: usize, s: &[u8; 12]) -> (f32, f32) {
     let (sc, m) = if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
     } else {

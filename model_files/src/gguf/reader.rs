@@ -11,6 +11,7 @@ use memmap2::{Mmap, MmapMut};
 
 use super::dequant;
 use super::error::GgufError;
+use super::int4::{self, Int4Groups};
 use super::types::GgmlType;
 use super::value::GgufValue;
 
@@ -203,6 +204,19 @@ impl GgufFile {
             reason: "too many elements for this platform".to_owned(),
         })?;
         dequant::dequantize(info.ggml_type, self.tensor_data(info), n_elements)
+            .map_err(|e| GgufError::from_dequant(self.path.clone(), name, e))
+    }
+
+    /// The 4-bit tensor `name` in torch's int4 group format (see
+    /// [`crate::gguf::int4_groups`]); other types are an error.
+    pub fn int4_groups(&self, name: &str) -> Result<Int4Groups, GgufError> {
+        let info = self.tensor(name)?;
+        let n_elements = usize::try_from(info.n_elements()).map_err(|_| GgufError::BadTensor {
+            path: self.path.clone(),
+            tensor: name.to_owned(),
+            reason: "too many elements for this platform".to_owned(),
+        })?;
+        int4::int4_groups(info.ggml_type, self.tensor_data(info), n_elements)
             .map_err(|e| GgufError::from_dequant(self.path.clone(), name, e))
     }
 

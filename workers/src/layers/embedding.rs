@@ -3,6 +3,8 @@
 
 use tch::{Kind, Tensor};
 
+use super::linear::{dense_weight, load_weight};
+use super::linear_weight::LinearWeight;
 use super::ForwardError;
 use crate::parallel::TpGroup;
 use crate::weights::{Shard, WeightError, Weights};
@@ -66,7 +68,7 @@ impl VocabParallelEmbedding {
 /// Output projection to vocabulary logits, split by vocabulary rows; the
 /// full logits are gathered so rank 0 can sample.
 pub struct ParallelLmHead {
-    weight: Tensor,
+    weight: LinearWeight,
     tp: TpGroup,
 }
 
@@ -84,26 +86,37 @@ impl ParallelLmHead {
             rank: tp.rank,
             world_size: tp.world_size,
         };
-        let weight = weights.get(name, &[vocab_size, hidden], Some(shard))?;
+        Ok(Self {
+            weight: load_weight(weights, &[(name, vocab_size, shard)], hidden)?,
+            tp: tp.clone(),
+        })
+    }
+
+    /// Shares the embedding table `name` (tied embeddings); with int8
+    /// quantization, the head holds its own int8 copy.
+    pub fn tied(
+        embedding: &VocabParallelEmbedding,
+        weights: &Weights,
+        name: &str,
+        tp: &TpGroup,
+    ) -> Result<Self, WeightError> {
+        let weight =
+            dense_weight(weights, embedding.weight().shallow_clone()).map_err(|source| {
+                WeightError::Torch {
+                    file: weights.file(),
+                    tensor: name.to_string(),
+                    source,
+                }
+            })?;
         Ok(Self {
             weight,
             tp: tp.clone(),
         })
     }
 
-    /// Shares the embedding table (tied embeddings).
-    pub fn tied(embedding: &VocabParallelEmbedding, tp: &TpGroup) -> Self {
-        Self {
-            weight: embedding.weight().shallow_clone(),
-            tp: tp.clone(),
-        }
-    }
-
     /// Full-vocabulary logits in f32, `[N, vocab]`, on every rank.
     pub fn forward(&self, hidden: &Tensor) -> Result<Tensor, ForwardError> {
-        let local = hidden
-            .f_linear::<&Tensor>(&self.weight, None)?
-            .f_to_kind(Kind::Float)?;
+        let local = self.weight.matmul(hidden)?.f_to_kind(Kind::Float)?;
         if self.tp.skips_collectives() {
             Ok(local)
         } else {

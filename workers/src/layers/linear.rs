@@ -10,19 +10,23 @@
 //! do, and a row-parallel output adds its residual inside the matrix
 //! product: on a GPU each kernel launch costs more than a small model's
 //! arithmetic, so fewer, larger launches are what makes decode fast.
+//!
+//! The matrix is a [`LinearWeight`]: dense, or quantized as the checkpoint
+//! and `--quantization` allow ([`LinearWeight::load`]).
 
 use tch::Tensor;
 
+use super::linear_weight::LinearWeight;
 use super::ForwardError;
 use crate::parallel::TpGroup;
-use crate::weights::{Shard, WeightError, Weights};
+use crate::weights::{Int4Weight, Quantization, Shard, WeightError, Weights};
 
 /// Column-parallel projections of the same input as one matrix (one part
 /// is plain column-parallel): W's output rows split across ranks, this
 /// rank's rows of each part stacked in order, so one product yields every
 /// part's output side by side; callers take them apart with `narrow`.
 pub struct MergedColumnParallelLinear {
-    weight: Tensor,
+    weight: LinearWeight,
 }
 
 impl MergedColumnParallelLinear {
@@ -50,24 +54,20 @@ impl MergedColumnParallelLinear {
         parts: &[(&str, i64, Shard)],
         in_features: i64,
     ) -> Result<Self, WeightError> {
-        let mut stacked = Vec::with_capacity(parts.len());
-        for &(name, out_features, shard) in parts {
-            stacked.push(weights.get(name, &[out_features, in_features], Some(shard))?);
-        }
         Ok(Self {
-            weight: Tensor::cat(&stacked, 0),
+            weight: load_weight(weights, parts, in_features)?,
         })
     }
 
     /// `x W^T` for every part at once: `[tokens, sum of parts' features]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, ForwardError> {
-        Ok(x.f_linear::<&Tensor>(&self.weight, None)?)
+        Ok(self.weight.matmul(x)?)
     }
 }
 
 /// `y = x W^T` with W's input columns split across ranks, then summed.
 pub struct RowParallelLinear {
-    weight: Tensor,
+    weight: LinearWeight,
     tp: TpGroup,
 }
 
@@ -86,9 +86,8 @@ impl RowParallelLinear {
             rank: tp.rank,
             world_size: tp.world_size,
         };
-        let weight = weights.get(name, &[out_features, in_features], Some(shard))?;
         Ok(Self {
-            weight,
+            weight: load_weight(weights, &[(name, out_features, shard)], in_features)?,
             tp: tp.clone(),
         })
     }
@@ -96,7 +95,7 @@ impl RowParallelLinear {
     /// `x` holds this rank's slice of the input features; returns the full
     /// output, reduced over ranks (an error if a peer fails).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, ForwardError> {
-        let partial = x.f_linear::<&Tensor>(&self.weight, None)?;
+        let partial = self.weight.matmul(x)?;
         if self.tp.skips_collectives() {
             Ok(partial)
         } else {
@@ -109,10 +108,63 @@ impl RowParallelLinear {
     /// residual.
     pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor, ForwardError> {
         if self.tp.skips_collectives() {
-            Ok(residual.f_addmm(x, &self.weight.f_tr()?)?)
+            Ok(self.weight.matmul_add(x, residual)?)
         } else {
             Ok(residual.f_add(&self.forward(x)?)?)
         }
+    }
+}
+
+/// The parts `(name, out_features, shard)` of one matrix (each `[out,
+/// in_features]` in full), stacked by output rows, in the form
+/// `weights.quantization()` asks for: with GGUF quantization, packed int4
+/// when every part has a 4-bit form; with int8, quantized here; else dense
+/// in the model's dtype.
+pub fn load_weight(
+    weights: &Weights,
+    parts: &[(&str, i64, Shard)],
+    in_features: i64,
+) -> Result<LinearWeight, WeightError> {
+    let torch_error = |source| WeightError::Torch {
+        file: weights.file(),
+        tensor: parts.first().map(|p| p.0).unwrap_or_default().to_string(),
+        source,
+    };
+    let mut int4 = Vec::with_capacity(parts.len());
+    for &(name, out_features, shard) in parts {
+        match weights.get_int4(name, &[out_features, in_features], Some(shard))? {
+            Some(part) => int4.push(part),
+            None => break,
+        }
+    }
+    if !int4.is_empty() && int4.len() == parts.len() {
+        let cat = |f: fn(&Int4Weight) -> &Tensor| {
+            Tensor::f_cat(&int4.iter().map(f).collect::<Vec<_>>(), 0)
+        };
+        let merged = Int4Weight {
+            values: cat(|w| &w.values).map_err(torch_error)?,
+            scales: cat(|w| &w.scales).map_err(torch_error)?,
+            zeros: cat(|w| &w.zeros).map_err(torch_error)?,
+        };
+        return LinearWeight::int4(&merged).map_err(torch_error);
+    }
+    let mut stacked = Vec::with_capacity(parts.len());
+    for &(name, out_features, shard) in parts {
+        stacked.push(weights.get(name, &[out_features, in_features], Some(shard))?);
+    }
+    let dense = Tensor::f_cat(&stacked, 0).map_err(torch_error)?;
+    dense_weight(weights, dense).map_err(torch_error)
+}
+
+/// A dense matrix in the form the quantization mode asks for: int8 when
+/// asked, else as it is. (A GGUF tensor with no 4-bit form, such as
+/// SmolLM2's Q8_0 head, stays in the model's dtype: held in bf16 it was
+/// twice as fast but its logits tied at bf16's spacing and torch's bf16
+/// GEMM is not batch-invariant on every shape, which the serving tests pin.)
+pub fn dense_weight(weights: &Weights, dense: Tensor) -> Result<LinearWeight, tch::TchError> {
+    match weights.quantization() {
+        Quantization::Int8 => LinearWeight::int8(dense),
+        Quantization::None | Quantization::Gguf => Ok(LinearWeight::Dense(dense)),
     }
 }
 

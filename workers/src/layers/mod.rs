@@ -9,6 +9,7 @@
 pub mod attention;
 pub mod embedding;
 pub mod linear;
+pub mod linear_weight;
 pub mod mlp;
 pub mod moe;
 pub mod norm;

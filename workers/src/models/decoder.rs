@@ -137,13 +137,8 @@ impl DecoderModel {
         let vocab = config.vocab_size as i64;
         let eps = config.rms_norm_eps;
         let root = config.weight_prefix();
-        let embed_tokens = VocabParallelEmbedding::load(
-            weights,
-            &format!("{root}model.embed_tokens.weight"),
-            vocab,
-            hidden,
-            tp,
-        )?;
+        let embed_name = format!("{root}model.embed_tokens.weight");
+        let embed_tokens = VocabParallelEmbedding::load(weights, &embed_name, vocab, hidden, tp)?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = format!("{root}model.layers.{i}");
@@ -159,7 +154,7 @@ impl DecoderModel {
         }
         let norm = RmsNorm::load(weights, &format!("{root}model.norm.weight"), hidden, eps)?;
         let lm_head = if config.tie_word_embeddings {
-            ParallelLmHead::tied(&embed_tokens, tp)
+            ParallelLmHead::tied(&embed_tokens, weights, &embed_name, tp)?
         } else {
             ParallelLmHead::load(weights, &format!("{root}lm_head.weight"), vocab, hidden, tp)?
         };

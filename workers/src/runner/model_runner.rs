@@ -139,6 +139,10 @@ impl ModelRunner {
                 .map_err(WorkerError::InvalidArgument)?,
             hf_overrides: loader::parse_hf_overrides(&req.hf_overrides)
                 .map_err(WorkerError::InvalidArgument)?,
+            quantization: req
+                .quantization
+                .parse()
+                .map_err(WorkerError::InvalidArgument)?,
             expert_placement: if req.enable_expert_parallel {
                 ExpertPlacement::WholeExperts
             } else {

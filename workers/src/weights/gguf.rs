@@ -1,5 +1,6 @@
 //! GGUF files as llama.cpp writes them: tensors renamed to HF's names,
-//! dequantized to f32, and, for the `llama` architecture, the q/k rows
+//! dequantized to f32 (or, for 4-bit formats, re-expressed as an
+//! [`Int4Weight`]), and, for the `llama` architecture, the q/k rows
 //! un-permuted.
 //!
 //! llama.cpp's converter reorders the rows of a Llama model's
@@ -11,11 +12,11 @@
 
 use std::path::{Path, PathBuf};
 
-use model_files::gguf::GgufFile;
+use model_files::gguf::{maps_to_int4, GgufFile, TensorInfo, INT4_GROUP_SIZE};
 use model_files::{Architecture, ModelConfig};
 use tch::Tensor;
 
-use super::{WeightError, WeightSource};
+use super::{Int4Weight, WeightError, WeightSource};
 
 /// A GGUF file holding a Llama- or Qwen3-architecture model.
 pub struct GgufSource {
@@ -90,24 +91,73 @@ impl WeightSource for GgufSource {
     }
 
     fn load(&self, name: &str, _shape: &[i64]) -> Result<Tensor, WeightError> {
+        let (gguf, info) = self.info(name)?;
+        let values = self.file.dequantize(&gguf)?;
+        let shape = info.torch_shape();
+        let tensor = Tensor::f_from_slice(&values)
+            .and_then(|t| t.f_reshape(&shape))
+            .map_err(|source| self.torch_error(name, source))?;
+        self.unpermute_qk(name, &gguf, &shape, |n| unpermute(&tensor, n))
+            .map(|t| t.unwrap_or(tensor))
+    }
+
+    fn load_int4(&self, name: &str) -> Result<Option<Int4Weight>, WeightError> {
+        let (gguf, info) = self.info(name)?;
+        let shape = info.torch_shape();
+        if !maps_to_int4(info.ggml_type) || shape.len() != 2 {
+            return Ok(None);
+        }
+        let groups = self.file.int4_groups(&gguf)?;
+        let (rows, cols) = (shape[0], shape[1]);
+        let group_shape = [rows, cols / INT4_GROUP_SIZE as i64];
+        let torch = |source| self.torch_error(name, source);
+        let weight = Int4Weight {
+            values: Tensor::f_from_slice(&groups.values)
+                .and_then(|t| t.f_reshape(&shape))
+                .map_err(torch)?,
+            scales: Tensor::f_from_slice(&groups.scales)
+                .and_then(|t| t.f_reshape(group_shape))
+                .map_err(torch)?,
+            zeros: Tensor::f_from_slice(&groups.zeros)
+                .and_then(|t| t.f_reshape(group_shape))
+                .map_err(torch)?,
+        };
+        let unpermuted = self.unpermute_qk(name, &gguf, &shape, |n| {
+            weight.map_rows(|t| unpermute(t, n))
+        })?;
+        Ok(Some(unpermuted.unwrap_or(weight)))
+    }
+}
+
+impl GgufSource {
+    /// llama.cpp's name for `name` and its tensor info.
+    fn info(&self, name: &str) -> Result<(String, &TensorInfo), WeightError> {
         let missing = || WeightError::Missing {
             file: self.file.path().to_path_buf(),
             tensor: name.to_string(),
         };
         let gguf = gguf_name(name).ok_or_else(missing)?;
-        let info = match self.file.tensor(&gguf) {
-            Ok(info) => info,
-            Err(_) => return Err(missing()),
-        };
-        let values = self.file.dequantize(&gguf)?;
-        let shape = info.torch_shape();
-        let tensor = Tensor::f_from_slice(&values)
-            .and_then(|t| t.f_reshape(&shape))
-            .map_err(|source| WeightError::Torch {
-                file: self.file(),
-                tensor: name.to_string(),
-                source,
-            })?;
+        let info = self.file.tensor(&gguf).map_err(|_| missing())?;
+        Ok((gguf, info))
+    }
+
+    fn torch_error(&self, name: &str, source: tch::TchError) -> WeightError {
+        WeightError::Torch {
+            file: self.file(),
+            tensor: name.to_string(),
+            source,
+        }
+    }
+
+    /// `Some(undo(heads))` for a q or k weight llama.cpp permuted (rows of
+    /// `shape` grouped per head), `None` for any other tensor.
+    fn unpermute_qk<T>(
+        &self,
+        name: &str,
+        gguf: &str,
+        shape: &[i64],
+        undo: impl FnOnce(i64) -> T,
+    ) -> Result<Option<T>, WeightError> {
         let heads = if !self.permuted_qk {
             None
         } else if gguf.ends_with("attn_q.weight") {
@@ -118,16 +168,14 @@ impl WeightSource for GgufSource {
             None
         };
         match heads {
-            Some(n) if shape.len() == 2 && n > 0 && shape[0] % (2 * n) == 0 => {
-                Ok(unpermute(&tensor, n))
-            }
+            Some(n) if shape.len() == 2 && n > 0 && shape[0] % (2 * n) == 0 => Ok(Some(undo(n))),
             Some(_) => Err(WeightError::Shape {
                 file: self.file(),
                 tensor: name.to_string(),
                 expected: vec![],
-                got: shape,
+                got: shape.to_vec(),
             }),
-            None => Ok(tensor),
+            None => Ok(None),
         }
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! Formats: safetensors (single or sharded through
 //! `model.safetensors.index.json`, memory-mapped), GGUF (dequantized to f32,
-//! names mapped to HF's, llama.cpp's q/k permutation undone), and dummy
+//! or its 4-bit tensors kept 4-bit as [`Int4Weight`]; names mapped to HF's,
+//! llama.cpp's q/k permutation undone), and dummy
 //! (seeded random weights from a config, for benchmarks at real shapes).
 //! Shapes are checked here, once, so the forward pass never meets a bad one.
 
@@ -15,6 +16,7 @@ mod safetensors;
 
 use std::path::PathBuf;
 
+use model_files::gguf::INT4_GROUP_SIZE;
 use tch::{Device, Kind, Tensor};
 
 pub use self::dummy::DummySource;
@@ -73,6 +75,45 @@ pub struct Shard {
     pub world_size: usize,
 }
 
+/// How linear layers hold their weights (vLLM's `--quantization`, resolved
+/// against the checkpoint and device by the loader).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantization {
+    /// Every weight in the model's dtype.
+    None,
+    /// A GGUF checkpoint's quantization kept where torch has a kernel for
+    /// it: 4-bit tensors stay 4-bit ([`Int4Weight`]); others (Q8_0, Q5_x,
+    /// Q6_K) are dequantized to the model's dtype.
+    Gguf,
+    /// Linear weights quantized at load to int8, one scale per output row.
+    Int8,
+}
+
+/// A 4-bit weight matrix `[out, in]` in torch's int4 group format:
+/// `w = (value - 8) * scale + zero`, one scale and zero per
+/// [`INT4_GROUP_SIZE`] consecutive inputs of a row. Plain CPU tensors; the
+/// linear layer packs them for the kernel.
+pub struct Int4Weight {
+    /// `[out, in]` uint8, each in `0..16`.
+    pub values: Tensor,
+    /// `[out, in / INT4_GROUP_SIZE]` f32.
+    pub scales: Tensor,
+    /// `[out, in / INT4_GROUP_SIZE]` f32.
+    pub zeros: Tensor,
+}
+
+impl Int4Weight {
+    /// The same rows of all three, e.g. after llama.cpp's q/k row
+    /// permutation is undone.
+    pub fn map_rows(&self, f: impl Fn(&Tensor) -> Tensor) -> Self {
+        Self {
+            values: f(&self.values),
+            scales: f(&self.scales),
+            zeros: f(&self.zeros),
+        }
+    }
+}
+
 /// A weight container. Implementations return the whole tensor in its
 /// stored (or dequantized) dtype on the CPU; `Weights` checks, shards and
 /// moves it.
@@ -82,22 +123,108 @@ pub trait WeightSource: Send + Sync {
     /// The full tensor called `name` (HF naming). `shape` is what the model
     /// expects; only the dummy source uses it to make one.
     fn load(&self, name: &str, shape: &[i64]) -> Result<Tensor, WeightError>;
+    /// `name` in [`Int4Weight`] form, if the container stores it in a
+    /// format that maps onto it exactly (GGUF's Q4_0, Q4_1, Q4_K).
+    fn load_int4(&self, _name: &str) -> Result<Option<Int4Weight>, WeightError> {
+        Ok(None)
+    }
 }
 
-/// What the model loads through: a source plus the target device and dtype.
+/// What the model loads through: a source plus the target device, dtype and
+/// how linear weights are held.
 pub struct Weights {
     source: Box<dyn WeightSource>,
     device: Device,
     kind: Kind,
+    quantization: Quantization,
 }
 
 impl Weights {
-    /// Wraps a source; floating tensors are converted to `kind` on `device`.
+    /// Wraps a source; floating tensors are converted to `kind` on `device`;
+    /// every weight is held in `kind` (see [`Self::with_quantization`]).
     pub fn new(source: Box<dyn WeightSource>, device: Device, kind: Kind) -> Self {
         Self {
             source,
             device,
             kind,
+            quantization: Quantization::None,
+        }
+    }
+
+    /// Holds linear weights as `quantization` says.
+    pub fn with_quantization(mut self, quantization: Quantization) -> Self {
+        self.quantization = quantization;
+        self
+    }
+
+    /// How linear layers hold their weights.
+    pub fn quantization(&self) -> Quantization {
+        self.quantization
+    }
+
+    /// `name` (full shape `[out, in]`) as an [`Int4Weight`], sharded like
+    /// [`Self::get`], when quantization is [`Quantization::Gguf`] and the
+    /// container has that form; `None` otherwise. A column shard must
+    /// split whole groups.
+    pub fn get_int4(
+        &self,
+        name: &str,
+        shape: &[i64],
+        shard: Option<Shard>,
+    ) -> Result<Option<Int4Weight>, WeightError> {
+        if self.quantization != Quantization::Gguf {
+            return Ok(None);
+        }
+        let Some(weight) = self.source.load_int4(name)? else {
+            return Ok(None);
+        };
+        let got = weight.values.size();
+        if got != shape {
+            return Err(self.shape_error(name, shape, got));
+        }
+        let Some(s) = shard.filter(|s| s.world_size > 1) else {
+            return Ok(Some(weight));
+        };
+        let size = shape.get(s.dim).copied().unwrap_or(0);
+        let parts = s.world_size as i64;
+        let group = if s.dim == 1 {
+            INT4_GROUP_SIZE as i64
+        } else {
+            1
+        };
+        if size % (parts * group) != 0 {
+            return Err(WeightError::Shard {
+                file: self.source.file(),
+                tensor: name.to_string(),
+                dim: s.dim,
+                size,
+                world_size: s.world_size,
+            });
+        }
+        let len = size / parts;
+        let dim = s.dim as i64;
+        let narrow = |t: &Tensor, len: i64| {
+            t.f_narrow(dim, len * s.rank as i64, len)
+                .and_then(|t| t.f_contiguous())
+        };
+        let torch_error = |source| WeightError::Torch {
+            file: self.source.file(),
+            tensor: name.to_string(),
+            source,
+        };
+        Ok(Some(Int4Weight {
+            values: narrow(&weight.values, len).map_err(torch_error)?,
+            scales: narrow(&weight.scales, len / group).map_err(torch_error)?,
+            zeros: narrow(&weight.zeros, len / group).map_err(torch_error)?,
+        }))
+    }
+
+    fn shape_error(&self, name: &str, expected: &[i64], got: Vec<i64>) -> WeightError {
+        WeightError::Shape {
+            file: self.source.file(),
+            tensor: name.to_string(),
+            expected: expected.to_vec(),
+            got,
         }
     }
 
@@ -127,12 +254,7 @@ impl Weights {
         let tensor = self.source.load(name, shape)?;
         let got = tensor.size();
         if got != shape {
-            return Err(WeightError::Shape {
-                file: self.source.file(),
-                tensor: name.to_string(),
-                expected: shape.to_vec(),
-                got,
-            });
+            return Err(self.shape_error(name, shape, got));
         }
         let torch_error = |source| WeightError::Torch {
             file: self.source.file(),

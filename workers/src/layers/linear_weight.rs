@@ -1,0 +1,187 @@
+//! The forms a linear layer's weight matrix `W` (`[out, in]`) can be held
+//! in, and `x W^T` for each, so the layers above never ask which one they
+//! have.
+//!
+//! Quantized forms go through libtorch's CPU kernels for packed weights:
+//! `_weight_int4pack_mm_for_cpu` (4-bit values, a scale and zero per group
+//! of 32 inputs) and `_weight_int8pack_mm` (int8, a scale per output row).
+//! Both take bf16 activations on their fast paths (on an AVX-512 CPU the f32
+//! path of the int4 kernel measured some 40x slower), so a quantized product
+//! rounds its input to bf16 and widens the result back to the caller's
+//! dtype: the one numerical difference from dequantizing, stated in
+//! docs/ARCHITECTURE.md.
+
+use tch::{Kind, TchError, Tensor};
+
+use crate::weights::Int4Weight;
+use model_files::gguf::INT4_GROUP_SIZE;
+
+/// The input width torch's int8 kernel handles correctly must be a multiple
+/// of this.
+pub const INT8_MIN_INPUTS: i64 = 32;
+
+/// A weight matrix in one of the forms the product below knows.
+pub enum LinearWeight {
+    /// `[out, in]` in the model's dtype.
+    Dense(Tensor),
+    /// torch's packed int4: `[out, in / 2]` uint8 and `[in / 32, out, 2]`
+    /// bf16 (scale, zero) pairs.
+    Int4 {
+        packed: Tensor,
+        scales_zeros: Tensor,
+    },
+    /// `[out, in]` int8 and one bf16 scale per output row.
+    Int8 { weight: Tensor, scales: Tensor },
+}
+
+impl LinearWeight {
+    /// Packs 4-bit values and group scales for the int4 kernel.
+    pub fn int4(weight: &Int4Weight) -> Result<Self, TchError> {
+        let packed = weight
+            .values
+            .f_to_kind(Kind::Int)?
+            .f_internal_convert_weight_to_int4pack_for_cpu(1)?;
+        let scales_zeros = Tensor::f_stack(&[&weight.scales, &weight.zeros], -1)?
+            .f_transpose(0, 1)?
+            .f_to_kind(Kind::BFloat16)?
+            .f_contiguous()?;
+        Ok(Self::Int4 {
+            packed,
+            scales_zeros,
+        })
+    }
+
+    /// Quantizes `dense` (`[out, in]`) to int8 with one scale per row:
+    /// `scale = max |w| / 127`, `q = round(w / scale)`; each weight is off
+    /// by at most half its row's scale. A matrix whose `in` is not a
+    /// multiple of [`INT8_MIN_INPUTS`] stays dense: torch 2.11's bf16 int8
+    /// kernel returns garbage for such widths (measured at 40 inputs).
+    pub fn int8(dense: Tensor) -> Result<Self, TchError> {
+        if dense
+            .size()
+            .get(1)
+            .is_none_or(|&k| k % INT8_MIN_INPUTS != 0)
+        {
+            return Ok(Self::Dense(dense));
+        }
+        let dense = dense.f_to_kind(Kind::Float)?;
+        let scales = dense
+            .f_abs()?
+            .f_amax([1i64].as_slice(), true)?
+            .f_clamp_min(f64::from(f32::MIN_POSITIVE))?
+            .f_div_scalar(127.0)?;
+        let weight = dense
+            .f_div(&scales)?
+            .f_round()?
+            .f_clamp(-127.0, 127.0)?
+            .f_to_kind(Kind::Int8)?;
+        Ok(Self::Int8 {
+            weight,
+            scales: scales.f_squeeze_dim(1)?.f_to_kind(Kind::BFloat16)?,
+        })
+    }
+
+    /// `x W^T`, `[tokens, out]`, in `x`'s dtype.
+    pub fn matmul(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        match self {
+            Self::Dense(w) => x.f_linear::<&Tensor>(w, None),
+            Self::Int4 {
+                packed,
+                scales_zeros,
+            } => bf16_product(x, |x| {
+                x.f_internal_weight_int4pack_mm_for_cpu(
+                    packed,
+                    INT4_GROUP_SIZE as i64,
+                    scales_zeros,
+                )
+            }),
+            Self::Int8 { weight, scales } => {
+                bf16_product(x, |x| x.f_internal_weight_int8pack_mm(weight, scales))
+            }
+        }
+    }
+
+    /// `residual + x W^T` for a 2-D `x`: one GEMM accumulating onto the
+    /// residual when dense.
+    pub fn matmul_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor, TchError> {
+        match self {
+            Self::Dense(w) => residual.f_addmm(x, &w.f_tr()?),
+            _ => residual.f_add(&self.matmul(x)?),
+        }
+    }
+}
+
+/// Runs `product` on `x` in bf16 and returns the result in `x`'s dtype.
+fn bf16_product(
+    x: &Tensor,
+    product: impl FnOnce(&Tensor) -> Result<Tensor, TchError>,
+) -> Result<Tensor, TchError> {
+    let kind = x.kind();
+    let y = product(&x.f_to_kind(Kind::BFloat16)?)?;
+    y.f_to_kind(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).abs().max().double_value(&[])
+    }
+
+    /// The packed int4 product equals `x` times the dequantized matrix
+    /// within bf16 rounding of the activations and of the scales.
+    #[test]
+    fn int4_product_matches_the_dequantized_weight() {
+        tch::manual_seed(0);
+        let (out, inp) = (48i64, 96i64);
+        let groups = inp / INT4_GROUP_SIZE as i64;
+        let opts = (Kind::Float, Device::Cpu);
+        let weight = Int4Weight {
+            values: Tensor::randint(16, [out, inp], (Kind::Uint8, Device::Cpu)),
+            scales: Tensor::rand([out, groups], opts) * 0.02 + 0.001,
+            zeros: Tensor::randn([out, groups], opts) * 0.01,
+        };
+        let dense = (weight.values.to_kind(Kind::Float) - 8.0)
+            * weight
+                .scales
+                .repeat_interleave_self_int(INT4_GROUP_SIZE as i64, 1, None)
+            + weight
+                .zeros
+                .repeat_interleave_self_int(INT4_GROUP_SIZE as i64, 1, None);
+        let x = Tensor::randn([5, inp], opts);
+        let want = x.linear::<&Tensor>(&dense, None);
+        let got = LinearWeight::int4(&weight).unwrap().matmul(&x).unwrap();
+        assert_eq!(got.kind(), Kind::Float);
+        let scale = want.abs().max().double_value(&[]);
+        assert!(
+            max_abs_diff(&got, &want) < 0.02 * scale,
+            "int4 off by more than bf16 rounding"
+        );
+    }
+
+    #[test]
+    fn int8_product_is_within_half_a_step_per_weight() {
+        tch::manual_seed(1);
+        let dense = Tensor::randn([64, 96], (Kind::Float, Device::Cpu));
+        let x = Tensor::randn([3, 96], (Kind::Float, Device::Cpu));
+        let want = x.linear::<&Tensor>(&dense, None);
+        let int8 = LinearWeight::int8(dense.shallow_clone()).unwrap();
+        assert!(matches!(int8, LinearWeight::Int8 { .. }));
+        let got = int8.matmul(&x).unwrap();
+        let scale = want.abs().max().double_value(&[]);
+        assert!(max_abs_diff(&got, &want) < 0.03 * scale);
+        let add = int8
+            .matmul_add(&x, &Tensor::ones([3, 64], (Kind::Float, Device::Cpu)))
+            .unwrap();
+        assert!(max_abs_diff(&(add - 1.0), &got) < 1e-6);
+    }
+
+    #[test]
+    fn int8_keeps_widths_the_kernel_mishandles_dense() {
+        let dense = Tensor::randn([64, 40], (Kind::Float, Device::Cpu));
+        let weight = LinearWeight::int8(dense).unwrap();
+        assert!(matches!(weight, LinearWeight::Dense(_)));
+    }
+}
