@@ -27,11 +27,14 @@ pub struct ModelArgs {
     /// auto (f32 on CPU, bf16 on CUDA), float32, bfloat16, float16.
     #[arg(long, default_value = "auto")]
     pub dtype: String,
-    /// How linear weights are held (vLLM's flag): auto (a quantized GGUF
-    /// on the CPU stays quantized, packed int4 for its 4-bit tensors),
-    /// none (dequantized to --dtype), gguf, or int8 (quantized at load, one
-    /// scale per output row; CPU only).
-    #[arg(long, default_value = "auto")]
+    /// How linear weights are held (vLLM's flag): none (dequantized to
+    /// --dtype), auto (a quantized GGUF on the CPU stays quantized, packed
+    /// int4 for its 4-bit tensors; else none), gguf (the same, or an error),
+    /// or int8 (quantized at load, one scale per output row; CPU only).
+    /// The default stays none until the quantized path keeps a preempted
+    /// request's greedy output (its bf16 activations let a recomputed
+    /// prefix differ from the decoded one).
+    #[arg(long, default_value = "none")]
     pub quantization: String,
     /// auto, safetensors, gguf or dummy (random weights at the config's
     /// shapes).

@@ -78,6 +78,10 @@ fn check(ours: &tch::Tensor, expected: &[f32], what: &str) {
 }
 
 fn load(folder: &str) -> Box<dyn CausalLm> {
+    load_with(folder, BackendChoice::Auto)
+}
+
+fn load_with(folder: &str, attention_backend: BackendChoice) -> Box<dyn CausalLm> {
     let path = common::fixtures().join(folder);
     let source = ModelSource::resolve(path.to_str().unwrap()).unwrap();
     let target = Target::from_env();
@@ -86,7 +90,7 @@ fn load(folder: &str) -> Box<dyn CausalLm> {
         device: target.device,
         kind: target.kind,
         seed: 0,
-        attention_backend: BackendChoice::Auto,
+        attention_backend,
         hf_overrides: None,
         quantization: QuantizationChoice::None,
         expert_placement: ExpertPlacement::SplitIntermediate,
@@ -203,16 +207,20 @@ fn chunked_prefill(family: &str) {
     }
 }
 
+/// Both CPU backends: the reference, and the one that attends a step's
+/// decode tokens in one padded call.
 #[test]
 fn decode_over_non_contiguous_blocks_matches_transformers() {
     for family in FAMILIES {
-        decode_over_non_contiguous_blocks(family);
+        for backend in [BackendChoice::Torch, BackendChoice::TorchBatched] {
+            decode_over_non_contiguous_blocks(family, backend);
+        }
     }
 }
 
-fn decode_over_non_contiguous_blocks(family: &str) {
+fn decode_over_non_contiguous_blocks(family: &str, backend: BackendChoice) {
     let cases = cases(family);
-    let model = load(family);
+    let model = load_with(family, backend);
     let mut kv = cache(&*model);
     // Two sequences decoding side by side, blocks scattered and interleaved.
     let seqs = [
@@ -249,9 +257,83 @@ fn decode_over_non_contiguous_blocks(family: &str) {
             check(
                 &logits.get(i as i64),
                 &c.logits[pos],
-                &format!("{family} seq {i} decode at {pos}"),
+                &format!("{family} ({backend}) seq {i} decode at {pos}"),
             );
         }
+    }
+}
+
+/// How far (|Δlogit|) the batched backend may move a sequence's decode
+/// logits with the batch around it. Not bitwise: a padded, masked call runs
+/// another SDPA kernel than the unpadded one, which is why the reference
+/// (bitwise batch-invariant, as the serving tests pin) stays the default.
+const BATCHED_TOL: f64 = 1e-5;
+
+/// The batched backend: a sequence's decode logits alone (the per-sequence
+/// path), padded beside a longer and a shorter sequence, and beside a
+/// prefill chunk agree within [`BATCHED_TOL`], for every family (sliding and
+/// chunked windows included).
+#[test]
+fn batched_decode_is_batch_invariant_within_rounding() {
+    for family in FAMILIES {
+        let cases = cases(family);
+        let model = load_with(family, BackendChoice::TorchBatched);
+        let prompts = [(&cases[3], 0u32), (&cases[1], 16), (&cases[0], 32)];
+        // Each case's first `len` tokens prefilled, then one decode token.
+        let lens = [9usize, 4, 6];
+        // Decode tokens of `which`; with `prefill`, a 5-token prompt
+        // chunk second in the step.
+        let decode = |kv: &mut PagedKvCache, which: &[usize], prefill: bool| {
+            let mut chunks: Vec<SequenceChunk> = which
+                .iter()
+                .map(|&i| SequenceChunk {
+                    token_ids: vec![prompts[i].0.ids[lens[i]]],
+                    num_computed: lens[i],
+                    block_tables: vec![table(prompts[i].1, 8)],
+                    want_logits: true,
+                })
+                .collect();
+            if prefill {
+                chunks.insert(
+                    1,
+                    SequenceChunk {
+                        token_ids: cases[3].ids[..5].to_vec(),
+                        num_computed: 0,
+                        block_tables: vec![table(48, 8)],
+                        want_logits: true,
+                    },
+                );
+            }
+            run(&*model, kv, &chunks)
+        };
+        let mut kv = cache(&*model);
+        let prefills: Vec<SequenceChunk> = prompts
+            .iter()
+            .zip(lens)
+            .map(|((c, first), len)| SequenceChunk {
+                token_ids: c.ids[..len].to_vec(),
+                num_computed: 0,
+                block_tables: vec![table(*first, 8)],
+                want_logits: false,
+            })
+            .collect();
+        let batch =
+            ForwardBatch::build(&prefills, limits(&*model), Target::from_env().device).unwrap();
+        let _ = model.forward(&batch, &mut kv).unwrap();
+        let alone = decode(&mut kv, &[0], false);
+        let together = decode(&mut kv, &[0, 1, 2], false);
+        let mixed = decode(&mut kv, &[0, 1, 2], true);
+        let diff = |a: Tensor, b: Tensor| (a - b).abs().max().double_value(&[]);
+        let diffs = [
+            diff(alone.get(0), together.get(0)),
+            diff(alone.get(0), mixed.get(0)),
+            diff(together.get(2), mixed.get(3)),
+        ];
+        eprintln!("{family}: batched vs per-sequence max |Δlogit| {diffs:?}");
+        assert!(
+            diffs.iter().all(|d| *d <= BATCHED_TOL),
+            "{family}: batched decode off the per-sequence path by {diffs:?}"
+        );
     }
 }
 

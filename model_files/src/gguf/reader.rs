@@ -198,11 +198,7 @@ impl GgufFile {
     /// order (which is the file's element order).
     pub fn dequantize(&self, name: &str) -> Result<Vec<f32>, GgufError> {
         let info = self.tensor(name)?;
-        let n_elements = usize::try_from(info.n_elements()).map_err(|_| GgufError::BadTensor {
-            path: self.path.clone(),
-            tensor: name.to_owned(),
-            reason: "too many elements for this platform".to_owned(),
-        })?;
+        let n_elements = self.element_count(name, info)?;
         dequant::dequantize(info.ggml_type, self.tensor_data(info), n_elements)
             .map_err(|e| GgufError::from_dequant(self.path.clone(), name, e))
     }
@@ -211,13 +207,19 @@ impl GgufFile {
     /// [`crate::gguf::int4_groups`]); other types are an error.
     pub fn int4_groups(&self, name: &str) -> Result<Int4Groups, GgufError> {
         let info = self.tensor(name)?;
-        let n_elements = usize::try_from(info.n_elements()).map_err(|_| GgufError::BadTensor {
+        let n_elements = self.element_count(name, info)?;
+        int4::int4_groups(info.ggml_type, self.tensor_data(info), n_elements)
+            .map_err(|e| GgufError::from_dequant(self.path.clone(), name, e))
+    }
+
+    /// `info`'s element count as a `usize`, or why this platform cannot
+    /// address it.
+    fn element_count(&self, name: &str, info: &TensorInfo) -> Result<usize, GgufError> {
+        usize::try_from(info.n_elements()).map_err(|_| GgufError::BadTensor {
             path: self.path.clone(),
             tensor: name.to_owned(),
             reason: "too many elements for this platform".to_owned(),
-        })?;
-        int4::int4_groups(info.ggml_type, self.tensor_data(info), n_elements)
-            .map_err(|e| GgufError::from_dequant(self.path.clone(), name, e))
+        })
     }
 
     fn require(&self, key: &str) -> Result<&GgufValue, GgufError> {

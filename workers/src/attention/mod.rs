@@ -9,6 +9,7 @@
 //! so the causal mask is aligned bottom-right. A layer with a sliding
 //! window also hides keys more than `window - 1` positions behind a query.
 
+mod torch_batched;
 mod torch_ref;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tch::{Device, TchError, Tensor};
 
 use crate::paged_kv::LayerKvCache;
 
+pub use self::torch_batched::TorchBatchedBackend;
 pub use self::torch_ref::TorchRefBackend;
 
 /// Per-step attention inputs, built once per forward and shared by layers.
@@ -111,6 +113,9 @@ pub enum BackendChoice {
     Auto,
     /// The torch-ops reference ([`TorchRefBackend`]).
     Torch,
+    /// The reference with each step's decode tokens in one padded call
+    /// ([`TorchBatchedBackend`]).
+    TorchBatched,
 }
 
 impl BackendChoice {
@@ -119,6 +124,7 @@ impl BackendChoice {
         match self {
             Self::Auto => "auto",
             Self::Torch => "torch",
+            Self::TorchBatched => "torch-batched",
         }
     }
 }
@@ -135,8 +141,9 @@ impl std::str::FromStr for BackendChoice {
         match s {
             "auto" | "" => Ok(Self::Auto),
             "torch" => Ok(Self::Torch),
+            "torch-batched" => Ok(Self::TorchBatched),
             other => Err(format!(
-                "unknown attention backend `{other}` (this build has: auto, torch)"
+                "unknown attention backend `{other}` (this build has: auto, torch, torch-batched)"
             )),
         }
     }
@@ -146,5 +153,6 @@ impl std::str::FromStr for BackendChoice {
 pub fn select_backend(choice: BackendChoice, device: Device) -> Arc<dyn AttentionBackend> {
     match (choice, device) {
         (BackendChoice::Auto | BackendChoice::Torch, _) => Arc::new(TorchRefBackend),
+        (BackendChoice::TorchBatched, _) => Arc::new(TorchBatchedBackend),
     }
 }

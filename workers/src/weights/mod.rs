@@ -185,23 +185,12 @@ impl Weights {
         let Some(s) = shard.filter(|s| s.world_size > 1) else {
             return Ok(Some(weight));
         };
-        let size = shape.get(s.dim).copied().unwrap_or(0);
-        let parts = s.world_size as i64;
         let group = if s.dim == 1 {
             INT4_GROUP_SIZE as i64
         } else {
             1
         };
-        if size % (parts * group) != 0 {
-            return Err(WeightError::Shard {
-                file: self.source.file(),
-                tensor: name.to_string(),
-                dim: s.dim,
-                size,
-                world_size: s.world_size,
-            });
-        }
-        let len = size / parts;
+        let len = self.shard_len(name, shape, s, group)?;
         let dim = s.dim as i64;
         let narrow = |t: &Tensor, len: i64| {
             t.f_narrow(dim, len * s.rank as i64, len)
@@ -217,6 +206,30 @@ impl Weights {
             scales: narrow(&weight.scales, len / group).map_err(torch_error)?,
             zeros: narrow(&weight.zeros, len / group).map_err(torch_error)?,
         }))
+    }
+
+    /// The length of `shard` along its dimension of `shape`, which must
+    /// split into equal shards of a multiple of `unit` (a quantization
+    /// group along the inputs).
+    fn shard_len(
+        &self,
+        name: &str,
+        shape: &[i64],
+        shard: Shard,
+        unit: i64,
+    ) -> Result<i64, WeightError> {
+        let size = shape.get(shard.dim).copied().unwrap_or(0);
+        let parts = shard.world_size as i64;
+        if size % (parts * unit) != 0 {
+            return Err(WeightError::Shard {
+                file: self.source.file(),
+                tensor: name.to_string(),
+                dim: shard.dim,
+                size,
+                world_size: shard.world_size,
+            });
+        }
+        Ok(size / parts)
     }
 
     fn shape_error(&self, name: &str, expected: &[i64], got: Vec<i64>) -> WeightError {
@@ -263,18 +276,7 @@ impl Weights {
         };
         let tensor = match shard {
             Some(s) if s.world_size > 1 => {
-                let size = shape.get(s.dim).copied().unwrap_or(0);
-                let parts = s.world_size as i64;
-                if size % parts != 0 {
-                    return Err(WeightError::Shard {
-                        file: self.source.file(),
-                        tensor: name.to_string(),
-                        dim: s.dim,
-                        size,
-                        world_size: s.world_size,
-                    });
-                }
-                let len = size / parts;
+                let len = self.shard_len(name, shape, s, 1)?;
                 // f_narrow: a dimension the tensor lacks is an error, not a
                 // panic.
                 tensor
