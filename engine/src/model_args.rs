@@ -40,8 +40,10 @@ pub struct ModelArgs {
     /// shapes).
     #[arg(long, default_value = "auto")]
     pub load_format: String,
-    /// Attention backend of the workers: auto (the fastest this build has
-    /// for the device) or torch (the torch-ops reference).
+    /// Attention backend of the workers: auto (the fastest batch-invariant
+    /// one this build has for the device), torch (the torch-ops reference)
+    /// or torch-batched (decode tokens in one call; not bitwise
+    /// batch-invariant).
     #[arg(long, default_value = "auto")]
     pub attention_backend: BackendChoice,
     /// A JSON object merged into the checkpoint's config, as vLLM's

@@ -107,8 +107,9 @@ pub trait AttentionBackend: Send + Sync {
 /// `--attention-backend`: which [`AttentionBackend`] a worker builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendChoice {
-    /// The fastest this build has for the device: today the torch
-    /// reference everywhere; the CUDA kernels will be chosen here.
+    /// The fastest batch-invariant backend this build has for the device:
+    /// today the torch reference everywhere; the CUDA kernels will be
+    /// chosen here.
     #[default]
     Auto,
     /// The torch-ops reference ([`TorchRefBackend`]).
