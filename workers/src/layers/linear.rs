@@ -12,7 +12,7 @@
 //! arithmetic, so fewer, larger launches are what makes decode fast.
 //!
 //! The matrix is a [`LinearWeight`]: dense, or quantized as the checkpoint
-//! and `--quantization` allow ([`LinearWeight::load`]).
+//! and `--quantization` allow ([`load_weight`]).
 
 use tch::Tensor;
 
