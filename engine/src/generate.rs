@@ -59,6 +59,7 @@ pub struct GenerateArgs {
 /// Runs `engine generate`.
 pub fn run(args: &GenerateArgs) -> Result<()> {
     let device = loader::parse_device(&args.model_args.device).map_err(anyhow::Error::msg)?;
+    let numerics = args.model_args.numerics().map_err(anyhow::Error::msg)?;
     let options = LoadOptions {
         format: args
             .model_args
@@ -68,14 +69,10 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         device,
         kind: loader::parse_dtype(&args.model_args.dtype, device).map_err(anyhow::Error::msg)?,
         seed: args.seed.unwrap_or(0),
-        attention_backend: args.model_args.attention_backend,
+        attention_backend: numerics.attention_backend,
         hf_overrides: loader::parse_hf_overrides(&args.model_args.hf_overrides)
             .map_err(anyhow::Error::msg)?,
-        quantization: args
-            .model_args
-            .quantization
-            .parse()
-            .map_err(anyhow::Error::msg)?,
+        quantization: numerics.quantization,
         expert_placement: if args.model_args.enable_expert_parallel {
             ExpertPlacement::WholeExperts
         } else {

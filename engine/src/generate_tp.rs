@@ -31,6 +31,7 @@ const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Runs `prompt_ids` through `args.model_args.tensor_parallel_size` worker processes.
 pub fn run(args: &GenerateArgs, tokenizer: Arc<Tokenizer>, prompt_ids: Vec<u32>) -> Result<()> {
     let load_start = Instant::now();
+    let numerics = args.model_args.numerics().map_err(anyhow::Error::msg)?;
     let budget = prompt_ids.len().max(2048);
     let executor = start_executor(&ExecutorConfig {
         model: args.model_args.model.clone(),
@@ -40,11 +41,11 @@ pub fn run(args: &GenerateArgs, tokenizer: Arc<Tokenizer>, prompt_ids: Vec<u32>)
         device: args.model_args.device.clone(),
         tensor_parallel_size: args.model_args.tensor_parallel_size,
         tp_communicator: CommunicatorKind::Auto,
-        attention_backend: args.model_args.attention_backend,
+        attention_backend: numerics.attention_backend,
         hf_overrides: args.model_args.hf_overrides.clone(),
         enable_expert_parallel: args.model_args.enable_expert_parallel,
         disable_hybrid_kv_cache: args.model_args.disable_hybrid_kv_cache_manager,
-        quantization: args.model_args.quantization.clone(),
+        quantization: numerics.quantization.as_str().into(),
         block_size: args.model_args.block_size,
         gpu_memory_utilization: 0.9,
         cpu_kv_cache_bytes: KV_CACHE_BYTES,

@@ -111,6 +111,23 @@ def client(server):
 
 
 @pytest.fixture(scope="session")
+def batch_invariant_server(tmp_path_factory):
+    """A second session server with `--batch-invariant` (f32 weights, the
+    per-sequence attention reference): what the tests that pin a request's
+    output bit for bit run against."""
+    s = Server(["--batch-invariant"], tmp=tmp_path_factory.mktemp("engine-invariant"))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def batch_invariant_client(batch_invariant_server):
+    from openai import OpenAI
+    return OpenAI(base_url=f"{batch_invariant_server.base}/v1", api_key="unused",
+                  max_retries=0, timeout=300)
+
+
+@pytest.fixture(scope="session")
 def expected_smollm2():
     path = ROOT / "tests" / "fixtures" / "generated" / "smollm2_expected.json"
     if not path.exists():

@@ -111,46 +111,82 @@ def test_same_seed_same_text(client):
     assert a != c
 
 
-def test_32_concurrent_greedy_requests_equal_alone(client):
-    prompts = [f"Count from {i} to {i + 5}." for i in range(32)]
+COUNT_PROMPTS = [f"Count from {i} to {i + 5}." for i in range(32)]
+# A greedy step whose top two logits are this close may flip with rounding
+# (the same bound as workers/tests/common.rs: two bf16 logit steps).
+TIE_GAP = 0.25
+
+
+def greedy_steps(client, prompt):
+    """One greedy chat answer as (token, {top-2 token: logprob}) steps and
+    its finish reason."""
+    r = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": prompt}], max_tokens=16,
+        temperature=0, logprobs=True, top_logprobs=2)
+    c = r.choices[0]
+    steps = [(t.token, {x.token: x.logprob for x in t.top_logprobs}) for t in c.logprobs.content]
+    return steps, c.finish_reason
+
+
+def test_32_concurrent_greedy_requests_equal_alone(batch_invariant_client):
+    """`--batch-invariant`: a request's greedy output does not depend on
+    what runs beside it, bit for bit."""
+    client = batch_invariant_client
 
     def ask(p):
         return client.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": p}], max_tokens=16,
             temperature=0).choices[0].message.content
 
-    alone = [ask(p) for p in prompts[:4]]
+    alone = [ask(p) for p in COUNT_PROMPTS[:4]]
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
-        together = list(pool.map(ask, prompts))
+        together = list(pool.map(ask, COUNT_PROMPTS))
     assert together[:4] == alone
     # And the rest equal their solo runs too (spot check two more).
-    assert together[10] == ask(prompts[10])
-    assert together[31] == ask(prompts[31])
+    assert together[10] == ask(COUNT_PROMPTS[10])
+    assert together[31] == ask(COUNT_PROMPTS[31])
 
 
-def test_greedy_equals_transformers(expected_smollm2, tmp_path):
-    """The f32 path (`--quantization none`: every weight dequantized, as
-    transformers loads the file) gives transformers' greedy text exactly.
-    The default quantized path's accuracy is pinned, with its stated
-    tolerance, by workers/tests/smollm2_parity.rs."""
-    from openai import OpenAI
+def test_32_concurrent_greedy_requests_equal_alone_up_to_near_ties(client):
+    """The default (quantized weights, bf16 activations, batched attention)
+    promises less: a concurrent request's greedy tokens equal its solo run's
+    until a step where the solo run's top two tokens nearly tie; past such
+    a flip the contexts differ and nothing more is compared."""
+    spot = [0, 1, 2, 3, 10, 31]
+    alone = {i: greedy_steps(client, COUNT_PROMPTS[i]) for i in spot}
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        together = list(pool.map(lambda p: greedy_steps(client, p), COUNT_PROMPTS))
+    assert all(steps for steps, _ in together)
+    flips = []
+    for i in spot:
+        (want, want_finish), (got, got_finish) = alone[i], together[i]
+        for n, ((w, top), (g, _)) in enumerate(zip(want, got)):
+            if w != g:
+                assert g in top and top[w] - top[g] <= TIE_GAP, \
+                    f"prompt {i} step {n}: {g!r} alone gave {w!r} with top-2 {top}"
+                flips.append((i, n))
+                break
+        else:
+            assert (len(got), got_finish) == (len(want), want_finish), i
+    print(f"near-tie flips (prompt, step): {flips}")
 
-    server = Server(["--quantization", "none"], tmp=tmp_path)
-    try:
-        client = OpenAI(base_url=f"{server.base}/v1", api_key="unused", max_retries=0,
-                        timeout=300)
-        for case in expected_smollm2["cases"]:
-            r = client.completions.create(model=MODEL, prompt=case["prompt_ids"], max_tokens=32,
-                                          temperature=0, extra_body={"ignore_eos": True,
-                                                                     "skip_special_tokens": False})
-            # Compare through the chat endpoint too: same tokens, same text.
-            chat = client.chat.completions.create(
-                model=MODEL, messages=case["messages"], max_tokens=32, temperature=0,
-                extra_body={"ignore_eos": True, "skip_special_tokens": False})
-            assert chat.choices[0].message.content == r.choices[0].text
-            assert r.choices[0].text == case["greedy_text"], case["messages"]
-    finally:
-        server.stop()
+
+def test_greedy_equals_transformers(expected_smollm2, batch_invariant_client):
+    """The f32 path (`--batch-invariant` picks `--quantization none`: every
+    weight dequantized, as transformers loads the file) gives transformers'
+    greedy text exactly. The default quantized path's accuracy is pinned,
+    with its stated tolerance, by workers/tests/smollm2_parity.rs."""
+    client = batch_invariant_client
+    for case in expected_smollm2["cases"]:
+        r = client.completions.create(model=MODEL, prompt=case["prompt_ids"], max_tokens=32,
+                                      temperature=0, extra_body={"ignore_eos": True,
+                                                                 "skip_special_tokens": False})
+        # Compare through the chat endpoint too: same tokens, same text.
+        chat = client.chat.completions.create(
+            model=MODEL, messages=case["messages"], max_tokens=32, temperature=0,
+            extra_body={"ignore_eos": True, "skip_special_tokens": False})
+        assert chat.choices[0].message.content == r.choices[0].text
+        assert r.choices[0].text == case["greedy_text"], case["messages"]
 
 
 @pytest.mark.parametrize("body,status", [

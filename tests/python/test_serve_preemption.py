@@ -26,8 +26,10 @@ preemption at all.
 
 It runs twice: with prefix caching on (the default), where a resumed
 request may find part of its own old KV still cached, and off, where every
-preemption recomputes everything. Greedy decoding (temperature 0) makes
-the outputs a function of the prompt alone, so any KV lost, stale or
+preemption recomputes everything. Greedy decoding (temperature 0) in
+`--batch-invariant` mode makes the outputs a function of the prompt alone
+(the default's bf16 activations let a recomputed prefix differ from the
+decoded one in rounding, which can flip a near tie), so any KV lost, stale or
 misplaced across a preemption shows up as a different text (checked: a
 worker that keeps its old block table on resume fails both runs). Run
 time: ~70 s on 2 idle CPU cores with the debug build (~100 s with other
@@ -78,11 +80,12 @@ def generate_all(client):
 
 
 @pytest.fixture(scope="module")
-def reference(server, client):
-    """The 16 outputs of the large-cache session server, which must not
-    preempt: the preemption-free reference."""
+def reference(batch_invariant_server, batch_invariant_client):
+    """The 16 outputs of the large-cache batch-invariant session server,
+    which must not preempt: the preemption-free reference."""
+    server = batch_invariant_server
     before = metric(server.base, "vllm:num_preemptions_total")
-    want = generate_all(client)
+    want = generate_all(batch_invariant_client)
     assert metric(server.base, "vllm:num_preemptions_total") == before
     for topic, w in zip(TOPICS, want):
         assert w[1:3] == (MAX_TOKENS, "length"), (topic, w)
@@ -99,7 +102,8 @@ def test_tiny_kv_cache_preempts_and_keeps_greedy_outputs(reference, prefix_cachi
 
     # max_model_len = the whole tiny cache (576 tokens), as the server
     # refuses a cache that cannot hold one max_model_len sequence.
-    tiny = Server(["--kv-cache-memory-gb", repr(TINY_KV_GB), "--block-size", str(BLOCK_SIZE),
+    tiny = Server(["--batch-invariant",
+                   "--kv-cache-memory-gb", repr(TINY_KV_GB), "--block-size", str(BLOCK_SIZE),
                    "--max-model-len", str(TINY_BLOCKS * BLOCK_SIZE),
                    "--enable-prefix-caching", prefix_caching], tmp=tmp_path)
     try:

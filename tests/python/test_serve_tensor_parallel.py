@@ -34,15 +34,15 @@ def greedy_chat(base: str, prompt: str) -> str:
 
 
 def test_tp3_greedy_equals_tp1(tmp_path):
-    # f32 (--quantization none) on both sides: the quantized path's int4
-    # products round to bf16 before the all-reduce, so its TP sums differ
-    # from one rank's in more than f32 ulps.
-    tp1 = Server(["--quantization", "none"], tmp=tmp_path)
+    # --batch-invariant (f32 weights) on both sides: the quantized path's
+    # int4 products round to bf16 before the all-reduce, so its TP sums
+    # differ from one rank's in more than f32 ulps.
+    tp1 = Server(["--batch-invariant"], tmp=tmp_path)
     try:
         want = [greedy_chat(tp1.base, p) for p in PROMPTS]
     finally:
         tp1.stop()
-    tp3 = Server(["--tp", "3", "--quantization", "none"], tmp=tmp_path)
+    tp3 = Server(["--tp", "3", "--batch-invariant"], tmp=tmp_path)
     try:
         assert len(worker_pids(tp3.proc)) == 3
         got = [greedy_chat(tp3.base, p) for p in PROMPTS]
@@ -139,9 +139,10 @@ def generate(*extra: str) -> subprocess.CompletedProcess:
 
 def test_generate_tp3_prints_what_tp1_prints():
     """`engine generate --tp 3` runs three worker processes, as `engine serve
-    --tp 3` does, and greedy decoding gives the same text as one rank."""
-    one = generate()
-    three = generate("--tp", "3")
+    --tp 3` does, and greedy decoding gives the same text as one rank (both
+    `--batch-invariant`, as in test_tp3_greedy_equals_tp1)."""
+    one = generate("--batch-invariant")
+    three = generate("--tp", "3", "--batch-invariant")
     assert one.stdout.strip(), one
     assert "over 3 ranks" in three.stderr, three.stderr
     assert three.stdout == one.stdout

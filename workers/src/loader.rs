@@ -54,6 +54,18 @@ pub enum QuantizationChoice {
     Int8,
 }
 
+impl QuantizationChoice {
+    /// The name `--quantization` takes (and `LoadModelRequest` carries).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::None => "none",
+            Self::Gguf => "gguf",
+            Self::Int8 => "int8",
+        }
+    }
+}
+
 impl std::str::FromStr for QuantizationChoice {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

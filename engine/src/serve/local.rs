@@ -323,6 +323,7 @@ fn start_local_engine(
     }
     workers::loader::parse_hf_overrides(&args.model_args.hf_overrides)
         .map_err(anyhow::Error::msg)?;
+    let numerics = args.model_args.numerics().map_err(anyhow::Error::msg)?;
 
     eprintln!(
         "engine: starting {} worker(s) for {}",
@@ -336,11 +337,11 @@ fn start_local_engine(
         device: args.model_args.device.clone(),
         tensor_parallel_size: args.model_args.tensor_parallel_size,
         tp_communicator: args.tp_communicator,
-        attention_backend: args.model_args.attention_backend,
+        attention_backend: numerics.attention_backend,
         hf_overrides: args.model_args.hf_overrides.clone(),
         enable_expert_parallel: args.model_args.enable_expert_parallel,
         disable_hybrid_kv_cache: args.model_args.disable_hybrid_kv_cache_manager,
-        quantization: args.model_args.quantization.clone(),
+        quantization: numerics.quantization.as_str().into(),
         block_size: args.model_args.block_size,
         gpu_memory_utilization: args.gpu_memory_utilization,
         cpu_kv_cache_bytes: (args.kv_cache_memory_gb * (1u64 << 30) as f64) as u64,
