@@ -107,9 +107,10 @@ pub trait AttentionBackend: Send + Sync {
 /// `--attention-backend`: which [`AttentionBackend`] a worker builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendChoice {
-    /// The fastest batch-invariant backend this build has for the device:
-    /// today the torch reference everywhere; the CUDA kernels will be
-    /// chosen here.
+    /// The fastest backend this build has for the device: today
+    /// torch-batched everywhere (1.56x the reference's output tok/s at 32
+    /// concurrent streams on 2 CPU cores); the CUDA kernels will be chosen
+    /// here. `--batch-invariant` asks for [`BackendChoice::Torch`] instead.
     #[default]
     Auto,
     /// The torch-ops reference ([`TorchRefBackend`]).
@@ -153,7 +154,7 @@ impl std::str::FromStr for BackendChoice {
 /// Builds the backend `choice` names for `device`, once at startup.
 pub fn select_backend(choice: BackendChoice, device: Device) -> Arc<dyn AttentionBackend> {
     match (choice, device) {
-        (BackendChoice::Auto | BackendChoice::Torch, _) => Arc::new(TorchRefBackend),
-        (BackendChoice::TorchBatched, _) => Arc::new(TorchBatchedBackend),
+        (BackendChoice::Torch, _) => Arc::new(TorchRefBackend),
+        (BackendChoice::Auto | BackendChoice::TorchBatched, _) => Arc::new(TorchBatchedBackend),
     }
 }
