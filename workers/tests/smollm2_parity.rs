@@ -16,13 +16,15 @@
 //! Kept quantized (`--quantization gguf`, the CPU default for this file),
 //! the same checks run with the half-precision rules and their own stated
 //! tolerance: the Q4_1 weights are exactly the file's, only the bf16
-//! rounding of activations (and of the Q8_0 head) differs.
+//! rounding of activations (and of the Q8_0 head) differs. The quantized
+//! path's greedy tokens are also checked against llama.cpp's on the same
+//! file, with the same near-tie rule.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
-use common::{smollm2_matches_transformers, Target};
+use common::{smollm2_matches_transformers, smollm2_quantized_agrees_with_llama_cpp, Target};
 use workers::loader::QuantizationChoice;
 use workers::parallel::TpGroup;
 
@@ -44,4 +46,10 @@ fn smollm2_quantized_gguf_matches_transformers() {
         QuantizationChoice::Gguf,
     );
     eprintln!("smollm2 parity, quantized: {summary}");
+}
+
+#[test]
+fn smollm2_quantized_gguf_agrees_with_llama_cpp() {
+    let summary = smollm2_quantized_agrees_with_llama_cpp();
+    eprintln!("smollm2 quantized against llama.cpp: {summary}");
 }
