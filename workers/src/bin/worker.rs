@@ -62,7 +62,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     println!("LISTENING {addr}");
     std::io::Write::flush(&mut std::io::stdout()).ok();
 
-    let (service, mut shutdown) = WorkerService::new();
+    let (service, mut shutdown) = WorkerService::new().context("starting the model thread")?;
     let parent = args.parent_pid;
     let stop = async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
