@@ -1,8 +1,13 @@
 //! The engine's Prometheus metrics, named as vLLM names them so existing
 //! dashboards work: `vllm:num_requests_running`, `vllm:kv_cache_usage_perc`,
-//! `vllm:time_to_first_token_seconds`, ...
+//! `vllm:time_to_first_token_seconds`, ...; plus the engine's own step
+//! phase counters (`engine:step_phase_seconds_total{phase}`), which say
+//! where a step's time goes (scripts/step_breakdown.py reads them).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
+use std::time::Duration;
+
+use prometheus::{CounterVec, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
+use proto::worker::StepTimings;
 
 /// Handles to every engine metric, registered in the server's registry.
 #[derive(Clone)]
@@ -20,6 +25,23 @@ pub struct EngineMetrics {
     pub time_per_output_token: Histogram,
     pub e2e_request_latency: Histogram,
     pub request_success: IntCounter,
+    /// Seconds spent per step phase, summed over steps (label `phase`:
+    /// schedule, transport, prepare, forward, sample, output).
+    pub step_phase_seconds: CounterVec,
+    /// Steps run (the divisor of `step_phase_seconds`).
+    pub steps: IntCounter,
+}
+
+/// Where one step's time went, as the engine core measured it.
+pub struct StepPhases {
+    /// Scheduling and building the step request.
+    pub schedule: Duration,
+    /// The executor call, worker time included.
+    pub round_trip: Duration,
+    /// Rank 0's own account (zero when a worker sends none).
+    pub worker: StepTimings,
+    /// Turning the result into stream events, metrics and gauges.
+    pub output: Duration,
 }
 
 fn buckets(v: &[f64]) -> Vec<f64> {
@@ -92,6 +114,15 @@ impl EngineMetrics {
                 "vllm:request_success_total",
                 "Requests finished normally.",
             ))?,
+            step_phase_seconds: CounterVec::new(
+                opts(
+                    "engine:step_phase_seconds_total",
+                    "Seconds of engine steps by phase: schedule, transport (the executor \
+                     round trip less the worker's phases), prepare, forward, sample, output.",
+                ),
+                &["phase"],
+            )?,
+            steps: IntCounter::with_opts(opts("engine:steps_total", "Engine steps run."))?,
         };
         registry.register(Box::new(m.num_requests_running.clone()))?;
         registry.register(Box::new(m.num_requests_waiting.clone()))?;
@@ -105,6 +136,93 @@ impl EngineMetrics {
         registry.register(Box::new(m.time_per_output_token.clone()))?;
         registry.register(Box::new(m.e2e_request_latency.clone()))?;
         registry.register(Box::new(m.request_success.clone()))?;
+        registry.register(Box::new(m.step_phase_seconds.clone()))?;
+        registry.register(Box::new(m.steps.clone()))?;
         Ok(m)
+    }
+
+    /// Adds one step's phases to the counters. The worker's microseconds
+    /// come off the wire, so they are clamped to the round trip they are
+    /// part of before the transport time is derived from them.
+    pub fn observe_step(&self, step: StepPhases) {
+        let round_trip = step.round_trip.as_secs_f64();
+        let mut left = round_trip;
+        let mut worker = |us: u64| {
+            let secs = (us as f64 / 1e6).min(left);
+            left -= secs;
+            secs
+        };
+        let phases = [
+            ("schedule", step.schedule.as_secs_f64()),
+            ("prepare", worker(step.worker.prepare_us)),
+            ("forward", worker(step.worker.forward_us)),
+            ("sample", worker(step.worker.sample_us)),
+            ("transport", left),
+            ("output", step.output.as_secs_f64()),
+        ];
+        for (phase, secs) in phases {
+            self.step_phase_seconds
+                .with_label_values(&[phase])
+                .inc_by(secs);
+        }
+        self.steps.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase(m: &EngineMetrics, name: &str) -> f64 {
+        m.step_phase_seconds.with_label_values(&[name]).get()
+    }
+
+    #[test]
+    fn a_step_splits_its_round_trip_into_worker_phases_and_transport() {
+        let m = EngineMetrics::register(&Registry::new(), "m").unwrap();
+        m.observe_step(StepPhases {
+            schedule: Duration::from_micros(100),
+            round_trip: Duration::from_micros(10_000),
+            worker: StepTimings {
+                prepare_us: 1_000,
+                forward_us: 6_000,
+                sample_us: 500,
+            },
+            output: Duration::from_micros(300),
+        });
+        assert_eq!(m.steps.get(), 1);
+        for (name, secs) in [
+            ("schedule", 1e-4),
+            ("prepare", 1e-3),
+            ("forward", 6e-3),
+            ("sample", 5e-4),
+            ("transport", 2.5e-3),
+            ("output", 3e-4),
+        ] {
+            assert!(
+                (phase(&m, name) - secs).abs() < 1e-9,
+                "{name}: {}",
+                phase(&m, name)
+            );
+        }
+    }
+
+    #[test]
+    fn a_worker_claiming_more_than_the_round_trip_is_clamped() {
+        let m = EngineMetrics::register(&Registry::new(), "m").unwrap();
+        m.observe_step(StepPhases {
+            schedule: Duration::ZERO,
+            round_trip: Duration::from_millis(2),
+            worker: StepTimings {
+                prepare_us: 1_000,
+                forward_us: u64::MAX,
+                sample_us: u64::MAX,
+            },
+            output: Duration::ZERO,
+        });
+        assert!((phase(&m, "prepare") - 1e-3).abs() < 1e-9);
+        assert!((phase(&m, "forward") - 1e-3).abs() < 1e-9);
+        assert_eq!(phase(&m, "sample"), 0.0);
+        assert_eq!(phase(&m, "transport"), 0.0);
     }
 }

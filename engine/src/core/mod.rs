@@ -39,6 +39,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
 
 pub use self::metrics::EngineMetrics;
+use self::metrics::StepPhases;
 pub use self::stats_log::StatsLogger;
 use self::step::{runner_output, step_request};
 use crate::executor::Executor;
@@ -485,6 +486,7 @@ impl EngineCore {
                 self.timings.remove(id);
             }
         }
+        let scheduling = Instant::now();
         let out = match self.scheduler.schedule() {
             Ok(out) => out,
             Err(e) => return self.fail(format!("scheduler: {e}")),
@@ -505,10 +507,13 @@ impl EngineCore {
         }
         self.step_id += 1;
         let wire = step_request(self.step_id, &out);
+        let executing = Instant::now();
         let mut result = match self.executor.execute(wire) {
             Ok(r) => r,
             Err(e) => return self.fail(e.to_string()),
         };
+        let executed = Instant::now();
+        let worker = result.timings.take().unwrap_or_default();
         if !result.failed.is_empty() {
             self.end_failed(&out, std::mem::take(&mut result.failed));
         }
@@ -565,6 +570,12 @@ impl EngineCore {
             }
         }
         self.update_gauges();
+        self.metrics.observe_step(StepPhases {
+            schedule: executing - scheduling,
+            round_trip: executed - executing,
+            worker,
+            output: executed.elapsed(),
+        });
     }
 
     /// Ends the requests a worker could not run in step `out` (and those
@@ -666,6 +677,7 @@ mod tests {
                         reason: "refused by the fake worker".into(),
                     })
                     .collect(),
+                timings: None,
             })
         }
         fn num_kv_blocks(&self) -> usize {

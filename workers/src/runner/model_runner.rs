@@ -10,12 +10,14 @@
 //! ids, positions, slot mapping and block tables; the model runs; the
 //! batched sampler draws one token per row. Only rank 0 reports tokens.
 
+use std::time::{Duration, Instant};
+
 use model_files::{AttentionWindow, ModelSource};
 use proto::worker::kv_cache_group::Window;
 use proto::worker::{
     FailedRequest, InitKvCacheRequest, InitKvCacheResponse, InitRequest, KvCacheGroup,
     LoadModelRequest, LoadModelResponse, ProfileMemoryRequest, ProfileMemoryResponse,
-    RequestOutput, ScheduledTokens, StepRequest, StepResult,
+    RequestOutput, ScheduledTokens, StepRequest, StepResult, StepTimings,
 };
 use tch::{Device, Kind};
 
@@ -316,6 +318,8 @@ impl ModelRunner {
                 "KV cache not initialized (call LoadModel and InitKvCache first)",
             ));
         };
+        let started = Instant::now();
+        let mut timings = StepTimings::default();
         let mut failed = self.batch.apply(step);
         let mut runnable = Vec::with_capacity(step.scheduled.len());
         let mut chunks = Vec::with_capacity(step.scheduled.len());
@@ -334,6 +338,7 @@ impl ModelRunner {
                 }),
             }
         }
+        timings.prepare_us = micros(started.elapsed());
         let outputs = if chunks.is_empty() {
             Ok(Vec::new())
         } else {
@@ -346,6 +351,7 @@ impl ModelRunner {
                 &runnable,
                 &chunks,
                 self.device,
+                &mut timings,
             )
         };
         let outputs = match outputs {
@@ -375,8 +381,14 @@ impl ModelRunner {
             step_id: step.step_id,
             outputs,
             failed,
+            timings: Some(timings),
         })
     }
+}
+
+/// `d` in whole microseconds, as `StepTimings` carries it.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The chunk `s` asks for of a request the worker holds, checked against
@@ -418,6 +430,7 @@ fn chunk_for(
 /// Runs the model over `chunks` (one per `scheduled` request, same order)
 /// and, on the sampling rank, draws a token for each chunk that finishes
 /// its known tokens. Advances nothing: the caller does once it succeeds.
+/// Adds the batch build to `timings.prepare_us` and fills the rest.
 #[allow(clippy::too_many_arguments)]
 fn forward_and_sample(
     loaded: &Loaded,
@@ -428,9 +441,15 @@ fn forward_and_sample(
     scheduled: &[&ScheduledTokens],
     chunks: &[SequenceChunk],
     device: Device,
+    timings: &mut StepTimings,
 ) -> Result<Vec<RequestOutput>, WorkerError> {
+    let started = Instant::now();
     let forward = ForwardBatch::build(chunks, kv.limits, device)?;
+    let built = Instant::now();
+    timings.prepare_us += micros(built - started);
     let logits = loaded.model.forward(&forward, &mut kv.cache)?;
+    let forwarded = Instant::now();
+    timings.forward_us = micros(forwarded - built);
     if !samples {
         return Ok(Vec::new());
     }
@@ -468,6 +487,7 @@ fn forward_and_sample(
         }
         outputs.push(out);
     }
+    timings.sample_us = micros(forwarded.elapsed());
     Ok(outputs)
 }
 
