@@ -54,7 +54,7 @@ async def one_request(client, args, prompt, max_tokens):
             "temperature": 0.0, "stream": True, "ignore_eos": True,
             "stream_options": {"include_usage": True}}
     start = time.perf_counter()
-    ttft, last, itl, tokens, error = None, start, [], 0, None
+    ttft, last, itl, tokens, chunks, error = None, start, [], 0, 0, None
     try:
         async with client.stream("POST", f"{args.base_url}/v1/completions", json=body) as resp:
             if resp.status_code != 200:
@@ -72,6 +72,7 @@ async def one_request(client, args, prompt, max_tokens):
                 if chunk.get("usage"):
                     tokens = chunk["usage"]["completion_tokens"]
                 if chunk.get("choices") and chunk["choices"][0].get("text"):
+                    chunks += 1
                     now = time.perf_counter()
                     if ttft is None:
                         ttft = now - start
@@ -83,7 +84,10 @@ async def one_request(client, args, prompt, max_tokens):
     latency = time.perf_counter() - start
     if error is not None:
         return {"error": str(error)}
-    return {"ttft": ttft or latency, "latency": latency, "itl": itl, "output_tokens": tokens}
+    # A server that reports no usage (llama.cpp's) streams one token per
+    # chunk: count those.
+    return {"ttft": ttft or latency, "latency": latency, "itl": itl,
+            "output_tokens": tokens or chunks}
 
 
 def make_requests(rng: random.Random, n: int, input_len: int, output_len: int,

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Serving SmolLM2, ours against HF transformers in the same run.
+"""Serving SmolLM2, ours against HF transformers and llama.cpp in the same run.
 
 Starts `engine serve --model smollm2` (release build), drives it with
 scripts/bench_serve.py at concurrency 1 and 32 (greedy, fixed output
 length), then runs transformers on the same GGUF, device and dtype: one
 request at a time (single stream: how a plain transformers server serves)
 and all 32 as one padded `generate` batch (its best case for throughput:
-static batching, no arrivals). Prints a table of output tokens/s and TTFT
+static batching, no arrivals). On the CPU, llama.cpp's server
+(`llama-cpp-python[server]`, scripts/setup_llama_cpp.sh; its rows are left
+out when it is not installed) serves the same file and prompts at 1 and 32
+concurrent clients; it answers one request at a time. Prints a table of output tokens/s and TTFT
 with ratios and writes bench/results/serve_<device>.json.
 
 Both sides get the same prompts (`prompt_sets`: one list from the seed, cut
@@ -81,9 +84,10 @@ def prompt_sets(args):
             texts[WARMUP_PROMPTS + singles:])
 
 
-def ours(args, port, concurrency, texts):
-    """bench_serve.run against our server at `concurrency` over `texts`,
-    each asking for exactly `args.output_len` tokens."""
+def drive(args, port, concurrency, texts):
+    """bench_serve.run against the server on `port` (ours or llama.cpp's)
+    at `concurrency` over `texts`, each asking for exactly
+    `args.output_len` tokens."""
     ns = argparse.Namespace(base_url=f"http://127.0.0.1:{port}", model="smollm2",
                             num_prompts=len(texts), concurrency=concurrency,
                             request_rate=float("inf"), input_len=args.input_len,
@@ -91,6 +95,44 @@ def ours(args, port, concurrency, texts):
                             result=None)
     requests = [(text, args.output_len) for text in texts]
     return asyncio.run(bench_serve.run(ns, requests))
+
+
+def start_llama_cpp(port: int) -> subprocess.Popen:
+    """llama.cpp's OpenAI server (`llama-cpp-python[server]`, installed by
+    scripts/setup_llama_cpp.sh) on the same GGUF, 2048 context, one thread
+    per core, once it answers; None where it is not installed."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return None
+    import os
+    log_path = f"/tmp/bench-llama-cpp-{port}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()),
+         "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
+         "--n_ctx", "2048", "--n_threads", str(os.cpu_count()),
+         # By default a new request cuts the one in flight short: 32
+         # concurrent clients then get a few tokens each. Queue them.
+         "--interrupt_requests", "False"],
+        cwd=ROOT, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"llama.cpp's server exited: see {log_path}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    sys.exit(f"llama.cpp's server did not answer: see {log_path}")
+
+
+def intact(report: dict, args) -> bool:
+    """Every request of a bench_serve run completed with all its tokens."""
+    return (report["failed"] == 0
+            and report["total_output_tokens"] == report["num_prompts"] * args.output_len)
 
 
 def synchronize(device: str):
@@ -162,12 +204,27 @@ def main():
     warmup, singles, concurrent = prompt_sets(args)
     server = start_server(Path(args.binary), port, device_args)
     try:
-        ours(args, port, 1, warmup)
-        ours1 = ours(args, port, 1, singles)
-        ours32 = ours(args, port, 32, concurrent)
+        drive(args, port, 1, warmup)
+        ours1 = drive(args, port, 1, singles)
+        ours32 = drive(args, port, 32, concurrent)
     finally:
         server.terminate()
         server.wait(timeout=30)
+    llama1 = llama32 = None
+    if args.device == "cpu":
+        llama_port = free_port()
+        llama = start_llama_cpp(llama_port)
+        if llama is None:
+            print("llama.cpp: llama-cpp-python is not installed (bash scripts/setup_llama_cpp.sh); "
+                  "its rows are left out")
+        else:
+            try:
+                drive(args, llama_port, 1, warmup)
+                llama1 = drive(args, llama_port, 1, singles)
+                llama32 = drive(args, llama_port, 32, concurrent)
+            finally:
+                llama.terminate()
+                llama.wait(timeout=30)
     hf1, hf32 = hf_runs(args, warmup, singles, concurrent)
     result = {
         "benchmark": f"SmolLM2-135M-Instruct (Q4_1 GGUF; ours --dtype {args.dtype} "
@@ -182,6 +239,8 @@ def main():
                                "ttft_median_s": ours1["ttft_s"]["median"],
                                "tpot_median_s": ours1["tpot_s"]["median"]},
         "ours_32_concurrent": {"output_throughput": ours32["output_throughput"],
+                               "total_output_tokens": ours32["total_output_tokens"],
+                               "streams_intact": intact(ours32, args),
                                "ttft_median_s": ours32["ttft_s"]["median"],
                                "ttft_p99_s": ours32["ttft_s"]["p99"],
                                "tpot_median_s": ours32["tpot_s"]["median"],
@@ -190,6 +249,20 @@ def main():
         "transformers_single_stream": hf1,
         "transformers_static_batch_32": hf32,
     }
+    if llama1 is not None:
+        import llama_cpp
+        for name, r in (("llama_cpp_single_stream", llama1), ("llama_cpp_32_concurrent", llama32)):
+            result[name] = {"output_throughput": r["output_throughput"],
+                            "ttft_median_s": r["ttft_s"]["median"],
+                            "tpot_median_s": r["tpot_s"]["median"],
+                            "failed": r["failed"],
+                            "total_output_tokens": r["total_output_tokens"],
+                            "streams_intact": intact(r, args)}
+        result["llama_cpp_version"] = llama_cpp.__version__
+        result["ratio_single_stream_vs_llama_cpp"] = (ours1["output_throughput"]
+                                                      / llama1["output_throughput"])
+        result["ratio_32_concurrent_vs_llama_cpp"] = (ours32["output_throughput"]
+                                                      / llama32["output_throughput"])
     result["ratio_single_stream_throughput"] = ours1["output_throughput"] / hf1["output_throughput"]
     result["ratio_single_stream_ttft"] = ours1["ttft_s"]["median"] / hf1["ttft_median_s"]
     result["ratio_32_vs_single_stream_throughput"] = ours32["output_throughput"] / hf1["output_throughput"]
@@ -197,8 +270,15 @@ def main():
     print(f"{'':34} {'out tok/s':>10} {'TTFT ms':>9}")
     print(f"{'ours, 1 at a time (HTTP)':34} {ours1['output_throughput']:10.1f} {ours1['ttft_s']['median']*1e3:9.1f}")
     print(f"{'transformers, 1 at a time':34} {hf1['output_throughput']:10.1f} {hf1['ttft_median_s']*1e3:9.1f}")
-    print(f"{'ours, 32 concurrent (HTTP)':34} {ours32['output_throughput']:10.1f} {ours32['ttft_s']['median']*1e3:9.1f}")
+    print(f"{'ours, 32 concurrent (HTTP)':34} {ours32['output_throughput']:10.1f} {ours32['ttft_s']['median']*1e3:9.1f}"
+          f"  streams intact: {intact(ours32, args)}")
     print(f"{'transformers, static batch of 32':34} {hf32['output_throughput']:10.1f} {'-':>9}")
+    if llama1 is not None:
+        print(f"{'llama.cpp server, 1 at a time':34} {llama1['output_throughput']:10.1f} {llama1['ttft_s']['median']*1e3:9.1f}")
+        print(f"{'llama.cpp server, 32 concurrent':34} {llama32['output_throughput']:10.1f} {llama32['ttft_s']['median']*1e3:9.1f}"
+              f"  streams intact: {intact(llama32, args)}")
+        print(f"ratios ours/llama.cpp: single-stream {result['ratio_single_stream_vs_llama_cpp']:.2f}x, "
+              f"32 concurrent {result['ratio_32_concurrent_vs_llama_cpp']:.2f}x")
     print(f"ratios ours/transformers: single-stream {result['ratio_single_stream_throughput']:.2f}x "
           f"(TTFT {result['ratio_single_stream_ttft']:.2f}x); ours 32 concurrent vs transformers "
           f"one at a time {result['ratio_32_vs_single_stream_throughput']:.2f}x, "
