@@ -232,6 +232,40 @@ def test_prefix_cache_hits_show_in_metrics(server, client):
     assert hits() - before >= 128
 
 
+def step_counters(base):
+    """`engine:steps_total` and `engine:step_phase_seconds_total` by phase."""
+    got = {}
+    for line in httpx.get(f"{base}/metrics", timeout=10).text.splitlines():
+        m = re.match(r'engine:step_phase_seconds_total\{.*phase="(\w+)".*\} (\S+)', line)
+        if m:
+            got[m.group(1)] = float(m.group(2))
+        elif line.startswith("engine:steps_total"):
+            got["steps"] = float(line.split()[-1])
+    return got
+
+
+def test_step_phase_counters_account_for_a_request(server):
+    """A request's steps show in the phase counters: one step per output
+    token at least, forward and transport time, and no more time than the
+    request took (the tests run one at a time, so the server is idle
+    otherwise)."""
+    before = step_counters(server.base)
+    assert set(before) == {"schedule", "transport", "prepare", "forward", "sample", "output",
+                           "steps"}, before
+    started = time.perf_counter()
+    r = httpx.post(f"{server.base}/v1/completions", timeout=120, json={
+        "model": MODEL, "prompt": "Once upon a time", "max_tokens": 8, "temperature": 0,
+        "ignore_eos": True})
+    wall = time.perf_counter() - started
+    assert r.status_code == 200, r.text
+    after = step_counters(server.base)
+    grew = {k: after[k] - before[k] for k in after}
+    assert grew["steps"] >= 8, grew
+    assert all(v >= 0 for v in grew.values()), grew
+    assert grew["forward"] > 0 and grew["transport"] > 0, grew
+    assert sum(v for k, v in grew.items() if k != "steps") <= wall, (grew, wall)
+
+
 def test_tokenize_and_detokenize(server):
     r = httpx.post(f"{server.base}/tokenize", json={"model": MODEL, "prompt": "Hello world"}).json()
     assert r["count"] == len(r["tokens"]) > 0

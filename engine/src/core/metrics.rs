@@ -32,6 +32,16 @@ pub struct EngineMetrics {
     pub steps: IntCounter,
 }
 
+/// The `phase` labels of `engine:step_phase_seconds_total`.
+const STEP_PHASES: [&str; 6] = [
+    "schedule",
+    "transport",
+    "prepare",
+    "forward",
+    "sample",
+    "output",
+];
+
 /// Where one step's time went, as the engine core measured it.
 pub struct StepPhases {
     /// Scheduling and building the step request.
@@ -136,6 +146,11 @@ impl EngineMetrics {
         registry.register(Box::new(m.time_per_output_token.clone()))?;
         registry.register(Box::new(m.e2e_request_latency.clone()))?;
         registry.register(Box::new(m.request_success.clone()))?;
+        // Every phase from the start, at 0, so a scrape before the first
+        // step already lists them.
+        for phase in STEP_PHASES {
+            m.step_phase_seconds.with_label_values(&[phase]);
+        }
         registry.register(Box::new(m.step_phase_seconds.clone()))?;
         registry.register(Box::new(m.steps.clone()))?;
         Ok(m)
@@ -175,6 +190,21 @@ mod tests {
 
     fn phase(m: &EngineMetrics, name: &str) -> f64 {
         m.step_phase_seconds.with_label_values(&[name]).get()
+    }
+
+    #[test]
+    fn every_phase_is_listed_before_the_first_step() {
+        let registry = Registry::new();
+        EngineMetrics::register(&registry, "m").unwrap();
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        for phase in STEP_PHASES {
+            assert!(
+                text.contains(&format!("phase=\"{phase}\"")),
+                "{phase} missing:\n{text}"
+            );
+        }
     }
 
     #[test]
