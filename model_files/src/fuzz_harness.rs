@@ -36,7 +36,10 @@ pub fn gguf(data: &[u8]) {
 
 /// One dequantizer on raw block bytes: `data[0]` picks the ggml type,
 /// `data[1]` nudges the element count off the exact fit (0 keeps it), the
-/// rest is the tensor's bytes.
+/// rest is the tensor's bytes. The 4-bit types also go through their int4
+/// re-expression ([`gguf::int4_groups`], what `--quantization gguf`
+/// loads), which must accept exactly what the dequantizer accepts and
+/// give the same weights, up to f32 rounding of each group's zero.
 pub fn dequantize(data: &[u8]) {
     let [type_id, nudge, bytes @ ..] = data else {
         return;
@@ -50,7 +53,41 @@ pub fn dequantize(data: &[u8]) {
         n if n % 2 == 1 => exact.saturating_add(usize::from(n)),
         n => exact.saturating_sub(usize::from(n)),
     };
-    let _ = gguf::dequantize(ggml_type, bytes, n_elements);
+    let dequantized = gguf::dequantize(ggml_type, bytes, n_elements);
+    if !gguf::maps_to_int4(ggml_type) {
+        return;
+    }
+    let groups = gguf::int4_groups(ggml_type, bytes, n_elements);
+    match (dequantized, groups) {
+        (Ok(weights), Ok(groups)) => assert_int4_matches(&weights, &groups),
+        (Err(_), Err(_)) => {}
+        (d, g) => panic!(
+            "{ggml_type:?}, {n_elements} elements: dequantize {} but int4_groups {}",
+            if d.is_ok() { "accepted" } else { "refused" },
+            if g.is_ok() { "accepted" } else { "refused" },
+        ),
+    }
+}
+
+/// `(q - 8) * scale + zero` of every weight in `groups` equals `weights`
+/// within a few f32 ulps of the group's terms (non-finite groups, which
+/// arbitrary f16 scales make, are skipped).
+fn assert_int4_matches(weights: &[f32], groups: &gguf::Int4Groups) {
+    assert_eq!(groups.values.len(), weights.len(), "one value per weight");
+    for (i, (&want, &q)) in weights.iter().zip(&groups.values).enumerate() {
+        let group = i / gguf::INT4_GROUP_SIZE;
+        let (scale, zero) = (groups.scales[group], groups.zeros[group]);
+        assert!(q < 16, "weight {i}: value {q} is not 4-bit");
+        let got = (f32::from(q) - 8.0) * scale + zero;
+        if !(want.is_finite() && got.is_finite() && scale.is_finite() && zero.is_finite()) {
+            continue;
+        }
+        let size = 8.0 * scale.abs() + zero.abs() + want.abs();
+        assert!(
+            (got - want).abs() <= 8.0 * f32::EPSILON * size,
+            "weight {i}: int4 form gives {got}, the dequantizer {want} (scale {scale}, zero {zero})"
+        );
+    }
 }
 
 #[cfg(test)]
