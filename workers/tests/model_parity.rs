@@ -8,7 +8,9 @@
 //! non-contiguous block table, and 32 greedy steps, also across a
 //! preemption (the cache dropped and the sequence recomputed elsewhere).
 //! Tolerance: max |Δlogit| ≤ 1e-4 (f32); in half precision on a GPU, a
-//! fraction of the logits' scale (`common::Target`).
+//! fraction of the logits' scale (`common::Target`). Qwen3 also comes as a
+//! Q8_0 GGUF, whose matrices `--quantization gguf` keeps as int8 (a stated
+//! tolerance against the same file dequantized).
 //!
 //! The hybrid KV cache (Mistral's sliding and Llama 4's chunked layers in
 //! their own KV cache groups, blocks behind a window given back and
@@ -78,10 +80,14 @@ fn check(ours: &tch::Tensor, expected: &[f32], what: &str) {
 }
 
 fn load(folder: &str) -> Box<dyn CausalLm> {
-    load_with(folder, BackendChoice::Auto)
+    load_with(folder, BackendChoice::Auto, QuantizationChoice::None)
 }
 
-fn load_with(folder: &str, attention_backend: BackendChoice) -> Box<dyn CausalLm> {
+fn load_with(
+    folder: &str,
+    attention_backend: BackendChoice,
+    quantization: QuantizationChoice,
+) -> Box<dyn CausalLm> {
     let path = common::fixtures().join(folder);
     let source = ModelSource::resolve(path.to_str().unwrap()).unwrap();
     let target = Target::from_env();
@@ -92,7 +98,7 @@ fn load_with(folder: &str, attention_backend: BackendChoice) -> Box<dyn CausalLm
         seed: 0,
         attention_backend,
         hf_overrides: None,
-        quantization: QuantizationChoice::None,
+        quantization,
         expert_placement: ExpertPlacement::SplitIntermediate,
     };
     load_model(&source, &options, &TpGroup::single(), |_, _| {}).unwrap()
@@ -159,6 +165,47 @@ fn mixed_length_batch_matches_transformers() {
     }
 }
 
+/// |Δlogit| allowed between tiny_qwen3's Q8_0 file kept as int8 and the
+/// same file dequantized to f32: per-row int8 replaces each row's
+/// 32-weight block scales with one scale, and the products take bf16
+/// activations. Measured 1.1e-2 (2026-12-07, 2-core Xeon); the tolerance
+/// is that with a margin of about 1.9x.
+const INT8_TOL: f32 = 0.02;
+
+/// The Q8_0 matrices of tiny_qwen3_q8_0.gguf under `--quantization gguf`
+/// (CPU: the int8 kernel is libtorch's CPU one) against the same file
+/// dequantized, over the mixed-length batch: within `INT8_TOL`, and not
+/// bitwise equal, which shows the int8 products ran.
+#[test]
+fn q8_0_gguf_kept_as_int8_stays_near_the_dequantized_file() {
+    if Target::from_env().device != tch::Device::Cpu {
+        return;
+    }
+    let cases = cases("tiny_qwen3");
+    let logits = |quantization| {
+        let model = load_with("tiny_qwen3_q8_0.gguf", BackendChoice::Auto, quantization);
+        let mut kv = cache(&*model);
+        let chunks: Vec<SequenceChunk> = cases[..4]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| SequenceChunk {
+                token_ids: c.ids.clone(),
+                num_computed: 0,
+                block_tables: vec![table(i as u32 * 8, 8)],
+                want_logits: true,
+            })
+            .collect();
+        let batch = ForwardBatch::build(&chunks, limits(&*model), tch::Device::Cpu).unwrap();
+        model.forward(&batch, &mut kv).unwrap()
+    };
+    let dequantized = logits(QuantizationChoice::None);
+    let int8 = logits(QuantizationChoice::Gguf);
+    let diff = (&int8 - &dequantized).abs().max().double_value(&[]) as f32;
+    eprintln!("tiny_qwen3 Q8_0 as int8 against dequantized: max |Δlogit| {diff:e}");
+    assert!(diff <= INT8_TOL, "max |Δ| {diff} > {INT8_TOL}");
+    assert!(diff > 0.0, "bitwise equal: the int8 path did not run");
+}
+
 #[test]
 fn chunked_prefill_matches_transformers() {
     for family in FAMILIES {
@@ -220,7 +267,7 @@ fn decode_over_non_contiguous_blocks_matches_transformers() {
 
 fn decode_over_non_contiguous_blocks(family: &str, backend: BackendChoice) {
     let cases = cases(family);
-    let model = load_with(family, backend);
+    let model = load_with(family, backend, QuantizationChoice::None);
     let mut kv = cache(&*model);
     // Two sequences decoding side by side, blocks scattered and interleaved.
     let seqs = [
@@ -277,7 +324,11 @@ const BATCHED_TOL: f64 = 1e-5;
 fn batched_decode_is_batch_invariant_within_rounding() {
     for family in FAMILIES {
         let cases = cases(family);
-        let model = load_with(family, BackendChoice::TorchBatched);
+        let model = load_with(
+            family,
+            BackendChoice::TorchBatched,
+            QuantizationChoice::None,
+        );
         let prompts = [(&cases[3], 0u32), (&cases[1], 16), (&cases[0], 32)];
         // Each case's first `len` tokens prefilled, then one decode token.
         let lens = [9usize, 4, 6];

@@ -124,6 +124,13 @@ impl GgmlType {
         })
     }
 
+    /// Whether values are stored in quantized blocks (a scale per block),
+    /// not as plain floats or integers.
+    pub fn is_block_quantized(self) -> bool {
+        use GgmlType::*;
+        !matches!(self, F32 | F16 | BF16 | F64 | I8 | I16 | I32 | I64)
+    }
+
     /// Elements per block: a tensor's row length (`dims[0]`) must be a
     /// multiple of it, and its byte size is `n_elements / block_size *
     /// type_size`.

@@ -3,7 +3,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::linear::{dense_weight, load_weight};
+use super::linear::{dense_weight, load_weight, Feeds};
 use super::linear_weight::LinearWeight;
 use super::ForwardError;
 use crate::parallel::TpGroup;
@@ -87,7 +87,7 @@ impl ParallelLmHead {
             world_size: tp.world_size,
         };
         Ok(Self {
-            weight: load_weight(weights, &[(name, vocab_size, shard)], hidden)?,
+            weight: load_weight(weights, &[(name, vocab_size, shard)], hidden, Feeds::Logits)?,
             tp: tp.clone(),
         })
     }
@@ -100,14 +100,17 @@ impl ParallelLmHead {
         name: &str,
         tp: &TpGroup,
     ) -> Result<Self, WeightError> {
-        let weight =
-            dense_weight(weights, embedding.weight().shallow_clone()).map_err(|source| {
-                WeightError::Torch {
-                    file: weights.file(),
-                    tensor: name.to_string(),
-                    source,
-                }
-            })?;
+        let weight = dense_weight(
+            weights,
+            &[name],
+            embedding.weight().shallow_clone(),
+            Feeds::Logits,
+        )
+        .map_err(|source| WeightError::Torch {
+            file: weights.file(),
+            tensor: name.to_string(),
+            source,
+        })?;
         Ok(Self {
             weight,
             tp: tp.clone(),

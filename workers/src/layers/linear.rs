@@ -55,7 +55,7 @@ impl MergedColumnParallelLinear {
         in_features: i64,
     ) -> Result<Self, WeightError> {
         Ok(Self {
-            weight: load_weight(weights, parts, in_features)?,
+            weight: load_weight(weights, parts, in_features, Feeds::Hidden)?,
         })
     }
 
@@ -87,7 +87,12 @@ impl RowParallelLinear {
             world_size: tp.world_size,
         };
         Ok(Self {
-            weight: load_weight(weights, &[(name, out_features, shard)], in_features)?,
+            weight: load_weight(
+                weights,
+                &[(name, out_features, shard)],
+                in_features,
+                Feeds::Hidden,
+            )?,
             tp: tp.clone(),
         })
     }
@@ -118,12 +123,13 @@ impl RowParallelLinear {
 /// The parts `(name, out_features, shard)` of one matrix (each `[out,
 /// in_features]` in full), stacked by output rows, in the form
 /// `weights.quantization()` asks for: with GGUF quantization, packed int4
-/// when every part has a 4-bit form; with int8, quantized here; else dense
-/// in the model's dtype.
+/// when every part has a 4-bit form, else as [`dense_weight`] says; with
+/// int8, quantized here; else dense in the model's dtype.
 pub fn load_weight(
     weights: &Weights,
     parts: &[(&str, i64, Shard)],
     in_features: i64,
+    feeds: Feeds,
 ) -> Result<LinearWeight, WeightError> {
     let torch_error = |source| WeightError::Torch {
         file: weights.file(),
@@ -153,17 +159,42 @@ pub fn load_weight(
         stacked.push(weights.get(name, &[out_features, in_features], Some(shard))?);
     }
     let dense = Tensor::f_cat(&stacked, 0).map_err(torch_error)?;
-    dense_weight(weights, dense).map_err(torch_error)
+    let names: Vec<&str> = parts.iter().map(|p| p.0).collect();
+    dense_weight(weights, &names, dense, feeds).map_err(torch_error)
 }
 
-/// A dense matrix in the form the quantization mode asks for: int8 when
-/// asked, else as it is. (A GGUF tensor with no 4-bit form, such as
-/// SmolLM2's Q8_0 head, stays in the model's dtype: held in bf16 it was
-/// twice as fast but its logits tied at bf16's spacing and torch's bf16
-/// GEMM is not batch-invariant on every shape, which the serving tests pin.)
-pub fn dense_weight(weights: &Weights, dense: Tensor) -> Result<LinearWeight, tch::TchError> {
+/// What a matrix's product feeds, which decides how precise it must stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feeds {
+    /// The next layer, whose input a quantized product rounds to bf16
+    /// anyway.
+    Hidden,
+    /// The vocabulary logits. Under `--quantization gguf` these stay in
+    /// the model's dtype: torch's int8 product returns bf16, whose logits
+    /// at SmolLM2's scale (16 to 32) are 0.125 apart and tie (tried on its
+    /// Q8_0 head: 3.4 -> 1.0 ms a token on 2 cores, but the last-position
+    /// logits moved 0.65 from transformers', past the stated 0.6, and
+    /// greedy steps flipped on exact ties).
+    Logits,
+}
+
+/// A matrix that has no 4-bit form (`dense`, stacked from the tensors
+/// `names`), in the form the quantization mode asks for: int8 with
+/// `--quantization int8`; with `gguf`, int8 when every part is stored in
+/// quantized blocks (Q8_0, Q5_x, Q6_K, ...: re-quantized with one scale
+/// per row, not exact) and it feeds a hidden layer; else as it is.
+pub fn dense_weight(
+    weights: &Weights,
+    names: &[&str],
+    dense: Tensor,
+    feeds: Feeds,
+) -> Result<LinearWeight, tch::TchError> {
+    let quantized_in_file = || names.iter().all(|name| weights.stored_quantized(name));
     match weights.quantization() {
         Quantization::Int8 => LinearWeight::int8(dense),
+        Quantization::Gguf if feeds == Feeds::Hidden && quantized_in_file() => {
+            LinearWeight::int8(dense)
+        }
         Quantization::None | Quantization::Gguf => Ok(LinearWeight::Dense(dense)),
     }
 }

@@ -127,6 +127,11 @@ impl WeightSource for GgufSource {
         })?;
         Ok(Some(unpermuted.unwrap_or(weight)))
     }
+
+    fn stored_quantized(&self, name: &str) -> bool {
+        self.info(name)
+            .is_ok_and(|(_, info)| info.ggml_type.is_block_quantized())
+    }
 }
 
 impl GgufSource {

@@ -82,8 +82,11 @@ pub enum Quantization {
     /// Every weight in the model's dtype.
     None,
     /// A GGUF checkpoint's quantization kept where torch has a kernel for
-    /// it: 4-bit tensors stay 4-bit ([`Int4Weight`]); others (Q8_0, Q5_x,
-    /// Q6_K) are dequantized to the model's dtype.
+    /// it: 4-bit tensors stay 4-bit ([`Int4Weight`], exactly the file's
+    /// values); other quantized tensors (Q8_0, Q5_x, Q6_K) are re-quantized
+    /// to int8 with one scale per output row (not exact: a row's scale
+    /// replaces its blocks' scales). Float tensors stay in the model's
+    /// dtype.
     Gguf,
     /// Linear weights quantized at load to int8, one scale per output row.
     Int8,
@@ -128,6 +131,11 @@ pub trait WeightSource: Send + Sync {
     fn load_int4(&self, _name: &str) -> Result<Option<Int4Weight>, WeightError> {
         Ok(None)
     }
+    /// Whether the container stores `name` in quantized blocks (false for
+    /// float tensors and for names it does not hold).
+    fn stored_quantized(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// What the model loads through: a source plus the target device, dtype and
@@ -160,6 +168,11 @@ impl Weights {
     /// How linear layers hold their weights.
     pub fn quantization(&self) -> Quantization {
         self.quantization
+    }
+
+    /// Whether the container stores `name` in quantized blocks.
+    pub fn stored_quantized(&self, name: &str) -> bool {
+        self.source.stored_quantized(name)
     }
 
     /// `name` (full shape `[out, in]`) as an [`Int4Weight`], sharded like
