@@ -54,18 +54,24 @@ def start_server(binary: Path, port: int, extra_args: list) -> subprocess.Popen:
     cmd = [str(binary), "serve", "--model", "smollm2", "--host", "127.0.0.1",
            "--port", str(port), "--max-model-len", "2048", *extra_args]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 180
+    return wait_until_answering(proc, f"http://127.0.0.1:{port}/health", 180, "engine", log_path)
+
+
+def wait_until_answering(proc, url: str, seconds: float, what: str, log_path: str):
+    """`proc` once `url` answers 200; ends the script if `proc` exits or
+    `seconds` pass first."""
+    deadline = time.time() + seconds
     while time.time() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"engine exited: see {log_path}")
+            sys.exit(f"{what} exited: see {log_path}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1).status_code == 200:
                 return proc
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
     proc.kill()
-    sys.exit(f"engine did not become healthy: see {log_path}")
+    sys.exit(f"{what} did not answer within {seconds} s: see {log_path}")
 
 
 WARMUP_PROMPTS = 2
@@ -115,18 +121,20 @@ def start_llama_cpp(port: int) -> subprocess.Popen:
          # concurrent clients then get a few tokens each. Queue them.
          "--interrupt_requests", "False"],
         cwd=ROOT, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"llama.cpp's server exited: see {log_path}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    sys.exit(f"llama.cpp's server did not answer: see {log_path}")
+    return wait_until_answering(proc, f"http://127.0.0.1:{port}/v1/models", 120,
+                                "llama.cpp's server", log_path)
+
+
+def serve_runs(args, server, port, warmup, singles, concurrent):
+    """The warm-up, then the single-stream and the 32-concurrent runs
+    against `server` (a started process serving on `port`), which is
+    stopped after: (single, concurrent) bench_serve reports."""
+    try:
+        drive(args, port, 1, warmup)
+        return drive(args, port, 1, singles), drive(args, port, 32, concurrent)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def intact(report: dict, args) -> bool:
@@ -202,14 +210,8 @@ def main():
     if args.device == "cuda":
         device_args += ["--gpu-memory-utilization", "0.5"]
     warmup, singles, concurrent = prompt_sets(args)
-    server = start_server(Path(args.binary), port, device_args)
-    try:
-        drive(args, port, 1, warmup)
-        ours1 = drive(args, port, 1, singles)
-        ours32 = drive(args, port, 32, concurrent)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    ours1, ours32 = serve_runs(args, start_server(Path(args.binary), port, device_args), port,
+                               warmup, singles, concurrent)
     llama1 = llama32 = None
     if args.device == "cpu":
         llama_port = free_port()
@@ -218,13 +220,7 @@ def main():
             print("llama.cpp: llama-cpp-python is not installed (bash scripts/setup_llama_cpp.sh); "
                   "its rows are left out")
         else:
-            try:
-                drive(args, llama_port, 1, warmup)
-                llama1 = drive(args, llama_port, 1, singles)
-                llama32 = drive(args, llama_port, 32, concurrent)
-            finally:
-                llama.terminate()
-                llama.wait(timeout=30)
+            llama1, llama32 = serve_runs(args, llama, llama_port, warmup, singles, concurrent)
     hf1, hf32 = hf_runs(args, warmup, singles, concurrent)
     result = {
         "benchmark": f"SmolLM2-135M-Instruct (Q4_1 GGUF; ours --dtype {args.dtype} "

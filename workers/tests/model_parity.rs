@@ -129,6 +129,21 @@ fn table(first: u32, blocks: u32) -> Vec<u32> {
     (first..first + blocks).collect()
 }
 
+/// The first four cases (sequences of length 7, 13, 1, 20) as one batch of
+/// whole prompts, each in its own 8 blocks.
+fn mixed_batch(cases: &[Case]) -> Vec<SequenceChunk> {
+    cases[..4]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| SequenceChunk {
+            token_ids: c.ids.clone(),
+            num_computed: 0,
+            block_tables: vec![table(i as u32 * 8, 8)],
+            want_logits: true,
+        })
+        .collect()
+}
+
 #[test]
 fn mixed_length_batch_matches_transformers() {
     let runs = FAMILIES.iter().map(|f| (*f, *f)).chain([
@@ -140,17 +155,7 @@ fn mixed_length_batch_matches_transformers() {
         let cases = cases(family);
         let model = load(folder);
         let mut kv = cache(&*model);
-        // Sequences of length 7, 13, 1, 20 prefilled together.
-        let chunks: Vec<SequenceChunk> = cases[..4]
-            .iter()
-            .enumerate()
-            .map(|(i, c)| SequenceChunk {
-                token_ids: c.ids.clone(),
-                num_computed: 0,
-                block_tables: vec![table(i as u32 * 8, 8)],
-                want_logits: true,
-            })
-            .collect();
+        let chunks = mixed_batch(&cases);
         let batch =
             ForwardBatch::build(&chunks, limits(&*model), Target::from_env().device).unwrap();
         let logits = model.forward(&batch, &mut kv).unwrap();
@@ -185,17 +190,8 @@ fn q8_0_gguf_kept_as_int8_stays_near_the_dequantized_file() {
     let logits = |quantization| {
         let model = load_with("tiny_qwen3_q8_0.gguf", BackendChoice::Auto, quantization);
         let mut kv = cache(&*model);
-        let chunks: Vec<SequenceChunk> = cases[..4]
-            .iter()
-            .enumerate()
-            .map(|(i, c)| SequenceChunk {
-                token_ids: c.ids.clone(),
-                num_computed: 0,
-                block_tables: vec![table(i as u32 * 8, 8)],
-                want_logits: true,
-            })
-            .collect();
-        let batch = ForwardBatch::build(&chunks, limits(&*model), tch::Device::Cpu).unwrap();
+        let batch =
+            ForwardBatch::build(&mixed_batch(&cases), limits(&*model), tch::Device::Cpu).unwrap();
         model.forward(&batch, &mut kv).unwrap()
     };
     let dequantized = logits(QuantizationChoice::None);
