@@ -106,6 +106,7 @@ pub fn run(args: &GenerateArgs, tokenizer: Arc<Tokenizer>, prompt_ids: Vec<u32>)
         skip_special_tokens: true,
         n: 1,
         priority: 0,
+        constraint: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

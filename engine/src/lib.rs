@@ -24,4 +24,8 @@ pub mod local;
 #[cfg(feature = "local")]
 pub mod model_args;
 pub mod serve;
+#[cfg(feature = "local")]
+pub mod structured;
 pub mod tokenizer;
+#[cfg(feature = "local")]
+pub mod tool_calls;

@@ -81,6 +81,7 @@ fn generate(exec: &mut dyn Executor, steps: usize) -> Vec<Vec<u32>> {
         step.scheduled.push(ScheduledTokens {
             req_id: id,
             num_tokens: p.len() as u32,
+            ..Default::default()
         });
     }
     let mut outputs = vec![Vec::new(); PROMPTS.len()];
@@ -103,6 +104,7 @@ fn generate(exec: &mut dyn Executor, steps: usize) -> Vec<Vec<u32>> {
             step.scheduled.push(ScheduledTokens {
                 req_id: out.req_id.clone(),
                 num_tokens: 1,
+                ..Default::default()
             });
             computed[i] += 1;
         }

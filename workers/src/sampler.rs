@@ -144,6 +144,9 @@ pub struct SamplerRow<'a> {
     pub token_ids: &'a [u32],
     /// How many of `token_ids` are the prompt.
     pub num_prompt_tokens: usize,
+    /// The tokens a structured output allows (bit `t % 32` of word
+    /// `t / 32`, `ScheduledTokens.allowed_token_bitmask`); `None`: all.
+    pub allowed: Option<&'a [u32]>,
 }
 
 impl SamplerRow<'_> {
@@ -177,6 +180,12 @@ pub struct SampledToken {
 /// Why a batch could not be sampled.
 #[derive(Debug, thiserror::Error)]
 pub enum SamplerError {
+    #[error("an allowed-token bitmask has {words} words; a vocabulary of {vocab} needs {needed}")]
+    Bitmask {
+        words: usize,
+        vocab: usize,
+        needed: usize,
+    },
     #[error("logits have shape {shape:?}, expected [{rows}, vocab]")]
     Shape { shape: Vec<i64>, rows: usize },
     #[error(transparent)]
@@ -192,6 +201,41 @@ impl Default for Sampler {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `[rows, vocab]` true where a row's bitmask leaves a token out (rows
+/// without one allow every token). The words are unpacked on the device:
+/// shifting each by 0..32 and keeping the low bit.
+fn disallowed(rows: &[SamplerRow<'_>], vocab: i64, device: Device) -> Result<Tensor, SamplerError> {
+    let vocab_len = vocab as usize;
+    let needed = vocab_len.div_ceil(32);
+    let mut words: Vec<i32> = Vec::with_capacity(rows.len() * needed);
+    for row in rows {
+        match row.allowed {
+            Some(mask) if mask.len() >= needed => {
+                // Bit patterns as i32: the shifts below keep one bit each.
+                words.extend(mask[..needed].iter().map(|&w| w as i32));
+            }
+            Some(mask) => {
+                return Err(SamplerError::Bitmask {
+                    words: mask.len(),
+                    vocab: vocab_len,
+                    needed,
+                })
+            }
+            None => words.extend(std::iter::repeat_n(-1, needed)),
+        }
+    }
+    let words =
+        Tensor::from_slice(&words)
+            .to_device(device)
+            .view([rows.len() as i64, needed as i64, 1]);
+    let shifts = Tensor::arange(32, (Kind::Int, device));
+    let bits = words.f_bitwise_right_shift(&shifts)?.bitwise_and(1);
+    Ok(bits
+        .view([rows.len() as i64, needed as i64 * 32])
+        .narrow(1, 0, vocab)
+        .eq(0))
 }
 
 /// SplitMix64 finaliser: a stable mix of (seed, position) into a seed.
@@ -241,6 +285,9 @@ impl Sampler {
         let _guard = tch::no_grad_guard();
         let device = logits.device();
         let mut logits = logits.f_to_kind(Kind::Float)?;
+        if rows.iter().any(|r| r.allowed.is_some()) {
+            logits = logits.masked_fill(&disallowed(rows, vocab, device)?, f64::NEG_INFINITY);
+        }
         let raw_logprobs = rows
             .iter()
             .any(|r| r.params.logprobs.is_some())
@@ -485,6 +532,7 @@ impl SequenceSampler {
             params: &self.params,
             token_ids: &self.output,
             num_prompt_tokens: 0,
+            allowed: None,
         };
         let drawn = self.sampler.sample(&logits.unsqueeze(0), &[row])?;
         let token = drawn.first().map_or(0, |d| d.token);
@@ -521,6 +569,7 @@ mod tests {
                     params: p,
                     token_ids: &tokens,
                     num_prompt_tokens: history.len(),
+                    allowed: None,
                 };
                 let t = s.sample(&logits.unsqueeze(0), &[row]).unwrap()[0].token;
                 tokens.push(t);
@@ -560,6 +609,7 @@ mod tests {
                     params: &seeded,
                     token_ids: &history,
                     num_prompt_tokens: 1,
+                    allowed: None,
                 }],
             )
             .unwrap();
@@ -570,16 +620,19 @@ mod tests {
                     params: &other,
                     token_ids: &[],
                     num_prompt_tokens: 0,
+                    allowed: None,
                 },
                 SamplerRow {
                     params: &seeded,
                     token_ids: &history,
                     num_prompt_tokens: 1,
+                    allowed: None,
                 },
                 SamplerRow {
                     params: &other,
                     token_ids: &[],
                     num_prompt_tokens: 0,
+                    allowed: None,
                 },
             ];
             let out = s.sample(&batch, &rows).unwrap();
@@ -679,6 +732,7 @@ mod tests {
                     params: &p,
                     token_ids: &row_tokens,
                     num_prompt_tokens: 1,
+                    allowed: None,
                 }],
             )
             .unwrap();
@@ -697,6 +751,7 @@ mod tests {
                         params: &p,
                         token_ids: tokens,
                         num_prompt_tokens: 0,
+                        allowed: None,
                     }],
                 )
                 .unwrap()[0]
@@ -721,6 +776,7 @@ mod tests {
                     params: &p,
                     token_ids: &[1],
                     num_prompt_tokens: 1,
+                    allowed: None,
                 }],
             )
             .unwrap();
@@ -744,6 +800,7 @@ mod tests {
                     params: &p,
                     token_ids: &[],
                     num_prompt_tokens: 0,
+                    allowed: None,
                 }],
             )
             .unwrap();
@@ -759,6 +816,7 @@ mod tests {
             params: &p,
             token_ids: &[],
             num_prompt_tokens: 0,
+            allowed: None,
         };
         assert!(s.sample(&logits(), &[row]).is_err());
         assert!(s.sample(&logits().unsqueeze(0), &[row, row]).is_err());
@@ -766,5 +824,52 @@ mod tests {
         assert!(params(|p| p.top_p = 0.0).validate().is_err());
         assert!(params(|p| p.temperature = -1.0).validate().is_err());
         assert!(params(|_| {}).validate().is_ok());
+    }
+
+    #[test]
+    fn a_bitmask_keeps_only_its_tokens_greedy_or_random() {
+        // Allowed: tokens 0 and 2 (not the argmax, 1 or 3).
+        let mask = [0b0101u32];
+        let greedy = SamplingParams::greedy();
+        let random = params(|p| p.temperature = 5.0);
+        let mut s = Sampler::new();
+        let row = |params| SamplerRow {
+            params,
+            token_ids: &[],
+            num_prompt_tokens: 0,
+            allowed: Some(&mask),
+        };
+        let free = SamplerRow {
+            allowed: None,
+            ..row(&greedy)
+        };
+        let batch = Tensor::stack(&[logits(), logits(), logits()], 0);
+        for _ in 0..50 {
+            let out = s
+                .sample(&batch, &[row(&greedy), row(&random), free])
+                .unwrap();
+            assert_eq!(out[0].token, 2, "the best allowed token");
+            assert!(matches!(out[1].token, 0 | 2), "{}", out[1].token);
+            assert_eq!(out[2].token, 1, "an unmasked row is untouched");
+        }
+        // Logprobs are those of the masked logits, as in vLLM.
+        let with_lp = SamplingParams {
+            logprobs: Some(1),
+            ..SamplingParams::greedy()
+        };
+        let out = s.sample(&logits().unsqueeze(0), &[row(&with_lp)]).unwrap();
+        let lp = out[0].logprobs.clone().unwrap();
+        assert_eq!(lp.top_token_ids, vec![2]);
+        assert!(lp.logprob > -1.0 && lp.logprob < 0.0, "{}", lp.logprob);
+        // A bitmask shorter than the vocabulary is an error, not a guess.
+        let short: [u32; 0] = [];
+        let bad = SamplerRow {
+            allowed: Some(&short),
+            ..row(&greedy)
+        };
+        assert!(matches!(
+            s.sample(&logits().unsqueeze(0), &[bad]),
+            Err(SamplerError::Bitmask { .. })
+        ));
     }
 }

@@ -177,6 +177,7 @@ impl Driver {
             step.scheduled.push(ScheduledTokens {
                 req_id: seq.id.clone(),
                 num_tokens: n as u32,
+                ..Default::default()
             });
         }
         step
@@ -374,6 +375,7 @@ fn bad_requests_fail_alone_not_the_step() {
         scheduled: vec![ScheduledTokens {
             req_id: "ghost".into(),
             num_tokens: 1,
+            ..Default::default()
         }],
         ..Default::default()
     };
@@ -383,6 +385,7 @@ fn bad_requests_fail_alone_not_the_step() {
         scheduled: vec![ScheduledTokens {
             req_id: "nobody".into(),
             num_tokens: 1,
+            ..Default::default()
         }],
         ..Default::default()
     };
@@ -412,6 +415,7 @@ fn bad_requests_fail_alone_not_the_step() {
         scheduled: vec![ScheduledTokens {
             req_id: "b".into(),
             num_tokens: 2,
+            ..Default::default()
         }],
         ..Default::default()
     };
@@ -435,6 +439,7 @@ fn bad_requests_fail_alone_not_the_step() {
         scheduled: vec![ScheduledTokens {
             req_id: "c".into(),
             num_tokens: 1,
+            ..Default::default()
         }],
         ..Default::default()
     };
@@ -490,6 +495,7 @@ fn one_bad_request_leaves_its_step_mates_alone() {
     step.scheduled.push(ScheduledTokens {
         req_id: "evil".into(),
         num_tokens: 3,
+        ..Default::default()
     });
     let result = r.execute_step(&step).unwrap();
     assert_eq!(failed_ids(&result), ["evil"]);

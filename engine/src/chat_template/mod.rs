@@ -147,6 +147,9 @@ pub struct RenderExtras<'a> {
 pub struct ChatTemplate {
     env: Environment<'static>,
     has_tool_use: bool,
+    /// Whether the template reads `tools` at all (a request with tools
+    /// is refused otherwise: they would vanish from the prompt).
+    reads_tools: bool,
     special: SpecialTokens,
 }
 
@@ -206,8 +209,32 @@ impl ChatTemplate {
         Ok(Self {
             env,
             has_tool_use: tool_use_template.is_some(),
+            reads_tools: tool_use_template.is_some() || template.contains("tools"),
             special,
         })
+    }
+
+    /// `--chat-template`: a file's template, or the argument itself when
+    /// no such file exists and it looks like a template (vLLM's rule).
+    pub fn from_flag(given: &str, tokenizer: &Tokenizer) -> Result<Self, ChatTemplateError> {
+        let special = SpecialTokens::from_tokenizer(tokenizer);
+        let path = std::path::Path::new(given);
+        if path.is_file() {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ChatTemplateError::Syntax(format!("{given}: {e}")))?;
+            return Self::new(&text, None, special);
+        }
+        if given.contains("{{") || given.contains("{%") {
+            return Self::new(given, None, special);
+        }
+        Err(ChatTemplateError::Syntax(format!(
+            "--chat-template {given}: no such file, and not a template"
+        )))
+    }
+
+    /// Whether the template renders `tools`.
+    pub fn reads_tools(&self) -> bool {
+        self.reads_tools
     }
 
     /// Renders `messages` (a JSON array of `{role, content, ...}`), ending

@@ -33,8 +33,9 @@ pub struct EngineMetrics {
 }
 
 /// The `phase` labels of `engine:step_phase_seconds_total`.
-const STEP_PHASES: [&str; 6] = [
+const STEP_PHASES: [&str; 7] = [
     "schedule",
+    "grammar",
     "transport",
     "prepare",
     "forward",
@@ -46,6 +47,9 @@ const STEP_PHASES: [&str; 6] = [
 pub struct StepPhases {
     /// Scheduling and building the step request.
     pub schedule: Duration,
+    /// Structured outputs: computing the allowed-token masks before the
+    /// step and advancing the grammars over its samples.
+    pub grammar: Duration,
     /// The executor call, worker time included.
     pub round_trip: Duration,
     /// Rank 0's own account (zero when a worker sends none).
@@ -127,8 +131,9 @@ impl EngineMetrics {
             step_phase_seconds: CounterVec::new(
                 opts(
                     "engine:step_phase_seconds_total",
-                    "Seconds of engine steps by phase: schedule, transport (the executor \
-                     round trip less the worker's phases), prepare, forward, sample, output.",
+                    "Seconds of engine steps by phase: schedule, grammar (structured-output \
+                     masks), transport (the executor round trip less the worker's phases), \
+                     prepare, forward, sample, output.",
                 ),
                 &["phase"],
             )?,
@@ -169,6 +174,7 @@ impl EngineMetrics {
         };
         let phases = [
             ("schedule", step.schedule.as_secs_f64()),
+            ("grammar", step.grammar.as_secs_f64()),
             ("prepare", worker(step.worker.prepare_us)),
             ("forward", worker(step.worker.forward_us)),
             ("sample", worker(step.worker.sample_us)),
@@ -212,6 +218,7 @@ mod tests {
         let m = EngineMetrics::register(&Registry::new(), "m").unwrap();
         m.observe_step(StepPhases {
             schedule: Duration::from_micros(100),
+            grammar: Duration::from_micros(50),
             round_trip: Duration::from_micros(10_000),
             worker: StepTimings {
                 prepare_us: 1_000,
@@ -223,6 +230,7 @@ mod tests {
         assert_eq!(m.steps.get(), 1);
         for (name, secs) in [
             ("schedule", 1e-4),
+            ("grammar", 5e-5),
             ("prepare", 1e-3),
             ("forward", 6e-3),
             ("sample", 5e-4),
@@ -242,6 +250,7 @@ mod tests {
         let m = EngineMetrics::register(&Registry::new(), "m").unwrap();
         m.observe_step(StepPhases {
             schedule: Duration::ZERO,
+            grammar: Duration::ZERO,
             round_trip: Duration::from_millis(2),
             worker: StepTimings {
                 prepare_us: 1_000,

@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use proto::worker::FailedRequest;
 use scheduler::{
-    FinishReason, Request, RequestId, SamplingParams, Scheduler, SchedulerOutput, StopParams,
+    FinishReason, ModelRunnerOutput, Request, RequestId, SamplingParams, Scheduler,
+    SchedulerOutput, StopParams,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
@@ -43,6 +44,7 @@ use self::metrics::StepPhases;
 pub use self::stats_log::StatsLogger;
 use self::step::{runner_output, step_request};
 use crate::executor::Executor;
+use crate::structured::Constraint;
 
 /// Why the core refused or failed a request.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -83,6 +85,9 @@ pub struct CoreRequest {
     pub sampling: SamplingParams,
     pub stop: StopParams,
     pub priority: i32,
+    /// The grammar its output must follow (structured outputs); `None`
+    /// for free text.
+    pub constraint: Option<Constraint>,
 }
 
 /// A sampled token's log-probability and the most likely alternatives,
@@ -193,6 +198,12 @@ impl EngineCoreHandle {
                 ))
             })?;
         Ok(Admission(Arc::clone(&self.in_flight)))
+    }
+
+    /// What the core admits: the model's vocabulary sizes the
+    /// structured-output masks.
+    pub fn limits(&self) -> CoreLimits {
+        self.limits
     }
 
     /// Sequences admitted and not yet over (for tests and metrics).
@@ -324,6 +335,7 @@ pub fn spawn_engine_core(
         shared: shared.clone(),
         streams: HashMap::new(),
         timings: HashMap::new(),
+        constraints: HashMap::new(),
         step_id: 0,
         start: Instant::now(),
         last_prefix: Default::default(),
@@ -347,6 +359,8 @@ struct EngineCore {
     shared: Arc<Shared>,
     streams: HashMap<RequestId, UnboundedSender<CoreEvent>>,
     timings: HashMap<RequestId, Timing>,
+    /// Grammar state of the requests with a structured output.
+    constraints: HashMap<RequestId, Constraint>,
     step_id: u64,
     start: Instant,
     last_prefix: kv_cache::PrefixCacheStats,
@@ -420,6 +434,9 @@ impl EngineCore {
                     .build();
                 match self.scheduler.add_request(request) {
                     Ok(()) => {
+                        if let Some(c) = req.constraint {
+                            self.constraints.insert(id.clone(), c);
+                        }
                         self.streams.insert(id.clone(), events);
                         self.timings.insert(
                             id,
@@ -506,7 +523,10 @@ impl EngineCore {
             return;
         }
         self.step_id += 1;
-        let wire = step_request(self.step_id, &out);
+        let grammar_started = Instant::now();
+        let (mut masks, mut grammar_failed) = self.grammar_masks(&out);
+        let mut grammar = grammar_started.elapsed();
+        let wire = step_request(self.step_id, &out, &mut masks);
         let executing = Instant::now();
         let mut result = match self.executor.execute(wire) {
             Ok(r) => r,
@@ -518,9 +538,15 @@ impl EngineCore {
             self.end_failed(&out, std::mem::take(&mut result.failed));
         }
         let (runner_out, mut logprobs) = runner_output(result);
+        let accepting = Instant::now();
+        self.accept_sampled(&runner_out, &mut grammar_failed);
+        grammar += accepting.elapsed();
         let outputs = self.scheduler.update_from_output(&out, &runner_out);
         let now = Instant::now();
         for o in outputs {
+            if grammar_failed.contains_key(&o.req_id) {
+                continue;
+            }
             self.metrics
                 .generation_tokens
                 .inc_by(o.new_token_ids.len() as u64);
@@ -569,13 +595,85 @@ impl EngineCore {
                 }
             }
         }
+        self.end_grammar_failed(grammar_failed);
+        if !self.constraints.is_empty() {
+            let streams = &self.streams;
+            self.constraints.retain(|id, _| streams.contains_key(id));
+        }
         self.update_gauges();
         self.metrics.observe_step(StepPhases {
-            schedule: executing - scheduling,
+            schedule: (executing - scheduling).saturating_sub(grammar),
+            grammar,
             round_trip: executed - executing,
             worker,
             output: executed.elapsed(),
         });
+    }
+
+    /// The allowed-token bitmask of each constrained request in `out`, and
+    /// the requests whose grammar could not go on (they get a mask of
+    /// end-of-sequence only, so the step runs as scheduled, and end with
+    /// an error after it).
+    fn grammar_masks(
+        &mut self,
+        out: &SchedulerOutput,
+    ) -> (HashMap<RequestId, Vec<u32>>, HashMap<RequestId, String>) {
+        let mut masks = HashMap::new();
+        let mut failed = HashMap::new();
+        if self.constraints.is_empty() {
+            return (masks, failed);
+        }
+        for (id, _) in &out.num_scheduled_tokens {
+            let Some(c) = self.constraints.get_mut(id) else {
+                continue;
+            };
+            match c.allowed_tokens() {
+                Ok(mask) => {
+                    masks.insert(id.clone(), mask.to_vec());
+                }
+                Err(why) => {
+                    masks.insert(id.clone(), c.end_of_sequence_only());
+                    failed.insert(id.clone(), format!("structured output: {why}"));
+                }
+            }
+        }
+        (masks, failed)
+    }
+
+    /// Advances each constrained request's grammar over its sampled
+    /// tokens; a token the grammar refuses (it cannot happen under the
+    /// mask) fails the request.
+    fn accept_sampled(
+        &mut self,
+        runner_out: &ModelRunnerOutput,
+        failed: &mut HashMap<RequestId, String>,
+    ) {
+        if self.constraints.is_empty() {
+            return;
+        }
+        for (id, tokens) in runner_out.req_ids.iter().zip(&runner_out.sampled_token_ids) {
+            if failed.contains_key(id) {
+                continue;
+            }
+            if let Some(c) = self.constraints.get_mut(id) {
+                if let Err(why) = c.accept(tokens) {
+                    failed.insert(id.clone(), format!("structured output: {why}"));
+                }
+            }
+        }
+    }
+
+    /// Ends the requests whose grammar failed in this step with an error.
+    fn end_grammar_failed(&mut self, failed: HashMap<RequestId, String>) {
+        for (id, reason) in failed {
+            tracing::warn!(request = %id, %reason, "a structured output failed");
+            self.scheduler.abort([&id]);
+            self.timings.remove(&id);
+            self.constraints.remove(&id);
+            if let Some(events) = self.streams.remove(&id) {
+                let _ = events.send(CoreEvent::Error(CoreError::Failed(reason)));
+            }
+        }
     }
 
     /// Ends the requests a worker could not run in step `out` (and those
@@ -736,6 +834,7 @@ mod tests {
                 ..StopParams::default()
             },
             priority: 0,
+            constraint: None,
         }
     }
 

@@ -14,6 +14,7 @@ use scheduler::{FinishReason, SamplingParams, StopParams};
 use super::logprob_holdback::LogprobHoldback;
 use crate::core::{CoreError, CoreEvent, CoreRequest, EngineCoreHandle, SampledLogprobs};
 use crate::detokenizer::{IncrementalDetokenizer, StopChecker};
+use crate::structured::Constraint;
 use crate::tokenizer::Tokenizer;
 
 /// Everything one request asks of the engine, after validation.
@@ -29,6 +30,8 @@ pub struct GenerationParams {
     /// Number of choices.
     pub n: usize,
     pub priority: i32,
+    /// The grammar of a structured output; each choice walks its own copy.
+    pub constraint: Option<Constraint>,
 }
 
 /// A token with its log-probability and the top alternatives.
@@ -90,6 +93,7 @@ pub fn generate(
             sampling,
             stop: params.stop.clone(),
             priority: params.priority,
+            constraint: params.constraint.clone(),
         })?;
         choices.push(Choice {
             index,

@@ -10,15 +10,18 @@ mod generation;
 mod logprob_holdback;
 mod provider;
 mod requests;
+mod tools;
 
 use std::sync::Arc;
 
 use crate::chat_template::ChatTemplate;
 use crate::core::EngineCoreHandle;
 use crate::generation_config::SamplingDefaults;
+use crate::structured::StructuredOutputs;
 use crate::tokenizer::Tokenizer;
 
 pub use generation::{generate, ChoiceDelta, GenerationParams, TokenLogprob};
+pub use tools::ToolSettings;
 
 /// A model served by this process.
 pub struct LocalEngine {
@@ -35,6 +38,9 @@ pub struct LocalEngine {
     /// Sampling defaults for fields a request leaves out
     /// (`--generation-config`).
     defaults: SamplingDefaults,
+    /// Grammars for structured outputs, or why this model has none.
+    structured: Result<Arc<StructuredOutputs>, String>,
+    tools: ToolSettings,
 }
 
 impl LocalEngine {
@@ -47,6 +53,12 @@ impl LocalEngine {
         max_model_len: usize,
         priority_scheduling: bool,
     ) -> Self {
+        let structured = StructuredOutputs::new(tokenizer.clone(), core.limits().vocab_size)
+            .map(Arc::new)
+            .map_err(|e| {
+                tracing::warn!("structured outputs are off for this model: {e}");
+                e.to_string()
+            });
         Self {
             names,
             tokenizer,
@@ -55,12 +67,20 @@ impl LocalEngine {
             max_model_len,
             priority_scheduling,
             defaults: SamplingDefaults::default(),
+            structured,
+            tools: ToolSettings::default(),
         }
     }
 
     /// Uses `defaults` for the sampling fields requests leave out.
     pub fn with_sampling_defaults(mut self, defaults: SamplingDefaults) -> Self {
         self.defaults = defaults;
+        self
+    }
+
+    /// Serves tool calls as `settings` say (`--tool-call-parser`, ...).
+    pub fn with_tool_settings(mut self, settings: ToolSettings) -> Self {
+        self.tools = settings;
         self
     }
 }

@@ -16,8 +16,10 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use super::generation::{generate, ChoiceDelta, TokenLogprob};
 use super::requests::{off_the_runtime, Knobs};
+use super::tools::{message_parts, ToolMode, ToolPlan, ToolStream};
 use super::{GenerationParams, LocalEngine};
 use crate::core::CoreError;
+use crate::structured;
 
 type Deltas = BoxStream<'static, Result<ChoiceDelta, ProviderError>>;
 
@@ -144,19 +146,36 @@ impl LocalEngine {
             .boxed())
     }
 
+    /// Renders, tokenizes and starts a chat request: its deltas, number
+    /// of choices, prompt length, and how tool calls are read from it.
     async fn start_chat(
         &self,
         req: &ChatCompletionRequest,
         id: &str,
-    ) -> Result<(Deltas, usize, usize), ProviderError> {
+    ) -> Result<(Deltas, usize, usize, ToolMode), ProviderError> {
         self.check_model(&req.model)?;
+        let reads_tools = self.template.as_ref().is_some_and(|t| t.reads_tools());
+        let tools = ToolPlan::of(req, self.tools, reads_tools)?;
+        let knobs = Knobs::of_chat(req);
+        let structured = structured::from_request(knobs.response_format, knobs.extra)?;
+        if let (Some(_), Some(s)) = (&tools.grammar, &structured) {
+            return Err(ProviderError::invalid(
+                &s.param,
+                "a structured output cannot be combined with tool_choice \"required\" or a named function",
+            ));
+        }
         let prompt = self
-            .chat_prompt(&req.messages, req.add_generation_prompt.unwrap_or(true))
+            .chat_prompt(
+                &req.messages,
+                req.add_generation_prompt.unwrap_or(true),
+                tools.template_tools,
+            )
             .await?;
         let prompt_len = prompt.len();
-        let params = self.params(id.to_string(), prompt, &Knobs::of_chat(req))?;
+        let mut params = self.params(id.to_string(), prompt, &knobs)?;
+        params.constraint = self.compile(tools.grammar.or(structured)).await?;
         let n = params.n;
-        Ok((self.start(params, 0)?, n, prompt_len))
+        Ok((self.start(params, 0)?, n, prompt_len, tools.mode))
     }
 
     /// Token ids of each prompt of a (possibly batched) completion request;
@@ -200,9 +219,11 @@ impl LocalEngine {
         let mut n = 1;
         let mut prompt_tokens = 0;
         let mut params = Vec::new();
+        let constraint = self.constraint(&knobs).await?;
         for (i, prompt) in prompts.iter().enumerate() {
             prompt_tokens += prompt.len();
-            let p = self.params(format!("{id}-p{i}"), prompt.clone(), &knobs)?;
+            let mut p = self.params(format!("{id}-p{i}"), prompt.clone(), &knobs)?;
+            p.constraint = constraint.clone();
             n = p.n;
             params.push(p);
         }
@@ -236,20 +257,28 @@ impl Provider for LocalEngine {
         req: ChatCompletionRequest,
     ) -> Result<ChatCompletionResponse, ProviderError> {
         let id = new_id("chatcmpl");
-        let (deltas, n, prompt_len) = self.start_chat(&req, &id).await?;
+        let (deltas, n, prompt_len, tool_mode) = self.start_chat(&req, &id).await?;
         let collected = collect(deltas, n).await?;
         let completion_tokens: usize = collected.iter().map(|c| c.num_tokens).sum();
         let choices = collected
             .into_iter()
             .enumerate()
-            .map(|(i, c)| ChatChoice {
-                index: i as u32,
-                message: ChatResponseMessage::assistant(c.text),
-                logprobs: req
-                    .logprobs
-                    .filter(|&l| l)
-                    .map(|_| chat_logprobs(&c.logprobs)),
-                finish_reason: c.finish_reason,
+            .map(|(i, c)| {
+                let (content, tool_calls, finish_reason) =
+                    message_parts(&tool_mode, c.text, c.finish_reason);
+                ChatChoice {
+                    index: i as u32,
+                    message: ChatResponseMessage {
+                        content,
+                        tool_calls,
+                        ..ChatResponseMessage::assistant("")
+                    },
+                    logprobs: req
+                        .logprobs
+                        .filter(|&l| l)
+                        .map(|_| chat_logprobs(&c.logprobs)),
+                    finish_reason,
+                }
             })
             .collect();
         Ok(ChatCompletionResponse::new(
@@ -265,7 +294,7 @@ impl Provider for LocalEngine {
         req: ChatCompletionRequest,
     ) -> Result<ChunkStream<ChatCompletionChunk>, ProviderError> {
         let id = new_id("chatcmpl");
-        let (deltas, n, prompt_len) = self.start_chat(&req, &id).await?;
+        let (deltas, n, prompt_len, tool_mode) = self.start_chat(&req, &id).await?;
         let created = unix_now();
         let model = req.model.clone();
         let want_logprobs = req.logprobs == Some(true);
@@ -293,24 +322,37 @@ impl Provider for LocalEngine {
                 .collect(),
         );
         let mut tokens_per_choice = vec![0usize; n];
+        let mut tool_streams: Vec<ToolStream> =
+            (0..n).map(|_| ToolStream::new(&tool_mode)).collect();
         let (id2, model2) = (id.clone(), model.clone());
         let body = deltas.filter_map(move |d| {
             let item = d.map(|d| {
                 if let Some(t) = tokens_per_choice.get_mut(d.index) {
                     *t = d.num_output_tokens;
                 }
-                if d.text.is_empty() && d.finish_reason.is_none() && d.logprobs.is_empty() {
+                let (text, tool_calls, finish_reason) = match tool_streams.get_mut(d.index) {
+                    Some(s) => {
+                        let out = s.push(d.text, d.finish_reason);
+                        (out.content, out.tool_calls, out.finish)
+                    }
+                    None => (d.text, None, d.finish_reason),
+                };
+                if text.is_empty()
+                    && tool_calls.is_none()
+                    && finish_reason.is_none()
+                    && d.logprobs.is_empty()
+                {
                     return None;
                 }
                 let choice = ChatChunkChoice {
                     index: d.index as u32,
                     delta: ChatDelta {
                         role: None,
-                        content: Some(d.text),
-                        tool_calls: None,
+                        content: (!text.is_empty() || tool_calls.is_none()).then_some(text),
+                        tool_calls,
                     },
                     logprobs: want_logprobs.then(|| chat_logprobs(&d.logprobs)),
-                    finish_reason: d.finish_reason,
+                    finish_reason,
                 };
                 let total: usize = tokens_per_choice.iter().sum();
                 Some((
@@ -463,7 +505,7 @@ impl Provider for LocalEngine {
                 .await?
             }
             TokenizeInput::Messages(messages) => {
-                self.chat_prompt(messages, req.add_generation_prompt.unwrap_or(true))
+                self.chat_prompt(messages, req.add_generation_prompt.unwrap_or(true), None)
                     .await?
             }
         };

@@ -5,6 +5,9 @@
 use frontend::openai::{ChatCompletionRequest, ChatMessage, CompletionRequest, StopSequences};
 use frontend::ProviderError;
 use scheduler::{SamplingParams, StopParams};
+use serde_json::{Map, Value};
+
+use crate::structured::{self, Constraint, SpecSource};
 
 use super::{GenerationParams, LocalEngine};
 
@@ -31,6 +34,11 @@ pub(super) struct Knobs<'a> {
     /// `max_tokens` when the client sent none: OpenAI's and vLLM's 16 for
     /// text completions; `None` (the rest of the context) for chat.
     pub default_max_tokens: Option<usize>,
+    /// OpenAI's `response_format`.
+    pub response_format: Option<&'a Value>,
+    /// The fields the OpenAI types leave to `extra`, vLLM's
+    /// `structured_outputs` and `guided_*` among them.
+    pub extra: &'a Map<String, Value>,
 }
 
 impl<'a> Knobs<'a> {
@@ -54,6 +62,8 @@ impl<'a> Knobs<'a> {
             stop_token_ids: r.stop_token_ids.as_ref(),
             logprobs: (r.logprobs == Some(true)).then(|| r.top_logprobs.unwrap_or(0).max(0) as u32),
             default_max_tokens: None,
+            response_format: r.response_format.as_ref(),
+            extra: &r.extra,
         }
     }
 
@@ -77,6 +87,9 @@ impl<'a> Knobs<'a> {
             stop_token_ids: r.stop_token_ids.as_ref(),
             logprobs: r.logprobs.map(|k| k.max(0) as u32),
             default_max_tokens: Some(frontend::openai::COMPLETION_DEFAULT_MAX_TOKENS as usize),
+            // vLLM takes it on completions too; OpenAI's type has none.
+            response_format: r.extra.get("response_format"),
+            extra: &r.extra,
         }
     }
 }
@@ -102,6 +115,7 @@ impl LocalEngine {
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
+        tools: Option<Value>,
     ) -> Result<Vec<u32>, ProviderError> {
         let template = self.template.clone().ok_or_else(|| {
             ProviderError::invalid(
@@ -119,6 +133,12 @@ impl LocalEngine {
                 if let Some(name) = &m.name {
                     v["name"] = serde_json::Value::String(name.clone());
                 }
+                if let Some(calls) = &m.tool_calls {
+                    v["tool_calls"] = template_tool_calls(calls);
+                }
+                if let Some(id) = &m.tool_call_id {
+                    v["tool_call_id"] = id.clone();
+                }
                 v
             })
             .collect();
@@ -128,7 +148,7 @@ impl LocalEngine {
                 .render(
                     &serde_json::Value::Array(messages),
                     add_generation_prompt,
-                    None,
+                    tools.as_ref(),
                 )
                 .map_err(|e| ProviderError::invalid("messages", format!("chat template: {e}")))?;
             tokenizer
@@ -234,8 +254,61 @@ impl LocalEngine {
             include_stop_str_in_output: false,
             skip_special_tokens: k.skip_special_tokens.unwrap_or(true),
             priority,
+            constraint: None,
         })
     }
+
+    /// The compiled grammar of the request's structured output, if it asks
+    /// for one (compiling a large schema takes milliseconds: off the async
+    /// workers). A model whose vocabulary llguidance cannot read answers a
+    /// constrained request with a 400 saying so.
+    pub(super) async fn constraint(
+        &self,
+        k: &Knobs<'_>,
+    ) -> Result<Option<Constraint>, ProviderError> {
+        self.compile(structured::from_request(k.response_format, k.extra)?)
+            .await
+    }
+
+    /// Compiles a grammar (a structured output's, or the one that
+    /// enforces a tool choice) off the async workers.
+    pub(super) async fn compile(
+        &self,
+        source: Option<SpecSource>,
+    ) -> Result<Option<Constraint>, ProviderError> {
+        let Some(source) = source else {
+            return Ok(None);
+        };
+        let outputs = self.structured.clone().map_err(|why| {
+            ProviderError::invalid(
+                &source.param,
+                format!("structured outputs are not available for this model: {why}"),
+            )
+        })?;
+        off_the_runtime(move || outputs.compile(&source).map(Some)).await
+    }
+}
+
+/// An assistant turn's `tool_calls` as templates read them: each
+/// `function.arguments` JSON string parsed into an object, as vLLM does
+/// (templates write `arguments | tojson`); other shapes pass as sent.
+fn template_tool_calls(calls: &Value) -> Value {
+    let mut calls = calls.clone();
+    if let Some(list) = calls.as_array_mut() {
+        for call in list {
+            let Some(args) = call.pointer_mut("/function/arguments") else {
+                continue;
+            };
+            if let Some(parsed) = args
+                .as_str()
+                .and_then(|s| serde_json::from_str::<Value>(s).ok())
+                .filter(Value::is_object)
+            {
+                *args = parsed;
+            }
+        }
+    }
+    calls
 }
 
 /// `temperature`, or 0 (greedy) when it is below

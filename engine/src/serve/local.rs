@@ -18,9 +18,10 @@ use crate::chat_template::ChatTemplate;
 use crate::core::{spawn_engine_core, EngineCoreHandle, EngineMetrics, StatsLogger};
 use crate::executor::{kv_cache_groups, start_executor, ExecutorConfig};
 use crate::generation_config::{GenerationConfigSource, SamplingDefaults};
-use crate::local::LocalEngine;
+use crate::local::{LocalEngine, ToolSettings};
 use crate::model_args::ModelArgs;
 use crate::tokenizer::Tokenizer;
+use crate::tool_calls::ToolCallParser;
 
 /// The flags of `engine serve` that only the local engine reads.
 #[derive(Debug, Clone, Args)]
@@ -95,6 +96,18 @@ pub struct LocalArgs {
     /// Seconds between stats lines while there is work.
     #[arg(long, default_value_t = 5.0)]
     pub log_stats_interval: f64,
+    /// A chat template used instead of the model's: a file, or the
+    /// template itself (as vLLM's flag). Tool calling needs one that
+    /// renders `tools` (`examples/tool_chat_template_hermes.jinja`).
+    #[arg(long)]
+    pub chat_template: Option<String>,
+    /// How the model writes tool calls, for `tool_choice: "auto"`.
+    #[arg(long, value_enum)]
+    pub tool_call_parser: Option<ToolCallParser>,
+    /// Lets the model decide when to call a tool (`tool_choice: "auto"`,
+    /// the default when a request has tools); needs --tool-call-parser.
+    #[arg(long)]
+    pub enable_auto_tool_choice: bool,
 }
 
 /// Starts the engine for `--model`, served under `--served-model-name`
@@ -293,7 +306,13 @@ fn start_local_engine(
     let started = std::time::Instant::now();
     let source = ModelSource::resolve(model)?;
     let tokenizer = Arc::new(Tokenizer::from_model_source(&source)?);
-    let template = ChatTemplate::from_model_source(&source, &tokenizer)?;
+    let template = match &args.chat_template {
+        Some(given) => Some(ChatTemplate::from_flag(given, &tokenizer)?),
+        None => ChatTemplate::from_model_source(&source, &tokenizer)?,
+    };
+    if args.enable_auto_tool_choice && args.tool_call_parser.is_none() {
+        bail!("--enable-auto-tool-choice needs --tool-call-parser (hermes, llama3_json, llama4_pythonic, mistral, qwen3_coder)");
+    }
     let defaults = SamplingDefaults::load(
         &source,
         &args.generation_config,
@@ -436,7 +455,11 @@ fn start_local_engine(
             max_model_len,
             policy == SchedulingPolicy::Priority,
         )
-        .with_sampling_defaults(defaults),
+        .with_sampling_defaults(defaults)
+        .with_tool_settings(ToolSettings {
+            parser: args.tool_call_parser,
+            auto_tool_choice: args.enable_auto_tool_choice,
+        }),
     );
     eprintln!(
         "engine: engine ready in {:.1} s",

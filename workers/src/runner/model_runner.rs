@@ -417,6 +417,15 @@ fn chunk_for(
         }
         .to_string()
     })?;
+    let mask = &s.allowed_token_bitmask;
+    let needed = limits.vocab_size.div_ceil(32);
+    if !mask.is_empty() && (mask.len() < needed || mask.iter().all(|&w| w == 0)) {
+        return Err(format!(
+            "the allowed-token bitmask of {} words allows no token or does not cover the {} tokens of the vocabulary",
+            mask.len(),
+            limits.vocab_size
+        ));
+    }
     let chunk = SequenceChunk {
         token_ids: token_ids.to_vec(),
         num_computed: start,
@@ -461,6 +470,8 @@ fn forward_and_sample(
                     params: &state.sampling,
                     token_ids: &state.token_ids,
                     num_prompt_tokens: state.num_prompt_tokens,
+                    allowed: (!s.allowed_token_bitmask.is_empty())
+                        .then_some(&s.allowed_token_bitmask[..]),
                 });
             }
         }
