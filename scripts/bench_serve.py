@@ -52,7 +52,7 @@ def summary(values):
 async def one_request(client, args, prompt, max_tokens):
     body = {"model": args.model, "prompt": prompt, "max_tokens": max_tokens,
             "temperature": 0.0, "stream": True, "ignore_eos": True,
-            "stream_options": {"include_usage": True}}
+            "stream_options": {"include_usage": True}, **getattr(args, "extra_body", {})}
     start = time.perf_counter()
     ttft, last, itl, tokens, chunks, error = None, start, [], 0, 0, None
     try:

@@ -8,6 +8,7 @@ with scripts/bench_serve.py, and reads the engine's per-phase step counters
 /metrics before and after each run. Per step it prints:
 
   schedule   the engine core: scheduling and building the step request
+  grammar    structured outputs: allowed-token masks and grammar advances
   transport  gRPC to the worker and back (the round trip less the worker's
              own phases)
   prepare    the worker: applying the step's deltas, building the batch
@@ -39,7 +40,7 @@ import bench_serve  # noqa: E402
 from bench_decode import machine  # noqa: E402
 from bench_serve_hf import drive, free_port, prompt_sets, start_server  # noqa: E402
 
-PHASES = ["schedule", "transport", "prepare", "forward", "sample", "output"]
+PHASES = ["schedule", "grammar", "transport", "prepare", "forward", "sample", "output"]
 
 
 def counters(port: int) -> dict:

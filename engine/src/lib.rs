@@ -23,6 +23,8 @@ pub mod generation_config;
 pub mod local;
 #[cfg(feature = "local")]
 pub mod model_args;
+#[cfg(feature = "local")]
+pub mod reasoning;
 pub mod serve;
 #[cfg(feature = "local")]
 pub mod structured;

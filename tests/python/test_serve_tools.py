@@ -1,4 +1,5 @@
-"""Tool calling on the local engine, through the OpenAI and Anthropic SDKs.
+"""Tool calling and reasoning output on the local engine, through the
+OpenAI and Anthropic SDKs.
 
 SmolLM2's own template has no tools, so this server runs it with the
 Hermes tool template in examples/ and the `hermes` parser, as vLLM serves a
@@ -38,7 +39,8 @@ ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 @pytest.fixture(scope="module")
 def tool_server(tmp_path_factory):
     s = Server(["--chat-template", "examples/tool_chat_template_hermes.jinja",
-                "--tool-call-parser", "hermes", "--enable-auto-tool-choice"],
+                "--tool-call-parser", "hermes", "--enable-auto-tool-choice",
+                "--reasoning-parser", "qwen3"],
                tmp=tmp_path_factory.mktemp("engine-tools"))
     yield s
     s.stop()
@@ -58,8 +60,11 @@ def weather_args(arguments: str) -> dict:
 
 
 def test_required_and_named_choices_always_call(oai):
+    # One call (parallel_tool_calls=False bounds the array): a 135M model
+    # left to list calls may list them until max_tokens.
     r = oai.chat.completions.create(model="smollm2", messages=ASK, tools=[WEATHER, TIME],
-                                    tool_choice="required", max_tokens=120)
+                                    tool_choice="required", max_tokens=120, temperature=0,
+                                    parallel_tool_calls=False)
     choice = r.choices[0]
     assert choice.finish_reason == "tool_calls", choice
     calls = choice.message.tool_calls
@@ -91,7 +96,7 @@ def test_streamed_calls_arrive_as_openai_tool_call_deltas(oai):
 
     chunks = list(oai.chat.completions.create(
         model="smollm2", messages=ASK, tools=[WEATHER], stream=True, max_tokens=120,
-        tool_choice="required", parallel_tool_calls=False))
+        tool_choice="required", parallel_tool_calls=False, temperature=0))
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finish == ["tool_calls"], finish
     calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
@@ -192,3 +197,25 @@ def test_tool_requests_that_cannot_be_served_are_400s(tool_server, server):
     r = post(tool_server.base, tools=[WEATHER], tool_choice="required",
              response_format={"type": "json_object"})
     assert r.status_code == 400, r.text
+
+
+def test_reasoning_goes_to_reasoning_content_streamed_or_not(oai):
+    """With --reasoning-parser qwen3, output that opens with <think> is split
+    at </think> (forced with a regex here: SmolLM2 does not think)."""
+    body = dict(model="smollm2", messages=ASK, max_tokens=40,
+                extra_body={"guided_regex": r"<think>It is in France\.</think>Sunny\."})
+    r = oai.chat.completions.create(**body)
+    message = r.choices[0].message
+    assert message.reasoning_content == "It is in France.", message
+    assert message.content == "Sunny."
+
+    chunks = list(oai.chat.completions.create(stream=True, **body))
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    reasoning = "".join(getattr(d, "reasoning_content", None) or "" for d in deltas)
+    content = "".join(d.content or "" for d in deltas)
+    assert (reasoning, content) == ("It is in France.", "Sunny."), deltas
+
+    # Output that does not open with <think> is all content.
+    r = oai.chat.completions.create(**{**body, "extra_body": {"guided_regex": "Sunny\\."}})
+    assert r.choices[0].message.content == "Sunny."
+    assert getattr(r.choices[0].message, "reasoning_content", None) is None

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use crate::chat_template::ChatTemplate;
 use crate::core::EngineCoreHandle;
 use crate::generation_config::SamplingDefaults;
+use crate::reasoning::ReasoningParser;
 use crate::structured::StructuredOutputs;
 use crate::tokenizer::Tokenizer;
 
@@ -41,6 +42,8 @@ pub struct LocalEngine {
     /// Grammars for structured outputs, or why this model has none.
     structured: Result<Arc<StructuredOutputs>, String>,
     tools: ToolSettings,
+    /// `--reasoning-parser`: splits thinking into `reasoning_content`.
+    reasoning: Option<ReasoningParser>,
 }
 
 impl LocalEngine {
@@ -69,12 +72,19 @@ impl LocalEngine {
             defaults: SamplingDefaults::default(),
             structured,
             tools: ToolSettings::default(),
+            reasoning: None,
         }
     }
 
     /// Uses `defaults` for the sampling fields requests leave out.
     pub fn with_sampling_defaults(mut self, defaults: SamplingDefaults) -> Self {
         self.defaults = defaults;
+        self
+    }
+
+    /// Splits a thinking model's reasoning off with `parser`.
+    pub fn with_reasoning_parser(mut self, parser: Option<ReasoningParser>) -> Self {
+        self.reasoning = parser;
         self
     }
 

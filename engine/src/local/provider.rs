@@ -19,6 +19,7 @@ use super::requests::{off_the_runtime, Knobs};
 use super::tools::{message_parts, ToolMode, ToolPlan, ToolStream};
 use super::{GenerationParams, LocalEngine};
 use crate::core::CoreError;
+use crate::reasoning::ReasoningStream;
 use crate::structured;
 
 type Deltas = BoxStream<'static, Result<ChoiceDelta, ProviderError>>;
@@ -264,13 +265,18 @@ impl Provider for LocalEngine {
             .into_iter()
             .enumerate()
             .map(|(i, c)| {
+                let (reasoning_content, text) = match self.reasoning {
+                    Some(parser) => parser.split(&c.text),
+                    None => (None, c.text),
+                };
                 let (content, tool_calls, finish_reason) =
-                    message_parts(&tool_mode, c.text, c.finish_reason);
+                    message_parts(&tool_mode, text, c.finish_reason);
                 ChatChoice {
                     index: i as u32,
                     message: ChatResponseMessage {
                         content,
                         tool_calls,
+                        reasoning_content,
                         ..ChatResponseMessage::assistant("")
                     },
                     logprobs: req
@@ -315,6 +321,7 @@ impl Provider for LocalEngine {
                         role: Some("assistant".into()),
                         content: Some(String::new()),
                         tool_calls: None,
+                        reasoning_content: None,
                     },
                     logprobs: None,
                     finish_reason: None,
@@ -324,20 +331,31 @@ impl Provider for LocalEngine {
         let mut tokens_per_choice = vec![0usize; n];
         let mut tool_streams: Vec<ToolStream> =
             (0..n).map(|_| ToolStream::new(&tool_mode)).collect();
+        let mut reasoning_streams: Vec<Option<ReasoningStream>> = (0..n)
+            .map(|_| self.reasoning.map(ReasoningStream::new))
+            .collect();
         let (id2, model2) = (id.clone(), model.clone());
         let body = deltas.filter_map(move |d| {
             let item = d.map(|d| {
                 if let Some(t) = tokens_per_choice.get_mut(d.index) {
                     *t = d.num_output_tokens;
                 }
+                let (reasoning, text) = match reasoning_streams.get_mut(d.index) {
+                    Some(Some(s)) => {
+                        let routed = s.push(&d.text, d.finish_reason.is_some());
+                        (routed.reasoning, routed.content)
+                    }
+                    _ => (String::new(), d.text),
+                };
                 let (text, tool_calls, finish_reason) = match tool_streams.get_mut(d.index) {
                     Some(s) => {
-                        let out = s.push(d.text, d.finish_reason);
+                        let out = s.push(text, d.finish_reason);
                         (out.content, out.tool_calls, out.finish)
                     }
-                    None => (d.text, None, d.finish_reason),
+                    None => (text, None, d.finish_reason),
                 };
                 if text.is_empty()
+                    && reasoning.is_empty()
                     && tool_calls.is_none()
                     && finish_reason.is_none()
                     && d.logprobs.is_empty()
@@ -348,8 +366,11 @@ impl Provider for LocalEngine {
                     index: d.index as u32,
                     delta: ChatDelta {
                         role: None,
-                        content: (!text.is_empty() || tool_calls.is_none()).then_some(text),
+                        content: (!text.is_empty()
+                            || (tool_calls.is_none() && reasoning.is_empty()))
+                        .then_some(text),
                         tool_calls,
+                        reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
                     },
                     logprobs: want_logprobs.then(|| chat_logprobs(&d.logprobs)),
                     finish_reason,

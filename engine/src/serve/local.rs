@@ -20,6 +20,7 @@ use crate::executor::{kv_cache_groups, start_executor, ExecutorConfig};
 use crate::generation_config::{GenerationConfigSource, SamplingDefaults};
 use crate::local::{LocalEngine, ToolSettings};
 use crate::model_args::ModelArgs;
+use crate::reasoning::ReasoningParser;
 use crate::tokenizer::Tokenizer;
 use crate::tool_calls::ToolCallParser;
 
@@ -108,6 +109,11 @@ pub struct LocalArgs {
     /// the default when a request has tools); needs --tool-call-parser.
     #[arg(long)]
     pub enable_auto_tool_choice: bool,
+    /// Splits a thinking model's `<think>...</think>` into
+    /// `reasoning_content`: deepseek_r1 (output starts thinking) or qwen3
+    /// (only output that opens with `<think>`).
+    #[arg(long, value_enum)]
+    pub reasoning_parser: Option<ReasoningParser>,
 }
 
 /// Starts the engine for `--model`, served under `--served-model-name`
@@ -459,7 +465,8 @@ fn start_local_engine(
         .with_tool_settings(ToolSettings {
             parser: args.tool_call_parser,
             auto_tool_choice: args.enable_auto_tool_choice,
-        }),
+        })
+        .with_reasoning_parser(args.reasoning_parser),
     );
     eprintln!(
         "engine: engine ready in {:.1} s",

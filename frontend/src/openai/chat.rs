@@ -341,6 +341,10 @@ pub struct ChatResponseMessage {
     /// Parsed tool calls, when a tool parser produced some.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Value>,
+    /// A thinking model's reasoning, split off by `--reasoning-parser`
+    /// (vLLM's field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 impl ChatResponseMessage {
@@ -350,6 +354,7 @@ impl ChatResponseMessage {
             role: "assistant".to_owned(),
             content: Some(content.into()),
             tool_calls: None,
+            reasoning_content: None,
         }
     }
 }
@@ -454,6 +459,9 @@ pub struct ChatDelta {
     /// Tool-call deltas, when a tool parser streams them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Value>,
+    /// New reasoning text (`--reasoning-parser`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 #[cfg(test)]
@@ -619,6 +627,7 @@ mod tests {
                     role: Some("assistant".into()),
                     content: Some("hi".into()),
                     tool_calls: None,
+                    reasoning_content: None,
                 },
                 logprobs: None,
                 finish_reason: None,

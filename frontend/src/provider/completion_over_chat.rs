@@ -164,6 +164,7 @@ mod tests {
                 role: Some("assistant".into()),
                 content: content.map(str::to_owned),
                 tool_calls: None,
+                reasoning_content: None,
             },
             logprobs: None,
             finish_reason: finish,

@@ -221,6 +221,7 @@ mod tests {
                 role: "assistant".to_owned(),
                 content: content.map(str::to_owned),
                 tool_calls: None,
+                reasoning_content: None,
             },
             logprobs: None,
             finish_reason: Some(FinishReason::ContentFilter),

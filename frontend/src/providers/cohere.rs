@@ -280,6 +280,7 @@ fn parse_response(v: &Value, model_name: &str) -> Result<ChatCompletionResponse,
         role: "assistant".to_owned(),
         content: (!text.is_empty() || calls.is_empty()).then_some(text),
         tool_calls: (!calls.is_empty()).then_some(Value::Array(calls)),
+        reasoning_content: None,
     };
     let id = v
         .get("id")

@@ -343,6 +343,7 @@ fn parse_response(v: &Value, model_name: &str) -> Result<ChatCompletionResponse,
         role: "assistant".to_owned(),
         content: (!content.is_empty() || calls.is_empty()).then(|| content.to_owned()),
         tool_calls: (!calls.is_empty()).then_some(Value::Array(calls)),
+        reasoning_content: None,
     };
     Ok(ChatCompletionResponse::new(
         new_id("chatcmpl"),

@@ -123,6 +123,7 @@ impl ChunkBuilder {
         self.chunk(
             ChatDelta {
                 tool_calls: Some(call),
+                reasoning_content: None,
                 ..ChatDelta::default()
             },
             None,
@@ -140,6 +141,7 @@ impl ChunkBuilder {
         self.chunk(
             ChatDelta {
                 tool_calls: Some(call),
+                reasoning_content: None,
                 ..ChatDelta::default()
             },
             None,

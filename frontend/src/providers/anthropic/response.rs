@@ -62,6 +62,7 @@ pub fn to_openai(resp: MessagesResponse, model: &str) -> ChatCompletionResponse 
         role: "assistant".to_owned(),
         content: (!text.is_empty() || calls.is_empty()).then_some(text),
         tool_calls: (!calls.is_empty()).then_some(Value::Array(calls)),
+        reasoning_content: None,
     };
     let id = if resp.id.is_empty() {
         new_id("chatcmpl")

@@ -96,6 +96,7 @@ pub fn chat_response(
         role: "assistant".to_owned(),
         content: (!text.is_empty() || calls.is_empty()).then_some(text),
         tool_calls: (!calls.is_empty()).then_some(Value::Array(calls)),
+        reasoning_content: None,
     };
     let choice = ChatChoice {
         index: 0,

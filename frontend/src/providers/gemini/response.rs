@@ -262,6 +262,7 @@ pub fn chat_response(
                     role: "assistant".to_owned(),
                     content: (!text.is_empty() || calls.is_empty()).then_some(text),
                     tool_calls: (!calls.is_empty()).then_some(Value::Array(calls)),
+                    reasoning_content: None,
                 },
                 logprobs: None,
                 finish_reason: Some(finish),

@@ -98,6 +98,7 @@ impl GeminiStream {
                         role: first.then(|| "assistant".to_owned()),
                         content: (!text.is_empty() || first).then_some(text),
                         tool_calls: (!calls.is_empty()).then_some(Value::Array(calls)),
+                        reasoning_content: None,
                     },
                     logprobs: None,
                     finish_reason: None,

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""What structured outputs cost: TPOT with a JSON schema on every request
+against the same requests unconstrained, in one run on one server.
+
+Starts `engine serve --model smollm2` (release build), then at concurrency
+32 streams fixed-length greedy completions (`ignore_eos`, so both arms
+decode the same number of tokens) twice each, alternating free and
+constrained so drift hits both. The schema is an open-ended array of
+records, so the grammar is live for every token rather than finished
+early. Reads the engine's `grammar` step phase (mask computation and
+grammar advances in the engine core) per step from /metrics.
+
+Goal (issue 17): constrained TPOT within 10% of unconstrained.
+
+Usage: python scripts/bench_structured.py [--output-len 64] [--binary PATH]
+Writes bench/results/structured_cpu.json.
+"""
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_decode import machine  # noqa: E402
+from bench_serve_hf import drive, free_port, prompt_sets, start_server  # noqa: E402
+from step_breakdown import counters  # noqa: E402
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"records": {"type": "array", "items": {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 24},
+                       "score": {"type": "integer", "minimum": 0, "maximum": 1000},
+                       "kind": {"enum": ["alpha", "beta", "gamma"]}},
+        "required": ["name", "score", "kind"], "additionalProperties": False}}},
+    "required": ["records"], "additionalProperties": False,
+}
+CONSTRAINED = {"response_format": {"type": "json_schema",
+                                   "json_schema": {"name": "records", "schema": SCHEMA}}}
+
+
+def arm(args, port, texts, extra_body):
+    args.extra_body = extra_body
+    before = counters(port)
+    report = drive(args, port, args.concurrency, texts)
+    after = counters(port)
+    steps = after["steps"] - before["steps"]
+    return {"tpot_ms": report["tpot_s"]["mean"] * 1e3,
+            "tpot_median_ms": report["tpot_s"]["median"] * 1e3,
+            "output_throughput": report["output_throughput"],
+            "failed": report["failed"], "errors": report["errors"],
+            "steps": steps,
+            "grammar_ms_per_step": (after["grammar"] - before["grammar"]) / steps * 1e3,
+            "forward_ms_per_step": (after["forward"] - before["forward"]) / steps * 1e3}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--num-prompts", type=int, default=64)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--input-len", type=int, default=64)
+    ap.add_argument("--output-len", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--binary", default=str(ROOT / "target/release/engine"))
+    args = ap.parse_args()
+    warmup, _, texts = prompt_sets(args)
+    port = free_port()
+    server = start_server(Path(args.binary), port, [])
+    runs = {"free": [], "json_schema": []}
+    try:
+        args.extra_body = CONSTRAINED
+        drive(args, port, 2, warmup)
+        for _ in range(2):
+            runs["free"].append(arm(args, port, texts, {}))
+            runs["json_schema"].append(arm(args, port, texts, CONSTRAINED))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    failed = sum(r["failed"] for rs in runs.values() for r in rs)
+    mean = {k: {m: statistics.fmean(r[m] for r in rs) for m in rs[0] if m not in ("errors",)}
+            for k, rs in runs.items()}
+    ratio = mean["json_schema"]["tpot_ms"] / mean["free"]["tpot_ms"]
+    print(f"SmolLM2, {args.concurrency} concurrent, {args.output_len} tokens each, "
+          f"{len(texts)} requests per arm, 2 runs per arm")
+    print(f"{'':14}{'TPOT ms':>10}{'tok/s':>10}{'grammar ms/step':>17}{'forward ms/step':>17}")
+    for k, m in mean.items():
+        print(f"{k:14}{m['tpot_ms']:10.1f}{m['output_throughput']:10.1f}"
+              f"{m['grammar_ms_per_step']:17.2f}{m['forward_ms_per_step']:17.2f}")
+    print(f"constrained / free TPOT: {ratio:.3f} (goal <= 1.10); failed requests: {failed}")
+    out = ROOT / "bench" / "results" / "structured_cpu.json"
+    out.write_text(json.dumps({
+        "benchmark": "TPOT with a JSON schema on every request vs unconstrained, same server "
+                     "and run (scripts/bench_structured.py)",
+        "machine": machine("cpu"), "params": {k: v for k, v in vars(args).items()
+                                              if k != "extra_body"},
+        "schema": SCHEMA, "runs": runs, "mean": mean, "tpot_ratio": ratio,
+        "failed": failed,
+    }, indent=2) + "\n")
+    print(f"wrote {out}")
+    if failed:
+        sys.exit("some requests failed")
+
+
+if __name__ == "__main__":
+    main()
