@@ -6,7 +6,8 @@
 //! a GGUF BPE vocabulary (as `transformers` builds it) chains
 //! `ByteFallback` and `ByteLevel`; its names would come out as their UTF-8
 //! (`Ġ(` as `C4 A0 28` instead of ` (`). So the bytes are read here, from
-//! which decoders the chain holds. The GPT-2 byte-to-character table is
+//! which decoders the chain holds (a word-level vocabulary's names are
+//! taken as its text). The GPT-2 byte-to-character table is
 //! private in both `tokenizers` and llguidance, hence written out below.
 
 use std::collections::HashMap;
@@ -108,8 +109,11 @@ pub(super) fn token_bytes(
     if let Some(d) = inner.get_decoder() {
         decoding(d, &mut how);
     }
-    if !how.byte_level && !how.byte_fallback {
-        return Err("the tokenizer's decoder is neither byte-level nor byte-fallback".into());
+    // A word-level vocabulary's names are its text (the character
+    // tokenizers of the tiny test checkpoints).
+    let word_level = matches!(inner.get_model(), tokenizers::ModelWrapper::WordLevel(_));
+    if !how.byte_level && !how.byte_fallback && !word_level {
+        return Err("the tokenizer is neither byte-level, byte-fallback nor word-level".into());
     }
     let chars = how.byte_level.then(byte_level_chars);
     let added = inner.get_added_tokens_decoder();
