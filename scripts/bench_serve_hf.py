@@ -90,15 +90,15 @@ def prompt_sets(args):
             texts[WARMUP_PROMPTS + singles:])
 
 
-def drive(args, port, concurrency, texts):
+def drive(args, port, concurrency, texts, extra_body=None):
     """bench_serve.run against the server on `port` (ours or llama.cpp's)
     at `concurrency` over `texts`, each asking for exactly
-    `args.output_len` tokens."""
+    `args.output_len` tokens, with `extra_body`'s fields added."""
     ns = argparse.Namespace(base_url=f"http://127.0.0.1:{port}", model="smollm2",
                             num_prompts=len(texts), concurrency=concurrency,
                             request_rate=float("inf"), input_len=args.input_len,
                             output_len=args.output_len, range_ratio=0.0, seed=args.seed,
-                            result=None)
+                            result=None, extra_body=extra_body or {})
     requests = [(text, args.output_len) for text in texts]
     return asyncio.run(bench_serve.run(ns, requests))
 

@@ -17,7 +17,6 @@ Usage: python scripts/bench_structured.py [--output-len 64] [--binary PATH]
 Writes bench/results/structured_cpu.json.
 """
 import argparse
-import asyncio
 import json
 import random
 import statistics
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from bench_decode import machine  # noqa: E402
 import bench_serve  # noqa: E402
-from bench_serve_hf import free_port, start_server  # noqa: E402
+from bench_serve_hf import drive, free_port, start_server  # noqa: E402
 from step_breakdown import counters  # noqa: E402
 
 SCHEMA = {
@@ -43,17 +42,6 @@ SCHEMA = {
 }
 CONSTRAINED = {"response_format": {"type": "json_schema",
                                    "json_schema": {"name": "records", "schema": SCHEMA}}}
-
-
-def drive(args, port, concurrency, texts, extra_body):
-    """bench_serve.run at `concurrency` over `texts`, each request with
-    `extra_body` and exactly `args.output_len` tokens."""
-    ns = argparse.Namespace(base_url=f"http://127.0.0.1:{port}", model="smollm2",
-                            num_prompts=len(texts), concurrency=concurrency,
-                            request_rate=float("inf"), input_len=args.input_len,
-                            output_len=args.output_len, range_ratio=0.0, seed=args.seed,
-                            result=None, extra_body=extra_body)
-    return asyncio.run(bench_serve.run(ns, [(text, args.output_len) for text in texts]))
 
 
 def arm(args, port, texts, extra_body):

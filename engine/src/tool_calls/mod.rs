@@ -189,6 +189,32 @@ impl StreamSplitter {
     }
 }
 
+/// The calls written between `open` and `close` tags (the last may lack
+/// its closing tag, when the model stopped right after it), each read by
+/// `call`, and the text around them; `None` when any call does not read.
+fn tagged_calls(
+    text: &str,
+    open: &str,
+    close: &str,
+    call: impl Fn(&str) -> Option<ToolCall>,
+) -> Option<Parsed> {
+    let mut content = String::new();
+    let mut calls = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(open) {
+        content.push_str(&rest[..start]);
+        let body = &rest[start + open.len()..];
+        let (inner, after) = match body.find(close) {
+            Some(end) => (&body[..end], &body[end + close.len()..]),
+            None => (body, ""),
+        };
+        calls.push(call(inner)?);
+        rest = after;
+    }
+    content.push_str(rest);
+    Some(Parsed { content, calls })
+}
+
 /// A JSON object's fields, or `None` when `v` is not an object.
 fn object(v: Value) -> Option<Map<String, Value>> {
     match v {

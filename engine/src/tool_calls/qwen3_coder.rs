@@ -5,27 +5,10 @@
 
 use serde_json::{Map, Value};
 
-use super::{Parsed, ToolCall};
-
-const OPEN: &str = "<tool_call>";
-const CLOSE: &str = "</tool_call>";
+use super::{tagged_calls, Parsed, ToolCall};
 
 pub(super) fn parse(text: &str) -> Option<Parsed> {
-    let mut content = String::new();
-    let mut calls = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find(OPEN) {
-        content.push_str(&rest[..start]);
-        let body = &rest[start + OPEN.len()..];
-        let (call, after) = match body.find(CLOSE) {
-            Some(end) => (&body[..end], &body[end + CLOSE.len()..]),
-            None => (body, ""),
-        };
-        calls.push(function(call)?);
-        rest = after;
-    }
-    content.push_str(rest);
-    Some(Parsed { content, calls })
+    tagged_calls(text, "<tool_call>", "</tool_call>", function)
 }
 
 fn function(call: &str) -> Option<ToolCall> {
