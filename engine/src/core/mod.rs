@@ -523,9 +523,9 @@ impl EngineCore {
             return;
         }
         self.step_id += 1;
-        let grammar_started = Instant::now();
+        let masking = Instant::now();
         let (mut masks, mut grammar_failed) = self.grammar_masks(&out);
-        let mut grammar = grammar_started.elapsed();
+        let masked = masking.elapsed();
         let wire = step_request(self.step_id, &out, &mut masks);
         let executing = Instant::now();
         let mut result = match self.executor.execute(wire) {
@@ -540,7 +540,7 @@ impl EngineCore {
         let (runner_out, mut logprobs) = runner_output(result);
         let accepting = Instant::now();
         self.accept_sampled(&runner_out, &mut grammar_failed);
-        grammar += accepting.elapsed();
+        let accepted = accepting.elapsed();
         let outputs = self.scheduler.update_from_output(&out, &runner_out);
         let now = Instant::now();
         for o in outputs {
@@ -602,11 +602,11 @@ impl EngineCore {
         }
         self.update_gauges();
         self.metrics.observe_step(StepPhases {
-            schedule: (executing - scheduling).saturating_sub(grammar),
-            grammar,
+            schedule: (executing - scheduling).saturating_sub(masked),
+            grammar: masked + accepted,
             round_trip: executed - executing,
             worker,
-            output: executed.elapsed(),
+            output: executed.elapsed().saturating_sub(accepted),
         });
     }
 
