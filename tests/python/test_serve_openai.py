@@ -250,8 +250,8 @@ def test_step_phase_counters_account_for_a_request(server):
     request took (the tests run one at a time, so the server is idle
     otherwise)."""
     before = step_counters(server.base)
-    assert set(before) == {"schedule", "transport", "prepare", "forward", "sample", "output",
-                           "steps"}, before
+    assert set(before) == {"schedule", "grammar", "transport", "prepare", "forward", "sample",
+                           "output", "steps"}, before
     started = time.perf_counter()
     r = httpx.post(f"{server.base}/v1/completions", timeout=120, json={
         "model": MODEL, "prompt": "Once upon a time", "max_tokens": 8, "temperature": 0,
