@@ -21,21 +21,10 @@ pub(super) fn parse(text: &str) -> Option<Parsed> {
     let mut r = Reader { s: body, at: 0 };
     r.expect('[')?;
     let mut calls = Vec::new();
-    loop {
-        r.blank();
-        if r.eat(']') {
-            break;
-        }
-        if !calls.is_empty() {
-            r.expect(',')?;
-            r.blank();
-        }
+    r.items(']', |r| {
         calls.push(r.call()?);
-        r.blank();
-        if r.eat(']') {
-            break;
-        }
-    }
+        Some(())
+    })?;
     r.blank();
     (r.at == r.s.len() && !calls.is_empty()).then(|| Parsed {
         content: String::new(),
@@ -84,28 +73,38 @@ impl Reader<'_> {
         (self.at > start).then(|| &self.s[start..self.at])
     }
 
+    /// `item, item, ...` up to `close` (a trailing comma allowed), the
+    /// opening bracket already read.
+    fn items(&mut self, close: char, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        let mut first = true;
+        loop {
+            self.blank();
+            if self.eat(close) {
+                return Some(());
+            }
+            if !first {
+                self.expect(',')?;
+                self.blank();
+                if self.eat(close) {
+                    return Some(());
+                }
+            }
+            first = false;
+            item(self)?;
+        }
+    }
+
     fn call(&mut self) -> Option<ToolCall> {
         let name = self.ident()?.to_owned();
         self.expect('(')?;
         let mut arguments = Map::new();
-        loop {
-            self.blank();
-            if self.eat(')') {
-                break;
-            }
-            if !arguments.is_empty() {
-                self.expect(',')?;
-                self.blank();
-                if self.eat(')') {
-                    break;
-                }
-            }
-            let key = self.ident()?.to_owned();
-            self.expect('=')?;
-            self.blank();
-            let value = self.value(0)?;
-            arguments.insert(key, value);
-        }
+        self.items(')', |r| {
+            let key = r.ident()?.to_owned();
+            r.expect('=')?;
+            r.blank();
+            arguments.insert(key, r.value(0)?);
+            Some(())
+        })?;
         Some(ToolCall { name, arguments })
     }
 
@@ -124,44 +123,24 @@ impl Reader<'_> {
                     ')'
                 };
                 let mut items = Vec::new();
-                loop {
-                    self.blank();
-                    if self.eat(close) {
-                        break;
-                    }
-                    if !items.is_empty() {
-                        self.expect(',')?;
-                        self.blank();
-                        if self.eat(close) {
-                            break;
-                        }
-                    }
-                    items.push(self.value(depth + 1)?);
-                }
+                self.items(close, |r| {
+                    items.push(r.value(depth + 1)?);
+                    Some(())
+                })?;
                 Some(Value::Array(items))
             }
             '{' => {
                 self.at += 1;
                 let mut map = Map::new();
-                loop {
-                    self.blank();
-                    if self.eat('}') {
-                        break;
-                    }
-                    if !map.is_empty() {
-                        self.expect(',')?;
-                        self.blank();
-                        if self.eat('}') {
-                            break;
-                        }
-                    }
-                    let key = match self.value(depth + 1)? {
+                self.items('}', |r| {
+                    let key = match r.value(depth + 1)? {
                         Value::String(s) => s,
                         other => other.to_string(),
                     };
-                    self.expect(':')?;
-                    map.insert(key, self.value(depth + 1)?);
-                }
+                    r.expect(':')?;
+                    map.insert(key, r.value(depth + 1)?);
+                    Some(())
+                })?;
                 Some(Value::Object(map))
             }
             _ => {
