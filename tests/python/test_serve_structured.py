@@ -6,6 +6,7 @@ Runs against the session's default SmolLM2 server."""
 import json
 import random
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Literal, Optional, Union
 
@@ -199,3 +200,29 @@ def test_a_constrained_request_beside_free_ones_leaves_them_free(client):
     with pytest.raises(openai.BadRequestError):
         client.completions.create(model="smollm2", prompt="x", max_tokens=1,
                                   extra_body={"guided_regex": "("})
+
+
+@pytest.mark.parametrize("body", [
+    {"guided_choice": [f"option number {i}" for i in range(20000)]},
+    {"guided_regex": "a{100000}"},
+    {"guided_regex": "(a|aa)*(b|ab)*" * 50},
+    {"guided_json": {"type": "array", "minItems": 1000000000, "items": {"type": "integer"}}},
+    {"guided_json": {"type": "string", "minLength": 10**18, "maxLength": 10**19}},
+    {"guided_json": {"type": "integer", "minimum": -1e308, "maximum": 1e308}},
+    {"guided_json": {"$ref": "#"}},
+    {"guided_json": json.loads('{"type": "object", "properties": {"a": ' * 60 + '{}' + '}}' * 60)},
+    {"guided_grammar": "start: " + " ".join(f"r{i}" for i in range(5000)) + "\n"
+                       + "\n".join(f"r{i}: \"x\"" for i in range(5000))},
+], ids=["20k-choices", "huge-repeat", "ambiguous-regex", "1e9-items", "1e18-length",
+        "1e308-bounds", "self-ref", "deep-schema", "5k-rules"])
+def test_hostile_grammars_get_an_answer_and_leave_the_server_serving(server, body):
+    """What a client could send to make compiling or masking slow or huge:
+    each gets a 200 or a 400 in bounded time, and the server serves on."""
+    started = time.perf_counter()
+    r = httpx.post(f"{server.base}/v1/completions", timeout=120, json={
+        "model": "smollm2", "prompt": "x", "max_tokens": 4, **body})
+    assert r.status_code in (200, 400), r.text[:300]
+    assert time.perf_counter() - started < 60, "a grammar took a minute"
+    ok = httpx.post(f"{server.base}/v1/completions", timeout=60, json={
+        "model": "smollm2", "prompt": "Hello", "max_tokens": 2})
+    assert ok.status_code == 200, ok.text

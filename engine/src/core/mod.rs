@@ -629,7 +629,7 @@ impl EngineCore {
             };
             match c.allowed_tokens() {
                 Ok(mask) => {
-                    masks.insert(id.clone(), mask.to_vec());
+                    masks.insert(id.clone(), mask);
                 }
                 Err(why) => {
                     masks.insert(id.clone(), c.end_of_sequence_only());

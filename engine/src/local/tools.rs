@@ -4,10 +4,9 @@
 //! are enforced with a grammar (a JSON array of calls, or the named
 //! function's arguments object), so they cannot fail to call.
 
-use frontend::openai::{ChatCompletionRequest, FinishReason};
+use frontend::openai::{new_call_id, ChatCompletionRequest, FinishReason};
 use frontend::providers::request_shapes::{self, ToolChoice, ToolSpec};
 use frontend::ProviderError;
-use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Map, Value};
 
 use crate::structured::{GrammarSpec, SpecSource};
@@ -168,18 +167,13 @@ fn required_schema(tools: &[ToolSpec], single: bool) -> Value {
 /// One call in OpenAI's response shape (arguments as a JSON string).
 pub(super) fn call_json(call: &ToolCall) -> Value {
     json!({
-        "id": call_id(),
+        "id": new_call_id(),
         "type": "function",
         "function": {
             "name": call.name,
             "arguments": Value::Object(call.arguments.clone()).to_string(),
         },
     })
-}
-
-/// `call_` and 24 random letters and digits, as OpenAI's ids look.
-pub(super) fn call_id() -> String {
-    format!("call_{}", Alphanumeric.sample_string(&mut rand::rng(), 24))
 }
 
 /// A finished output read under `mode`: text when nothing parses.
@@ -306,7 +300,7 @@ impl ToolStream {
                 let mut call = json!({"index": 0, "function": {"arguments": text}});
                 if !*started {
                     *started = true;
-                    call["id"] = json!(call_id());
+                    call["id"] = json!(new_call_id());
                     call["type"] = json!("function");
                     call["function"]["name"] = json!(name);
                 }

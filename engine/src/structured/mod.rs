@@ -95,12 +95,17 @@ impl StructuredOutputs {
                 format!("invalid structured output: {e}"),
             ));
         }
-        Ok(Constraint {
+        let mut constraint = Constraint {
             matcher,
-            mask: None,
             vocab_size: self.vocab_size,
             eos: self.eos.clone(),
-        })
+        };
+        // Some grammars compile yet allow no first token (`{"$ref": "#"}`):
+        // the client's error, found here rather than as a failed step.
+        constraint.allowed_tokens().map_err(|e| {
+            ProviderError::invalid(&source.param, format!("invalid structured output: {e}"))
+        })?;
+        Ok(constraint)
     }
 }
 
@@ -123,8 +128,6 @@ fn with_whitespace(mut schema: serde_json::Value, rule: &JsonWhitespace) -> serd
 /// One sequence's grammar state.
 pub struct Constraint {
     matcher: Matcher,
-    /// The bitmask for the current state, computed once per state.
-    mask: Option<Vec<u32>>,
     vocab_size: usize,
     /// The end-of-sequence tokens, for [`Constraint::end_of_sequence_only`].
     eos: Vec<u32>,
@@ -143,7 +146,6 @@ impl Clone for Constraint {
     fn clone(&self) -> Self {
         Self {
             matcher: self.matcher.deep_clone(),
-            mask: self.mask.clone(),
             vocab_size: self.vocab_size,
             eos: self.eos.clone(),
         }
@@ -154,20 +156,18 @@ impl Constraint {
     /// The tokens the sequence may sample next: bit `t % 32` of word
     /// `t / 32` is set when token `t` is allowed. Once the grammar is
     /// complete only the end-of-sequence tokens are.
-    pub fn allowed_tokens(&mut self) -> Result<&[u32], String> {
-        if self.mask.is_none() {
-            let vob = self
-                .matcher
-                .compute_mask_or_eos()
-                .map_err(|e| e.to_string())?;
-            let mut words = vob.as_slice().to_vec();
-            words.resize(self.vocab_size.div_ceil(32), 0);
-            if words.iter().all(|&w| w == 0) {
-                return Err("the grammar allows no token here".into());
-            }
-            self.mask = Some(words);
+    /// Computed afresh on each call: a step asks once per state.
+    pub fn allowed_tokens(&mut self) -> Result<Vec<u32>, String> {
+        let vob = self
+            .matcher
+            .compute_mask_or_eos()
+            .map_err(|e| e.to_string())?;
+        let mut words = vob.as_slice().to_vec();
+        words.resize(self.vocab_size.div_ceil(32), 0);
+        if words.iter().all(|&w| w == 0) {
+            return Err("the grammar allows no token here".into());
         }
-        Ok(self.mask.as_deref().unwrap_or_default())
+        Ok(words)
     }
 
     /// A bitmask allowing only the end-of-sequence tokens: what a sequence
@@ -187,7 +187,6 @@ impl Constraint {
         if tokens.is_empty() {
             return Ok(());
         }
-        self.mask = None;
         if self.matcher.is_stopped() {
             // Only an end-of-sequence token was allowed; a sequence that
             // ignores EOS goes on without the grammar's say.

@@ -48,7 +48,7 @@ fn walk(tok: &Tokenizer, mut c: Constraint, seed: u64, max: usize) -> String {
     let eos = tok.eos_token_ids().to_vec();
     let mut ids = Vec::new();
     for _ in 0..max {
-        let allowed = allowed_ids(c.allowed_tokens().unwrap());
+        let allowed = allowed_ids(&c.allowed_tokens().unwrap());
         let content: Vec<u32> = allowed
             .iter()
             .copied()
@@ -166,7 +166,7 @@ fn a_finished_grammar_allows_only_end_of_sequence() {
     let mut c = compile(&so, GrammarSpec::Choice(vec!["yes".into()])).unwrap();
     let ids = tok.encode("yes", false).unwrap();
     c.accept(&ids).unwrap();
-    let allowed = allowed_ids(c.allowed_tokens().unwrap());
+    let allowed = allowed_ids(&c.allowed_tokens().unwrap());
     assert_eq!(allowed, tok.eos_token_ids().to_vec());
     // A token outside the mask is an error, not a silent pass.
     let mut c = compile(&so, GrammarSpec::Choice(vec!["yes".into()])).unwrap();
@@ -255,7 +255,7 @@ fn a_model_vocabulary_wider_than_the_tokenizer_pads_the_mask() {
     let wide = tok.vocab_size() + 100;
     let so = StructuredOutputs::new(tok.clone(), wide).unwrap();
     let mut c = compile(&so, GrammarSpec::JsonObject).unwrap();
-    let mask = c.allowed_tokens().unwrap();
+    let mask = &c.allowed_tokens().unwrap();
     assert_eq!(mask.len(), wide.div_ceil(32));
     assert!(allowed_ids(mask)
         .iter()

@@ -98,8 +98,9 @@ fn fallback_byte(name: &str) -> Option<u8> {
 }
 
 /// Each token's bytes, specials marked as llguidance expects (0xFF then
-/// the name), padded with unreachable placeholders to the model's
-/// `vocab_size` (a model's logits may be wider than its tokenizer).
+/// the name), padded to the model's `vocab_size` (a model's logits may be
+/// wider than its tokenizer) with special tokens no grammar can name: their
+/// logits exist, their text does not, so no mask ever allows them.
 pub(super) fn token_bytes(
     tokenizer: &Tokenizer,
     vocab_size: usize,
@@ -154,9 +155,9 @@ pub(super) fn token_bytes(
         bytes.push(b);
     }
     while bytes.len() < vocab_size {
-        let mut placeholder = format!(".<[{}]>", bytes.len()).into_bytes();
-        placeholder[0] = TokTrie::SPECIAL_TOKEN_MARKER;
-        bytes.push(placeholder);
+        let mut logits_only = format!(".<[{}]>", bytes.len()).into_bytes();
+        logits_only[0] = TokTrie::SPECIAL_TOKEN_MARKER;
+        bytes.push(logits_only);
     }
     Ok(bytes)
 }

@@ -112,3 +112,9 @@ pub fn unix_now() -> u64 {
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
+
+/// A tool call's id as OpenAI writes them (`call_` and random hex), for
+/// calls whose model or provider gave none.
+pub fn new_call_id() -> String {
+    format!("call_{}", uuid::Uuid::new_v4().simple())
+}

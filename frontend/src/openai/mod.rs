@@ -31,7 +31,8 @@ pub use chat::{
     ChatResponseMessage, ContentPart, MessageContent, TopLogprob,
 };
 pub use common::{
-    new_id, unix_now, FinishReason, PromptTokensDetails, StopSequences, StreamOptions, Usage,
+    new_call_id, new_id, unix_now, FinishReason, PromptTokensDetails, StopSequences, StreamOptions,
+    Usage,
 };
 pub use completion::{
     CompletionChoice, CompletionChunk, CompletionLogprobs, CompletionRequest, CompletionResponse,

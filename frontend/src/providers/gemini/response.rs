@@ -209,10 +209,7 @@ pub fn candidate_finish(reason: Option<&str>, has_tool_calls: bool) -> FinishRea
 /// An OpenAI `tool_calls` entry for a Gemini function call, with
 /// `index` for stream deltas.
 pub fn tool_call_json(call: &FunctionCall, index: Option<u32>) -> Value {
-    let id = call
-        .id
-        .clone()
-        .unwrap_or_else(|| format!("call_{}", uuid::Uuid::new_v4().simple()));
+    let id = call.id.clone().unwrap_or_else(crate::openai::new_call_id);
     let arguments = call
         .args
         .as_ref()
