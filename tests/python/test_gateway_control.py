@@ -522,6 +522,7 @@ class TcpProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.conns = []
+        self.was_cut = False
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -537,6 +538,12 @@ class TcpProxy:
                 inbound.close()
                 continue
             with self.lock:
+                if self.was_cut:
+                    # Accepted in the race with `cut`: it must not reach
+                    # the database, or the outage has a way through.
+                    inbound.close()
+                    outbound.close()
+                    return
                 self.conns += [inbound, outbound]
             for a, b in ((inbound, outbound), (outbound, inbound)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
@@ -555,6 +562,15 @@ class TcpProxy:
                 pass
 
     def cut(self):
+        # `close` alone does not wake a thread blocked in `accept` on Linux:
+        # the socket would keep listening (and let one connection through to
+        # the database) until that accept returned. `shutdown` wakes it.
+        with self.lock:
+            self.was_cut = True
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
         with self.lock:
             for s in self.conns:
