@@ -56,8 +56,15 @@ def test_each_parser_reads_its_familys_calls(tmp_path, folder, parser, syntax):
 
         chunks = list(client.chat.completions.create(stream=True, **body))
         calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
-        assert [c.function.name for c in calls] == ["get_weather"], chunks
-        assert json.loads(calls[0].function.arguments) == ARGS
+        assert [c.function.name for c in calls if c.function.name] == ["get_weather"], chunks
+        assert calls[0].id.startswith("call_") and all(c.id is None for c in calls[1:])
+        arguments = "".join(c.function.arguments or "" for c in calls)
+        assert json.loads(arguments) == ARGS
+        # The JSON families stream the arguments as written; the XML and
+        # pythonic ones give them once a call is whole.
+        fragments = sum(1 for c in calls if c.function.arguments)
+        if parser in ("hermes", "mistral", "llama3_json"):
+            assert fragments > 1, calls
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert not text.strip(), f"call syntax leaked into content: {text!r}"
     finally:

@@ -10,7 +10,9 @@ use frontend::ProviderError;
 use serde_json::{json, Map, Value};
 
 use crate::structured::{GrammarSpec, SpecSource};
-use crate::tool_calls::{Parsed, StreamSplitter, ToolCall, ToolCallParser};
+use crate::tool_calls::{
+    json_calls, CallProgress, Parsed, StreamSplitter, ToolCall, ToolCallParser,
+};
 
 /// How the server was started for tools (`--tool-call-parser`,
 /// `--enable-auto-tool-choice`).
@@ -254,10 +256,17 @@ fn tool_finish(mode: &ToolMode, finish: Option<FinishReason>) -> FinishReason {
 /// Streaming state of one choice.
 pub(super) enum ToolStream {
     Off,
-    /// Text shown until a call may start; calls at the end.
-    Auto(StreamSplitter),
-    /// Held whole and read at the end.
-    Required(String),
+    /// Text shown until a call may start; the calls as they are written.
+    Auto {
+        parser: ToolCallParser,
+        splitter: StreamSplitter,
+        calls: CallDeltas,
+    },
+    /// The output is a JSON array of calls, streamed as it is written.
+    Required {
+        held: String,
+        calls: CallDeltas,
+    },
     /// The output is the arguments: streamed as argument fragments after
     /// a first delta with the call's id and name.
     Named {
@@ -278,8 +287,15 @@ impl ToolStream {
     pub fn new(mode: &ToolMode) -> Self {
         match mode {
             ToolMode::Off => Self::Off,
-            ToolMode::Auto(p) => Self::Auto(StreamSplitter::new(*p)),
-            ToolMode::Required => Self::Required(String::new()),
+            ToolMode::Auto(parser) => Self::Auto {
+                parser: *parser,
+                splitter: StreamSplitter::new(*parser),
+                calls: CallDeltas::default(),
+            },
+            ToolMode::Required => Self::Required {
+                held: String::new(),
+                calls: CallDeltas::default(),
+            },
             ToolMode::Named(name) => Self::Named {
                 name: name.clone(),
                 started: false,
@@ -289,13 +305,12 @@ impl ToolStream {
 
     /// Feeds one delta of text; `finish` is set on the choice's last.
     pub fn push(&mut self, text: String, finish: Option<FinishReason>) -> StreamDelta {
-        let plain = |content| StreamDelta {
-            content,
-            tool_calls: None,
-            finish,
-        };
         match self {
-            Self::Off => plain(text),
+            Self::Off => StreamDelta {
+                content: text,
+                tool_calls: None,
+                finish,
+            },
             Self::Named { name, started } => {
                 let mut call = json!({"index": 0, "function": {"arguments": text}});
                 if !*started {
@@ -310,48 +325,134 @@ impl ToolStream {
                     finish: finish.map(|f| tool_finish(&ToolMode::Named(name.clone()), Some(f))),
                 }
             }
-            Self::Auto(splitter) => {
+            Self::Auto {
+                parser,
+                splitter,
+                calls,
+            } => {
                 let shown = splitter.push(&text);
+                let progress = splitter
+                    .held()
+                    .map(|held| parser.progress(held))
+                    .unwrap_or_default();
                 if finish.is_none() {
-                    return plain(shown);
+                    let deltas = calls.advance(&progress);
+                    return calls.delta(shown, deltas, None);
                 }
                 let end = splitter.finish();
-                Self::ending(format!("{shown}{}", end.content), end.calls, finish)
+                let deltas = calls.finish(&end.calls, &progress);
+                calls.delta(format!("{shown}{}", end.content), deltas, finish)
             }
-            Self::Required(held) => {
+            Self::Required { held, calls } => {
                 held.push_str(&text);
+                let progress = json_calls(held);
                 if finish.is_none() {
-                    return plain(String::new());
+                    let deltas = calls.advance(&progress);
+                    return calls.delta(String::new(), deltas, None);
                 }
                 let parsed = split(&ToolMode::Required, held);
-                Self::ending(parsed.content, parsed.calls, finish)
+                let deltas = calls.finish(&parsed.calls, &progress);
+                calls.delta(parsed.content, deltas, finish)
             }
         }
     }
+}
 
-    /// The last delta: the rest of the text, and every call whole (id,
-    /// name and arguments in one delta each, as OpenAI's stream allows).
-    fn ending(content: String, calls: Vec<ToolCall>, finish: Option<FinishReason>) -> StreamDelta {
-        if calls.is_empty() {
-            return StreamDelta {
-                content,
-                tool_calls: None,
-                finish,
-            };
+/// The `tool_calls` deltas sent so far for one choice: each call's index
+/// is its place in the output, and what was sent of its arguments is
+/// kept, so the next delta sends only what the model wrote since.
+#[derive(Debug, Default)]
+pub(super) struct CallDeltas {
+    /// The arguments text sent for each call begun, in order.
+    sent: Vec<String>,
+}
+
+impl CallDeltas {
+    /// The deltas that bring the client up to `progress`: a first delta
+    /// with id, type and name (and the arguments so far) for a new call,
+    /// then argument fragments.
+    fn advance(&mut self, progress: &[CallProgress]) -> Vec<Value> {
+        let mut deltas = Vec::new();
+        for (index, call) in progress.iter().enumerate() {
+            match self.sent.get_mut(index) {
+                None => {
+                    deltas.push(json!({
+                        "index": index,
+                        "id": new_call_id(),
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.arguments},
+                    }));
+                    self.sent.push(call.arguments.clone());
+                }
+                Some(sent) => {
+                    if let Some(more) = call.arguments.strip_prefix(sent.as_str()) {
+                        if !more.is_empty() {
+                            deltas.push(json!({"index": index, "function": {"arguments": more}}));
+                            *sent = call.arguments.clone();
+                        }
+                    }
+                }
+            }
         }
-        let deltas = calls
+        deltas
+    }
+
+    /// The last deltas, once the whole output parsed into `calls`: the
+    /// rest of each call begun, and the calls not begun whole. A call's
+    /// arguments are the model's own text when the stream had it whole
+    /// (what was sent is its start), else the parsed object.
+    fn finish(&mut self, calls: &[ToolCall], progress: &[CallProgress]) -> Vec<Value> {
+        let whole: Vec<CallProgress> = calls
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                let mut v = call_json(c);
-                v["index"] = json!(i);
-                v
+            .map(|(i, call)| {
+                let streamed = progress
+                    .get(i)
+                    .filter(|p| p.name == call.name && p.arguments_done)
+                    .filter(|p| {
+                        serde_json::from_str::<Map<String, Value>>(&p.arguments)
+                            .ok()
+                            .as_ref()
+                            == Some(&call.arguments)
+                    });
+                CallProgress {
+                    name: call.name.clone(),
+                    arguments: streamed.map_or_else(
+                        || Value::Object(call.arguments.clone()).to_string(),
+                        |p| p.arguments.clone(),
+                    ),
+                    arguments_done: true,
+                }
             })
             .collect();
+        for (i, (call, sent)) in whole.iter().zip(&self.sent).enumerate() {
+            if !call.arguments.starts_with(sent.as_str()) {
+                tracing::warn!(
+                    index = i,
+                    "a streamed tool call's arguments parsed differently at the end;                      the client's concatenation may not parse"
+                );
+            }
+        }
+        self.advance(&whole)
+    }
+
+    /// One stream delta: `content`, the call deltas (none: no
+    /// `tool_calls`) and the finish reason, `tool_calls` once a call was
+    /// sent (or `length` when the output was cut).
+    fn delta(
+        &self,
+        content: String,
+        deltas: Vec<Value>,
+        finish: Option<FinishReason>,
+    ) -> StreamDelta {
+        let finish = match finish {
+            Some(f) if !self.sent.is_empty() => Some(tool_finish(&ToolMode::Required, Some(f))),
+            f => f,
+        };
         StreamDelta {
             content,
-            tool_calls: Some(Value::Array(deltas)),
-            finish: Some(tool_finish(&ToolMode::Required, finish)),
+            tool_calls: (!deltas.is_empty()).then_some(Value::Array(deltas)),
+            finish,
         }
     }
 }
@@ -474,15 +575,17 @@ mod tests {
     #[test]
     fn streams_show_text_then_calls() {
         let mut s = ToolStream::new(&ToolMode::Auto(ToolCallParser::Hermes));
-        let a = s.push("Sure. <tool_call>{\"name\": \"f\", ".into(), None);
+        let a = s.push("Sure. <tool_call>{\"name\": \"f".into(), None);
         assert_eq!(a.content, "Sure. ");
-        assert!(a.tool_calls.is_none());
-        let b = s.push(
+        assert!(a.tool_calls.is_none(), "the name is not whole yet");
+        let b = s.push("\", ".into(), None);
+        assert_eq!(b.tool_calls.unwrap()[0]["function"]["name"], "f");
+        let c = s.push(
             "\"arguments\": {}}</tool_call>".into(),
             Some(FinishReason::Stop),
         );
-        assert_eq!(b.tool_calls.unwrap()[0]["function"]["name"], "f");
-        assert_eq!(b.finish, Some(FinishReason::ToolCalls));
+        assert_eq!(c.tool_calls.unwrap()[0]["function"]["arguments"], "{}");
+        assert_eq!(c.finish, Some(FinishReason::ToolCalls));
 
         let mut s = ToolStream::new(&ToolMode::Named("f".into()));
         let a = s.push("{\"a\":".into(), None);
@@ -495,5 +598,158 @@ mod tests {
             .unwrap();
         assert!(b[0].get("id").is_none());
         assert_eq!(b[0]["function"]["arguments"], " 1}");
+    }
+
+    /// Streams `text` under `mode` cut into pieces of `size` characters
+    /// and joins the deltas as an OpenAI client does: (content, calls as
+    /// (name, arguments string), finish reason, deltas carrying
+    /// arguments).
+    fn stream(
+        mode: &ToolMode,
+        text: &str,
+        size: usize,
+    ) -> (String, Vec<(String, String)>, Option<FinishReason>, usize) {
+        let chars: Vec<char> = text.chars().collect();
+        let pieces: Vec<String> = chars.chunks(size).map(|c| c.iter().collect()).collect();
+        let mut s = ToolStream::new(mode);
+        let (mut content, mut calls, mut finish) = (String::new(), Vec::new(), None);
+        let mut ids = std::collections::HashSet::new();
+        let mut fragments = 0;
+        for (i, piece) in pieces.iter().enumerate() {
+            let last = (i + 1 == pieces.len()).then_some(FinishReason::Stop);
+            let d = s.push(piece.clone(), last);
+            content.push_str(&d.content);
+            finish = d.finish.or(finish);
+            for call in d.tool_calls.iter().flat_map(|v| v.as_array().unwrap()) {
+                let index = call["index"].as_u64().unwrap() as usize;
+                if let Some(id) = call.get("id") {
+                    assert_eq!(index, calls.len(), "a call's first delta comes in order");
+                    assert!(
+                        ids.insert(id.as_str().unwrap().to_owned()),
+                        "ids are unique"
+                    );
+                    let name = call["function"]["name"].as_str().unwrap().to_owned();
+                    calls.push((name, String::new()));
+                } else {
+                    assert!(
+                        call["function"].get("name").is_none(),
+                        "the name comes once"
+                    );
+                }
+                let args = call["function"]["arguments"].as_str().unwrap();
+                if !args.is_empty() {
+                    fragments += 1;
+                }
+                calls[index].1.push_str(args);
+            }
+        }
+        (content, calls, finish, fragments)
+    }
+
+    /// Whatever the cut, a stream adds up to the finished message.
+    fn streams_as_finished(mode: &ToolMode, text: &str) -> usize {
+        let (content, message_calls, finish) =
+            message_parts(mode, text.to_owned(), Some(FinishReason::Stop));
+        let message_calls: Vec<(String, Value)> = message_calls
+            .iter()
+            .flat_map(|v| v.as_array().unwrap().clone())
+            .map(|c| {
+                let args = c["function"]["arguments"].as_str().unwrap();
+                (
+                    c["function"]["name"].as_str().unwrap().to_owned(),
+                    serde_json::from_str(args).unwrap(),
+                )
+            })
+            .collect();
+        let mut most_fragments = 0;
+        for size in [1, 2, 3, 7, 1000] {
+            let (streamed, calls, streamed_finish, fragments) = stream(mode, text, size);
+            let calls: Vec<(String, Value)> = calls
+                .into_iter()
+                .map(|(name, args)| {
+                    let parsed = serde_json::from_str(&args)
+                        .unwrap_or_else(|e| panic!("{args:?} (cut {size}): {e}"));
+                    (name, parsed)
+                })
+                .collect();
+            assert_eq!(calls, message_calls, "cut {size}: {text}");
+            assert_eq!(
+                streamed.trim(),
+                content.clone().unwrap_or_default().trim(),
+                "cut {size}"
+            );
+            assert_eq!(streamed_finish, finish, "cut {size}");
+            most_fragments = most_fragments.max(fragments);
+        }
+        most_fragments
+    }
+
+    #[test]
+    fn streamed_calls_add_up_to_the_finished_message_however_cut() {
+        use ToolCallParser::*;
+        let auto = [
+            (
+                Hermes,
+                "Let me look. <tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris, \\\"FR\\\"\", \"days\": [1, 2], \"unit\": {\"c\": true}}}\n</tool_call>\n<tool_call>{\"arguments\": {}, \"name\": \"now\"}</tool_call>",
+            ),
+            (
+                Llama3Json,
+                "<|python_tag|>{\"name\": \"search\", \"parameters\": {\"q\": \"caf\u{e9} {x}\"}}; {\"name\": \"f\", \"parameters\": {\"n\": -1.5e3}}",
+            ),
+            (
+                Mistral,
+                "[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {\"x\": [1, {\"y\": null}]}}, {\"name\": \"b\", \"arguments\": \"{\\\"s\\\": 1}\"}]",
+            ),
+            (
+                Mistral,
+                "[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Oslo\"}[TOOL_CALLS]now[ARGS]{}",
+            ),
+            (
+                Qwen3Coder,
+                "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>",
+            ),
+            (Llama4Pythonic, "[get_weather(city='Paris'), now()]"),
+            (Hermes, "No call here, just {braces} and \"quotes\"."),
+        ];
+        for (parser, text) in auto {
+            streams_as_finished(&ToolMode::Auto(parser), text);
+        }
+        // JSON arguments arrive in several fragments when cut finely.
+        let fragments = streams_as_finished(&ToolMode::Auto(Hermes), auto[0].1);
+        assert!(fragments > 3, "{fragments} fragments");
+        let required = "[{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}, {\"name\": \"now\", \"parameters\": {}}]";
+        let fragments = streams_as_finished(&ToolMode::Required, required);
+        assert!(fragments > 3, "{fragments} fragments");
+    }
+
+    #[test]
+    fn a_streamed_call_that_never_parses_still_reaches_the_client_as_text() {
+        // The name and arguments went out before the missing `}` showed
+        // the call malformed; the text is not lost.
+        let text = "<tool_call>{\"name\": \"f\", \"arguments\": {\"a\": 1}";
+        let (content, calls, finish, _) = stream(&ToolMode::Auto(ToolCallParser::Hermes), text, 4);
+        assert_eq!(content, text);
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].0, "f");
+        assert!("{\"a\": 1}".starts_with(&calls[0].1), "{calls:?}");
+        assert_eq!(finish, Some(FinishReason::ToolCalls));
+    }
+
+    #[test]
+    fn a_call_streams_its_name_before_its_arguments_are_whole() {
+        let mut s = ToolStream::new(&ToolMode::Required);
+        let a = s.push(
+            "[{\"name\": \"get_weather\", \"parameters\": {\"ci".into(),
+            None,
+        );
+        let a = a.tool_calls.unwrap();
+        assert_eq!(a[0]["function"]["name"], "get_weather");
+        assert_eq!(a[0]["function"]["arguments"], "{\"ci");
+        let b = s.push("ty\": \"Paris\"}}]".into(), Some(FinishReason::Stop));
+        assert_eq!(
+            b.tool_calls.unwrap()[0]["function"]["arguments"],
+            "ty\": \"Paris\"}"
+        );
+        assert_eq!(b.finish, Some(FinishReason::ToolCalls));
     }
 }

@@ -6,13 +6,18 @@
 //! themselves. Output that looks like a call but does not parse stays
 //! text: a malformed call is the model's answer, never a server error.
 //! [`StreamSplitter`] holds back text from the first sign of a call, so a
-//! stream shows plain text as it comes and the calls once they are whole.
+//! stream shows plain text as it comes; [`ToolCallParser::progress`] reads
+//! the held calls as far as they are written, so their names and
+//! arguments stream too.
 
 mod hermes;
 mod llama3_json;
 mod mistral;
+mod progress;
 mod pythonic;
 mod qwen3_coder;
+
+pub use progress::{json_calls, CallProgress};
 
 use serde_json::{Map, Value};
 
@@ -161,6 +166,11 @@ impl StreamSplitter {
         let out = self.text[self.shown..end].to_owned();
         self.shown = end;
         out
+    }
+
+    /// The text held back since a call may have started (`None` before).
+    pub fn held(&self) -> Option<&str> {
+        self.holding.then(|| &self.text[self.shown..])
     }
 
     /// The output is complete: the text not shown yet (when no call

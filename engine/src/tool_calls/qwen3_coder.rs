@@ -11,7 +11,7 @@ pub(super) fn parse(text: &str) -> Option<Parsed> {
     tagged_calls(text, "<tool_call>", "</tool_call>", function)
 }
 
-fn function(call: &str) -> Option<ToolCall> {
+pub(super) fn function(call: &str) -> Option<ToolCall> {
     let body = call.trim().strip_prefix("<function=")?;
     let (name, body) = body.split_once('>')?;
     let body = body.trim_end();
