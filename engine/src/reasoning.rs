@@ -19,6 +19,11 @@ const OPEN: &str = "<think>";
 const CLOSE: &str = "</think>";
 
 impl ReasoningParser {
+    /// The markers around the reasoning: (open, close).
+    pub fn markers(self) -> (&'static str, &'static str) {
+        (OPEN, CLOSE)
+    }
+
     /// Splits a finished output into (reasoning, content).
     pub fn split(self, text: &str) -> (Option<String>, String) {
         let opened = text.trim_start().strip_prefix(OPEN);

@@ -10,9 +10,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use engine::executor::{
-    Executor, ExecutorBackend, ExecutorConfig, ExecutorError, MultiprocExecutor,
+    BitmaskJob, Executor, ExecutorBackend, ExecutorConfig, ExecutorError, MultiprocExecutor,
 };
-use proto::worker::{CachedRequest, NewRequest, SamplingParams, ScheduledTokens, StepRequest};
+use proto::worker::{
+    CachedRequest, NewRequest, RequestBitmask, SamplingParams, ScheduledTokens, StepBitmasks,
+    StepRequest,
+};
 
 fn tiny_llama() -> String {
     let dir = PathBuf::from(concat!(
@@ -81,14 +84,13 @@ fn generate(exec: &mut dyn Executor, steps: usize) -> Vec<Vec<u32>> {
         step.scheduled.push(ScheduledTokens {
             req_id: id,
             num_tokens: p.len() as u32,
-            ..Default::default()
         });
     }
     let mut outputs = vec![Vec::new(); PROMPTS.len()];
     let mut computed: Vec<usize> = PROMPTS.iter().map(|p| p.len()).collect();
     for s in 0..=steps {
         step.step_id = s as u64;
-        let result = exec.execute(step).unwrap();
+        let result = exec.execute(step, None).unwrap();
         assert_eq!(result.step_id, s as u64);
         step = StepRequest::default();
         for (i, out) in result.outputs.iter().enumerate() {
@@ -104,7 +106,6 @@ fn generate(exec: &mut dyn Executor, steps: usize) -> Vec<Vec<u32>> {
             step.scheduled.push(ScheduledTokens {
                 req_id: out.req_id.clone(),
                 num_tokens: 1,
-                ..Default::default()
             });
             computed[i] += 1;
         }
@@ -143,9 +144,131 @@ fn multiproc_matches_uniproc_and_shuts_down() {
     mp.shutdown();
     assert!(worker_is_gone(pid), "the worker outlived shutdown");
     assert!(matches!(
-        mp.execute(StepRequest::default()),
+        mp.execute(StepRequest::default(), None),
         Err(ExecutorError::ShutDown)
     ));
+}
+
+/// The prefill step of [`PROMPTS`] alone (greedy), as step 1.
+fn prefill_step() -> StepRequest {
+    let greedy = SamplingParams {
+        temperature: 0.0,
+        top_p: 1.0,
+        repetition_penalty: 1.0,
+        ..Default::default()
+    };
+    let mut step = StepRequest {
+        step_id: 1,
+        ..Default::default()
+    };
+    for (i, p) in PROMPTS.iter().enumerate() {
+        let id = format!("r{i}");
+        step.new_requests.push(NewRequest {
+            req_id: id.clone(),
+            prompt_token_ids: p.to_vec(),
+            sampling: Some(greedy),
+            block_tables: one_table((0..8).map(|b| i as u32 * 8 + b).collect()),
+            num_computed_tokens: 0,
+        });
+        step.scheduled.push(ScheduledTokens {
+            req_id: id,
+            num_tokens: p.len() as u32,
+        });
+    }
+    step
+}
+
+/// A bitmask over the 256-token vocabulary allowing `tokens` only.
+fn only(tokens: &[u32]) -> Vec<u32> {
+    let mut words = vec![0u32; 8];
+    for &t in tokens {
+        words[t as usize / 32] |= 1 << (t % 32);
+    }
+    words
+}
+
+/// A bitmask job that takes `delay` (as a grammar might) and allows `r0`
+/// `mask`, leaving `r1` free.
+#[allow(clippy::disallowed_methods)] // the job runs on a plain thread
+fn job(delay: Duration, mask: Vec<u32>) -> BitmaskJob<'static> {
+    Box::new(move || {
+        std::thread::sleep(delay);
+        StepBitmasks {
+            step_id: 1,
+            masks: vec![RequestBitmask {
+                req_id: "r0".into(),
+                allowed_token_bitmask: mask,
+            }],
+        }
+    })
+}
+
+/// Each executor runs a bitmask job beside the step: the sampling waits
+/// for it, its mask constrains its request only, and a mask that allows
+/// nothing fails that request alone.
+#[test]
+fn bitmasks_computed_beside_the_step_constrain_its_sampling() {
+    let mut uni =
+        engine::executor::UniprocExecutor::start(&config(ExecutorBackend::Uniproc)).unwrap();
+    let free = uni.execute(prefill_step(), None).unwrap();
+    let free: Vec<u32> = free
+        .outputs
+        .iter()
+        .map(|o| o.sampled_token_ids[0])
+        .collect();
+    let forced = (free[0] + 1) % 256;
+    let mut mp = MultiprocExecutor::start(&config(ExecutorBackend::Multiproc)).unwrap();
+    let executors: [&mut dyn Executor; 2] = [&mut uni, &mut mp];
+    for exec in executors {
+        // The same requests afresh: drop what the runner holds of them.
+        let step = prefill_step();
+        exec.execute(
+            StepRequest {
+                step_id: 0,
+                finished_req_ids: vec!["r0".into(), "r1".into()],
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        let result = exec
+            .execute(
+                step.clone(),
+                Some(job(Duration::from_millis(150), only(&[forced]))),
+            )
+            .unwrap();
+        let sampled: Vec<u32> = result
+            .outputs
+            .iter()
+            .map(|o| o.sampled_token_ids[0])
+            .collect();
+        assert_eq!(sampled, [forced, free[1]], "the mask binds r0 only");
+        let waited = result.timings.unwrap().bitmask_wait_us;
+        assert!(waited > 0, "sampling did not wait for the bitmasks");
+
+        exec.execute(
+            StepRequest {
+                step_id: 0,
+                finished_req_ids: vec!["r0".into(), "r1".into()],
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        let result = exec
+            .execute(step, Some(job(Duration::ZERO, vec![0; 8])))
+            .unwrap();
+        assert_eq!(result.failed.len(), 1, "{:?}", result.failed);
+        assert_eq!(result.failed[0].req_id, "r0");
+        assert!(
+            result.failed[0].reason.contains("bitmask"),
+            "{:?}",
+            result.failed
+        );
+        assert_eq!(result.outputs.len(), 1);
+        assert_eq!(result.outputs[0].sampled_token_ids, [free[1]]);
+    }
+    mp.shutdown();
 }
 
 #[test]
@@ -161,7 +284,7 @@ fn a_dead_worker_fails_fast_and_for_good() {
     assert!(status.success());
 
     let start = Instant::now();
-    let err = mp.execute(StepRequest::default()).unwrap_err();
+    let err = mp.execute(StepRequest::default(), None).unwrap_err();
     assert!(
         matches!(err, ExecutorError::WorkerDied { rank: 0, .. }),
         "{err}"
@@ -175,7 +298,7 @@ fn a_dead_worker_fails_fast_and_for_good() {
     // Every later call errors at once.
     let start = Instant::now();
     assert!(matches!(
-        mp.execute(StepRequest::default()),
+        mp.execute(StepRequest::default(), None),
         Err(ExecutorError::WorkerDied { .. })
     ));
     assert!(matches!(
@@ -209,7 +332,7 @@ fn a_stopped_worker_fails_the_step_at_its_deadline_and_is_killed() {
     }
 
     let start = Instant::now();
-    let err = mp.execute(StepRequest::default()).unwrap_err();
+    let err = mp.execute(StepRequest::default(), None).unwrap_err();
     let took = start.elapsed();
     assert!(
         matches!(err, ExecutorError::WorkerDied { rank: 0, .. }),

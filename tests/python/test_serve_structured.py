@@ -167,17 +167,26 @@ def test_what_cannot_be_compiled_is_a_400_naming_the_field(server, body, param):
 
 
 def test_grammar_time_is_reported_per_step(server, client):
-    def grammar_seconds():
+    """Both the bitmask work (beside the forward pass) and the grammar
+    phase (what the step still waited for) count; only constrained steps
+    add to them."""
+    def seconds():
         text = httpx.get(f"{server.base}/metrics", timeout=10).text
-        m = re.search(r'engine:step_phase_seconds_total\{[^}]*phase="grammar"[^}]*\} (\S+)', text)
-        assert m, "no grammar phase in /metrics"
-        return float(m.group(1))
+        phase = re.search(r'engine:step_phase_seconds_total\{[^}]*phase="grammar"[^}]*\} (\S+)',
+                          text)
+        masks = re.search(r'engine:grammar_bitmask_seconds_total\{[^}]*\} (\S+)', text)
+        assert phase and masks, "no grammar phase or bitmask time in /metrics"
+        return float(phase.group(1)), float(masks.group(1))
 
-    before = grammar_seconds()
+    before = seconds()
+    client.chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Hi."}], max_tokens=8)
+    assert seconds() == before, "a free request spent grammar time"
     client.chat.completions.create(
         model="smollm2", messages=[{"role": "user", "content": "JSON please."}],
         response_format={"type": "json_object"}, max_tokens=20)
-    assert grammar_seconds() > before
+    after = seconds()
+    assert after[0] > before[0] and after[1] > before[1], (before, after)
 
 
 def test_a_constrained_request_beside_free_ones_leaves_them_free(client):

@@ -3,8 +3,11 @@
 //! The runner is blocking (model loads and forward passes), so every call
 //! that touches it runs on one dedicated thread, the model thread, one call
 //! at a time; the runtime threads stay free, and `Health` answers without
-//! it, even while a long step or load runs. `Shutdown` replies, then
-//! signals the server to stop (the `worker` binary exits when it does).
+//! it, even while a long step or load runs. `SubmitBitmasks` does not
+//! queue for the model thread either: it leaves the bitmasks in a mailbox
+//! the running step waits on after its forward pass. `Shutdown` replies,
+//! then signals the server to stop (the `worker` binary exits when it
+//! does).
 //!
 //! Why one thread and not tokio's blocking pool: torch's CPU kernels run on
 //! an OpenMP thread team that belongs to the thread calling into torch.
@@ -18,12 +21,15 @@ use proto::worker::worker_server::Worker;
 use proto::worker::{
     HealthRequest, HealthResponse, InitKvCacheRequest, InitKvCacheResponse, InitRequest,
     InitResponse, LoadModelRequest, LoadModelResponse, ProfileMemoryRequest, ProfileMemoryResponse,
-    ShutdownRequest, ShutdownResponse, StepRequest, StepResult,
+    ShutdownRequest, ShutdownResponse, StepBitmasks, StepRequest, StepResult,
+    SubmitBitmasksResponse,
 };
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use crate::runner::{ModelRunner, WorkerError};
+use std::sync::Arc;
+
+use crate::runner::{BitmaskMailbox, ModelRunner, WorkerError};
 
 /// Maps a runner error to a gRPC status: caller mistakes are
 /// `INVALID_ARGUMENT`, calls out of order `FAILED_PRECONDITION`, the rest
@@ -68,6 +74,8 @@ pub struct WorkerService {
     /// time, so the bound is never reached by a well-behaved caller; a
     /// caller that sends more waits for room.
     jobs: tokio::sync::mpsc::Sender<Job>,
+    /// The bitmasks of the step in flight, for the model thread.
+    bitmasks: Arc<BitmaskMailbox>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -88,7 +96,14 @@ impl WorkerService {
                 }
             })?;
         let (tx, rx) = watch::channel(false);
-        Ok((Self { jobs, shutdown: tx }, rx))
+        Ok((
+            Self {
+                jobs,
+                bitmasks: Arc::default(),
+                shutdown: tx,
+            },
+            rx,
+        ))
     }
 
     /// Runs `f` on the model thread with the runner slot and waits for it.
@@ -173,7 +188,17 @@ impl Worker for WorkerService {
         request: Request<StepRequest>,
     ) -> Result<Response<StepResult>, Status> {
         let req = request.into_inner();
-        self.with_runner(move |r| r.execute_step(&req)).await
+        let bitmasks = Arc::clone(&self.bitmasks);
+        self.with_runner(move |r| r.execute_step_with(&req, &mut &*bitmasks))
+            .await
+    }
+
+    async fn submit_bitmasks(
+        &self,
+        request: Request<StepBitmasks>,
+    ) -> Result<Response<SubmitBitmasksResponse>, Status> {
+        self.bitmasks.put(request.into_inner());
+        Ok(Response::new(SubmitBitmasksResponse {}))
     }
 
     async fn health(

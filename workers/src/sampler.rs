@@ -145,7 +145,7 @@ pub struct SamplerRow<'a> {
     /// How many of `token_ids` are the prompt.
     pub num_prompt_tokens: usize,
     /// The tokens a structured output allows (bit `t % 32` of word
-    /// `t / 32`, `ScheduledTokens.allowed_token_bitmask`); `None`: all.
+    /// `t / 32`, `RequestBitmask.allowed_token_bitmask`); `None`: all.
     pub allowed: Option<&'a [u32]>,
 }
 

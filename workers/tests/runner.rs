@@ -177,7 +177,6 @@ impl Driver {
             step.scheduled.push(ScheduledTokens {
                 req_id: seq.id.clone(),
                 num_tokens: n as u32,
-                ..Default::default()
             });
         }
         step
@@ -375,7 +374,6 @@ fn bad_requests_fail_alone_not_the_step() {
         scheduled: vec![ScheduledTokens {
             req_id: "ghost".into(),
             num_tokens: 1,
-            ..Default::default()
         }],
         ..Default::default()
     };
@@ -385,7 +383,6 @@ fn bad_requests_fail_alone_not_the_step() {
         scheduled: vec![ScheduledTokens {
             req_id: "nobody".into(),
             num_tokens: 1,
-            ..Default::default()
         }],
         ..Default::default()
     };
@@ -415,7 +412,6 @@ fn bad_requests_fail_alone_not_the_step() {
         scheduled: vec![ScheduledTokens {
             req_id: "b".into(),
             num_tokens: 2,
-            ..Default::default()
         }],
         ..Default::default()
     };
@@ -439,7 +435,6 @@ fn bad_requests_fail_alone_not_the_step() {
         scheduled: vec![ScheduledTokens {
             req_id: "c".into(),
             num_tokens: 1,
-            ..Default::default()
         }],
         ..Default::default()
     };
@@ -495,7 +490,6 @@ fn one_bad_request_leaves_its_step_mates_alone() {
     step.scheduled.push(ScheduledTokens {
         req_id: "evil".into(),
         num_tokens: 3,
-        ..Default::default()
     });
     let result = r.execute_step(&step).unwrap();
     assert_eq!(failed_ids(&result), ["evil"]);

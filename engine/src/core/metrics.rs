@@ -30,6 +30,10 @@ pub struct EngineMetrics {
     pub step_phase_seconds: CounterVec,
     /// Steps run (the divisor of `step_phase_seconds`).
     pub steps: IntCounter,
+    /// Seconds computing structured outputs' allowed-token bitmasks,
+    /// beside the forward pass (not a step phase: only what the sampling
+    /// rank waited for is, in `grammar`).
+    pub bitmask_seconds: prometheus::Counter,
 }
 
 /// The `phase` labels of `engine:step_phase_seconds_total`.
@@ -47,8 +51,10 @@ const STEP_PHASES: [&str; 7] = [
 pub struct StepPhases {
     /// Scheduling and building the step request.
     pub schedule: Duration,
-    /// Structured outputs: computing the allowed-token masks before the
-    /// step and advancing the grammars over its samples.
+    /// Structured outputs: advancing the grammars over the step's
+    /// samples. The bitmasks are computed beside the forward pass; what
+    /// the sampling rank still waited for them is in `worker`, and the
+    /// `grammar` phase counts both.
     pub grammar: Duration,
     /// The executor call, worker time included.
     pub round_trip: Duration,
@@ -131,13 +137,19 @@ impl EngineMetrics {
             step_phase_seconds: CounterVec::new(
                 opts(
                     "engine:step_phase_seconds_total",
-                    "Seconds of engine steps by phase: schedule, grammar (structured-output \
-                     masks), transport (the executor round trip less the worker's phases), \
+                    "Seconds of engine steps by phase: schedule, grammar (structured outputs: \
+                     waiting for bitmasks, advancing grammars), transport (the executor round trip less the worker's phases), \
                      prepare, forward, sample, output.",
                 ),
                 &["phase"],
             )?,
             steps: IntCounter::with_opts(opts("engine:steps_total", "Engine steps run."))?,
+            bitmask_seconds: prometheus::Counter::with_opts(opts(
+                "engine:grammar_bitmask_seconds_total",
+                "Seconds computing structured outputs' allowed-token bitmasks, on a thread \
+                 beside the forward pass; the grammar step phase has what sampling waited \
+                 for them.",
+            ))?,
         };
         registry.register(Box::new(m.num_requests_running.clone()))?;
         registry.register(Box::new(m.num_requests_waiting.clone()))?;
@@ -158,6 +170,7 @@ impl EngineMetrics {
         }
         registry.register(Box::new(m.step_phase_seconds.clone()))?;
         registry.register(Box::new(m.steps.clone()))?;
+        registry.register(Box::new(m.bitmask_seconds.clone()))?;
         Ok(m)
     }
 
@@ -172,12 +185,16 @@ impl EngineMetrics {
             left -= secs;
             secs
         };
+        let prepare = worker(step.worker.prepare_us);
+        let forward = worker(step.worker.forward_us);
+        let bitmask_wait = worker(step.worker.bitmask_wait_us);
+        let sample = worker(step.worker.sample_us);
         let phases = [
             ("schedule", step.schedule.as_secs_f64()),
-            ("grammar", step.grammar.as_secs_f64()),
-            ("prepare", worker(step.worker.prepare_us)),
-            ("forward", worker(step.worker.forward_us)),
-            ("sample", worker(step.worker.sample_us)),
+            ("grammar", step.grammar.as_secs_f64() + bitmask_wait),
+            ("prepare", prepare),
+            ("forward", forward),
+            ("sample", sample),
             ("transport", left),
             ("output", step.output.as_secs_f64()),
         ];
@@ -223,6 +240,7 @@ mod tests {
             worker: StepTimings {
                 prepare_us: 1_000,
                 forward_us: 6_000,
+                bitmask_wait_us: 200,
                 sample_us: 500,
             },
             output: Duration::from_micros(300),
@@ -230,11 +248,11 @@ mod tests {
         assert_eq!(m.steps.get(), 1);
         for (name, secs) in [
             ("schedule", 1e-4),
-            ("grammar", 5e-5),
+            ("grammar", 2.5e-4),
             ("prepare", 1e-3),
             ("forward", 6e-3),
             ("sample", 5e-4),
-            ("transport", 2.5e-3),
+            ("transport", 2.3e-3),
             ("output", 3e-4),
         ] {
             assert!(
@@ -255,12 +273,14 @@ mod tests {
             worker: StepTimings {
                 prepare_us: 1_000,
                 forward_us: u64::MAX,
+                bitmask_wait_us: u64::MAX,
                 sample_us: u64::MAX,
             },
             output: Duration::ZERO,
         });
         assert!((phase(&m, "prepare") - 1e-3).abs() < 1e-9);
         assert!((phase(&m, "forward") - 1e-3).abs() < 1e-9);
+        assert_eq!(phase(&m, "grammar"), 0.0);
         assert_eq!(phase(&m, "sample"), 0.0);
         assert_eq!(phase(&m, "transport"), 0.0);
     }

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use proto::worker::FailedRequest;
+use proto::worker::{FailedRequest, RequestBitmask, StepBitmasks};
 use scheduler::{
     FinishReason, ModelRunnerOutput, Request, RequestId, SamplingParams, Scheduler,
     SchedulerOutput, StopParams,
@@ -43,7 +43,7 @@ pub use self::metrics::EngineMetrics;
 use self::metrics::StepPhases;
 pub use self::stats_log::StatsLogger;
 use self::step::{runner_output, step_request};
-use crate::executor::Executor;
+use crate::executor::{BitmaskJob, Executor};
 use crate::structured::Constraint;
 
 /// Why the core refused or failed a request.
@@ -367,6 +367,38 @@ struct EngineCore {
     last_preemptions: u64,
 }
 
+/// The allowed-token bitmasks of step `step_id`'s constrained requests
+/// (`ids`), computed while the workers run its forward pass. A request
+/// whose grammar cannot go on gets end-of-sequence only, so the step runs
+/// as scheduled, and is put in `failed` to end with an error after it.
+fn grammar_masks(
+    step_id: u64,
+    constraints: &mut HashMap<RequestId, Constraint>,
+    ids: &[RequestId],
+    failed: &mut HashMap<RequestId, String>,
+) -> StepBitmasks {
+    let mut masks = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(c) = constraints.get_mut(id) else {
+            continue;
+        };
+        let allowed_token_bitmask = match c.allowed_tokens() {
+            Ok(Some(mask)) => mask,
+            // Still reasoning: every token is allowed.
+            Ok(None) => continue,
+            Err(why) => {
+                failed.insert(id.clone(), format!("structured output: {why}"));
+                c.end_of_sequence_only()
+            }
+        };
+        masks.push(RequestBitmask {
+            req_id: id.to_string(),
+            allowed_token_bitmask,
+        });
+    }
+    StepBitmasks { step_id, masks }
+}
+
 /// How often an idle core checks its workers' health.
 const IDLE_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -523,12 +555,34 @@ impl EngineCore {
             return;
         }
         self.step_id += 1;
-        let masking = Instant::now();
-        let (mut masks, mut grammar_failed) = self.grammar_masks(&out);
-        let masked = masking.elapsed();
-        let wire = step_request(self.step_id, &out, &mut masks);
+        let wire = step_request(self.step_id, &out);
+        let mut grammar_failed = HashMap::new();
+        let mut bitmask_time = Duration::ZERO;
+        let constrained: Vec<RequestId> = out
+            .num_scheduled_tokens
+            .iter()
+            .filter(|(id, _)| self.constraints.contains_key(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let constrained_step = !constrained.is_empty();
+        let bitmasks = constrained_step.then(|| {
+            let step_id = self.step_id;
+            let constraints = &mut self.constraints;
+            let failed = &mut grammar_failed;
+            let took = &mut bitmask_time;
+            Box::new(move || {
+                let started = Instant::now();
+                let masks = grammar_masks(step_id, constraints, &constrained, failed);
+                *took = started.elapsed();
+                masks
+            }) as BitmaskJob<'_>
+        });
         let executing = Instant::now();
-        let mut result = match self.executor.execute(wire) {
+        let result = self.executor.execute(wire, bitmasks);
+        self.metrics
+            .bitmask_seconds
+            .inc_by(bitmask_time.as_secs_f64());
+        let mut result = match result {
             Ok(r) => r,
             Err(e) => return self.fail(e.to_string()),
         };
@@ -538,9 +592,14 @@ impl EngineCore {
             self.end_failed(&out, std::mem::take(&mut result.failed));
         }
         let (runner_out, mut logprobs) = runner_output(result);
-        let accepting = Instant::now();
-        self.accept_sampled(&runner_out, &mut grammar_failed);
-        let accepted = accepting.elapsed();
+        // Only steps with constrained requests count grammar time.
+        let accepted = if constrained_step {
+            let accepting = Instant::now();
+            self.accept_sampled(&runner_out, &mut grammar_failed);
+            accepting.elapsed()
+        } else {
+            Duration::ZERO
+        };
         let outputs = self.scheduler.update_from_output(&out, &runner_out);
         let now = Instant::now();
         for o in outputs {
@@ -602,42 +661,12 @@ impl EngineCore {
         }
         self.update_gauges();
         self.metrics.observe_step(StepPhases {
-            schedule: (executing - scheduling).saturating_sub(masked),
-            grammar: masked + accepted,
+            schedule: executing - scheduling,
+            grammar: accepted,
             round_trip: executed - executing,
             worker,
             output: executed.elapsed().saturating_sub(accepted),
         });
-    }
-
-    /// The allowed-token bitmask of each constrained request in `out`, and
-    /// the requests whose grammar could not go on (they get a mask of
-    /// end-of-sequence only, so the step runs as scheduled, and end with
-    /// an error after it).
-    fn grammar_masks(
-        &mut self,
-        out: &SchedulerOutput,
-    ) -> (HashMap<RequestId, Vec<u32>>, HashMap<RequestId, String>) {
-        let mut masks = HashMap::new();
-        let mut failed = HashMap::new();
-        if self.constraints.is_empty() {
-            return (masks, failed);
-        }
-        for (id, _) in &out.num_scheduled_tokens {
-            let Some(c) = self.constraints.get_mut(id) else {
-                continue;
-            };
-            match c.allowed_tokens() {
-                Ok(mask) => {
-                    masks.insert(id.clone(), mask);
-                }
-                Err(why) => {
-                    masks.insert(id.clone(), c.end_of_sequence_only());
-                    failed.insert(id.clone(), format!("structured output: {why}"));
-                }
-            }
-        }
-        (masks, failed)
     }
 
     /// Advances each constrained request's grammar over its sampled
@@ -648,9 +677,6 @@ impl EngineCore {
         runner_out: &ModelRunnerOutput,
         failed: &mut HashMap<RequestId, String>,
     ) {
-        if self.constraints.is_empty() {
-            return;
-        }
         for (id, tokens) in runner_out.req_ids.iter().zip(&runner_out.sampled_token_ids) {
             if failed.contains_key(id) {
                 continue;
@@ -747,7 +773,11 @@ mod tests {
     const REFUSED: u32 = 66;
 
     impl Executor for FakeExecutor {
-        fn execute(&mut self, step: StepRequest) -> Result<StepResult, ExecutorError> {
+        fn execute(
+            &mut self,
+            step: StepRequest,
+            _bitmasks: Option<BitmaskJob<'_>>,
+        ) -> Result<StepResult, ExecutorError> {
             self.steps.fetch_add(1, Ordering::SeqCst);
             for new in &step.new_requests {
                 if new.prompt_token_ids.first() == Some(&REFUSED) {

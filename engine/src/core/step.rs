@@ -22,13 +22,8 @@ fn block_tables(groups: &[Vec<scheduler::BlockId>]) -> Vec<pb::BlockTable> {
         .collect()
 }
 
-/// The wire step for `out`; `masks` (taken from) holds the allowed-token
-/// bitmasks of the constrained requests.
-pub fn step_request(
-    step_id: u64,
-    out: &SchedulerOutput,
-    masks: &mut HashMap<RequestId, Vec<u32>>,
-) -> pb::StepRequest {
+/// The wire step for `out`.
+pub fn step_request(step_id: u64, out: &SchedulerOutput) -> pb::StepRequest {
     let new_requests = out
         .scheduled_new_reqs
         .iter()
@@ -61,7 +56,6 @@ pub fn step_request(
             .map(|(id, n)| pb::ScheduledTokens {
                 req_id: id.to_string(),
                 num_tokens: *n as u32,
-                allowed_token_bitmask: masks.remove(id).unwrap_or_default(),
             })
             .collect(),
         finished_req_ids: out
@@ -74,6 +68,8 @@ pub fn step_request(
             .iter()
             .map(|id| id.to_string())
             .collect(),
+        // The executor sets it when it sends bitmasks after the step.
+        bitmasks_follow: false,
     }
 }
 

@@ -16,17 +16,28 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use multiproc::MultiprocExecutor;
-use proto::worker::{LoadModelResponse, StepRequest, StepResult};
+use proto::worker::{LoadModelResponse, StepBitmasks, StepRequest, StepResult};
 use scheduler::AttentionWindow;
 pub use uniproc::UniprocExecutor;
 use workers::attention::BackendChoice;
 use workers::parallel::CommunicatorKind;
 use workers::runner::WorkerError;
 
+/// Computes the allowed-token bitmasks of a step's structured outputs.
+/// The executor runs it on another thread while the workers run the
+/// step's forward pass, and hands its result to the sampling rank.
+pub type BitmaskJob<'a> = Box<dyn FnOnce() -> StepBitmasks + Send + 'a>;
+
 /// Runs scheduler steps on the workers.
 pub trait Executor: Send {
-    /// Sends `step` to every rank; returns rank 0's result.
-    fn execute(&mut self, step: StepRequest) -> Result<StepResult, ExecutorError>;
+    /// Sends `step` to every rank; returns rank 0's result. With
+    /// `bitmasks`, the step's sampling waits for what that job computes
+    /// (`StepRequest.bitmasks_follow`), which overlaps the forward pass.
+    fn execute(
+        &mut self,
+        step: StepRequest,
+        bitmasks: Option<BitmaskJob<'_>>,
+    ) -> Result<StepResult, ExecutorError>;
     /// KV blocks every rank holds (the minimum over ranks).
     fn num_kv_blocks(&self) -> usize;
     /// Vocabulary size and maximum positions of the loaded model.

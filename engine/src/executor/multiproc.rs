@@ -40,7 +40,8 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Response, Status};
 
 use super::{
-    clamp_blocks, load_request, log_phase, profile_request, Executor, ExecutorConfig, ExecutorError,
+    clamp_blocks, load_request, log_phase, profile_request, BitmaskJob, Executor, ExecutorConfig,
+    ExecutorError,
 };
 
 /// Environment variable naming the `worker` binary.
@@ -406,14 +407,49 @@ impl MultiprocExecutor {
 }
 
 impl Executor for MultiprocExecutor {
-    fn execute(&mut self, step: StepRequest) -> Result<StepResult, ExecutorError> {
+    fn execute(
+        &mut self,
+        mut step: StepRequest,
+        bitmasks: Option<BitmaskJob<'_>>,
+    ) -> Result<StepResult, ExecutorError> {
         self.check_usable()?;
         let tokens: u64 = step.scheduled.iter().map(|s| u64::from(s.num_tokens)).sum();
         let deadline = self.deadline.for_step(tokens);
         let started = Instant::now();
-        let res = self.broadcast(Some(deadline), move |_, mut c| {
-            let step = step.clone();
-            async move { c.execute_step(step).await }
+        step.bitmasks_follow = bitmasks.is_some();
+        let res = std::thread::scope(|scope| {
+            // The job on a second thread while the step runs; rank 0, the
+            // one that samples, gets its result in a second call.
+            let computed = bitmasks.map(|job| {
+                let (sender, receiver) = tokio::sync::oneshot::channel();
+                scope.spawn(move || {
+                    let _ = sender.send(job());
+                });
+                receiver
+            });
+            let computed = std::sync::Mutex::new(computed);
+            self.broadcast(Some(deadline), move |rank, mut c| {
+                let step = step.clone();
+                let computed = match rank {
+                    0 => computed.lock().ok().and_then(|mut c| c.take()),
+                    _ => None,
+                };
+                async move {
+                    let Some(computed) = computed else {
+                        return c.execute_step(step).await;
+                    };
+                    let mut submitter = c.clone();
+                    let submit = async move {
+                        let masks = computed.await.map_err(|_| {
+                            Status::internal("the bitmask job ended without a result")
+                        })?;
+                        submitter.submit_bitmasks(masks).await
+                    };
+                    let (result, submitted) = tokio::join!(c.execute_step(step), submit);
+                    submitted?;
+                    result
+                }
+            })
         });
         match res {
             Ok(results) => {

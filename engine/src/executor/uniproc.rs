@@ -6,7 +6,8 @@ use proto::worker::{InitKvCacheRequest, InitRequest, LoadModelResponse, StepRequ
 use workers::runner::ModelRunner;
 
 use super::{
-    clamp_blocks, load_request, log_phase, profile_request, Executor, ExecutorConfig, ExecutorError,
+    clamp_blocks, load_request, log_phase, profile_request, BitmaskJob, Executor, ExecutorConfig,
+    ExecutorError,
 };
 
 /// A model runner in this process.
@@ -52,9 +53,26 @@ impl UniprocExecutor {
 }
 
 impl Executor for UniprocExecutor {
-    fn execute(&mut self, step: StepRequest) -> Result<StepResult, ExecutorError> {
+    fn execute(
+        &mut self,
+        mut step: StepRequest,
+        bitmasks: Option<BitmaskJob<'_>>,
+    ) -> Result<StepResult, ExecutorError> {
         let runner = self.runner.as_mut().ok_or(ExecutorError::ShutDown)?;
-        Ok(runner.execute_step(&step)?)
+        let Some(job) = bitmasks else {
+            return Ok(runner.execute_step(&step)?);
+        };
+        step.bitmasks_follow = true;
+        // The job on a second thread, the forward pass on this one.
+        let (sender, mut receiver) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                // The runner waits with a limit: a send that finds it gone
+                // has nobody to tell.
+                let _ = sender.send(job());
+            });
+            Ok(runner.execute_step_with(&step, &mut receiver)?)
+        })
     }
 
     fn num_kv_blocks(&self) -> usize {

@@ -18,7 +18,7 @@ use crate::chat_template::ChatTemplate;
 use crate::core::EngineCoreHandle;
 use crate::generation_config::SamplingDefaults;
 use crate::reasoning::ReasoningParser;
-use crate::structured::StructuredOutputs;
+use crate::structured::{ReasoningMarkers, StructuredOutputs};
 use crate::tokenizer::Tokenizer;
 
 pub use generation::{generate, ChoiceDelta, GenerationParams, TokenLogprob};
@@ -44,6 +44,9 @@ pub struct LocalEngine {
     tools: ToolSettings,
     /// `--reasoning-parser`: splits thinking into `reasoning_content`.
     reasoning: Option<ReasoningParser>,
+    /// Its markers as tokens, when they are single tokens: grammars bind
+    /// after the reasoning.
+    reasoning_markers: Option<ReasoningMarkers>,
 }
 
 impl LocalEngine {
@@ -73,6 +76,7 @@ impl LocalEngine {
             structured,
             tools: ToolSettings::default(),
             reasoning: None,
+            reasoning_markers: None,
         }
     }
 
@@ -85,6 +89,15 @@ impl LocalEngine {
     /// Splits a thinking model's reasoning off with `parser`.
     pub fn with_reasoning_parser(mut self, parser: Option<ReasoningParser>) -> Self {
         self.reasoning = parser;
+        self.reasoning_markers = parser.and_then(|p| {
+            ReasoningMarkers::of(p, &self.tokenizer)
+                .map_err(|why| {
+                    tracing::warn!(
+                        "structured outputs bind from the first token, reasoning included: {why}"
+                    )
+                })
+                .ok()
+        });
         self
     }
 

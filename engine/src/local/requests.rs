@@ -285,7 +285,13 @@ impl LocalEngine {
                 format!("structured outputs are not available for this model: {why}"),
             )
         })?;
-        off_the_runtime(move || outputs.compile(&source).map(Some)).await
+        let markers = self.reasoning_markers;
+        off_the_runtime(move || {
+            outputs
+                .compile(&source)
+                .map(|c| Some(c.after_reasoning(markers)))
+        })
+        .await
     }
 }
 

@@ -2,12 +2,16 @@
 //! grammar turned into the set of tokens it may sample next, step by step
 //! (llguidance, the library behind vLLM's `guidance` backend).
 //!
-//! The engine core holds one [`Constraint`] per constrained sequence. Before
-//! a step it asks each scheduled one for its [`Constraint::allowed_tokens`]
-//! bitmask, which travels in the step request to the worker's sampler
-//! (`ScheduledTokens.allowed_token_bitmask`); after the step it feeds the
-//! sampled tokens back with [`Constraint::accept`]. Unconstrained requests
-//! pay nothing.
+//! The engine core holds one [`Constraint`] per constrained sequence. While
+//! the workers run a step's forward pass, a second thread asks each
+//! scheduled one for its [`Constraint::allowed_tokens`] bitmask, which
+//! follows the step to the sampling rank (`StepRequest.bitmasks_follow`,
+//! then `SubmitBitmasks`) and masks its logits; after the step the core
+//! feeds the sampled tokens back with [`Constraint::accept`].
+//! Unconstrained requests pay nothing, and steps without constrained
+//! requests send nothing more. With a `--reasoning-parser` whose markers
+//! are single tokens, a sequence's grammar binds only after its reasoning
+//! ([`ReasoningMarkers`]), as vLLM guides a reasoning model's content.
 
 mod spec;
 mod vocabulary;
@@ -20,6 +24,7 @@ use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie};
 use llguidance::{Matcher, ParserFactory};
 
 use self::vocabulary::{token_bytes, Vocabulary};
+use crate::reasoning::ReasoningParser;
 use crate::tokenizer::Tokenizer;
 
 pub use spec::{from_request, GrammarSpec, JsonWhitespace, SpecSource, MAX_JSON_WHITESPACE};
@@ -99,6 +104,8 @@ impl StructuredOutputs {
             matcher,
             vocab_size: self.vocab_size,
             eos: self.eos.clone(),
+            reasoning: None,
+            phase: Phase::Output,
         };
         // Some grammars compile yet allow no first token (`{"$ref": "#"}`):
         // the client's error, found here rather than as a failed step.
@@ -125,12 +132,61 @@ fn with_whitespace(mut schema: serde_json::Value, rule: &JsonWhitespace) -> serd
     schema
 }
 
+/// A thinking model's reasoning markers as tokens, for a
+/// `--reasoning-parser`: the grammar binds what follows the reasoning, as
+/// vLLM guides only the content of a reasoning model's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReasoningMarkers {
+    /// `<think>`.
+    pub open: u32,
+    /// `</think>`.
+    pub close: u32,
+    /// The output starts in reasoning (DeepSeek-R1, whose template opens
+    /// `<think>` in the prompt); otherwise it reasons only if its first
+    /// token is `open` (Qwen3, whose thinking can be off).
+    pub starts_reasoning: bool,
+}
+
+impl ReasoningMarkers {
+    /// The markers of `parser` in `tokenizer`'s vocabulary. They must be
+    /// single tokens (they are, as added tokens, in the models these
+    /// parsers are for): a marker spelled in several tokens cannot be
+    /// told apart reliably, and the grammar then binds from the first
+    /// token, as without a parser.
+    pub fn of(parser: ReasoningParser, tokenizer: &Tokenizer) -> Result<Self, String> {
+        let (open, close) = parser.markers();
+        let id = |marker: &str| {
+            tokenizer
+                .token_to_id(marker)
+                .ok_or_else(|| format!("`{marker}` is not one token of this vocabulary"))
+        };
+        Ok(Self {
+            open: id(open)?,
+            close: id(close)?,
+            starts_reasoning: parser == ReasoningParser::DeepseekR1,
+        })
+    }
+}
+
+/// Where a sequence is relative to its reasoning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Its first token decides whether it reasons (`open`) or not.
+    MayReason,
+    /// Inside the reasoning: free until `close`.
+    Reasoning,
+    /// The grammar binds.
+    Output,
+}
+
 /// One sequence's grammar state.
 pub struct Constraint {
     matcher: Matcher,
     vocab_size: usize,
     /// The end-of-sequence tokens, for [`Constraint::end_of_sequence_only`].
     eos: Vec<u32>,
+    reasoning: Option<ReasoningMarkers>,
+    phase: Phase,
 }
 
 impl std::fmt::Debug for Constraint {
@@ -148,16 +204,34 @@ impl Clone for Constraint {
             matcher: self.matcher.deep_clone(),
             vocab_size: self.vocab_size,
             eos: self.eos.clone(),
+            reasoning: self.reasoning,
+            phase: self.phase,
         }
     }
 }
 
 impl Constraint {
+    /// Lets the sequence reason first: the grammar binds once its
+    /// reasoning is over.
+    pub fn after_reasoning(mut self, markers: Option<ReasoningMarkers>) -> Self {
+        self.reasoning = markers;
+        self.phase = match markers {
+            None => Phase::Output,
+            Some(m) if m.starts_reasoning => Phase::Reasoning,
+            Some(_) => Phase::MayReason,
+        };
+        self
+    }
+
     /// The tokens the sequence may sample next: bit `t % 32` of word
-    /// `t / 32` is set when token `t` is allowed. Once the grammar is
-    /// complete only the end-of-sequence tokens are.
-    /// Computed afresh on each call: a step asks once per state.
-    pub fn allowed_tokens(&mut self) -> Result<Vec<u32>, String> {
+    /// `t / 32` is set when token `t` is allowed; `None` while it reasons
+    /// (every token is). Once the grammar is complete only the
+    /// end-of-sequence tokens are. Computed afresh on each call: a step
+    /// asks once per state.
+    pub fn allowed_tokens(&mut self) -> Result<Option<Vec<u32>>, String> {
+        if self.phase == Phase::Reasoning {
+            return Ok(None);
+        }
         let vob = self
             .matcher
             .compute_mask_or_eos()
@@ -167,7 +241,12 @@ impl Constraint {
         if words.iter().all(|&w| w == 0) {
             return Err("the grammar allows no token here".into());
         }
-        Ok(words)
+        if let (Phase::MayReason, Some(m)) = (self.phase, self.reasoning) {
+            if let Some(w) = words.get_mut(m.open as usize / 32) {
+                *w |= 1 << (m.open % 32);
+            }
+        }
+        Ok(Some(words))
     }
 
     /// A bitmask allowing only the end-of-sequence tokens: what a sequence
@@ -182,8 +261,28 @@ impl Constraint {
         words
     }
 
-    /// Advances the grammar over tokens the sequence sampled.
-    pub fn accept(&mut self, tokens: &[u32]) -> Result<(), String> {
+    /// Advances the grammar over tokens the sequence sampled (those after
+    /// its reasoning).
+    pub fn accept(&mut self, mut tokens: &[u32]) -> Result<(), String> {
+        if let (Some(m), Some((&first, rest))) = (self.reasoning, tokens.split_first()) {
+            if self.phase == Phase::MayReason {
+                self.phase = if first == m.open {
+                    tokens = rest;
+                    Phase::Reasoning
+                } else {
+                    Phase::Output
+                };
+            }
+            if self.phase == Phase::Reasoning {
+                match tokens.iter().position(|&t| t == m.close) {
+                    Some(end) => {
+                        self.phase = Phase::Output;
+                        tokens = &tokens[end + 1..];
+                    }
+                    None => return Ok(()),
+                }
+            }
+        }
         if tokens.is_empty() {
             return Ok(());
         }

@@ -48,7 +48,7 @@ fn walk(tok: &Tokenizer, mut c: Constraint, seed: u64, max: usize) -> String {
     let eos = tok.eos_token_ids().to_vec();
     let mut ids = Vec::new();
     for _ in 0..max {
-        let allowed = allowed_ids(&c.allowed_tokens().unwrap());
+        let allowed = allowed_ids(&c.allowed_tokens().unwrap().unwrap());
         let content: Vec<u32> = allowed
             .iter()
             .copied()
@@ -166,7 +166,7 @@ fn a_finished_grammar_allows_only_end_of_sequence() {
     let mut c = compile(&so, GrammarSpec::Choice(vec!["yes".into()])).unwrap();
     let ids = tok.encode("yes", false).unwrap();
     c.accept(&ids).unwrap();
-    let allowed = allowed_ids(&c.allowed_tokens().unwrap());
+    let allowed = allowed_ids(&c.allowed_tokens().unwrap().unwrap());
     assert_eq!(allowed, tok.eos_token_ids().to_vec());
     // A token outside the mask is an error, not a silent pass.
     let mut c = compile(&so, GrammarSpec::Choice(vec!["yes".into()])).unwrap();
@@ -255,10 +255,66 @@ fn a_model_vocabulary_wider_than_the_tokenizer_pads_the_mask() {
     let wide = tok.vocab_size() + 100;
     let so = StructuredOutputs::new(tok.clone(), wide).unwrap();
     let mut c = compile(&so, GrammarSpec::JsonObject).unwrap();
-    let mask = &c.allowed_tokens().unwrap();
+    let mask = &c.allowed_tokens().unwrap().unwrap();
     assert_eq!(mask.len(), wide.div_ceil(32));
     assert!(allowed_ids(mask)
         .iter()
         .all(|&t| (t as usize) < tok.vocab_size()));
     assert!(StructuredOutputs::new(tok.clone(), tok.vocab_size() - 1).is_err());
+}
+
+/// With a reasoning parser the grammar binds after the reasoning: free
+/// between the markers, enforced from the close on; a Qwen3-style output
+/// that does not open with the marker is bound from its first token.
+#[test]
+fn the_grammar_binds_after_the_reasoning() {
+    let tok = tokenizer();
+    let so = outputs(&tok);
+    let id = |text: &str| {
+        let ids = tok.encode(text, false).unwrap();
+        assert_eq!(ids.len(), 1, "{text}: {ids:?}");
+        ids[0]
+    };
+    // Two single tokens of SmolLM2 stand in for `<think>` and `</think>`.
+    let (open, close, letters, digit) = (id("hello"), id("world"), id("abc"), id("7"));
+    let markers = |starts_reasoning| {
+        Some(ReasoningMarkers {
+            open,
+            close,
+            starts_reasoning,
+        })
+    };
+    let digits = || compile(&so, GrammarSpec::Regex("[0-9]{2}".into())).unwrap();
+
+    // Qwen3: the first token may open the reasoning, or be the grammar's.
+    let mut c = digits().after_reasoning(markers(false));
+    let first = allowed_ids(&c.allowed_tokens().unwrap().unwrap());
+    assert!(first.contains(&open) && first.contains(&digit) && !first.contains(&letters));
+    c.accept(&[open]).unwrap();
+    assert_eq!(c.allowed_tokens().unwrap(), None, "free while reasoning");
+    c.accept(&[letters, letters]).unwrap();
+    assert_eq!(c.allowed_tokens().unwrap(), None);
+    c.accept(&[close]).unwrap();
+    let after = allowed_ids(&c.allowed_tokens().unwrap().unwrap());
+    assert!(after.contains(&digit) && !after.contains(&open) && !after.contains(&letters));
+    c.accept(&[digit]).unwrap();
+    assert!(
+        c.accept(&[letters]).is_err(),
+        "the grammar binds after the close"
+    );
+
+    // Qwen3 without reasoning: bound from the first token on.
+    let mut c = digits().after_reasoning(markers(false));
+    c.accept(&[digit]).unwrap();
+    assert!(!allowed_ids(&c.allowed_tokens().unwrap().unwrap()).contains(&open));
+
+    // DeepSeek-R1: reasoning from the start; the tokens after the close
+    // in the same step already count.
+    let mut c = digits().after_reasoning(markers(true));
+    assert_eq!(c.allowed_tokens().unwrap(), None);
+    c.accept(&[letters, close, digit]).unwrap();
+    assert!(c.accept(&[letters]).is_err());
+
+    // A vocabulary without the markers as single tokens has none.
+    assert!(ReasoningMarkers::of(crate::reasoning::ReasoningParser::Qwen3, &tok).is_err());
 }

@@ -9,10 +9,12 @@
 //! Nothing here knows gRPC: `crate::grpc` serves a runner, the engine's
 //! uniproc executor calls one directly.
 
+pub mod bitmasks;
 pub(crate) mod device_memory;
 pub mod input_batch;
 pub mod model_runner;
 
+pub use bitmasks::{BitmaskMailbox, BitmaskSource, NoBitmasks};
 pub use input_batch::{InputBatch, RequestState};
 pub use model_runner::ModelRunner;
 

@@ -9,6 +9,8 @@
 //! prefill or a decode). `ForwardBatch` turns the chunks into flat varlen
 //! ids, positions, slot mapping and block tables; the model runs; the
 //! batched sampler draws one token per row. Only rank 0 reports tokens.
+//! When the step's structured outputs have bitmasks, rank 0 takes them
+//! from a [`BitmaskSource`] between the forward pass and sampling.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,7 @@ use proto::worker::{
 };
 use tch::{Device, Kind};
 
+use super::bitmasks::{check_bitmask, BitmaskSource, NoBitmasks};
 use super::device_memory::cuda_mem_info;
 use super::{InputBatch, WorkerError};
 use crate::batch::{BatchLimits, ForwardBatch, SequenceChunk};
@@ -312,7 +315,16 @@ impl ModelRunner {
     /// sampler error fails the step's requests the same way and leaves the
     /// worker usable (nothing was advanced); in a group of several ranks it
     /// is an error, since the ranks may no longer agree.
-    pub fn execute_step(&mut self, step: &StepRequest) -> Result<StepResult, WorkerError> {
+    ///
+    /// A step whose bitmasks follow (`bitmasks_follow`) gets them from
+    /// `bitmasks` after the forward pass; a request whose bitmask is
+    /// unusable (too short, allowing nothing), or all the step's sampled
+    /// requests when none come, fail the same way.
+    pub fn execute_step_with(
+        &mut self,
+        step: &StepRequest,
+        bitmasks: &mut dyn BitmaskSource,
+    ) -> Result<StepResult, WorkerError> {
         let (Some(loaded), Some(kv)) = (self.loaded.as_ref(), self.kv.as_mut()) else {
             return Err(WorkerError::NotReady(
                 "KV cache not initialized (call LoadModel and InitKvCache first)",
@@ -339,15 +351,19 @@ impl ModelRunner {
             }
         }
         timings.prepare_us = micros(started.elapsed());
+        let sampling = Sampling {
+            on_this_rank: self.tp.rank == 0,
+            bitmasks: step.bitmasks_follow.then_some((step.step_id, bitmasks)),
+        };
         let outputs = if chunks.is_empty() {
-            Ok(Vec::new())
+            Ok((Vec::new(), Vec::new()))
         } else {
             forward_and_sample(
                 loaded,
                 kv,
                 &mut self.sampler,
                 &self.batch,
-                self.tp.rank == 0,
+                sampling,
                 &runnable,
                 &chunks,
                 self.device,
@@ -355,7 +371,8 @@ impl ModelRunner {
             )
         };
         let outputs = match outputs {
-            Ok(outputs) => {
+            Ok((outputs, refused)) => {
+                failed.extend(refused);
                 for s in &runnable {
                     if let Some(state) = self.batch.get_mut(&s.req_id) {
                         state.num_computed_tokens += s.num_tokens as usize;
@@ -383,6 +400,11 @@ impl ModelRunner {
             failed,
             timings: Some(timings),
         })
+    }
+
+    /// [`Self::execute_step_with`] for callers that send no bitmasks.
+    pub fn execute_step(&mut self, step: &StepRequest) -> Result<StepResult, WorkerError> {
+        self.execute_step_with(step, &mut NoBitmasks)
     }
 }
 
@@ -417,15 +439,6 @@ fn chunk_for(
         }
         .to_string()
     })?;
-    let mask = &s.allowed_token_bitmask;
-    let needed = limits.vocab_size.div_ceil(32);
-    if !mask.is_empty() && (mask.len() < needed || mask.iter().all(|&w| w == 0)) {
-        return Err(format!(
-            "the allowed-token bitmask of {} words allows no token or does not cover the {} tokens of the vocabulary",
-            mask.len(),
-            limits.vocab_size
-        ));
-    }
     let chunk = SequenceChunk {
         token_ids: token_ids.to_vec(),
         num_computed: start,
@@ -436,22 +449,31 @@ fn chunk_for(
     Ok(chunk)
 }
 
+/// Whether this rank samples, and where a step's bitmasks come from when
+/// they follow it: `(step_id, source)`.
+struct Sampling<'a> {
+    on_this_rank: bool,
+    bitmasks: Option<(u64, &'a mut dyn BitmaskSource)>,
+}
+
 /// Runs the model over `chunks` (one per `scheduled` request, same order)
 /// and, on the sampling rank, draws a token for each chunk that finishes
-/// its known tokens. Advances nothing: the caller does once it succeeds.
-/// Adds the batch build to `timings.prepare_us` and fills the rest.
+/// its known tokens; returns the outputs and the requests refused for
+/// their bitmask (left out of sampling). Advances nothing: the caller
+/// does once it succeeds. Adds the batch build to `timings.prepare_us`
+/// and fills the rest.
 #[allow(clippy::too_many_arguments)]
 fn forward_and_sample(
     loaded: &Loaded,
     kv: &mut KvCache,
     sampler: &mut Sampler,
     batch: &InputBatch,
-    samples: bool,
+    sampling: Sampling<'_>,
     scheduled: &[&ScheduledTokens],
     chunks: &[SequenceChunk],
     device: Device,
     timings: &mut StepTimings,
-) -> Result<Vec<RequestOutput>, WorkerError> {
+) -> Result<(Vec<RequestOutput>, Vec<FailedRequest>), WorkerError> {
     let started = Instant::now();
     let forward = ForwardBatch::build(chunks, kv.limits, device)?;
     let built = Instant::now();
@@ -459,26 +481,87 @@ fn forward_and_sample(
     let logits = loaded.model.forward(&forward, &mut kv.cache)?;
     let forwarded = Instant::now();
     timings.forward_us = micros(forwarded - built);
-    if !samples {
-        return Ok(Vec::new());
+    if !sampling.on_this_rank {
+        return Ok((Vec::new(), Vec::new()));
     }
+    // The forward pass is queued (on a GPU, maybe still running): now the
+    // bitmasks, which the engine computed meanwhile.
+    let masks = sampling.bitmasks.map(|(step_id, source)| {
+        let masks = source.wait(step_id);
+        timings.bitmask_wait_us = micros(forwarded.elapsed());
+        masks
+    });
+    let waited = Instant::now();
+    let mut allowed: std::collections::HashMap<&str, &[u32]> = Default::default();
+    let mut refused = Vec::new();
+    match &masks {
+        None => {}
+        Some(Ok(step)) => {
+            for m in &step.masks {
+                allowed.insert(&m.req_id, &m.allowed_token_bitmask);
+            }
+        }
+        Some(Err(reason)) => {
+            for (s, row) in scheduled.iter().zip(&forward.logits_rows) {
+                if row.is_some() {
+                    refused.push(FailedRequest {
+                        req_id: s.req_id.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+    }
+    for (s, row) in scheduled.iter().zip(&forward.logits_rows) {
+        let Some(mask) = allowed.get(s.req_id.as_str()) else {
+            continue;
+        };
+        if let (Some(_), Err(reason)) = (row, check_bitmask(mask, kv.limits.vocab_size)) {
+            refused.push(FailedRequest {
+                req_id: s.req_id.clone(),
+                reason,
+            });
+        }
+    }
+    let is_refused = |id: &str| refused.iter().any(|f| f.req_id == id);
     let mut rows = Vec::new();
     for (s, row) in scheduled.iter().zip(&forward.logits_rows) {
-        if row.is_some() {
+        if row.is_some() && !is_refused(&s.req_id) {
             if let Some(state) = batch.get(&s.req_id) {
                 rows.push(SamplerRow {
                     params: &state.sampling,
                     token_ids: &state.token_ids,
                     num_prompt_tokens: state.num_prompt_tokens,
-                    allowed: (!s.allowed_token_bitmask.is_empty())
-                        .then_some(&s.allowed_token_bitmask[..]),
+                    allowed: allowed.get(s.req_id.as_str()).copied(),
                 });
             }
         }
     }
-    let mut sampled = sampler.sample(&logits, &rows)?.into_iter();
+    // Every row refused: the logits of nobody are not worth a sampler call.
+    let mut sampled = if rows.is_empty() {
+        Vec::new().into_iter()
+    } else {
+        let rows_logits = if refused.is_empty() {
+            logits
+        } else {
+            let keep: Vec<i64> = scheduled
+                .iter()
+                .zip(&forward.logits_rows)
+                .filter_map(|(s, row)| row.filter(|_| !is_refused(&s.req_id)))
+                .map(|r| r as i64)
+                .collect();
+            logits.index_select(
+                0,
+                &tch::Tensor::from_slice(&keep).to_device(logits.device()),
+            )
+        };
+        sampler.sample(&rows_logits, &rows)?.into_iter()
+    };
     let mut outputs = Vec::with_capacity(scheduled.len());
     for (s, row) in scheduled.iter().zip(&forward.logits_rows) {
+        if is_refused(&s.req_id) {
+            continue;
+        }
         let mut out = RequestOutput {
             req_id: s.req_id.clone(),
             ..Default::default()
@@ -498,8 +581,8 @@ fn forward_and_sample(
         }
         outputs.push(out);
     }
-    timings.sample_us = micros(forwarded.elapsed());
-    Ok(outputs)
+    timings.sample_us = micros(waited.elapsed());
+    Ok((outputs, refused))
 }
 
 /// A KV cache group's window as the wire names it.
