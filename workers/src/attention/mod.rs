@@ -12,7 +12,7 @@
 mod torch_batched;
 mod torch_ref;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use model_files::AttentionWindow;
 use tch::{Device, TchError, Tensor};
@@ -36,6 +36,26 @@ pub struct AttentionMetadata {
     pub context_slots: Tensor,
     /// Offsets into `context_slots`, `B + 1` entries.
     pub context_start: Vec<i64>,
+    /// What a backend derives from the above once per step and window
+    /// (the batched decode's gather index and mask): built by the first
+    /// layer with that window, shared by the rest.
+    decode_plans: Mutex<Vec<(AttentionWindow, Arc<DecodePlan>)>>,
+}
+
+/// A step's decode tokens (sequences adding one token) as one padded
+/// batch over a window's visible keys, for [`TorchBatchedBackend`].
+pub struct DecodePlan {
+    /// The decode sequences, in batch order.
+    pub seqs: Vec<usize>,
+    /// `[n]` int64: their query rows.
+    pub tokens: Tensor,
+    /// `[n * longest]` int64: each row's visible key slots, padded by
+    /// repeating its last.
+    pub slots: Tensor,
+    /// `[n, 1, 1, longest]` bool: which of those keys are real.
+    pub mask: Tensor,
+    /// Keys per row.
+    pub longest: i64,
 }
 
 impl AttentionMetadata {
@@ -65,7 +85,24 @@ impl AttentionMetadata {
             seq_lens,
             context_slots: Tensor::f_from_slice(&slots)?.f_to_device(device)?,
             context_start,
+            decode_plans: Mutex::default(),
         })
+    }
+
+    /// The decode plan for `window`: the one built earlier in this step,
+    /// else what `build` makes (kept for the next layer).
+    pub fn decode_plan(
+        &self,
+        window: AttentionWindow,
+        build: impl FnOnce(&Self) -> Result<DecodePlan, TchError>,
+    ) -> Result<Arc<DecodePlan>, TchError> {
+        let mut plans = self.decode_plans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, plan)) = plans.iter().find(|(w, _)| *w == window) {
+            return Ok(Arc::clone(plan));
+        }
+        let plan = Arc::new(build(self)?);
+        plans.push((window, Arc::clone(&plan)));
+        Ok(plan)
     }
 
     /// Number of sequences in the batch.

@@ -8,14 +8,17 @@
 //!
 //! Padding: each decode sequence's visible keys are gathered into a row of
 //! the longest one's length, the tail repeating its last key and masked
-//! out, so padded scores are exactly zero after the softmax.
+//! out, so padded scores are exactly zero after the softmax. The gather
+//! index and mask depend on the step and the layer's window only, so the
+//! first layer with a window builds them ([`DecodePlan`], kept in the
+//! step's metadata) and the others reuse them.
 //!
 //! [`TorchRefBackend`]: super::TorchRefBackend
 
-use tch::{Kind, TchError, Tensor};
+use tch::{Device, Kind, TchError, Tensor};
 
 use super::torch_ref::attend_one;
-use super::{AttentionBackend, AttentionLayer, AttentionMetadata};
+use super::{AttentionBackend, AttentionLayer, AttentionMetadata, DecodePlan};
 use crate::paged_kv::LayerKvCache;
 
 /// Decode tokens batched into one attention call; everything else per
@@ -38,9 +41,11 @@ impl AttentionBackend for TorchBatchedBackend {
     ) -> Result<Tensor, TchError> {
         cache.write(&meta.slot_mapping, k, v)?;
         let q_len = |i: usize| meta.query_start_loc[i + 1] - meta.query_start_loc[i];
-        let decodes: Vec<usize> = (0..meta.num_seqs()).filter(|&i| q_len(i) == 1).collect();
-        let batched = if decodes.len() > 1 {
-            Some(attend_decodes(q, cache, meta, layer, &decodes)?)
+        let decodes = (0..meta.num_seqs()).filter(|&i| q_len(i) == 1).count();
+        let batched = if decodes > 1 {
+            let plan =
+                meta.decode_plan(layer.window, |meta| plan_decodes(meta, layer, q.device()))?;
+            Some(attend_decodes(q, cache, layer, &plan)?)
         } else {
             None
         };
@@ -56,28 +61,28 @@ impl AttentionBackend for TorchBatchedBackend {
             }
         }
         match (outputs.len(), batched) {
-            (n, Some(rows)) if n == decodes.len() => Ok(rows),
+            (n, Some(rows)) if n == decodes => Ok(rows),
             (1, _) => Ok(outputs.swap_remove(0)),
             _ => Tensor::f_cat(&outputs, 0),
         }
     }
 }
 
-/// Attention of the one new query of each sequence in `seqs` (all decode
-/// tokens), `[seqs.len(), heads * head_dim]` in `seqs`' order.
-fn attend_decodes(
-    q: &Tensor,
-    cache: &LayerKvCache,
+/// Which sequences of the step decode, and the padded gather of their
+/// visible keys under `layer`'s window: the same for every layer with
+/// that window, so built once a step.
+fn plan_decodes(
     meta: &AttentionMetadata,
     layer: &AttentionLayer,
-    seqs: &[usize],
-) -> Result<Tensor, TchError> {
-    let device = q.device();
-    let (heads, head_dim) = (q.size()[1], q.size()[2]);
+    device: Device,
+) -> Result<DecodePlan, TchError> {
+    let seqs: Vec<usize> = (0..meta.num_seqs())
+        .filter(|&i| meta.query_start_loc[i + 1] - meta.query_start_loc[i] == 1)
+        .collect();
     let mut tokens = Vec::with_capacity(seqs.len());
     let mut firsts = Vec::with_capacity(seqs.len());
     let mut lens = Vec::with_capacity(seqs.len());
-    for &i in seqs {
+    for &i in &seqs {
         let ctx = meta.seq_lens[i];
         let first = layer.window.first_visible((ctx - 1).max(0) as usize) as i64;
         tokens.push(meta.query_start_loc[i]);
@@ -96,8 +101,26 @@ fn attend_decodes(
         .f_minimum(&lens.f_sub_scalar(1)?)?
         .f_add(&firsts)?
         .f_view([n * longest])?;
-    let slots = meta.context_slots.f_index_select(0, &index)?;
-    let (keys, values) = cache.gather(&slots)?;
+    Ok(DecodePlan {
+        slots: meta.context_slots.f_index_select(0, &index)?,
+        tokens: Tensor::f_from_slice(&tokens)?.f_to_device(device)?,
+        mask: cols.f_lt_tensor(&lens)?.f_view([n, 1, 1, longest])?,
+        seqs,
+        longest,
+    })
+}
+
+/// Attention of the one new query of each sequence of `plan` (all decode
+/// tokens), `[plan.seqs.len(), heads * head_dim]` in the plan's order.
+fn attend_decodes(
+    q: &Tensor,
+    cache: &LayerKvCache,
+    layer: &AttentionLayer,
+    plan: &DecodePlan,
+) -> Result<Tensor, TchError> {
+    let (heads, head_dim) = (q.size()[1], q.size()[2]);
+    let (n, longest) = (plan.seqs.len() as i64, plan.longest);
+    let (keys, values) = cache.gather(&plan.slots)?;
     let kv_heads = keys.size()[1];
     // [n, kv_heads, longest, d]
     let to_rows = |t: Tensor| {
@@ -106,15 +129,12 @@ fn attend_decodes(
     };
     let (keys, values) = (to_rows(keys)?, to_rows(values)?);
     // [n, heads, 1, d]
-    let queries = q
-        .f_index_select(0, &Tensor::f_from_slice(&tokens)?.f_to_device(device)?)?
-        .f_unsqueeze(2)?;
-    let mask = cols.f_lt_tensor(&lens)?.f_view([n, 1, 1, longest])?;
+    let queries = q.f_index_select(0, &plan.tokens)?.f_unsqueeze(2)?;
     Tensor::f_scaled_dot_product_attention(
         &queries,
         &keys,
         &values,
-        Some(&mask),
+        Some(&plan.mask),
         0.0,
         false,
         layer.scale,
