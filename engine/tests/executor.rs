@@ -221,22 +221,16 @@ fn bitmasks_computed_beside_the_step_constrain_its_sampling() {
     let executors: [&mut dyn Executor; 2] = [&mut uni, &mut mp];
     for exec in executors {
         // The same requests afresh: drop what the runner holds of them.
-        let step = prefill_step();
-        exec.execute(
-            StepRequest {
+        let mut afresh = |exec: &mut dyn Executor, bitmasks| {
+            let forget = StepRequest {
                 step_id: 0,
                 finished_req_ids: vec!["r0".into(), "r1".into()],
                 ..Default::default()
-            },
-            None,
-        )
-        .unwrap();
-        let result = exec
-            .execute(
-                step.clone(),
-                Some(job(Duration::from_millis(150), only(&[forced]))),
-            )
-            .unwrap();
+            };
+            exec.execute(forget, None).unwrap();
+            exec.execute(prefill_step(), Some(bitmasks)).unwrap()
+        };
+        let result = afresh(exec, job(Duration::from_millis(150), only(&[forced])));
         let sampled: Vec<u32> = result
             .outputs
             .iter()
@@ -246,18 +240,7 @@ fn bitmasks_computed_beside_the_step_constrain_its_sampling() {
         let waited = result.timings.unwrap().bitmask_wait_us;
         assert!(waited > 0, "sampling did not wait for the bitmasks");
 
-        exec.execute(
-            StepRequest {
-                step_id: 0,
-                finished_req_ids: vec!["r0".into(), "r1".into()],
-                ..Default::default()
-            },
-            None,
-        )
-        .unwrap();
-        let result = exec
-            .execute(step, Some(job(Duration::ZERO, vec![0; 8])))
-            .unwrap();
+        let result = afresh(exec, job(Duration::ZERO, vec![0; 8]));
         assert_eq!(result.failed.len(), 1, "{:?}", result.failed);
         assert_eq!(result.failed[0].req_id, "r0");
         assert!(
