@@ -221,7 +221,7 @@ fn bitmasks_computed_beside_the_step_constrain_its_sampling() {
     let executors: [&mut dyn Executor; 2] = [&mut uni, &mut mp];
     for exec in executors {
         // The same requests afresh: drop what the runner holds of them.
-        let mut afresh = |exec: &mut dyn Executor, bitmasks| {
+        let afresh = |exec: &mut dyn Executor, bitmasks| {
             let forget = StepRequest {
                 step_id: 0,
                 finished_req_ids: vec!["r0".into(), "r1".into()],

@@ -12,7 +12,9 @@
 mod torch_batched;
 mod torch_ref;
 
-use std::sync::{Arc, Mutex};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
 
 use model_files::AttentionWindow;
 use tch::{Device, TchError, Tensor};
@@ -39,7 +41,7 @@ pub struct AttentionMetadata {
     /// What a backend derives from the above once per step and window
     /// (the batched decode's gather index and mask): built by the first
     /// layer with that window, shared by the rest.
-    decode_plans: Mutex<Vec<(AttentionWindow, Arc<DecodePlan>)>>,
+    decode_plans: RefCell<Vec<(AttentionWindow, Rc<DecodePlan>)>>,
 }
 
 /// A step's decode tokens (sequences adding one token) as one padded
@@ -85,7 +87,7 @@ impl AttentionMetadata {
             seq_lens,
             context_slots: Tensor::f_from_slice(&slots)?.f_to_device(device)?,
             context_start,
-            decode_plans: Mutex::default(),
+            decode_plans: RefCell::default(),
         })
     }
 
@@ -95,13 +97,19 @@ impl AttentionMetadata {
         &self,
         window: AttentionWindow,
         build: impl FnOnce(&Self) -> Result<DecodePlan, TchError>,
-    ) -> Result<Arc<DecodePlan>, TchError> {
-        let mut plans = self.decode_plans.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, plan)) = plans.iter().find(|(w, _)| *w == window) {
-            return Ok(Arc::clone(plan));
+    ) -> Result<Rc<DecodePlan>, TchError> {
+        if let Some((_, plan)) = self
+            .decode_plans
+            .borrow()
+            .iter()
+            .find(|(w, _)| *w == window)
+        {
+            return Ok(Rc::clone(plan));
         }
-        let plan = Arc::new(build(self)?);
-        plans.push((window, Arc::clone(&plan)));
+        let plan = Rc::new(build(self)?);
+        self.decode_plans
+            .borrow_mut()
+            .push((window, Rc::clone(&plan)));
         Ok(plan)
     }
 
