@@ -8,7 +8,8 @@ with scripts/bench_serve.py, and reads the engine's per-phase step counters
 /metrics before and after each run. Per step it prints:
 
   schedule   the engine core: scheduling and building the step request
-  grammar    structured outputs: allowed-token masks and grammar advances
+  grammar    structured outputs: waiting for the bitmasks after the forward
+             pass (they are computed beside it) and advancing the grammars
   transport  gRPC to the worker and back (the round trip less the worker's
              own phases)
   prepare    the worker: applying the step's deltas, building the batch
