@@ -9,10 +9,11 @@ constrained so drift hits both, each run on its own prompts (no prefix-cache
 hits). The schema is an open-ended array of
 records, so the grammar is live for every token rather than finished
 early. Reads per step from /metrics the time spent computing bitmasks
-(`engine:grammar_bitmask_seconds_total`, on a thread beside the forward
-pass) and the `grammar` step phase (what sampling still waited for them,
-plus advancing the grammars after the step: the part on the critical
-path).
+(`engine:grammar_bitmask_seconds_total`: beside the forward pass on an
+accelerator, before the step on CPU, where a second thread slows the
+forward by what it hides) and the `grammar` step phase (the part on the
+step's critical path: bitmasks computed before the step or waited for
+after the forward pass, and advancing the grammars).
 
 Goal (issue 17): constrained TPOT within 10% of unconstrained.
 
@@ -112,8 +113,8 @@ def main():
         print(f"{k:14}{m['tpot_ms']:10.1f}{m['output_throughput']:10.1f}"
               f"{m['bitmask_ms_per_step']:17.2f}{m['grammar_ms_per_step']:17.2f}"
               f"{m['forward_ms_per_step']:17.2f}")
-    print("bitmask: computing the masks, beside the forward pass; grammar: the critical "
-          "path's part (waiting for masks after the forward pass, advancing grammars)")
+    print("bitmask: computing the masks (beside the forward pass on an accelerator, before "
+          "the step on CPU); grammar: the part on the step's critical path")
     print(f"constrained / free TPOT: {ratio:.3f} (goal <= 1.10); failed requests: {failed}")
     out = ROOT / "bench" / "results" / "structured_cpu.json"
     out.write_text(json.dumps({

@@ -53,6 +53,7 @@ pub fn run(args: &GenerateArgs, tokenizer: Arc<Tokenizer>, prompt_ids: Vec<u32>)
         worker_binary: None,
         distributed_executor_backend: ExecutorBackend::Multiproc,
         step_timeout: STEP_TIMEOUT,
+        overlap_bitmasks: None,
     })
     .context("starting the workers")?;
     let load_secs = load_start.elapsed().as_secs_f64();

@@ -208,6 +208,11 @@ fn job(delay: Duration, mask: Vec<u32>) -> BitmaskJob<'static> {
 /// nothing fails that request alone.
 #[test]
 fn bitmasks_computed_beside_the_step_constrain_its_sampling() {
+    // Overlapped, as on a GPU (on CPU the default computes them first).
+    let config = |backend| ExecutorConfig {
+        overlap_bitmasks: Some(true),
+        ..config(backend)
+    };
     let mut uni =
         engine::executor::UniprocExecutor::start(&config(ExecutorBackend::Uniproc)).unwrap();
     let free = uni.execute(prefill_step(), None).unwrap();

@@ -52,9 +52,9 @@ pub struct StepPhases {
     /// Scheduling and building the step request.
     pub schedule: Duration,
     /// Structured outputs: advancing the grammars over the step's
-    /// samples. The bitmasks are computed beside the forward pass; what
-    /// the sampling rank still waited for them is in `worker`, and the
-    /// `grammar` phase counts both.
+    /// samples, and computing the bitmasks when that was not done beside
+    /// the forward pass. What the sampling rank waited for bitmasks
+    /// computed beside it is in `worker`; the `grammar` phase counts all.
     pub grammar: Duration,
     /// The executor call, worker time included.
     pub round_trip: Duration,

@@ -660,10 +660,16 @@ impl EngineCore {
             self.constraints.retain(|id, _| streams.contains_key(id));
         }
         self.update_gauges();
+        // Bitmasks not computed beside the step delayed it.
+        let serial_masks = if self.executor.overlaps_bitmasks() {
+            Duration::ZERO
+        } else {
+            bitmask_time
+        };
         self.metrics.observe_step(StepPhases {
             schedule: executing - scheduling,
-            grammar: accepted,
-            round_trip: executed - executing,
+            grammar: accepted + serial_masks,
+            round_trip: (executed - executing).saturating_sub(serial_masks),
             worker,
             output: executed.elapsed().saturating_sub(accepted),
         });
@@ -807,6 +813,9 @@ mod tests {
                     .collect(),
                 timings: None,
             })
+        }
+        fn overlaps_bitmasks(&self) -> bool {
+            false
         }
         fn num_kv_blocks(&self) -> usize {
             64

@@ -25,7 +25,9 @@ use workers::runner::WorkerError;
 
 /// Computes the allowed-token bitmasks of a step's structured outputs.
 /// The executor runs it on another thread while the workers run the
-/// step's forward pass, and hands its result to the sampling rank.
+/// step's forward pass (or first, when it does not overlap them: see
+/// [`ExecutorConfig::overlap_bitmasks`]), and hands its result to the
+/// sampling rank.
 pub type BitmaskJob<'a> = Box<dyn FnOnce() -> StepBitmasks + Send + 'a>;
 
 /// Runs scheduler steps on the workers.
@@ -38,6 +40,9 @@ pub trait Executor: Send {
         step: StepRequest,
         bitmasks: Option<BitmaskJob<'_>>,
     ) -> Result<StepResult, ExecutorError>;
+    /// Whether [`Executor::execute`] runs a bitmask job beside the step
+    /// (else first, on the caller's thread).
+    fn overlaps_bitmasks(&self) -> bool;
     /// KV blocks every rank holds (the minimum over ranks).
     fn num_kv_blocks(&self) -> usize;
     /// Vocabulary size and maximum positions of the loaded model.
@@ -115,6 +120,20 @@ pub struct ExecutorConfig {
     /// it measured, and declares the group dead past it. The in-process
     /// executor cannot interrupt its own thread and ignores it.
     pub step_timeout: Duration,
+    /// Whether a step's bitmasks are computed on a second thread beside
+    /// the forward pass (`None`: when the workers run on an accelerator).
+    /// A CPU forward already keeps every core busy: there a second thread
+    /// slowed it by as much as it hid (scripts/bench_structured.py, 2
+    /// cores), so the bitmasks are computed first and sent with the step.
+    pub overlap_bitmasks: Option<bool>,
+}
+
+impl ExecutorConfig {
+    /// [`ExecutorConfig::overlap_bitmasks`], decided.
+    pub fn overlaps_bitmasks(&self) -> bool {
+        self.overlap_bitmasks
+            .unwrap_or_else(|| !self.device.starts_with("cpu"))
+    }
 }
 
 impl Default for ExecutorConfig {
@@ -139,6 +158,7 @@ impl Default for ExecutorConfig {
             worker_binary: None,
             distributed_executor_backend: ExecutorBackend::Multiproc,
             step_timeout: Duration::from_secs(60),
+            overlap_bitmasks: None,
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct MultiprocExecutor {
     info: LoadModelResponse,
     num_blocks: usize,
     deadline: StepDeadline,
+    /// [`ExecutorConfig::overlaps_bitmasks`].
+    overlap_bitmasks: bool,
     /// The first fatal failure: `(rank, reason)`.
     failed: Option<(usize, String)>,
     shut_down: bool,
@@ -184,6 +186,7 @@ impl MultiprocExecutor {
             info: LoadModelResponse::default(),
             num_blocks: 0,
             deadline: StepDeadline::new(config.step_timeout),
+            overlap_bitmasks: config.overlaps_bitmasks(),
             failed: None,
             shut_down: false,
         };
@@ -417,14 +420,20 @@ impl Executor for MultiprocExecutor {
         let deadline = self.deadline.for_step(tokens);
         let started = Instant::now();
         step.bitmasks_follow = bitmasks.is_some();
+        let overlap = self.overlap_bitmasks;
         let res = std::thread::scope(|scope| {
-            // The job on a second thread while the step runs; rank 0, the
-            // one that samples, gets its result in a second call.
+            // The job on a second thread while the step runs (or first);
+            // rank 0, the one that samples, gets its result in a second
+            // call.
             let computed = bitmasks.map(|job| {
                 let (sender, receiver) = tokio::sync::oneshot::channel();
-                scope.spawn(move || {
+                if overlap {
+                    scope.spawn(move || {
+                        let _ = sender.send(job());
+                    });
+                } else {
                     let _ = sender.send(job());
-                });
+                }
                 receiver
             });
             let computed = std::sync::Mutex::new(computed);
@@ -461,6 +470,10 @@ impl Executor for MultiprocExecutor {
                 format!("{reason} (step deadline {deadline:?}: --step-timeout plus the measured time per token)"),
             ))),
         }
+    }
+
+    fn overlaps_bitmasks(&self) -> bool {
+        self.overlap_bitmasks
     }
 
     fn num_kv_blocks(&self) -> usize {

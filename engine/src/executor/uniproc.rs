@@ -15,6 +15,8 @@ pub struct UniprocExecutor {
     runner: Option<ModelRunner>,
     info: LoadModelResponse,
     num_blocks: usize,
+    /// [`ExecutorConfig::overlaps_bitmasks`].
+    overlap_bitmasks: bool,
 }
 
 impl UniprocExecutor {
@@ -48,6 +50,7 @@ impl UniprocExecutor {
             runner: Some(runner),
             info,
             num_blocks: num_blocks as usize,
+            overlap_bitmasks: config.overlaps_bitmasks(),
         })
     }
 }
@@ -63,8 +66,12 @@ impl Executor for UniprocExecutor {
             return Ok(runner.execute_step(&step)?);
         };
         step.bitmasks_follow = true;
-        // The job on a second thread, the forward pass on this one.
         let (sender, mut receiver) = std::sync::mpsc::channel();
+        if !self.overlap_bitmasks {
+            let _ = sender.send(job());
+            return Ok(runner.execute_step_with(&step, &mut receiver)?);
+        }
+        // The job on a second thread, the forward pass on this one.
         std::thread::scope(|scope| {
             scope.spawn(move || {
                 // The runner waits with a limit: a send that finds it gone
@@ -73,6 +80,10 @@ impl Executor for UniprocExecutor {
             });
             Ok(runner.execute_step_with(&step, &mut receiver)?)
         })
+    }
+
+    fn overlaps_bitmasks(&self) -> bool {
+        self.overlap_bitmasks
     }
 
     fn num_kv_blocks(&self) -> usize {

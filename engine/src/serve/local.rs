@@ -379,6 +379,7 @@ fn start_local_engine(
         ),
         worker_binary: None,
         step_timeout: step_timeout(args)?,
+        overlap_bitmasks: None,
         distributed_executor_backend: args
             .distributed_executor_backend
             .parse()
