@@ -2,12 +2,14 @@
 //! grammar turned into the set of tokens it may sample next, step by step
 //! (llguidance, the library behind vLLM's `guidance` backend).
 //!
-//! The engine core holds one [`Constraint`] per constrained sequence. While
-//! the workers run a step's forward pass, a second thread asks each
-//! scheduled one for its [`Constraint::allowed_tokens`] bitmask, which
-//! follows the step to the sampling rank (`StepRequest.bitmasks_follow`,
-//! then `SubmitBitmasks`) and masks its logits; after the step the core
-//! feeds the sampled tokens back with [`Constraint::accept`].
+//! The engine core holds one [`Constraint`] per constrained sequence. Each
+//! step, the executor asks each scheduled one for its
+//! [`Constraint::allowed_tokens`] bitmask (on a second thread while the
+//! workers run the forward pass on an accelerator; first on CPU); the
+//! bitmasks follow the step to the sampling rank
+//! (`StepRequest.bitmasks_follow`, then `SubmitBitmasks`) and mask its
+//! logits; after the step the core feeds the sampled tokens back with
+//! [`Constraint::accept`].
 //! Unconstrained requests pay nothing, and steps without constrained
 //! requests send nothing more. With a `--reasoning-parser` whose markers
 //! are single tokens, a sequence's grammar binds only after its reasoning
