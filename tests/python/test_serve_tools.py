@@ -228,3 +228,41 @@ def test_reasoning_goes_to_reasoning_content_streamed_or_not(oai):
     r = oai.chat.completions.create(**{**body, "extra_body": {"guided_regex": "Sunny\\."}})
     assert r.choices[0].message.content == "Sunny."
     assert getattr(r.choices[0].message, "reasoning_content", None) is None
+
+
+def test_tokenize_renders_tools_and_template_kwargs_as_chat_does(tool_server, server, tmp_path):
+    """/tokenize with messages gives the prompt a chat request with the
+    same tools and chat_template_kwargs would get."""
+    def prompt(base, **body):
+        r = httpx.post(f"{base}/tokenize", timeout=30, json={"messages": ASK, **body})
+        assert r.status_code == 200, r.text
+        return httpx.post(f"{base}/detokenize", timeout=30,
+                          json={"tokens": r.json()["tokens"]}).json()["prompt"]
+
+    assert "get_weather" in prompt(tool_server.base, tools=[WEATHER])
+    assert "get_weather" not in prompt(tool_server.base)
+    # A template that renders no tools refuses them, as chat does.
+    r = httpx.post(f"{server.base}/tokenize", timeout=30, json={"messages": ASK, "tools": [WEATHER]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tools", r.text
+    r = httpx.post(f"{tool_server.base}/tokenize", timeout=30, json={"messages": ASK, "tools": 5})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tools", r.text
+
+    # chat_template_kwargs reach the template (Qwen3's enable_thinking),
+    # on /tokenize and on chat completions alike.
+    template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                "{% endfor %}<|im_start|>assistant\n"
+                "{% if enable_thinking is defined and not enable_thinking %}"
+                "<think>\n\n</think>\n\n{% endif %}")
+    kw = Server(["--chat-template", template], tmp=tmp_path)
+    try:
+        off = {"chat_template_kwargs": {"enable_thinking": False}}
+        assert prompt(kw.base, **off).endswith("<think>\n\n</think>\n\n")
+        assert prompt(kw.base).endswith("<|im_start|>assistant\n")
+        chat = lambda **extra: httpx.post(f"{kw.base}/v1/chat/completions", timeout=60, json={
+            "model": "smollm2", "messages": ASK, "max_tokens": 1, **extra}).json()
+        assert (chat(**off)["usage"]["prompt_tokens"]
+                == len(httpx.post(f"{kw.base}/tokenize", timeout=30,
+                                  json={"messages": ASK, **off}).json()["tokens"])
+                > chat()["usage"]["prompt_tokens"])
+    finally:
+        kw.stop()

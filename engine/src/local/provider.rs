@@ -16,7 +16,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use super::generation::{generate, ChoiceDelta, TokenLogprob};
 use super::requests::{off_the_runtime, Knobs};
-use super::tools::{message_parts, ToolMode, ToolPlan, ToolStream};
+use super::tools::{message_parts, rendered_tools, ToolMode, ToolPlan, ToolStream};
 use super::{GenerationParams, LocalEngine};
 use crate::core::CoreError;
 use crate::reasoning::ReasoningStream;
@@ -170,6 +170,7 @@ impl LocalEngine {
                 &req.messages,
                 req.add_generation_prompt.unwrap_or(true),
                 tools.template_tools,
+                req.chat_template_kwargs.clone(),
             )
             .await?;
         let prompt_len = prompt.len();
@@ -526,7 +527,12 @@ impl Provider for LocalEngine {
                 .await?
             }
             TokenizeInput::Messages(messages) => {
-                self.chat_prompt(messages, req.add_generation_prompt.unwrap_or(true), None)
+                // The prompt a chat request with these fields would get.
+                let reads_tools = self.template.as_ref().is_some_and(|t| t.reads_tools());
+                let tools = rendered_tools(req.tools.as_ref(), reads_tools)?;
+                let add_generation_prompt = req.add_generation_prompt.unwrap_or(true);
+                let kwargs = req.chat_template_kwargs.clone();
+                self.chat_prompt(messages, add_generation_prompt, tools, kwargs)
                     .await?
             }
         };

@@ -7,6 +7,7 @@ use frontend::ProviderError;
 use scheduler::{SamplingParams, StopParams};
 use serde_json::{Map, Value};
 
+use crate::chat_template::RenderExtras;
 use crate::structured::{self, Constraint, SpecSource};
 
 use super::{GenerationParams, LocalEngine};
@@ -110,12 +111,15 @@ pub(super) async fn off_the_runtime<T: Send + 'static>(
 impl LocalEngine {
     /// Renders `messages` with the model's chat template and tokenizes the
     /// result (special tokens come from the template itself), off the
-    /// async workers.
+    /// async workers. `tools` and `kwargs` (vLLM's
+    /// `chat_template_kwargs`, e.g. Qwen3's `enable_thinking`) go to the
+    /// template as given.
     pub(super) async fn chat_prompt(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
         tools: Option<Value>,
+        kwargs: Option<serde_json::Map<String, Value>>,
     ) -> Result<Vec<u32>, ProviderError> {
         let template = self.template.clone().ok_or_else(|| {
             ProviderError::invalid(
@@ -144,11 +148,16 @@ impl LocalEngine {
             .collect();
         let tokenizer = self.tokenizer.clone();
         off_the_runtime(move || {
+            let extras = RenderExtras {
+                tools: tools.as_ref(),
+                kwargs: kwargs.as_ref(),
+                ..RenderExtras::default()
+            };
             let text = template
-                .render(
+                .render_with(
                     &serde_json::Value::Array(messages),
                     add_generation_prompt,
-                    tools.as_ref(),
+                    extras,
                 )
                 .map_err(|e| ProviderError::invalid("messages", format!("chat template: {e}")))?;
             tokenizer

@@ -72,20 +72,7 @@ impl ToolPlan {
             (false, Some(ToolChoice::None)) => return Ok(off),
             (false, choice) => choice.unwrap_or(ToolChoice::Auto),
         };
-        if !template_reads_tools {
-            return Err(ProviderError::invalid(
-                "tools",
-                "this model's chat template does not support tools; start the server with a \
-                 --chat-template that renders them",
-            ));
-        }
-        let template_tools = Some(Value::Array(
-            req.tools
-                .as_ref()
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default(),
-        ));
+        let template_tools = rendered_tools(req.tools.as_ref(), template_reads_tools)?;
         let (mode, grammar) = match choice {
             ToolChoice::Auto => {
                 let parser = settings
@@ -128,6 +115,26 @@ impl ToolPlan {
             grammar,
         })
     }
+}
+
+/// `tools` as the chat template receives them, checked as a request's
+/// are; refused when the template never reads them (they would vanish
+/// from the prompt).
+pub(super) fn rendered_tools(
+    tools: Option<&Value>,
+    template_reads_tools: bool,
+) -> Result<Option<Value>, ProviderError> {
+    if request_shapes::tools(tools)?.is_empty() {
+        return Ok(None);
+    }
+    if !template_reads_tools {
+        return Err(ProviderError::invalid(
+            "tools",
+            "this model's chat template does not support tools; start the server with a \
+             --chat-template that renders them",
+        ));
+    }
+    Ok(tools.cloned())
 }
 
 fn grammar(param: &str, schema: Value) -> SpecSource {

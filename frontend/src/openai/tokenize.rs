@@ -31,6 +31,9 @@ pub struct TokenizeRequest {
     /// Chat form: extra template variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template_kwargs: Option<Map<String, Value>>,
+    /// Chat form: tools, rendered as a chat request's are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Value>,
     /// Other fields; ignored.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
