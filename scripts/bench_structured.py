@@ -18,7 +18,9 @@ after the forward pass, and advancing the grammars).
 Goal (issue 17): constrained TPOT within 10% of unconstrained.
 
 Usage: python scripts/bench_structured.py [--output-len 64] [--binary PATH]
-Writes bench/results/structured_cpu.json.
+       [--device cpu|cuda] [--dtype f32|bf16|f16] [--out PATH]
+Writes bench/results/structured_<device>.json (scripts/gpu_check.sh runs it
+on a lent GPU in bf16, where the bitmasks overlap the forward pass).
 """
 import argparse
 import json
@@ -83,7 +85,13 @@ def main():
     ap.add_argument("--output-len", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--binary", default=str(ROOT / "target/release/engine"))
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16", "f16"])
+    ap.add_argument("--out", help="result JSON (default bench/results/structured_<device>.json)")
     args = ap.parse_args()
+    device_args = ["--device", args.device, "--dtype", args.dtype]
+    if args.device == "cuda":
+        device_args += ["--gpu-memory-utilization", "0.5"]
     # Disjoint prompts per run: a repeated prompt would hit the prefix
     # cache and favour whichever arm runs second.
     texts = [p for p, _ in bench_serve.make_requests(
@@ -91,7 +99,7 @@ def main():
     warmup, sets = texts[:2], [texts[2 + i * args.num_prompts:2 + (i + 1) * args.num_prompts]
                                for i in range(4)]
     port = free_port()
-    server = start_server(Path(args.binary), port, [])
+    server = start_server(Path(args.binary), port, device_args)
     runs = {"free": [], "json_schema": []}
     try:
         drive(args, port, 2, warmup, CONSTRAINED)
@@ -105,7 +113,8 @@ def main():
     mean = {k: {m: statistics.fmean(r[m] for r in rs) for m in rs[0] if m not in ("errors",)}
             for k, rs in runs.items()}
     ratio = mean["json_schema"]["tpot_ms"] / mean["free"]["tpot_ms"]
-    print(f"SmolLM2, {args.concurrency} concurrent, {args.output_len} tokens each, "
+    print(f"SmolLM2 on {args.device} ({args.dtype}), {args.concurrency} concurrent, "
+          f"{args.output_len} tokens each, "
           f"{args.num_prompts} requests per run, 2 runs per arm, disjoint prompts")
     print(f"{'':14}{'TPOT ms':>10}{'tok/s':>10}{'bitmask ms/step':>17}"
           f"{'grammar ms/step':>17}{'forward ms/step':>17}")
@@ -116,11 +125,11 @@ def main():
     print("bitmask: computing the masks (beside the forward pass on an accelerator, before "
           "the step on CPU); grammar: the part on the step's critical path")
     print(f"constrained / free TPOT: {ratio:.3f} (goal <= 1.10); failed requests: {failed}")
-    out = ROOT / "bench" / "results" / "structured_cpu.json"
+    out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"structured_{args.device}.json"
     out.write_text(json.dumps({
         "benchmark": "TPOT with a JSON schema on every request vs unconstrained, same server "
                      "and run (scripts/bench_structured.py)",
-        "machine": machine("cpu"), "params": vars(args),
+        "machine": machine(args.device), "params": vars(args),
         "schema": SCHEMA, "runs": runs, "mean": mean, "tpot_ratio": ratio,
         "failed": failed,
     }, indent=2) + "\n")

@@ -12,7 +12,8 @@
 # gpu_check.json (with decode_cuda.json, serve_cuda.json, nccl_serve.json
 # and the full log) to $OUT, else bench/results/gpu/.
 #
-# GPU_CHECK_STEPS (default "parity nccl decode serve") picks what runs.
+# GPU_CHECK_STEPS (default "parity nccl decode serve structured") picks
+# what runs (structured: scripts/bench_structured.py in bf16).
 #
 # Carry .gpu/payload.tar.xz and one SmolLM2 half per call; a second call
 # on the warm machine finds the first half still there.
@@ -52,7 +53,7 @@ if [[ -f .gpu/model-a && -f .gpu/model-b ]]; then
 fi
 
 steps=()
-wanted=" ${GPU_CHECK_STEPS:-parity nccl decode serve} "
+wanted=" ${GPU_CHECK_STEPS:-parity nccl decode serve structured} "
 # step NAME SECONDS CMD...: runs CMD under a time limit, appends its output
 # to the log, and records NAME, exit status and seconds for the summary.
 step() {
@@ -116,7 +117,12 @@ if ((have_model)) && [[ $wanted == *" serve "* ]]; then
         --binary .gpu/bin/engine --out "$out/serve_cuda.json"
     cp /tmp/bench-serve-*.log "$out/serve_server.log" 2>/dev/null
 fi
-((have_model)) || { skip decode_bf16; skip serve_bf16; }
+# Structured outputs' cost where the bitmasks overlap the forward pass.
+if ((have_model)) && [[ $wanted == *" structured "* ]]; then
+    step structured_bf16 300 $py scripts/bench_structured.py --device cuda --dtype bf16 \
+        --binary .gpu/bin/engine --out "$out/structured_cuda.json"
+fi
+((have_model)) || { skip decode_bf16; skip serve_bf16; skip structured_bf16; }
 
 $py - "$out" "$log" "${steps[@]}" <<'PY'
 import json, re, sys
@@ -131,7 +137,7 @@ for row in rows:
 result["smollm2_parity_lines"] = re.findall(r"smollm2 parity: .*", log)
 result["nccl_lines"] = re.findall(r"(?:NCCL \d+\.\d+\.\d+ from .*|smollm2 nccl parity .*|nccl serve: .*"
                                   r"|two_rank_collectives_on_two_gpus: .*)", log)
-for name in ("decode_cuda", "serve_cuda", "nccl_serve"):
+for name in ("decode_cuda", "serve_cuda", "nccl_serve", "structured_cuda"):
     p = out / f"{name}.json"
     if p.exists():
         result[name] = json.loads(p.read_text())
