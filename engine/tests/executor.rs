@@ -60,32 +60,7 @@ const PROMPTS: [&[u32]; 2] = [&[1, 17, 42, 99, 3, 250, 7], &[1, 5, 6, 7, 8]];
 /// Two greedy requests: prefill together, then `steps` decode steps of
 /// deltas; returns each request's output tokens.
 fn generate(exec: &mut dyn Executor, steps: usize) -> Vec<Vec<u32>> {
-    let greedy = SamplingParams {
-        temperature: 0.0,
-        top_p: 1.0,
-        repetition_penalty: 1.0,
-        ..Default::default()
-    };
-    let blocks_per_req = 8u32;
-    let mut step = StepRequest::default();
-    for (i, p) in PROMPTS.iter().enumerate() {
-        let id = format!("r{i}");
-        step.new_requests.push(NewRequest {
-            req_id: id.clone(),
-            prompt_token_ids: p.to_vec(),
-            sampling: Some(greedy),
-            block_tables: one_table(
-                (0..blocks_per_req)
-                    .map(|b| i as u32 * blocks_per_req + b)
-                    .collect(),
-            ),
-            num_computed_tokens: 0,
-        });
-        step.scheduled.push(ScheduledTokens {
-            req_id: id,
-            num_tokens: p.len() as u32,
-        });
-    }
+    let mut step = prefill_step();
     let mut outputs = vec![Vec::new(); PROMPTS.len()];
     let mut computed: Vec<usize> = PROMPTS.iter().map(|p| p.len()).collect();
     for s in 0..=steps {
@@ -149,7 +124,7 @@ fn multiproc_matches_uniproc_and_shuts_down() {
     ));
 }
 
-/// The prefill step of [`PROMPTS`] alone (greedy), as step 1.
+/// The prefill step of [`PROMPTS`] (greedy), as step 1.
 fn prefill_step() -> StepRequest {
     let greedy = SamplingParams {
         temperature: 0.0,
