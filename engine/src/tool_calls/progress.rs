@@ -260,3 +260,38 @@ pub fn json_calls(text: &str) -> Vec<CallProgress> {
     calls.extend(call.and_then(|c| c.progress(text)));
     calls
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client can make the model write anything (a forced regex): deep
+    /// nesting, unclosed strings and stray closers are read without
+    /// recursion or panic, in time linear in the text.
+    #[test]
+    fn hostile_call_text_is_read_without_panic() {
+        let deep = "[".repeat(200_000);
+        assert!(json_calls(&deep).is_empty());
+        let args = format!(
+            r#"{{"name": "f", "arguments": {{"a": {}"#,
+            "[".repeat(100_000)
+        );
+        let calls = json_calls(&args);
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].name, "f");
+        assert!(!calls[0].arguments_done);
+        for text in [
+            "]]]}}}",
+            r#"{"name": "\"#,
+            "\"\\",
+            r#"{"name": 5, "arguments": {}}"#,
+            "é{\"é\"",
+        ] {
+            let _ = json_calls(text);
+            let _ = ToolCallParser::Mistral.progress(text);
+            let _ = ToolCallParser::Qwen3Coder.progress(text);
+        }
+        assert_eq!(json_value_end(&"]".repeat(10)), None);
+        assert_eq!(json_value_end(&format!("{}1", "[".repeat(50_000))), None);
+    }
+}
