@@ -16,8 +16,6 @@ pub mod executor;
 pub mod fuzz_harness;
 #[cfg(feature = "local")]
 pub mod generate;
-#[cfg(feature = "local")]
-pub mod generate_tp;
 pub mod generation_config;
 #[cfg(feature = "local")]
 pub mod local;

@@ -31,11 +31,6 @@ pub struct SamplingParams {
     pub repetition_penalty: f32,
     /// Number of top log-probabilities to return per token, if any.
     pub logprobs: Option<u32>,
-    /// Number of completions wanted. The scheduler runs each completion as
-    /// its own request (ids from `engine`); siblings share the prompt's
-    /// blocks through the prefix cache. Kept here for the worker and for a
-    /// later parent/child fan-out.
-    pub n: u32,
 }
 
 impl Default for SamplingParams {
@@ -50,7 +45,6 @@ impl Default for SamplingParams {
             frequency_penalty: 0.0,
             repetition_penalty: 1.0,
             logprobs: None,
-            n: 1,
         }
     }
 }

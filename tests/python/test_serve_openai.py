@@ -204,6 +204,30 @@ def test_bad_requests_get_openai_errors(server, body, status):
     assert err["message"] and err["type"]
 
 
+# A 1x1 red PNG.
+PNG_DATA_URL = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4"
+                "2mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
+
+
+def test_an_image_for_a_text_only_model_is_refused_not_dropped(server, client):
+    """An image part would otherwise vanish from the prompt and the model
+    answer a question the user did not ask."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=MODEL, max_tokens=4, messages=[{
+            "role": "user", "content": [
+                {"type": "text", "text": "What is in this picture?"},
+                {"type": "image_url", "image_url": {"url": PNG_DATA_URL}}]}])
+    assert "messages[0].content[1]" in str(refused.value) and "image_url" in str(refused.value)
+    # Anthropic's image block, through /v1/messages.
+    r = httpx.post(f"{server.base}/v1/messages", timeout=30, json={
+        "model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": PNG_DATA_URL.split(",", 1)[1]}},
+            {"type": "text", "text": "What is in this picture?"}]}]})
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == "error" and "image" in r.json()["error"]["message"]
+
+
 def test_malformed_json_and_server_keeps_serving(server, client):
     r = httpx.post(f"{server.base}/v1/chat/completions", content=b"{not json",
                    headers={"content-type": "application/json"}, timeout=10)

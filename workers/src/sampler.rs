@@ -17,8 +17,7 @@
 
 use std::collections::HashMap;
 
-/// Temperatures below this sample greedily (vLLM's `_SAMPLING_EPS`).
-pub const MIN_TEMPERATURE: f64 = 1e-5;
+pub use proto::sampling::MIN_TEMPERATURE;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -69,56 +68,22 @@ impl SamplingParams {
         }
     }
 
-    /// From the wire form. proto3 zeros mean "unset": `top_p` 0 and
-    /// `repetition_penalty` 0 are read as 1 (disabled).
-    pub fn from_proto(p: &proto::worker::SamplingParams) -> Self {
-        let or_one = |x: f32| if x <= 0.0 { 1.0 } else { f64::from(x) };
-        Self {
+    /// From the wire form, checked as [`proto::sampling::check`] defines
+    /// (proto3 zeros are unset: `top_p` and `repetition_penalty` 0 read as
+    /// 1). The error names the field.
+    pub fn from_proto(p: &proto::worker::SamplingParams) -> Result<Self, String> {
+        proto::sampling::check(p)?;
+        Ok(Self {
             temperature: f64::from(p.temperature),
             top_k: i64::from(p.top_k),
-            top_p: or_one(p.top_p),
+            top_p: f64::from(proto::sampling::top_p(p)),
             min_p: f64::from(p.min_p),
             presence_penalty: f64::from(p.presence_penalty),
             frequency_penalty: f64::from(p.frequency_penalty),
-            repetition_penalty: or_one(p.repetition_penalty),
+            repetition_penalty: f64::from(proto::sampling::repetition_penalty(p)),
             seed: p.seed,
             logprobs: p.logprobs,
-        }
-    }
-
-    /// Refuses values no sampler can honour (NaN, negative temperature,
-    /// probabilities outside `[0, 1]`).
-    pub fn validate(&self) -> Result<(), String> {
-        let finite = [
-            ("temperature", self.temperature),
-            ("top_p", self.top_p),
-            ("min_p", self.min_p),
-            ("presence_penalty", self.presence_penalty),
-            ("frequency_penalty", self.frequency_penalty),
-            ("repetition_penalty", self.repetition_penalty),
-        ];
-        if let Some((name, v)) = finite.iter().find(|(_, v)| !v.is_finite()) {
-            return Err(format!("{name} must be finite, got {v}"));
-        }
-        if self.temperature < 0.0 {
-            return Err(format!(
-                "temperature must be >= 0, got {}",
-                self.temperature
-            ));
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(format!("top_p must be in (0, 1], got {}", self.top_p));
-        }
-        if !(0.0..=1.0).contains(&self.min_p) {
-            return Err(format!("min_p must be in [0, 1], got {}", self.min_p));
-        }
-        if self.repetition_penalty <= 0.0 {
-            return Err(format!(
-                "repetition_penalty must be > 0, got {}",
-                self.repetition_penalty
-            ));
-        }
-        Ok(())
+        })
     }
 
     /// Whether this picks the argmax: temperature below
@@ -820,10 +785,6 @@ mod tests {
         };
         assert!(s.sample(&logits(), &[row]).is_err());
         assert!(s.sample(&logits().unsqueeze(0), &[row, row]).is_err());
-        assert!(params(|p| p.temperature = f64::NAN).validate().is_err());
-        assert!(params(|p| p.top_p = 0.0).validate().is_err());
-        assert!(params(|p| p.temperature = -1.0).validate().is_err());
-        assert!(params(|_| {}).validate().is_ok());
     }
 
     #[test]

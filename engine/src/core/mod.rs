@@ -180,8 +180,7 @@ impl EngineCoreHandle {
                 "token id {bad} is out of the model's vocabulary ({vocab})"
             )));
         }
-        workers::sampler::SamplingParams::from_proto(&step::sampling_to_wire(&request.sampling))
-            .validate()
+        proto::sampling::check(&step::sampling_to_wire(&request.sampling))
             .map_err(CoreError::Rejected)
     }
 

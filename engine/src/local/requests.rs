@@ -2,7 +2,9 @@
 //! vLLM define them (the model's own, `--generation-config`, first), prompts through the chat template, and the context
 //! length check.
 
-use frontend::openai::{ChatCompletionRequest, ChatMessage, CompletionRequest, StopSequences};
+use frontend::openai::{
+    ChatCompletionRequest, ChatMessage, CompletionRequest, MessageContent, StopSequences,
+};
 use frontend::ProviderError;
 use scheduler::{SamplingParams, StopParams};
 use serde_json::{Map, Value};
@@ -127,6 +129,7 @@ impl LocalEngine {
                 "this model has no chat template; use /v1/completions",
             )
         })?;
+        refuse_non_text_parts(messages)?;
         let messages: Vec<serde_json::Value> = messages
             .iter()
             .map(|m| {
@@ -244,7 +247,6 @@ impl LocalEngine {
             frequency_penalty: k.frequency_penalty.unwrap_or(0.0),
             repetition_penalty: k.repetition_penalty.or(d.repetition_penalty).unwrap_or(1.0),
             logprobs: k.logprobs,
-            n: k.n.unwrap_or(1).max(1) as u32,
         };
         let stop = StopParams {
             max_tokens,
@@ -256,7 +258,7 @@ impl LocalEngine {
         Ok(GenerationParams {
             request_id,
             prompt_token_ids,
-            n: sampling.n as usize,
+            n: k.n.unwrap_or(1).max(1) as usize,
             sampling,
             stop,
             stop_strings: k.stop.map(StopSequences::to_vec).unwrap_or_default(),
@@ -326,11 +328,32 @@ fn template_tool_calls(calls: &Value) -> Value {
     calls
 }
 
+/// The local models read text only: a part of another type (an image, an
+/// audio clip, a file) is refused with a 400 naming it, where dropping it
+/// would answer a question the user did not ask.
+fn refuse_non_text_parts(messages: &[ChatMessage]) -> Result<(), ProviderError> {
+    for (i, message) in messages.iter().enumerate() {
+        let Some(MessageContent::Parts(parts)) = &message.content else {
+            continue;
+        };
+        if let Some((j, part)) = parts.iter().enumerate().find(|(_, p)| p.kind != "text") {
+            return Err(ProviderError::invalid(
+                "messages",
+                format!(
+                    "messages[{i}].content[{j}] is a `{}` part; this model reads text parts only",
+                    part.kind
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `temperature`, or 0 (greedy) when it is below
-/// `workers::sampler::MIN_TEMPERATURE` (vLLM's `_SAMPLING_EPS`), so a
+/// [`proto::sampling::MIN_TEMPERATURE`] (vLLM's `_SAMPLING_EPS`), so a
 /// subnormal such as `1e-40` never reaches the sampler as a divisor.
 fn greedy_below_eps(temperature: f32) -> f32 {
-    if f64::from(temperature) < workers::sampler::MIN_TEMPERATURE {
+    if f64::from(temperature) < proto::sampling::MIN_TEMPERATURE {
         0.0
     } else {
         temperature

@@ -89,10 +89,9 @@ impl InputBatch {
             let params = new
                 .sampling
                 .as_ref()
-                .map(SamplingParams::from_proto)
-                .unwrap_or_default();
-            match params.validate() {
-                Ok(()) => new_params.push(Some(params)),
+                .map_or_else(|| Ok(SamplingParams::default()), SamplingParams::from_proto);
+            match params {
+                Ok(params) => new_params.push(Some(params)),
                 Err(reason) => {
                     refused.push(FailedRequest {
                         req_id: new.req_id.clone(),
