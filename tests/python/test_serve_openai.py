@@ -115,6 +115,8 @@ COUNT_PROMPTS = [f"Count from {i} to {i + 5}." for i in range(32)]
 # A greedy step whose top two logits are this close may flip with rounding
 # (the same bound as workers/tests/common.rs: two bf16 logit steps).
 TIE_GAP = 0.25
+# SmolLM2's end of sequence as top_logprobs names it.
+EOS = "<|im_end|>"
 
 
 def greedy_steps(client, prompt):
@@ -167,7 +169,16 @@ def test_32_concurrent_greedy_requests_equal_alone_up_to_near_ties(client):
                 flips.append((i, n))
                 break
         else:
-            assert (len(got), got_finish) == (len(want), want_finish), i
+            if (len(got), got_finish) != (len(want), want_finish):
+                # A flip to the end of sequence: its token is not among
+                # the returned ones, so the step it took is the one after
+                # the last, and the solo run had to nearly tie it there.
+                n = len(got)
+                assert got_finish == "stop" and n < len(want), (i, got_finish, n)
+                w, top = want[n]
+                assert EOS in top and top[w] - top[EOS] <= TIE_GAP, \
+                    f"prompt {i} step {n}: stopped where alone gave {w!r} with top-2 {top}"
+                flips.append((i, n))
     print(f"near-tie flips (prompt, step): {flips}")
 
 
