@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use prometheus::{CounterVec, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
+use prometheus::{
+    Counter, CounterVec, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry,
+};
 use proto::worker::StepTimings;
 
 /// Handles to every engine metric, registered in the server's registry.
@@ -30,6 +32,9 @@ pub struct EngineMetrics {
     pub step_phase_seconds: CounterVec,
     /// Steps run (the divisor of `step_phase_seconds`).
     pub steps: IntCounter,
+    /// `step_phase_seconds`' series, looked up once: every step adds to
+    /// all seven.
+    phases: PhaseCounters,
     /// Seconds computing structured outputs' allowed-token bitmasks,
     /// beside the forward pass (not a step phase: only what the sampling
     /// rank waited for is, in `grammar`).
@@ -46,6 +51,35 @@ const STEP_PHASES: [&str; 7] = [
     "sample",
     "output",
 ];
+
+/// One series of `engine:step_phase_seconds_total` per phase.
+#[derive(Clone)]
+struct PhaseCounters {
+    schedule: Counter,
+    grammar: Counter,
+    transport: Counter,
+    prepare: Counter,
+    forward: Counter,
+    sample: Counter,
+    output: Counter,
+}
+
+impl PhaseCounters {
+    /// Creates every phase's series, so a scrape before the first step
+    /// already lists them at 0.
+    fn of(vec: &CounterVec) -> Self {
+        let phase = |name: &str| vec.with_label_values(&[name]);
+        Self {
+            schedule: phase(STEP_PHASES[0]),
+            grammar: phase(STEP_PHASES[1]),
+            transport: phase(STEP_PHASES[2]),
+            prepare: phase(STEP_PHASES[3]),
+            forward: phase(STEP_PHASES[4]),
+            sample: phase(STEP_PHASES[5]),
+            output: phase(STEP_PHASES[6]),
+        }
+    }
+}
 
 /// Where one step's time went, as the engine core measured it.
 pub struct StepPhases {
@@ -82,6 +116,15 @@ impl EngineMetrics {
             0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
             10.0, 20.0, 40.0, 80.0,
         ];
+        let step_phase_seconds = CounterVec::new(
+            opts(
+                "engine:step_phase_seconds_total",
+                "Seconds of engine steps by phase: schedule, grammar (structured outputs: \
+                 waiting for bitmasks, advancing grammars), transport (the executor round trip less the worker's phases), \
+                 prepare, forward, sample, output.",
+            ),
+            &["phase"],
+        )?;
         let m = Self {
             num_requests_running: IntGauge::with_opts(opts(
                 "vllm:num_requests_running",
@@ -134,15 +177,8 @@ impl EngineMetrics {
                 "vllm:request_success_total",
                 "Requests finished normally.",
             ))?,
-            step_phase_seconds: CounterVec::new(
-                opts(
-                    "engine:step_phase_seconds_total",
-                    "Seconds of engine steps by phase: schedule, grammar (structured outputs: \
-                     waiting for bitmasks, advancing grammars), transport (the executor round trip less the worker's phases), \
-                     prepare, forward, sample, output.",
-                ),
-                &["phase"],
-            )?,
+            phases: PhaseCounters::of(&step_phase_seconds),
+            step_phase_seconds,
             steps: IntCounter::with_opts(opts("engine:steps_total", "Engine steps run."))?,
             bitmask_seconds: prometheus::Counter::with_opts(opts(
                 "engine:grammar_bitmask_seconds_total",
@@ -163,11 +199,6 @@ impl EngineMetrics {
         registry.register(Box::new(m.time_per_output_token.clone()))?;
         registry.register(Box::new(m.e2e_request_latency.clone()))?;
         registry.register(Box::new(m.request_success.clone()))?;
-        // Every phase from the start, at 0, so a scrape before the first
-        // step already lists them.
-        for phase in STEP_PHASES {
-            m.step_phase_seconds.with_label_values(&[phase]);
-        }
         registry.register(Box::new(m.step_phase_seconds.clone()))?;
         registry.register(Box::new(m.steps.clone()))?;
         registry.register(Box::new(m.bitmask_seconds.clone()))?;
@@ -189,20 +220,14 @@ impl EngineMetrics {
         let forward = worker(step.worker.forward_us);
         let bitmask_wait = worker(step.worker.bitmask_wait_us);
         let sample = worker(step.worker.sample_us);
-        let phases = [
-            ("schedule", step.schedule.as_secs_f64()),
-            ("grammar", step.grammar.as_secs_f64() + bitmask_wait),
-            ("prepare", prepare),
-            ("forward", forward),
-            ("sample", sample),
-            ("transport", left),
-            ("output", step.output.as_secs_f64()),
-        ];
-        for (phase, secs) in phases {
-            self.step_phase_seconds
-                .with_label_values(&[phase])
-                .inc_by(secs);
-        }
+        let c = &self.phases;
+        c.schedule.inc_by(step.schedule.as_secs_f64());
+        c.grammar.inc_by(step.grammar.as_secs_f64() + bitmask_wait);
+        c.prepare.inc_by(prepare);
+        c.forward.inc_by(forward);
+        c.sample.inc_by(sample);
+        c.transport.inc_by(left);
+        c.output.inc_by(step.output.as_secs_f64());
         self.steps.inc();
     }
 }
