@@ -1,5 +1,6 @@
-//! C++/CUDA ops built against the libtorch headers (paged attention, fused
-//! MoE, norms, rotary), each with a CPU reference, behind the `cuda` feature.
-//!
-//! Empty until a later issue fills it: the CPU build must never need nvcc, so
-//! the reference attention backend lives in `workers` as plain torch ops.
+//! Compute kernels that torch does not offer. Today: the CPU product of
+//! an int8 block-quantized matrix with f32 activations and f32 results
+//! ([`q8_matmul`]), for the LM head of a quantized model. Pure Rust: the
+//! CPU build never needs a C++ or CUDA compiler.
+
+pub mod q8_matmul;

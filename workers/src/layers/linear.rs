@@ -170,11 +170,12 @@ pub enum Feeds {
     /// anyway.
     Hidden,
     /// The vocabulary logits. Under `--quantization gguf` these stay in
-    /// the model's dtype: torch's int8 product returns bf16, whose logits
+    /// f32, never bf16: torch's int8 product returns bf16, whose logits
     /// at SmolLM2's scale (16 to 32) are 0.125 apart and tie (tried on its
-    /// Q8_0 head: 3.4 -> 1.0 ms a token on 2 cores, but the last-position
-    /// logits moved 0.65 from transformers', past the stated 0.6, and
-    /// greedy steps flipped on exact ties).
+    /// Q8_0 head: the last-position logits moved 0.65 from transformers',
+    /// past the stated 0.6, and greedy steps flipped on exact ties). One-row
+    /// products read an int8 block copy through our own kernel, which
+    /// returns f32 ([`LinearWeight::logits`]).
     Logits,
 }
 
@@ -195,6 +196,7 @@ pub fn dense_weight(
         Quantization::Gguf if feeds == Feeds::Hidden && quantized_in_file() => {
             LinearWeight::int8(dense)
         }
+        Quantization::Gguf if feeds == Feeds::Logits => LinearWeight::logits(dense),
         Quantization::None | Quantization::Gguf => Ok(LinearWeight::Dense(dense)),
     }
 }

@@ -20,10 +20,17 @@
 //! [`BATCHED_MIN_ROWS`] rows or more: prefill chunks and large decode
 //! batches), and one-row decode keeps reading the 4-bit form.
 
-use tch::{Kind, TchError, Tensor};
+use kernels::q8_matmul::Q8Matrix;
+use tch::{Device, Kind, TchError, Tensor};
 
 use crate::weights::Int4Weight;
 use model_files::gguf::INT4_GROUP_SIZE;
+
+/// Products of at most this many rows read a logits matrix's int8 copy:
+/// measured on SmolLM2's 49152 x 576 head (2 AVX-512 cores), the int8
+/// kernel takes 4.4 ms for one row and 7.5 for two, MKL's f32 GEMM 11 and
+/// 12; from four rows on the f32 GEMM is faster.
+pub const Q8_MAX_ROWS: i64 = 2;
 
 /// Products of this many rows or more read an int4 matrix's bf16 copy.
 pub const BATCHED_MIN_ROWS: i64 = 16;
@@ -46,6 +53,12 @@ pub enum LinearWeight {
     },
     /// `[out, in]` int8 and one bf16 scale per output row.
     Int8 { weight: Tensor, scales: Tensor },
+    /// The vocabulary logits of a quantized model on the CPU: f32 `[out,
+    /// in]` for products of many rows, and the same weights as int8 blocks
+    /// of 32 (Q8_0; exactly the file's values when the file held Q8_0)
+    /// for one-row decode, whose product reads a quarter of the bytes and
+    /// still returns f32 logits ([`kernels::q8_matmul`]).
+    Logits { dense: Tensor, q8: Q8Matrix },
 }
 
 impl LinearWeight {
@@ -111,10 +124,34 @@ impl LinearWeight {
         })
     }
 
+    /// Keeps `dense` (f32 on the CPU, inputs a multiple of 32) with an
+    /// int8 block copy for one-row products; anything else stays dense.
+    pub fn logits(dense: Tensor) -> Result<Self, TchError> {
+        let size = dense.size();
+        let (&[rows, cols], Kind::Float, Device::Cpu) =
+            (size.as_slice(), dense.kind(), dense.device())
+        else {
+            return Ok(Self::Dense(dense));
+        };
+        let values = Vec::<f32>::try_from(&dense.f_contiguous()?.f_view([-1])?)?;
+        match Q8Matrix::quantize(&values, rows as usize, cols as usize) {
+            Ok(q8) => Ok(Self::Logits { dense, q8 }),
+            Err(_) => Ok(Self::Dense(dense)),
+        }
+    }
+
     /// `x W^T`, `[tokens, out]`, in `x`'s dtype.
     pub fn matmul(&self, x: &Tensor) -> Result<Tensor, TchError> {
         match self {
             Self::Dense(w) => x.f_linear::<&Tensor>(w, None),
+            Self::Logits { q8, .. }
+                if rows(x) <= Q8_MAX_ROWS
+                    && x.kind() == Kind::Float
+                    && x.device() == Device::Cpu =>
+            {
+                q8_product(q8, x)
+            }
+            Self::Logits { dense, .. } => x.f_linear::<&Tensor>(dense, None),
             Self::Int4 { batched, .. } if rows(x) >= BATCHED_MIN_ROWS => {
                 bf16_product(x, |x| x.f_linear::<&Tensor>(batched, None))
             }
@@ -143,6 +180,21 @@ impl LinearWeight {
             _ => residual.f_add(&self.matmul(x)?),
         }
     }
+}
+
+/// `x W^T` through the int8 block kernel, on torch's thread count.
+fn q8_product(q8: &Q8Matrix, x: &Tensor) -> Result<Tensor, TchError> {
+    let rows = rows(x);
+    let values = Vec::<f32>::try_from(&x.f_contiguous()?.f_view([-1])?)?;
+    let threads = usize::try_from(tch::utils::get_num_threads()).unwrap_or(1);
+    let out = q8
+        .matmul(&values, rows as usize, threads)
+        .map_err(|e| TchError::Kind(e.to_string()))?;
+    let mut size = x.size();
+    if let Some(last) = size.last_mut() {
+        *last = q8.rows() as i64;
+    }
+    Tensor::f_from_slice(&out)?.f_view(size.as_slice())
 }
 
 /// The rows of `x` (all but its last dimension).
@@ -203,6 +255,31 @@ mod tests {
                 "int4 off by more than bf16 rounding at {rows} rows"
             );
         }
+    }
+
+    /// Logits: one row through the int8 block copy, within its rounding
+    /// of the f32 product, still in f32; many rows through the f32 matrix
+    /// itself, bit for bit.
+    #[test]
+    fn logits_of_one_row_read_the_int8_copy_and_stay_f32() {
+        tch::manual_seed(0);
+        let opts = (Kind::Float, Device::Cpu);
+        let dense = Tensor::randn([100, 64], opts) * 0.05;
+        let head = LinearWeight::logits(dense.shallow_clone()).unwrap();
+        assert!(matches!(head, LinearWeight::Logits { .. }));
+        let one = Tensor::randn([1, 64], opts);
+        let got = head.matmul(&one).unwrap();
+        assert_eq!((got.kind(), got.size()), (Kind::Float, vec![1, 100]));
+        let want = one.linear::<&Tensor>(&dense, None);
+        let scale = want.abs().max().double_value(&[]);
+        assert!(max_abs_diff(&got, &want) < 0.01 * scale);
+        assert!(max_abs_diff(&got, &want) > 0.0, "the int8 copy was not read");
+        let many = Tensor::randn([Q8_MAX_ROWS + 3, 64], opts);
+        let want = many.linear::<&Tensor>(&dense, None);
+        assert_eq!(max_abs_diff(&head.matmul(&many).unwrap(), &want), 0.0);
+        // A width the blocks cannot split stays dense.
+        let odd = LinearWeight::logits(Tensor::randn([4, 40], opts)).unwrap();
+        assert!(matches!(odd, LinearWeight::Dense(_)));
     }
 
     #[test]
