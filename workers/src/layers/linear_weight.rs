@@ -273,7 +273,10 @@ mod tests {
         let want = one.linear::<&Tensor>(&dense, None);
         let scale = want.abs().max().double_value(&[]);
         assert!(max_abs_diff(&got, &want) < 0.01 * scale);
-        assert!(max_abs_diff(&got, &want) > 0.0, "the int8 copy was not read");
+        assert!(
+            max_abs_diff(&got, &want) > 0.0,
+            "the int8 copy was not read"
+        );
         let many = Tensor::randn([Q8_MAX_ROWS + 3, 64], opts);
         let want = many.linear::<&Tensor>(&dense, None);
         assert_eq!(max_abs_diff(&head.matmul(&many).unwrap(), &want), 0.0);
